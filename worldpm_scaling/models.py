@@ -1,0 +1,205 @@
+"""Model catalogue: transformer shapes and the parameter counts computed from them.
+
+The paper trains reward models on Qwen2.5 bases 1.5B, 7B and 72B (arXiv 2505.10527, abstract and the
+experimental setup of §2); the whole family is listed so sweeps can interpolate. Shapes are the
+`config.json` values of the released Qwen2.5 base checkpoints; tests check the counts computed here
+against the totals the Qwen2.5 model cards publish. Tiny shapes train on a CPU for demos and tests.
+
+Counts are of the *language model* (embedding, decoder layers, final norm, LM head when untied),
+matching the published numbers. A reward model drops the LM head and adds a small scalar head; the
+planner uses `params_non_embedding`, which is the same for both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelShape:
+    """A Qwen2-architecture decoder: the numbers that fix its size and compute."""
+
+    name: str
+    """Catalogue name (`qwen2.5-7b`, `tiny-s`, …) or a user-chosen label for an explicit shape."""
+    hidden: int
+    """Hidden size d."""
+    layers: int
+    """Number of decoder layers L."""
+    heads: int
+    """Attention (query) heads; head_dim = hidden / heads."""
+    kv_heads: int
+    """Key/value heads (grouped-query attention)."""
+    intermediate: int
+    """SwiGLU MLP inner size."""
+    vocab: int
+    """Vocabulary size of the embedding (and LM head)."""
+    tie_embeddings: bool = False
+    """Whether the LM head shares the embedding matrix (Qwen2.5 ≤ 3B do)."""
+    max_positions: int = 32768
+    """Largest position the rotary embedding is configured for."""
+    rope_theta: float = 1_000_000.0
+    """RoPE base (Qwen2.5 uses 1e6)."""
+    path: str | None = None
+    """A local checkpoint directory to start from (`from_pretrained`); None = random init."""
+
+    def __post_init__(self) -> None:
+        for f in ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab", "max_positions"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"{f} must be positive, got {getattr(self, f)}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads ({self.kv_heads})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def params_per_layer(self) -> int:
+        """One decoder layer: q/k/v with bias, o without, SwiGLU MLP, two RMSNorms."""
+        d, kv = self.hidden, self.kv_heads * self.head_dim
+        attention = (d * d + d) + 2 * (d * kv + kv) + d * d
+        mlp = 3 * d * self.intermediate
+        norms = 2 * d
+        return attention + mlp + norms
+
+    @property
+    def params_embedding(self) -> int:
+        """Input embedding plus the LM head when it is a separate matrix."""
+        emb = self.vocab * self.hidden
+        return emb if self.tie_embeddings else 2 * emb
+
+    @property
+    def params_non_embedding(self) -> int:
+        """N in C = 6·N·D: decoder layers and the final norm."""
+        return self.layers * self.params_per_layer + self.hidden
+
+    @property
+    def params_total(self) -> int:
+        return self.params_non_embedding + self.params_embedding
+
+    @property
+    def params_reward_model(self) -> int:
+        """Parameters a reward model holds: embedding, decoder, and the WorldPM MLP head h→h→1."""
+        head = self.hidden * self.hidden + self.hidden + self.hidden + 1
+        return self.vocab * self.hidden + self.params_non_embedding + head
+
+    def to_hf_config(self) -> dict:
+        """Keyword arguments for `transformers.Qwen2Config` that build this shape."""
+        return {
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "intermediate_size": self.intermediate,
+            "vocab_size": self.vocab,
+            "tie_word_embeddings": self.tie_embeddings,
+            "max_position_embeddings": self.max_positions,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": 1e-6,
+            "hidden_act": "silu",
+        }
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _qwen(name: str, hidden: int, layers: int, heads: int, kv: int, inter: int, vocab: int, tied: bool) -> ModelShape:
+    return ModelShape(name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv,
+                      intermediate=inter, vocab=vocab, tie_embeddings=tied, max_positions=131072)
+
+
+# Qwen2.5 base shapes: config.json of Qwen/Qwen2.5-{size} (hidden_size, num_hidden_layers,
+# num_attention_heads, num_key_value_heads, intermediate_size, vocab_size, tie_word_embeddings).
+# The paper uses 1.5B, 7B and 72B (arXiv 2505.10527, abstract: "models ranging from 1.5B to 72B").
+QWEN25: dict[str, ModelShape] = {
+    s.name: s
+    for s in (
+        _qwen("qwen2.5-0.5b", 896, 24, 14, 2, 4864, 151936, True),
+        _qwen("qwen2.5-1.5b", 1536, 28, 12, 2, 8960, 151936, True),
+        _qwen("qwen2.5-3b", 2048, 36, 16, 2, 11008, 151936, True),
+        _qwen("qwen2.5-7b", 3584, 28, 28, 4, 18944, 152064, False),
+        _qwen("qwen2.5-14b", 5120, 48, 40, 8, 13824, 152064, False),
+        _qwen("qwen2.5-32b", 5120, 64, 40, 8, 27648, 152064, False),
+        _qwen("qwen2.5-72b", 8192, 80, 64, 8, 29568, 152064, False),
+    )
+}
+
+# Published totals and non-embedding counts from the Qwen2.5 model cards ("Number of Parameters:
+# X; Number of Parameters (Non-Embedding): Y"), in billions, for the tests.
+QWEN25_PUBLISHED_B: dict[str, tuple[float, float]] = {
+    "qwen2.5-0.5b": (0.49, 0.36),
+    "qwen2.5-1.5b": (1.54, 1.31),
+    "qwen2.5-3b": (3.09, 2.77),
+    "qwen2.5-7b": (7.61, 6.53),
+    "qwen2.5-14b": (14.7, 13.1),
+    "qwen2.5-32b": (32.5, 31.0),
+    "qwen2.5-72b": (72.7, 70.0),
+}
+
+# Tiny shapes for CPU demos and tests: same architecture, small vocabulary (the demo's BPE is
+# trained here with `tokenizers`), tied embeddings. Roughly 1 M … 36 M parameters in all.
+TINY: dict[str, ModelShape] = {
+    s.name: s
+    for s in (
+        ModelShape(name="tiny-xs", hidden=64, layers=2, heads=4, kv_heads=2, intermediate=256,
+                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(name="tiny-s", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512,
+                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(name="tiny-m", hidden=256, layers=6, heads=8, kv_heads=2, intermediate=1024,
+                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(name="tiny-l", hidden=512, layers=8, heads=8, kv_heads=4, intermediate=2048,
+                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        # The trainer benchmark's model (hidden 128, 4 layers, vocab 32000), see bench/.
+        ModelShape(name="bench-qwen2", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512,
+                   vocab=32000, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+    )
+}
+
+CATALOGUE: dict[str, ModelShape] = {**QWEN25, **TINY}
+
+
+class UnknownModel(KeyError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"unknown model {self.name!r}; valid: {', '.join(CATALOGUE)}"
+
+
+def get(name: str) -> ModelShape:
+    """The catalogue shape called `name` (case-insensitive)."""
+    try:
+        return CATALOGUE[name.lower()]
+    except KeyError:
+        raise UnknownModel(name) from None
+
+
+def shape_from_checkpoint(path: str | Path, name: str | None = None) -> ModelShape:
+    """Read a local HF checkpoint's config.json into a shape that starts from those weights."""
+    p = Path(path)
+    cfg_file = p / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{cfg_file}: no config.json in the checkpoint directory")
+    cfg = json.loads(cfg_file.read_text())
+    try:
+        return ModelShape(
+            name=name or p.name,
+            hidden=cfg["hidden_size"],
+            layers=cfg["num_hidden_layers"],
+            heads=cfg["num_attention_heads"],
+            kv_heads=cfg.get("num_key_value_heads", cfg["num_attention_heads"]),
+            intermediate=cfg["intermediate_size"],
+            vocab=cfg["vocab_size"],
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            max_positions=cfg.get("max_position_embeddings", 32768),
+            rope_theta=float(cfg.get("rope_theta", 10000.0)),
+            path=str(p),
+        )
+    except KeyError as e:
+        raise ValueError(f"{cfg_file}: missing key {e.args[0]!r}") from None

@@ -1,0 +1,63 @@
+"""Names every layer agrees on: metric keys (the MLflow seam) and the WorldPM eval sets.
+
+Analysis reads only these keys, training writes only these keys; change them here or nowhere.
+"""
+
+from __future__ import annotations
+
+# -- metric keys (step = optimizer step) ------------------------------------------------------
+TRAIN_LOSS = "train/loss"
+TRAIN_ACC = "train/acc"
+TRAIN_GRAD_NORM = "train/grad_norm"  # before clipping
+TRAIN_LR = "train/lr"
+TRAIN_PAIRS_SEEN = "train/pairs_seen"
+TRAIN_TOKENS_SEEN = "train/tokens_seen"
+PERF_PAIRS_PER_S = "perf/pairs_per_s"
+PERF_TOKENS_PER_S = "perf/tokens_per_s"
+PERF_MFU = "perf/mfu"
+PERF_REAL_TOKEN_FRAC = "perf/real_token_frac"
+
+TRAIN_METRICS = (
+    TRAIN_LOSS, TRAIN_ACC, TRAIN_GRAD_NORM, TRAIN_LR, TRAIN_PAIRS_SEEN, TRAIN_TOKENS_SEEN,
+    PERF_PAIRS_PER_S, PERF_TOKENS_PER_S, PERF_MFU, PERF_REAL_TOKEN_FRAC,
+)
+
+
+def eval_loss(name: str) -> str:
+    """`eval/<set or category>/loss`."""
+    return f"eval/{name}/loss"
+
+
+def eval_acc(name: str) -> str:
+    """`eval/<set or category>/acc`."""
+    return f"eval/{name}/acc"
+
+
+def eval_phi(name: str, feature: str) -> str:
+    """`eval/<set>/phi_<feature>`: Phi between the model's preference and a style indicator
+    (`length` or `markdown`), see worldpm_scaling/style.py."""
+    return f"eval/{name}/phi_{feature}"
+
+
+STYLE_FEATURES = ("length", "markdown")
+
+# -- eval sets ------------------------------------------------------------------------------
+# The 12 WorldPM test sets in three categories (arXiv 2505.10527, evaluation setup; the names as
+# summarised in shared/notes/worldpm_paper.md). Files cannot be downloaded here: the data layer's
+# registry maps each name to an expected local file.
+CATEGORIES = ("adversarial", "objective", "subjective")
+
+EVAL_SETS: dict[str, str] = {
+    "rmbench_chat": "adversarial",
+    "offsetbias": "adversarial",
+    "rewardbench_chat_hard": "adversarial",
+    "ppe_mmlu_pro": "objective",
+    "ppe_gpqa": "objective",
+    "ppe_ifeval": "objective",
+    "ppe_math": "objective",
+    "ppe_mbpp_plus": "objective",
+    "ppe_humanevalpack": "objective",
+    "ppe_human_preference": "subjective",
+    "helpsteer2": "subjective",
+    "rmb": "subjective",
+}

@@ -1,0 +1,311 @@
+"""Pure planning: SweepSpec → RunSpecs with a cost per cell, before a GPU-hour is spent.
+
+Units are in the names: `pairs`, `tokens`, `flops`, `bytes`, `hours`. Nothing here touches the disk
+or a scheduler, so planning a 10,000-cell grid is a pure-CPU affair (see bench/plan_speed.py).
+
+Cost model (documented so a reader can check it):
+- Training FLOPs C = 6·N·D, N non-embedding parameters, D tokens (Kaplan et al. 2020); optionally the
+  attention term 12·L·d·T per token (PaLM, Chowdhery et al. 2022, app. B). Evaluation adds 2·N per
+  scored token at every milestone.
+- Memory per GPU under ZeRO (Rajbhandari et al. 2020) with mixed-precision Adam: bf16 weights 2Ψ,
+  bf16 grads 2Ψ, fp32 master + moments 12Ψ, partitioned by stage over G data-parallel ranks; ZeRO-3
+  adds a gathered-layer buffer. Activations per token per layer ≈ 16d + 4·kv + 8·i bytes (bf16, fused
+  SDPA, SwiGLU); with full activation checkpointing only the layer inputs (2d bytes) are kept, plus
+  one layer recomputed at a time. A reward head emits one scalar, so there is no vocab-sized logit
+  tensor. Fixed overhead 2 GiB (CUDA context, communication buffers), 10% fragmentation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from .config import ClusterSpec, Resources, RunSpec, SweepSpec, TrainSpec, cell_id_of, to_plain
+from .models import ModelShape
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class GPUType:
+    name: str
+    memory_bytes: float
+    peak_flops: float
+    """Dense bf16 peak, FLOP/s."""
+
+
+# Vendor datasheets: A100 SXM 312 TFLOP/s bf16 dense; H100 SXM and H200 989 TFLOP/s bf16 dense.
+GPUS: dict[str, GPUType] = {
+    "A100-40G": GPUType("A100-40G", 40 * GIB, 312e12),
+    "A100-80G": GPUType("A100-80G", 80 * GIB, 312e12),
+    "H100-80G": GPUType("H100-80G", 80 * GIB, 989e12),
+    "H200": GPUType("H200", 141 * GIB, 989e12),
+}
+
+OVERHEAD_BYTES = 2 * GIB
+FRAGMENTATION = 1.10
+USABLE_FRACTION = 0.92  # leave headroom below the card's capacity
+
+
+class PlanError(ValueError):
+    """A cell that cannot be planned (e.g. fits no GPU count); names the cell and the field."""
+
+    def __init__(self, message: str, *, path: str = ""):
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.args[0]}" if self.path else self.args[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Memory:
+    """Bytes per GPU, by component."""
+
+    weights: float
+    grads: float
+    optimizer: float
+    activations: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return (self.weights + self.grads + self.optimizer + self.activations) * FRAGMENTATION + self.overhead
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellCost:
+    pairs: int
+    tokens: float
+    flops: float
+    """Training + evaluation FLOPs."""
+    flops_attention: float
+    """The attention term alone (included in `flops` only when asked)."""
+    memory: Memory
+    gpus: int
+    nodes: int
+    hours: float
+    """Predicted wall-clock at the profile's MFU."""
+    gpu_hours: float
+    time_limit_minutes: int
+    segments: int
+    """SLURM allocations the cell needs at the partition's time limit (≥ 2 means requeues)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    sweep: SweepSpec
+    runs: tuple[RunSpec, ...]
+    costs: tuple[CellCost, ...]
+    grid_gpu_hours: float
+    """What independent runs for every (model, milestone) would cost (grid mode)."""
+
+    @property
+    def total_gpu_hours(self) -> float:
+        return sum(c.gpu_hours for c in self.costs)
+
+    @property
+    def total_flops(self) -> float:
+        return sum(c.flops for c in self.costs)
+
+    @property
+    def milestone_saving(self) -> float:
+        """Grid-mode GPU-hours ÷ this plan's (1.0 when the sweep is already grid mode)."""
+        return self.grid_gpu_hours / self.total_gpu_hours if self.total_gpu_hours else 1.0
+
+    def rows(self) -> list[dict]:
+        """One flat dict per cell: what `wps plan --format json|csv` prints."""
+        out = []
+        for r, c in zip(self.runs, self.costs):
+            out.append({
+                "index": r.index, "cell_id": r.cell_id, "model": r.model.name,
+                "params_non_embedding": r.model.params_non_embedding,
+                "params_total": r.model.params_total, "seed": r.seed,
+                "pairs": c.pairs, "milestones": len(r.milestones), "tokens": int(c.tokens),
+                "flops": c.flops, "zero_stage": r.resources.zero_stage,
+                "mem_gib_per_gpu": round(c.memory.total / GIB, 2), "gpu_type": r.resources.gpu_type,
+                "gpus": c.gpus, "nodes": c.nodes, "grad_accum": r.resources.grad_accum,
+                "hours": round(c.hours, 4), "gpu_hours": round(c.gpu_hours, 4),
+                "time_limit_minutes": c.time_limit_minutes, "segments": c.segments,
+            })
+        return out
+
+    def totals(self) -> dict:
+        return {"cells": len(self.runs), "flops": self.total_flops,
+                "gpu_hours": round(self.total_gpu_hours, 3),
+                "grid_mode_gpu_hours": round(self.grid_gpu_hours, 3),
+                "milestone_saving": round(self.milestone_saving, 3)}
+
+
+# ---------------------------------------------------------------------------------------------
+# cost pieces (pure)
+
+
+def training_flops(model: ModelShape, tokens: float, *, ctx_len: int, attention: bool = False) -> float:
+    """6·N·D, plus 12·L·d·T per token when `attention`."""
+    f = 6.0 * model.params_non_embedding * tokens
+    if attention:
+        f += attention_flops(model, tokens, ctx_len=ctx_len)
+    return f
+
+
+def attention_flops(model: ModelShape, tokens: float, *, ctx_len: int) -> float:
+    return 12.0 * model.layers * model.hidden * ctx_len * tokens
+
+
+def memory_per_gpu(model: ModelShape, train: TrainSpec, *, gpus: int, zero_stage: int,
+                   tokens_per_micro: float) -> Memory:
+    psi = model.params_reward_model
+    if train.precision == "bf16":
+        w, g, o = 2.0 * psi, 2.0 * psi, 12.0 * psi
+    else:
+        w, g, o = 4.0 * psi, 4.0 * psi, 8.0 * psi
+    if zero_stage >= 1:
+        o /= gpus
+    if zero_stage >= 2:
+        g /= gpus
+    if zero_stage >= 3:
+        w /= gpus
+        w += 2 * 2.0 * model.params_per_layer  # gathered layer + prefetch
+    if train.offload in ("optimizer", "optimizer+params"):
+        o = 0.0
+    if train.offload == "optimizer+params" and zero_stage >= 3:
+        w = 2 * 2.0 * model.params_per_layer
+    d, kv, i = model.hidden, model.kv_heads * model.head_dim, model.intermediate
+    per_token_layer = 16 * d + 4 * kv + 8 * i
+    if train.activation_checkpointing:
+        act = tokens_per_micro * (2 * d * model.layers + per_token_layer)
+    else:
+        act = tokens_per_micro * per_token_layer * model.layers
+    return Memory(weights=w, grads=g, optimizer=o, activations=act, overhead=OVERHEAD_BYTES)
+
+
+def _candidates(cluster: ClusterSpec) -> list[int]:
+    """GPU counts a cell may take: 1, 2, 4 … within a node, then whole nodes."""
+    per = cluster.gpus_per_node
+    within = [g for g in (1, 2, 4, 8, 16) if g < per] + [per]
+    return within + [per * n for n in range(2, cluster.max_nodes + 1)]
+
+
+def _device(cluster: ClusterSpec) -> GPUType:
+    if cluster.gpu_type == "cpu":
+        mem = (cluster.mem_gb_per_task or 8.0) * 1e9
+        return GPUType("cpu", mem, cluster.cpu_gflops * 1e9)
+    return GPUS[cluster.gpu_type]
+
+
+def cost_cell(model: ModelShape, pairs: int, milestones: tuple[int, ...], spec: SweepSpec, *,
+              attention: bool = False, path: str = "") -> tuple[CellCost, Resources]:
+    """Cost and resources of one run of `model` over `pairs` pairs."""
+    train, cluster = spec.train, spec.cluster
+    tpp = float(spec.data.tokens_per_pair or 0)
+    tokens = pairs * tpp * train.epochs
+    flops_attn = attention_flops(model, tokens, ctx_len=train.ctx_len)
+    flops = training_flops(model, tokens, ctx_len=train.ctx_len, attention=attention)
+    eval_tokens = len(milestones) * len(spec.eval.sets) * (spec.eval.max_pairs_per_set or spec.eval.plan_pairs_per_set) * tpp
+    flops += 2.0 * model.params_non_embedding * eval_tokens
+    dev = _device(cluster)
+    zero = train.zero_stage if cluster.gpu_type != "cpu" else min(train.zero_stage, 3)
+    tokens_per_micro = train.micro_batch_pairs * tpp
+    fit = None
+    for g in _candidates(cluster):
+        mem = memory_per_gpu(model, train, gpus=g, zero_stage=zero, tokens_per_micro=tokens_per_micro)
+        if mem.total <= dev.memory_bytes * USABLE_FRACTION:
+            fit = (g, mem)
+            break
+    if fit is None:
+        g_max = _candidates(cluster)[-1]
+        mem = memory_per_gpu(model, train, gpus=g_max, zero_stage=zero, tokens_per_micro=tokens_per_micro)
+        raise PlanError(
+            f"{model.name} at ZeRO-{zero} needs {mem.total / GIB:.1f} GiB per {dev.name} even on "
+            f"{g_max} GPUs ({cluster.max_nodes} nodes × {cluster.gpus_per_node}); raise "
+            f"cluster.max_nodes, train.zero_stage, enable train.offload/activation_checkpointing, "
+            f"or lower train.micro_batch_pairs", path=path or "models")
+    gpus, mem = fit
+
+    def hours_on(n: int) -> float:
+        return flops / (n * dev.peak_flops * cluster.mfu) / 3600.0
+
+    if cluster.target_hours is not None:
+        for g in _candidates(cluster):
+            if g >= gpus:
+                gpus = g
+                if hours_on(g) <= cluster.target_hours:
+                    break
+        mem = memory_per_gpu(model, train, gpus=gpus, zero_stage=zero, tokens_per_micro=tokens_per_micro)
+    hours = hours_on(gpus)
+    per_node = min(gpus, cluster.gpus_per_node)
+    nodes = math.ceil(gpus / per_node)
+    wall_minutes = hours * 60.0 * cluster.time_margin + 10.0  # start-up, checkpoint, eval slack
+    limit = int(min(math.ceil(wall_minutes), cluster.max_time_hours * 60))
+    segments = max(1, math.ceil(wall_minutes / (cluster.max_time_hours * 60)))
+    accum = max(1, math.ceil(train.global_batch_pairs / (gpus * train.micro_batch_pairs)))
+    res = Resources(gpu_type=cluster.gpu_type, nodes=nodes, gpus_per_node=per_node,
+                    cpus_per_task=cluster.cpus_per_task, mem_gb_per_task=cluster.mem_gb_per_task,
+                    time_limit_minutes=limit, zero_stage=zero, grad_accum=accum)
+    cost = CellCost(pairs=pairs, tokens=tokens, flops=flops, flops_attention=flops_attn, memory=mem,
+                    gpus=gpus, nodes=nodes, hours=hours, gpu_hours=hours * gpus,
+                    time_limit_minutes=limit, segments=segments)
+    return cost, res
+
+
+def _identity(spec: SweepSpec, model: ModelShape, pairs: int, milestones: tuple[int, ...], seed: int) -> dict:
+    return {"sweep": spec.name, "model": to_plain(model), "data": to_plain(spec.data), "pairs": pairs,
+            "milestones": list(milestones), "train": to_plain(spec.train), "eval": to_plain(spec.eval),
+            "seed": seed}
+
+
+def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
+    """Expand a sweep into runs (milestone or grid mode) and price each one."""
+    milestones = spec.milestone_pairs()
+    runs: list[RunSpec] = []
+    costs: list[CellCost] = []
+    cache: dict[tuple[str, int, int], tuple[CellCost, Resources]] = {}
+
+    def priced(mi: int, model: ModelShape, pairs: int, ms: tuple[int, ...]) -> tuple[CellCost, Resources]:
+        key = (model.name, pairs, len(ms))
+        if key not in cache:
+            cache[key] = cost_cell(model, pairs, ms, spec, attention=attention, path=f"models[{mi}]")
+        return cache[key]
+
+    for mi, model in enumerate(spec.models):
+        cells = ([(milestones[-1], milestones)] if spec.mode == "milestones"
+                 else [(p, tuple(m for m in milestones if m <= p)) for p in milestones])
+        for pairs, ms in cells:
+            cost, res = priced(mi, model, pairs, ms)
+            for seed in spec.seeds:
+                cid = cell_id_of(_identity(spec, model, pairs, ms, seed))
+                runs.append(RunSpec(sweep=spec.name, cell_id=cid, index=len(runs), model=model,
+                                    data=spec.data, pairs=pairs, milestones=ms, train=spec.train,
+                                    eval=spec.eval, seed=seed, tracking=spec.tracking, resources=res,
+                                    out_dir=f"{spec.output_dir}/cells/{cid}"))
+                costs.append(cost)
+    if spec.mode == "grid":
+        grid = sum(c.gpu_hours for c in costs)
+    else:
+        grid = 0.0
+        for mi, model in enumerate(spec.models):
+            for p in milestones:
+                ms = tuple(m for m in milestones if m <= p)
+                grid += priced(mi, model, p, ms)[0].gpu_hours * len(spec.seeds)
+    return Plan(sweep=spec, runs=tuple(runs), costs=tuple(costs), grid_gpu_hours=grid)
+
+
+def select(p: Plan, cell: str) -> RunSpec:
+    """A run by index (`3`) or cell id (or a unique prefix of one)."""
+    if cell.isdigit() and int(cell) < len(p.runs) and not any(r.cell_id == cell for r in p.runs):
+        return p.runs[int(cell)]
+    hits = [r for r in p.runs if r.cell_id.startswith(cell)]
+    if len(hits) == 1:
+        return hits[0]
+    valid = ", ".join(f"{r.index}={r.cell_id}" for r in p.runs[:20])
+    raise PlanError(f"{'ambiguous' if hits else 'no'} cell {cell!r} in sweep {p.sweep.name!r} "
+                    f"(cells: {valid}{' …' if len(p.runs) > 20 else ''})", path="--cell")
+
+
+def with_changes(run: RunSpec, **changes) -> RunSpec:
+    """A copy of `run` with fields replaced and its cell id recomputed."""
+    r = replace(run, **changes)
+    ident = {k: to_plain(getattr(r, k)) for k in RunSpec.IDENTITY_FIELDS}
+    ident["milestones"] = list(r.milestones)
+    return replace(r, cell_id=cell_id_of(ident))
