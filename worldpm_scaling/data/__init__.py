@@ -1,0 +1,3 @@
+from .pairs import TokenizedPair
+
+__all__ = ["TokenizedPair"]
