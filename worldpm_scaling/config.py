@@ -341,6 +341,10 @@ class RunSpec:
     def to_dict(self) -> dict:
         return to_plain(self)
 
+    def identity(self) -> dict:
+        """The fields that decide the training result; `cell_id` is their hash."""
+        return {k: to_plain(getattr(self, k)) for k in self.IDENTITY_FIELDS}
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
@@ -365,9 +369,21 @@ class RunSpec:
         return out
 
 
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def cell_id_of(identity: dict) -> str:
     """Short content hash: the same identity always gives the same id."""
-    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return cell_id_from_fragments({k: canonical_json(v) for k, v in identity.items()})
+
+
+def cell_id_from_fragments(fragments: dict[str, str]) -> str:
+    """`cell_id_of` from already-serialised values (the planner serialises shared parts once).
+
+    Byte-identical to hashing `canonical_json(identity)`: keys sorted, no whitespace.
+    """
+    blob = "{" + ",".join(f"{json.dumps(k)}:{fragments[k]}" for k in sorted(fragments)) + "}"
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 

@@ -17,10 +17,12 @@ Cost model (documented so a reader can check it):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
-from .config import ClusterSpec, Resources, RunSpec, SweepSpec, TrainSpec, cell_id_of, to_plain
+from .config import (ClusterSpec, Resources, RunSpec, SweepSpec, TrainSpec, canonical_json, cell_id_from_fragments,
+                     cell_id_of, to_plain)
 from .models import ModelShape
 
 GIB = 1024**3
@@ -180,11 +182,15 @@ def memory_per_gpu(model: ModelShape, train: TrainSpec, *, gpus: int, zero_stage
     return Memory(weights=w, grads=g, optimizer=o, activations=act, overhead=OVERHEAD_BYTES)
 
 
-def _candidates(cluster: ClusterSpec) -> list[int]:
-    """GPU counts a cell may take: 1, 2, 4 … within a node, then whole nodes."""
-    per = cluster.gpus_per_node
+@functools.lru_cache(maxsize=64)
+def _candidates_for(per: int, max_nodes: int) -> tuple[int, ...]:
     within = [g for g in (1, 2, 4, 8, 16) if g < per] + [per]
-    return within + [per * n for n in range(2, cluster.max_nodes + 1)]
+    return tuple(within + [per * n for n in range(2, max_nodes + 1)])
+
+
+def _candidates(cluster: ClusterSpec) -> tuple[int, ...]:
+    """GPU counts a cell may take: 1, 2, 4 … within a node, then whole nodes."""
+    return _candidates_for(cluster.gpus_per_node, cluster.max_nodes)
 
 
 def _device(cluster: ClusterSpec) -> GPUType:
@@ -194,45 +200,63 @@ def _device(cluster: ClusterSpec) -> GPUType:
     return GPUS[cluster.gpu_type]
 
 
-def cost_cell(model: ModelShape, pairs: int, milestones: tuple[int, ...], spec: SweepSpec, *,
-              attention: bool = False, path: str = "") -> tuple[CellCost, Resources]:
-    """Cost and resources of one run of `model` over `pairs` pairs."""
+def min_gpus(model: ModelShape, spec: SweepSpec, *, path: str = "") -> tuple[int, Memory]:
+    """The smallest GPU count (and its memory) that holds `model` — independent of the data size."""
+    train, cluster = spec.train, spec.cluster
+    dev = _device(cluster)
+    zero = train.zero_stage
+    tokens_per_micro = train.micro_batch_pairs * float(spec.data.tokens_per_pair or 0)
+    cands = _candidates(cluster)
+
+    def mem_on(g: int) -> Memory:
+        return memory_per_gpu(model, train, gpus=g, zero_stage=zero, tokens_per_micro=tokens_per_micro)
+
+    # memory per GPU never grows with G, so the smallest G that fits is found by bisection
+    lo, hi = 0, len(cands)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if mem_on(cands[mid]).total <= dev.memory_bytes * USABLE_FRACTION:
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == len(cands):
+        mem = mem_on(cands[-1])
+        raise PlanError(
+            f"{model.name} at ZeRO-{zero} needs {mem.total / GIB:.1f} GiB per {dev.name} even on "
+            f"{cands[-1]} GPUs ({cluster.max_nodes} nodes × {cluster.gpus_per_node}); raise "
+            f"cluster.max_nodes, train.zero_stage, enable train.offload/activation_checkpointing, "
+            f"or lower train.micro_batch_pairs", path=path or "models")
+    return cands[lo], mem_on(cands[lo])
+
+
+def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec, *,
+              attention: bool = False, path: str = "",
+              fit: tuple[int, Memory] | None = None) -> tuple[CellCost, Resources]:
+    """Cost and resources of one run of `model` over `pairs` pairs evaluated `n_milestones` times.
+
+    `fit` is `min_gpus(model, spec)`, passed in when the caller has it already.
+    """
     train, cluster = spec.train, spec.cluster
     tpp = float(spec.data.tokens_per_pair or 0)
     tokens = pairs * tpp * train.epochs
     flops_attn = attention_flops(model, tokens, ctx_len=train.ctx_len)
     flops = training_flops(model, tokens, ctx_len=train.ctx_len, attention=attention)
-    eval_tokens = len(milestones) * len(spec.eval.sets) * (spec.eval.max_pairs_per_set or spec.eval.plan_pairs_per_set) * tpp
-    flops += 2.0 * model.params_non_embedding * eval_tokens
+    eval_pairs = spec.eval.max_pairs_per_set or spec.eval.plan_pairs_per_set
+    flops += 2.0 * model.params_non_embedding * n_milestones * len(spec.eval.sets) * eval_pairs * tpp
     dev = _device(cluster)
-    zero = train.zero_stage if cluster.gpu_type != "cpu" else min(train.zero_stage, 3)
-    tokens_per_micro = train.micro_batch_pairs * tpp
-    fit = None
-    for g in _candidates(cluster):
-        mem = memory_per_gpu(model, train, gpus=g, zero_stage=zero, tokens_per_micro=tokens_per_micro)
-        if mem.total <= dev.memory_bytes * USABLE_FRACTION:
-            fit = (g, mem)
-            break
-    if fit is None:
-        g_max = _candidates(cluster)[-1]
-        mem = memory_per_gpu(model, train, gpus=g_max, zero_stage=zero, tokens_per_micro=tokens_per_micro)
-        raise PlanError(
-            f"{model.name} at ZeRO-{zero} needs {mem.total / GIB:.1f} GiB per {dev.name} even on "
-            f"{g_max} GPUs ({cluster.max_nodes} nodes × {cluster.gpus_per_node}); raise "
-            f"cluster.max_nodes, train.zero_stage, enable train.offload/activation_checkpointing, "
-            f"or lower train.micro_batch_pairs", path=path or "models")
-    gpus, mem = fit
+    zero = train.zero_stage
+    cands = _candidates(cluster)
+    gpus, mem = fit or min_gpus(model, spec, path=path)
 
     def hours_on(n: int) -> float:
         return flops / (n * dev.peak_flops * cluster.mfu) / 3600.0
 
-    if cluster.target_hours is not None:
-        for g in _candidates(cluster):
-            if g >= gpus:
-                gpus = g
-                if hours_on(g) <= cluster.target_hours:
-                    break
-        mem = memory_per_gpu(model, train, gpus=gpus, zero_stage=zero, tokens_per_micro=tokens_per_micro)
+    if cluster.target_hours is not None and hours_on(gpus) > cluster.target_hours:
+        # hours fall with G: the first candidate ≥ the memory minimum that meets the target, else the largest
+        need = flops / (cluster.target_hours * 3600.0 * dev.peak_flops * cluster.mfu)
+        gpus = next((g for g in cands if g >= max(gpus, need)), cands[-1])
+        mem = memory_per_gpu(model, train, gpus=gpus, zero_stage=zero,
+                             tokens_per_micro=train.micro_batch_pairs * tpp)
     hours = hours_on(gpus)
     per_node = min(gpus, cluster.gpus_per_node)
     nodes = math.ceil(gpus / per_node)
@@ -249,32 +273,35 @@ def cost_cell(model: ModelShape, pairs: int, milestones: tuple[int, ...], spec: 
     return cost, res
 
 
-def _identity(spec: SweepSpec, model: ModelShape, pairs: int, milestones: tuple[int, ...], seed: int) -> dict:
-    return {"sweep": spec.name, "model": to_plain(model), "data": to_plain(spec.data), "pairs": pairs,
-            "milestones": list(milestones), "train": to_plain(spec.train), "eval": to_plain(spec.eval),
-            "seed": seed}
-
-
 def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
     """Expand a sweep into runs (milestone or grid mode) and price each one."""
     milestones = spec.milestone_pairs()
     runs: list[RunSpec] = []
     costs: list[CellCost] = []
     cache: dict[tuple[str, int, int], tuple[CellCost, Resources]] = {}
+    fits: dict[str, tuple[int, Memory]] = {}
+    # Cell ids hash RunSpec.identity(); the parts every cell shares are serialised once.
+    shared = {"sweep": canonical_json(spec.name), "data": canonical_json(to_plain(spec.data)),
+              "train": canonical_json(to_plain(spec.train)), "eval": canonical_json(to_plain(spec.eval))}
 
     def priced(mi: int, model: ModelShape, pairs: int, ms: tuple[int, ...]) -> tuple[CellCost, Resources]:
         key = (model.name, pairs, len(ms))
         if key not in cache:
-            cache[key] = cost_cell(model, pairs, ms, spec, attention=attention, path=f"models[{mi}]")
+            if model.name not in fits:
+                fits[model.name] = min_gpus(model, spec, path=f"models[{mi}]")
+            cache[key] = cost_cell(model, pairs, len(ms), spec, attention=attention, fit=fits[model.name])
         return cache[key]
 
     for mi, model in enumerate(spec.models):
+        model_json = canonical_json(to_plain(model))
         cells = ([(milestones[-1], milestones)] if spec.mode == "milestones"
-                 else [(p, tuple(m for m in milestones if m <= p)) for p in milestones])
+                 else [(p, milestones[:i + 1]) for i, p in enumerate(milestones)])
         for pairs, ms in cells:
             cost, res = priced(mi, model, pairs, ms)
+            ms_json = canonical_json(list(ms))
             for seed in spec.seeds:
-                cid = cell_id_of(_identity(spec, model, pairs, ms, seed))
+                cid = cell_id_from_fragments({**shared, "model": model_json, "pairs": str(pairs),
+                                              "milestones": ms_json, "seed": str(seed)})
                 runs.append(RunSpec(sweep=spec.name, cell_id=cid, index=len(runs), model=model,
                                     data=spec.data, pairs=pairs, milestones=ms, train=spec.train,
                                     eval=spec.eval, seed=seed, tracking=spec.tracking, resources=res,
@@ -285,9 +312,8 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
     else:
         grid = 0.0
         for mi, model in enumerate(spec.models):
-            for p in milestones:
-                ms = tuple(m for m in milestones if m <= p)
-                grid += priced(mi, model, p, ms)[0].gpu_hours * len(spec.seeds)
+            for i, p in enumerate(milestones):
+                grid += priced(mi, model, p, milestones[:i + 1])[0].gpu_hours * len(spec.seeds)
     return Plan(sweep=spec, runs=tuple(runs), costs=tuple(costs), grid_gpu_hours=grid)
 
 
@@ -306,6 +332,4 @@ def select(p: Plan, cell: str) -> RunSpec:
 def with_changes(run: RunSpec, **changes) -> RunSpec:
     """A copy of `run` with fields replaced and its cell id recomputed."""
     r = replace(run, **changes)
-    ident = {k: to_plain(getattr(r, k)) for k in RunSpec.IDENTITY_FIELDS}
-    ident["milestones"] = list(r.milestones)
-    return replace(r, cell_id=cell_id_of(ident))
+    return replace(r, cell_id=cell_id_of(r.identity()))

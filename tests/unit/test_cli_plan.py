@@ -1,0 +1,50 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from worldpm_scaling.cli import main
+
+
+def test_plan_table(repo, capsys):
+    assert main(["plan", str(repo / "sweeps/worldpm.yaml")]) == 0
+    out = capsys.readouterr().out
+    for needle in ("qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-72b", "GPU-h", "milestone mode saves"):
+        assert needle in out
+
+
+def test_plan_json_keys(repo, capsys):
+    assert main(["plan", str(repo / "sweeps/worldpm.yaml"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3
+    for key in ("cell_id", "model", "params_non_embedding", "pairs", "tokens", "flops", "gpus", "gpu_hours"):
+        assert all(key in r for r in rows)
+
+
+def test_plan_csv(repo, capsys):
+    assert main(["plan", str(repo / "sweeps/demo.yaml"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("index,cell_id,model") and len(lines) == 4
+
+
+@pytest.mark.parametrize("text,field", [
+    ("name: t\nmodels: [tiny-xs\n", "YAML syntax error"),
+    ("name: t\nmodels: [tiny-xs]\nbogus: 1\n", "bogus"),
+    ("name: t\nmodels: [nope]\ndata: {tokens_per_pair: 1}\n", "models[0]"),
+    ("name: t\nmodels: [tiny-xs]\ndata: {pairs: 0, tokens_per_pair: 1}\n", "data.pairs"),
+    ("name: t\nmodels: [tiny-xs]\ndata: {pairs: 100, tokens_per_pair: 1}\nmilestones: {pairs: [200]}\n", "milestones.pairs[0]"),
+    ("name: t\nmodels: [qwen2.5-72b]\ndata: {tokens_per_pair: 2000}\nmilestones: {start_log2: 14}\ncluster: {gpu_type: A100-40G, gpus_per_node: 8, max_nodes: 1}\n", "models[0]"),
+])
+def test_plan_bad_input_exits_2(tmp_path, capsys, text, field):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    assert main(["plan", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and field in err
+
+
+def test_console_script_and_module(repo):
+    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "plan", str(repo / "sweeps/demo.yaml"),
+                        "--format", "json"], capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout)[0]["model"] == "tiny-xs"
