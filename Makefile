@@ -1,0 +1,49 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: demo test test-unit test-integration test-e2e venv bench clean-demo help
+
+help:
+	@echo "make demo   # synthetic forum -> SLURM (or local) sweep -> MLflow -> figures + report in out/demo"
+	@echo "make test   # unit, integration (real SLURM, mlflow server, PostgreSQL) and e2e tiers"
+	@echo "make test-unit | test-integration | test-e2e | bench | venv"
+
+# torch==2.13.0 first: it is the CPU wheel on disk; a looser requirement would pull a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PYTEST) tests/unit -q
+	$(PYTEST) tests/integration tests/e2e -q
+
+test-unit: $(STAMP)
+	$(PYTEST) tests/unit -q
+
+test-integration: $(STAMP)
+	$(PYTEST) tests/integration -q
+
+test-e2e: $(STAMP)
+	$(PYTEST) tests/e2e -q
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+bench: $(STAMP)
+	$(BIN)/python bench/plan_speed.py
+	$(BIN)/python bench/fit_speed.py
+	$(BIN)/python bench/convert_stackexchange.py
+	$(BIN)/python bench/tracking_overhead.py
+	$(BIN)/python bench/trainer_vs_trl.py
+
+clean-demo:
+	rm -rf out/demo data/demo
