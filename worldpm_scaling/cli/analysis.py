@@ -1,0 +1,149 @@
+"""`wps fit` and `wps analyze`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser(
+        "fit", help="fit a power law or L(N, D) to columns of a CSV, with bootstrap intervals",
+        description="Fit L = E + A·x^-α (--form power) or L = E + A/N^α + B/D^β (--form chinchilla) to "
+                    "columns of a CSV (or Parquet) file: log-space Huber loss from a grid of starts, "
+                    "L-BFGS, bootstrap confidence intervals. The exponent is always fitted.",
+        epilog="examples:\n"
+               "  wps fit runs.csv --x compute --y 'test loss' --form power --fix-E 0\n"
+               "  wps fit runs.csv --x N,D --y loss --form chinchilla --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("file", help="CSV or Parquet file")
+    f.add_argument("--x", required=True, help="x column (power) or 'N,D' columns (chinchilla); names may contain spaces")
+    f.add_argument("--y", required=True, help="the loss column")
+    f.add_argument("--form", choices=("power", "chinchilla"), default="power")
+    f.add_argument("--fix-E", type=float, default=None, metavar="E",
+                   help="power form only: fix the irreducible loss (0 = pure power law (C/C0)^-α)")
+    f.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000; 0 = none)")
+    f.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", action="store_true", help="print one JSON object (keys E, A, alpha[, B, beta], ci)")
+    f.set_defaults(func=run_fit)
+
+    a = sub.add_parser(
+        "analyze", help="fits, trend classes, spikes, style Phi, figures and report.md for a sweep",
+        description="Load a sweep's runs from MLflow (or a tidy CSV/Parquet export), fit L = A·pairs^-α per "
+                    "eval category and model size with bootstrap intervals, classify each curve as "
+                    "power-law / emergent / flat, flag grad-norm spikes and emergence, plot Phi of style, "
+                    "write figures (PDF, SVG, PNG) and report.md to --out, and log them to the sweep's "
+                    "parent run.",
+        epilog="examples:\n  wps analyze demo --out out/demo\n  wps analyze demo --from runs.parquet --out out/x",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("sweep", help="sweep name (the MLflow experiment) or a sweep YAML")
+    a.add_argument("--out", required=True, help="output folder for figures/ and report.md")
+    a.add_argument("--tracking-uri", default=None, help="MLflow URI (default: $MLFLOW_TRACKING_URI)")
+    a.add_argument("--from", dest="from_file", default=None, metavar="FILE", help="read a tidy CSV/Parquet instead of MLflow")
+    a.add_argument("--bootstrap", type=int, default=1000)
+    a.add_argument("--no-log", action="store_true", help="do not log the report to the sweep's parent run")
+    a.set_defaults(func=run_analyze)
+
+
+def _read_table(path: str):
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..analysis.errors import AnalysisInputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise AnalysisInputError(f"{p}: no such file")
+    try:
+        return pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
+    except Exception as e:  # noqa: BLE001 — any parser error is a bad input file
+        raise AnalysisInputError(f"{p}: cannot read as a table: {e}") from None
+
+
+def _column(df, name: str, path: str):
+    from ..analysis.errors import AnalysisInputError
+
+    if name not in df.columns:
+        raise AnalysisInputError(f"{path}: no column {name!r} (columns: {', '.join(map(str, df.columns))})")
+    import pandas as pd
+
+    col = pd.to_numeric(df[name], errors="coerce")
+    return col.to_numpy(float)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from ..analysis.errors import AnalysisInputError
+    from ..analysis.fits import fit_chinchilla, fit_power
+
+    df = _read_table(args.file)
+    xs = [c.strip() for c in args.x.split(",")]
+    y = _column(df, args.y, args.file)
+    if args.form == "power":
+        if len(xs) != 1:
+            raise AnalysisInputError(f"--form power takes one --x column, got {xs}")
+        fit = fit_power(_column(df, xs[0], args.file), y, fix_E=args.fix_E, bootstrap=args.bootstrap,
+                        level=args.level, seed=args.seed, x_name=xs[0], y_name=args.y)
+        keys = ("E", "A", "alpha")
+    else:
+        if len(xs) != 2:
+            raise AnalysisInputError(f"--form chinchilla takes two --x columns 'N,D', got {xs}")
+        if args.fix_E is not None:
+            raise AnalysisInputError("--fix-E applies to --form power only")
+        fit = fit_chinchilla(_column(df, xs[0], args.file), _column(df, xs[1], args.file), y,
+                             bootstrap=min(args.bootstrap, 200), level=args.level, seed=args.seed,
+                             names=(xs[0], xs[1]), y_name=args.y)
+        keys = ("E", "A", "B", "alpha", "beta")
+    d = fit.to_dict()
+    if args.json:
+        json.dump({**{k: d[k] for k in keys}, "ci": {k: d["ci"][k] for k in keys if k in d["ci"]},
+                   "n": d["n"], "level": d["level"]}, sys.stdout)
+        print()
+        return 0
+    print(f"{args.form} fit of {args.y!r} on {', '.join(repr(x) for x in xs)} ({d['n']} points, "
+          f"{args.level:.0%} bootstrap intervals)")
+    for k in keys:
+        ci = d["ci"].get(k)
+        print(f"  {k:<6} = {d[k]:.6g}" + (f"   [{ci[0]:.6g}, {ci[1]:.6g}]" if ci else ""))
+    if args.form == "power" and d.get("extrapolation_rel_error") is not None:
+        print(f"  leave-largest-out extrapolation error: {d['extrapolation_rel_error']:.2%}")
+    if args.form == "chinchilla":
+        fr = d["frontier"]
+        print(f"  compute-optimal frontier: N_opt ∝ C^{fr['N_opt_exponent']:.3f}, D_opt ∝ C^{fr['D_opt_exponent']:.3f}")
+    return 0
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from ..analysis import load
+    from ..analysis.report import analyze
+
+    sweep = args.sweep
+    if sweep.endswith((".yaml", ".yml")):
+        from ..config import load_sweep
+
+        sweep = load_sweep(sweep).name
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    out = Path(args.out)
+    if args.from_file:
+        df = load.from_file(args.from_file)
+    else:
+        df = load.from_mlflow(sweep, tracking_uri=uri, cache=out / "runs.parquet")
+    rep = analyze(df, out, bootstrap=args.bootstrap)
+    if not args.from_file and not args.no_log:
+        from mlflow.tracking import MlflowClient
+
+        parent = load.parent_run_id(sweep, tracking_uri=uri)
+        if parent:
+            client = MlflowClient(uri)
+            client.log_artifact(parent, str(rep.report_path), "analysis")
+            for p in rep.figures:
+                client.log_artifact(parent, str(p), "analysis/figures")
+    print(rep.headline())
+    print(f"report: {rep.report_path}")
+    print(f"figures: {out / 'figures'} ({len(rep.figures)} files)")
+    return 0
