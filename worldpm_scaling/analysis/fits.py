@@ -22,6 +22,8 @@ from scipy.special import logsumexp
 from .errors import AnalysisInputError, FitError
 
 HUBER_DELTA = 1e-3  # Chinchilla approach 3
+_LBFGS = {"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-10}
+_LBFGS_REFIT = {"maxiter": 500, "ftol": 1e-11, "gtol": 1e-8}  # bootstrap refits start at the optimum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,10 +150,13 @@ def _ols_loglog(logx: np.ndarray, logy: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _huber(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """Huber loss, divided by δ·n so that its scale (≈ mean |r|) does not depend on δ or n: with the
+    raw sum, L-BFGS-B's default tolerances stop at the start point when δ is small."""
     a = np.abs(r)
     quad = a <= delta
-    val = np.where(quad, 0.5 * r * r, delta * (a - 0.5 * delta))
-    grad = np.where(quad, r, delta * np.sign(r))
+    scale = delta * len(r)
+    val = np.where(quad, 0.5 * r * r, delta * (a - 0.5 * delta)) / scale
+    grad = np.where(quad, r, delta * np.sign(r)) / scale
     return float(val.sum()), grad
 
 
@@ -166,7 +171,8 @@ def _power_objective(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, delt
     return val, np.array([(g * w1).sum(), (g * w1 * -logx).sum(), (g * w2).sum()])
 
 
-def _fit_power_free(logx: np.ndarray, logy: np.ndarray, *, delta: float, starts=None) -> tuple[np.ndarray, float]:
+def _fit_power_free(logx: np.ndarray, logy: np.ndarray, *, delta: float, starts=None,
+                    options: dict | None = None) -> tuple[np.ndarray, float]:
     if starts is None:
         ymin = logy.min()
         starts = [(a, al, e) for a in (logy.max() + 1.0, logy.max() + 5.0, logy.max() + 15.0)
@@ -174,7 +180,8 @@ def _fit_power_free(logx: np.ndarray, logy: np.ndarray, *, delta: float, starts=
     best, best_val = None, math.inf
     for s in starts:
         res = optimize.minimize(_power_objective, np.array(s, float), args=(logx, logy, delta), jac=True,
-                                method="L-BFGS-B", bounds=[(None, None), (0.0, 10.0), (None, None)])
+                                method="L-BFGS-B", bounds=[(None, None), (0.0, 10.0), (None, None)],
+                                options=options or _LBFGS)
         if res.fun < best_val and np.isfinite(res.fun):
             best, best_val = res.x, res.fun
     if best is None:
@@ -218,7 +225,7 @@ def fit_power(x, y, *, fix_E: float | None = None, bootstrap: int = 1000, level:
                 idx = rng.integers(0, len(xs), size=len(xs))
                 if np.ptp(lx[idx]) == 0:
                     continue
-                th, _ = _fit_power_free(lx[idx], ly[idx], delta=delta, starts=[theta])
+                th, _ = _fit_power_free(lx[idx], ly[idx], delta=delta, starts=[theta], options=_LBFGS_REFIT)
                 samples.append(th)
             s = np.array(samples)
             ci = _intervals({"A": np.exp(s[:, 0]), "alpha": s[:, 1], "E": np.exp(s[:, 2])}, level)
@@ -267,14 +274,14 @@ def _fit_chin(logN, logD, logy, delta, starts):
     t = np.stack([S[:, 0:1] - S[:, 3:4] * logN, S[:, 1:2] - S[:, 4:5] * logD,
                   np.broadcast_to(S[:, 2:3], (len(S), len(logN)))], axis=1)
     r = np.abs(logsumexp(t, axis=1) - logy)
-    vals = np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)).sum(axis=1)
+    vals = np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)).sum(axis=1)  # ranking only
     order = np.argsort(vals)[: min(24, len(starts))]
     best, best_val = None, math.inf
     for i in order:
         res = optimize.minimize(_chin_objective, np.array(starts[i], float), args=(logN, logD, logy, delta),
                                 jac=True, method="L-BFGS-B",
                                 bounds=[(None, None), (None, None), (None, None), (0.0, 5.0), (0.0, 5.0)],
-                                options={"maxiter": 2000})
+                                options=_LBFGS)
         if np.isfinite(res.fun) and res.fun < best_val:
             best, best_val = res.x, res.fun
     if best is None:

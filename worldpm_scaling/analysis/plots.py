@@ -28,6 +28,18 @@ STYLE = {
 FORMATS = ("pdf", "svg", "png")
 
 
+def _legend_above(fig, axes) -> None:
+    handles, labels = {}, []
+    for ax in axes.flat:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in handles:
+                handles[l] = h
+                labels.append(l)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.legend([handles[l] for l in labels], labels, loc="upper center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, 1.0))
+
+
 def save(fig, out_dir: str | Path, name: str) -> list[Path]:
     """Write `name`.pdf/.svg/.png (temp + rename, so a crash leaves no half file)."""
     out = Path(out_dir)
@@ -86,8 +98,7 @@ def scaling_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
             ax.set_title(cat)
             ax.set_xlabel("log2(training pairs)")
         axes[0][0].set_ylabel("BT test loss")
-        axes[0][-1].legend(frameon=False, loc="best")
-        fig.tight_layout()
+        _legend_above(fig, axes)
     return fig
 
 
@@ -111,14 +122,13 @@ def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
                 f = fits.get(cat)
                 if f is not None:
                     cc = np.logspace(np.log10(fc.min()), np.log10(fc.max()), 100)
-                    ax.plot(cc, f.predict(cc), "k-", lw=0.8, alpha=0.5,
-                            label=f"fit α={f.alpha:.3f}")
+                    ax.plot(cc, f.predict(cc), "k-", lw=0.8, alpha=0.5, label="power law fitted to frontier")
+                    ax.text(0.97, 0.95, f"α = {f.alpha:.3f}", transform=ax.transAxes, ha="right", va="top")
             ax.set_xscale("log")
             ax.set_title(cat)
             ax.set_xlabel("training compute C = 6·N·D (FLOPs)")
         axes[0][0].set_ylabel("BT test loss")
-        axes[0][-1].legend(frameon=False, loc="best")
-        fig.tight_layout()
+        _legend_above(fig, axes)
     return fig
 
 
