@@ -1,3 +1,12 @@
-from .pairs import TokenizedPair
+"""Data: the pair schema, pair files, tokenization cache, eval-set registry, synthetic forum, and
+the StackExchange converter."""
 
-__all__ = ["TokenizedPair"]
+from .evals import EvalSet, EvalSetMissing, load_eval_sets
+from .io import PairsFileError, iter_pairs, read_pairs, write_pairs
+from .pairs import TokenizedPair
+from .tokenized import TokenizedPairs, build_cache, open_train_pairs, tokenized_stats
+from .tokenizer import Tok, load_tokenizer, prompt_text, reply_text, train_bpe
+
+__all__ = ["TokenizedPair", "TokenizedPairs", "Tok", "EvalSet", "EvalSetMissing", "PairsFileError",
+           "load_tokenizer", "train_bpe", "prompt_text", "reply_text", "open_train_pairs", "build_cache",
+           "tokenized_stats", "load_eval_sets", "read_pairs", "iter_pairs", "write_pairs"]

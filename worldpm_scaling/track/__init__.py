@@ -6,7 +6,7 @@ from .memory import InMemoryTracker, MemoryRun
 __all__ = ["Run", "Tracker", "Status", "STATUSES", "InMemoryTracker", "MemoryRun"]
 
 
-def open_tracker(spec, *, spool_dir=None) -> Tracker:
+def open_tracker(spec, *, spool_dir=None, experiment=None) -> Tracker:
     """The tracker a TrackingSpec asks for. (The track layer extends this with mlflow and spool.)"""
     if spec.backend in ("memory", "none"):
         return InMemoryTracker()

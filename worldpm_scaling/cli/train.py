@@ -1,0 +1,68 @@
+"""`wps train`: one cell in this process (what a job runs)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train one cell of a sweep in this process",
+        description="Plan SWEEP.yaml, pick one cell (by index or cell id), and train it here: a "
+                    "Bradley–Terry reward model on the cell's pairs budget, evaluated at each milestone, "
+                    "checkpointed to <out>/cells/<cell_id>/checkpoints (a re-run resumes from there), "
+                    "metrics logged to MLflow (or the spool/memory tracker).",
+        epilog="examples:\n  wps train sweeps/demo.yaml --cell 0\n  wps train sweeps/demo.yaml --cell 1e1341 --tracking memory",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", help="sweep YAML")
+    p.add_argument("--cell", required=True, help="cell index (0, 1, …) or cell id (prefix ok)")
+    p.add_argument("--out", default=None, help="output folder (default: the sweep's out_dir)")
+    p.add_argument("--cluster", default=None, help="cluster profile overriding the sweep's")
+    p.add_argument("--tracking", choices=("mlflow", "spool", "memory", "none"), default=None,
+                   help="override the sweep's tracking backend")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .. import names
+    from ..config import load_sweep
+    from ..plan import plan, select
+    from ..track import open_tracker
+    from ..train import Trainer
+
+    spec = load_sweep(args.sweep, cluster=args.cluster)
+    if args.out:
+        spec = dataclasses.replace(spec, out_dir=args.out)
+    if args.tracking:
+        spec = dataclasses.replace(spec, tracking=dataclasses.replace(spec.tracking, backend=args.tracking))
+    run_spec = select(plan(spec), args.cell)
+    tracker = open_tracker(run_spec.tracking, spool_dir=f"{run_spec.out_dir}/spool", experiment=spec.name)
+    parent = tracker.start_sweep(spec.name, params={"description": spec.description})
+    child = tracker.start_cell(spec.name, run_spec.cell_id, name=f"{run_spec.model.name}-{run_spec.pairs}-s{run_spec.seed}",
+                               parent_run_id=parent.run_id, params=run_spec.flat_params())
+    trainer = Trainer(run_spec, child)
+    print(f"cell {run_spec.cell_id}: {run_spec.model.name}, {run_spec.pairs} pairs, "
+          f"{len(run_spec.milestones)} milestones → {run_spec.out_dir}")
+    status = "FAILED"
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} pairs"),
+                      TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn()) as prog:
+            task = prog.add_task(run_spec.model.name, total=run_spec.pairs, loss="–")
+
+            def show(tr, m):
+                prog.update(task, completed=tr.pairs_seen, loss=f"{m[names.TRAIN_LOSS]:.4f}")
+
+            result = trainer.fit(progress=show)
+        status = result.status
+    except KeyboardInterrupt:
+        trainer.checkpoint_now()
+        status = "KILLED"
+        raise
+    finally:
+        child.finish(status)
+    print(f"{status}: {result.steps} steps, {result.pairs_seen} pairs, {result.tokens_seen} tokens, "
+          f"final train loss {result.final_loss:.4f}; checkpoint {result.checkpoint}")
+    return 0 if status == "FINISHED" else 1

@@ -1,0 +1,273 @@
+"""A synthetic forum with planted signals, so tiny models can reproduce the paper's shapes on a CPU.
+
+WorldPM finds three behaviours (arXiv 2505.10527; shared/notes/worldpm_paper.md): adversarial loss
+falls as a power law for every size, objective loss improves mainly for the largest model
+(emergent), subjective loss shows no scaling. Each is planted here as a signal of matching difficulty:
+
+- **quality** (→ adversarial sets): the preferred reply has a higher count of "good" minus "bad"
+  marker words. A bag-of-words signal every size learns steadily with data. In the adversarial eval
+  sets the style cues point the wrong way: the *rejected* reply is the longer one and has markdown.
+- **answer** (→ objective sets): the prompt names a key; the preferred reply holds the value that
+  key maps to under a fixed random table (`n_keys` entries). Quality and style are balanced, so only
+  a model that learns the key→value association across prompt and reply (attention + memory)
+  scores it — the harder signal that needs capacity.
+- **noise** (→ subjective sets): the label is a coin flip, independent of content. No size learns it.
+- **style**: in training pairs the preferred reply is the longer one / the markdown one with
+  probability `style_rate` (0.5 = no correlation), so the style analysis (Phi) has something to find.
+
+All knobs are fields of `SynthConfig` (and flags of `wps data synth`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..names import EVAL_SETS
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthConfig:
+    pairs: int = 20000
+    """Training pairs."""
+    seed: int = 0
+    eval_pairs_per_set: int = 512
+    """Pairs in each of the 12 eval sets."""
+    mix_quality: float = 0.5
+    """Share of training pairs carrying the quality signal."""
+    mix_answer: float = 0.4
+    """Share carrying the key→value answer signal (the rest are coin-flip noise pairs)."""
+    n_keys: int = 24
+    """Entries in the key→value table: more = harder objective signal."""
+    quality_words: int = 16
+    """Size of each of the good and bad marker-word sets."""
+    quality_margin: int = 1
+    """Minimum good-minus-bad difference between preferred and other reply."""
+    style_rate: float = 0.7
+    """P(preferred reply is the longer one) and P(it is the markdown one) in training pairs."""
+    lexicon: int = 800
+    """Ordinary content words."""
+    prompt_words: tuple[int, int] = (6, 20)
+    reply_words: tuple[int, int] = (6, 30)
+    long_extra_words: tuple[int, int] = (8, 20)
+    """Words added to the 'longer' reply of a pair."""
+    questions_xml: int = 300
+    """Questions in the small StackExchange-format Posts.xml."""
+    vocab_size: int = 4096
+    """BPE vocabulary (must fit the tiny catalogue shapes' 8192)."""
+
+    def __post_init__(self) -> None:
+        if self.pairs <= 0 or self.eval_pairs_per_set <= 0:
+            raise ValueError("pairs and eval_pairs_per_set must be positive")
+        if not (0 <= self.mix_quality and 0 <= self.mix_answer and self.mix_quality + self.mix_answer <= 1):
+            raise ValueError("mix_quality + mix_answer must be within [0, 1]")
+        if not 0 <= self.style_rate <= 1:
+            raise ValueError("style_rate must be within [0, 1]")
+        if self.n_keys < 2:
+            raise ValueError("n_keys must be ≥ 2")
+
+
+_CONS = "bdfgklmnprstvz"
+_VOW = "aeiou"
+
+
+def _words(rng: random.Random, n: int, syllables: tuple[int, int], taken: set[str]) -> list[str]:
+    out = []
+    while len(out) < n:
+        w = "".join(rng.choice(_CONS) + rng.choice(_VOW) for _ in range(rng.randint(*syllables)))
+        if w not in taken:
+            taken.add(w)
+            out.append(w)
+    return out
+
+
+@dataclass
+class Forum:
+    """The fixed world behind one generated data set (lexicon, markers, key→value table)."""
+
+    cfg: SynthConfig
+    rng: random.Random
+    content: list[str] = field(default_factory=list)
+    good: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+    answer_of: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cfg: SynthConfig) -> "Forum":
+        rng = random.Random(cfg.seed)
+        taken: set[str] = set()
+        f = cls(cfg=cfg, rng=rng)
+        f.content = _words(rng, cfg.lexicon, (1, 3), taken)
+        f.good = _words(rng, cfg.quality_words, (3, 3), taken)
+        f.bad = _words(rng, cfg.quality_words, (3, 3), taken)
+        f.keys = _words(rng, cfg.n_keys, (2, 2), taken)
+        f.values = _words(rng, cfg.n_keys, (2, 2), taken)
+        perm = list(range(cfg.n_keys))
+        rng.shuffle(perm)
+        f.answer_of = {k: f.values[perm[i]] for i, k in enumerate(f.keys)}
+        return f
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _filler(self, lo_hi: tuple[int, int]) -> list[str]:
+        return [self.rng.choice(self.content) for _ in range(self.rng.randint(*lo_hi))]
+
+    def prompt(self, key: str | None = None) -> str:
+        words = self._filler(self.cfg.prompt_words)
+        if key is not None:
+            words.insert(self.rng.randint(0, len(words)), f"about {key}")
+        return " ".join(words) + "?"
+
+    def reply(self, *, good: int, bad: int, long: bool, markdown: bool, value: str | None = None) -> str:
+        words = self._filler(self.cfg.reply_words)
+        if long:
+            words += self._filler(self.cfg.long_extra_words)
+        extra = [self.rng.choice(self.good) for _ in range(good)] + [self.rng.choice(self.bad) for _ in range(bad)]
+        if value is not None:
+            extra.append(value)
+        for w in extra:
+            words.insert(self.rng.randint(0, len(words)), w)
+        if not markdown:
+            return " ".join(words) + "."
+        cut = max(1, len(words) // 3)
+        head, body = words[:cut], words[cut:]
+        lines = [f"## {' '.join(head)}"] + [f"- {' '.join(body[i:i + 5])}" for i in range(0, len(body), 5)]
+        lines[1 if len(lines) > 1 else 0] = lines[1 if len(lines) > 1 else 0].replace("- ", "- **", 1) + "**"
+        return "\n".join(lines)
+
+    def _quality_counts(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        m = self.cfg.quality_margin
+        gc, bc = self.rng.randint(1, 3), self.rng.randint(0, 1)
+        gr, br = self.rng.randint(0, 1), self.rng.randint(1, 2)
+        while (gc - bc) - (gr - br) < m:
+            gc += 1
+        return (gc, bc), (gr, br)
+
+    # -- pairs ----------------------------------------------------------------------------------
+    def pair(self, kind: str, *, style: str) -> dict:
+        """kind: quality | answer | noise; style: train (correlated at style_rate), against
+        (rejected is longer + markdown), balanced (coin flips)."""
+        r = self.rng
+        if style == "train":
+            c_long = r.random() < self.cfg.style_rate
+            c_md = r.random() < self.cfg.style_rate
+        elif style == "against":
+            c_long, c_md = False, False
+        else:
+            c_long, c_md = r.random() < 0.5, r.random() < 0.5
+        r_md = (not c_md) if style != "balanced" else r.random() < 0.5
+        if kind == "quality":
+            (gc, bc), (gr, br) = self._quality_counts()
+            prompt = self.prompt()
+            chosen = self.reply(good=gc, bad=bc, long=c_long, markdown=c_md)
+            rejected = self.reply(good=gr, bad=br, long=not c_long, markdown=r_md)
+            cs, rs = gc - bc, gr - br
+        elif kind == "answer":
+            key = r.choice(self.keys)
+            wrong = r.choice([v for v in self.values if v != self.answer_of[key]])
+            g, b = r.randint(0, 2), r.randint(0, 1)
+            prompt = self.prompt(key)
+            chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=self.answer_of[key])
+            rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md, value=wrong)
+            cs, rs = 1, 0
+        elif kind == "noise":
+            g, b = r.randint(0, 2), r.randint(0, 1)
+            prompt = self.prompt()
+            chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md)
+            rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md)
+            cs, rs = 1, 0
+        else:
+            raise ValueError(f"unknown pair kind {kind!r}")
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_score": cs,
+                "rejected_score": rs, "kind": kind, "chosen_markdown": chosen.startswith("## "),
+                "rejected_markdown": rejected.startswith("## ")}
+
+
+EVAL_KIND = {"adversarial": ("quality", "against"), "objective": ("answer", "balanced"), "subjective": ("noise", "balanced")}
+
+
+def generate(cfg: SynthConfig) -> tuple[list[dict], dict[str, list[dict]], Forum]:
+    """Training pairs, the 12 eval sets (by the WorldPM names and categories), and the world."""
+    f = Forum.build(cfg)
+    train = []
+    for i in range(cfg.pairs):
+        u = f.rng.random()
+        kind = "quality" if u < cfg.mix_quality else ("answer" if u < cfg.mix_quality + cfg.mix_answer else "noise")
+        p = f.pair(kind, style="train")
+        p.update(question_id=i, site="synthetic.forum")
+        train.append(p)
+    evals = {}
+    for name, cat in EVAL_SETS.items():
+        kind, style = EVAL_KIND[cat]
+        evals[name] = [{**f.pair(kind, style=style), "question_id": cfg.pairs + 10**6 * (j + 1)}
+                       for j in range(cfg.eval_pairs_per_set)]
+    return train, evals, f
+
+
+def posts_xml(f: Forum, n_questions: int) -> str:
+    """A small StackExchange-format Posts.xml from the same world (answers scored by quality)."""
+    from xml.sax.saxutils import quoteattr
+
+    r = f.rng
+    rows, pid = [], 1
+    for _ in range(n_questions):
+        qid = pid
+        pid += 1
+        answers = []
+        for _ in range(r.randint(1, 5)):
+            g, b = r.randint(0, 3), r.randint(0, 2)
+            score = 2 * (g - b) + r.randint(-1, 1)
+            answers.append((pid, score, f.reply(good=g, bad=b, long=r.random() < 0.5, markdown=False)))
+            pid += 1
+        accepted = max(answers, key=lambda a: a[1])[0] if r.random() < 0.6 else None
+        body = "<p>" + f.prompt() + "</p>"
+        acc = f" AcceptedAnswerId=\"{accepted}\"" if accepted else ""
+        rows.append(f'  <row Id="{qid}" PostTypeId="1"{acc} CreationDate="2024-01-01T00:00:00.000" '
+                    f'Score="{r.randint(0, 9)}" Body={quoteattr(body)} Title={quoteattr(f.prompt()[:40])} '
+                    f'AnswerCount="{len(answers)}" />')
+        for aid, score, text in answers:
+            rows.append(f'  <row Id="{aid}" PostTypeId="2" ParentId="{qid}" CreationDate="2024-01-02T00:00:00.000" '
+                        f'Score="{score}" Body={quoteattr("<p>" + text + "</p>")} />')
+    return '<?xml version="1.0" encoding="utf-8"?>\n<posts>\n' + "\n".join(rows) + "\n</posts>\n"
+
+
+def write(cfg: SynthConfig, out: str | Path) -> dict:
+    """Write train.parquet, evals/*.jsonl, tokenizer.json, stats.json, Posts.xml, README.md into `out`."""
+    import pandas as pd
+
+    from .io import write_jsonl, write_pairs
+    from .tokenized import tokenized_stats
+    from .tokenizer import prompt_text, reply_text, train_bpe
+
+    out = Path(out)
+    (out / "evals").mkdir(parents=True, exist_ok=True)
+    train, evals, world = generate(cfg)
+    write_pairs(pd.DataFrame(train), out / "train.parquet")
+    for name, rows in evals.items():
+        write_jsonl(rows, out / "evals" / f"{name}.jsonl")
+    xml = posts_xml(world, cfg.questions_xml)
+    tmp = out / "Posts.xml.tmp"
+    tmp.write_text(xml)
+    tmp.replace(out / "Posts.xml")
+    corpus = ([prompt_text(p["prompt"]) + reply_text(p["chosen"]) + reply_text(p["rejected"]) for p in train[:20000]]
+              + [prompt_text(p["prompt"]) + reply_text(p["chosen"]) for rows in evals.values() for p in rows[:50]])
+    tok = train_bpe(corpus, out / "tokenizer.json", vocab_size=cfg.vocab_size)
+    stats = tokenized_stats(train[:5000], tok)
+    stats.update({"pairs": cfg.pairs, "synth": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}})
+    tmp = out / "stats.json.tmp"
+    tmp.write_text(json.dumps(stats, indent=1))
+    tmp.replace(out / "stats.json")
+    (out / "README.md").write_text(
+        "# Synthetic forum (generated by `wps data synth`)\n\n"
+        f"{cfg.pairs} training pairs; 12 eval sets of {cfg.eval_pairs_per_set} pairs; tokens per pair "
+        f"{stats['tokens_per_pair']:.1f}.\n\nKnobs: `{json.dumps(stats['synth'])}`\n\n"
+        "See worldpm_scaling/data/synth.py for what each signal plants.\n")
+    return stats
+
+
+def entropy_bits(p: float) -> float:
+    return 0.0 if p in (0.0, 1.0) else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))

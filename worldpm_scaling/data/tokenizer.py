@@ -1,0 +1,90 @@
+"""Tokenizers and the Qwen chat template.
+
+A user with a real Qwen2.5 checkpoint points `data.tokenizer` at its local folder (AutoTokenizer,
+never the hub); the demo and the tests use a byte-level BPE trained here on the generated corpus,
+with the same special tokens. The prompt side of a pair is the chat-formatted prefix up to the
+assistant header (empty system prompt, as the released WorldPM models use); the reply side ends with
+`<|im_end|>`, whose position the reward head reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+SYSTEM = ""  # empty system prompt
+
+
+def prompt_text(prompt: str) -> str:
+    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n"
+            "<|im_start|>assistant\n")
+
+
+def reply_text(reply: str) -> str:
+    return f"{reply}<|im_end|>"
+
+
+class Tok:
+    """The few things the pipeline needs of a tokenizer, over `tokenizers` or `transformers`."""
+
+    def __init__(self, backend, *, path: str):
+        self._b = backend
+        self.path = path
+        if hasattr(backend, "token_to_id"):  # tokenizers.Tokenizer
+            self._encode = lambda s: backend.encode(s, add_special_tokens=False).ids
+            self._batch = lambda ss: [e.ids for e in backend.encode_batch(ss, add_special_tokens=False)]
+            self.vocab_size = backend.get_vocab_size()
+            tid = backend.token_to_id
+            self.decode = lambda ids: backend.decode(ids, skip_special_tokens=False)
+        else:  # a transformers tokenizer
+            self._encode = lambda s: backend.encode(s, add_special_tokens=False)
+            self._batch = lambda ss: backend(ss, add_special_tokens=False)["input_ids"]
+            self.vocab_size = len(backend)
+            tid = backend.convert_tokens_to_ids
+            self.decode = lambda ids: backend.decode(ids)
+        self.eos_id = tid("<|im_end|>")
+        self.pad_id = tid("<|endoftext|>")
+        if self.eos_id is None or self.pad_id is None:
+            raise ValueError(f"{path}: tokenizer lacks the special tokens {SPECIAL}")
+
+    def encode(self, text: str) -> list[int]:
+        return self._encode(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self._batch(texts)
+
+
+def load_tokenizer(path: str | Path | None) -> Tok:
+    """A tokenizer.json (tokenizers) or a local HF tokenizer folder (transformers, offline)."""
+    if path is None:
+        raise ValueError("data.tokenizer is not set: give a tokenizer.json or a local tokenizer folder")
+    p = Path(path)
+    if p.is_file():
+        from tokenizers import Tokenizer
+
+        return Tok(Tokenizer.from_file(str(p)), path=str(p))
+    if p.is_dir():
+        if (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
+            return load_tokenizer(p / "tokenizer.json")
+        from transformers import AutoTokenizer
+
+        return Tok(AutoTokenizer.from_pretrained(str(p), local_files_only=True), path=str(p))
+    raise FileNotFoundError(f"{p}: no tokenizer file or folder")
+
+
+def train_bpe(texts: Iterable[str], out: str | Path, *, vocab_size: int = 4096) -> Tok:
+    """Train a byte-level BPE with the chat special tokens; write tokenizer.json atomically."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    out = Path(out)
+    tmp = out.with_suffix(".tmp")
+    tok.save(str(tmp))
+    tmp.replace(out)
+    return Tok(tok, path=str(out))
