@@ -42,22 +42,25 @@ def eval_phi(name: str, feature: str) -> str:
 STYLE_FEATURES = ("length", "markdown")
 
 # -- eval sets ------------------------------------------------------------------------------
-# The 12 WorldPM test sets in three categories (arXiv 2505.10527, evaluation setup; the names as
-# summarised in shared/notes/worldpm_paper.md). Files cannot be downloaded here: the data layer's
-# registry maps each name to an expected local file.
+# The 12 WorldPM test sets in three categories (arXiv 2505.10527 §3.2 and Fig. 1; see
+# docs/paper_constants.md): adversarial = RM-Bench chat (factual error detection), OffsetBias, LLMBar
+# (from RewardBench chat-hard); objective = MBPP-Plus, MMLU-Pro, GPQA, IFEval (from PPE) and MATH,
+# HumanEvalPack (from RM-Bench's math and code domains); subjective = PPE human preference (Chatbot
+# Arena), HelpSteer2, RMB helpfulness. Files cannot be downloaded here: the data layer's registry
+# maps each name to an expected local file.
 CATEGORIES = ("adversarial", "objective", "subjective")
 
 EVAL_SETS: dict[str, str] = {
     "rmbench_chat": "adversarial",
     "offsetbias": "adversarial",
-    "rewardbench_chat_hard": "adversarial",
+    "rewardbench_llmbar": "adversarial",
+    "ppe_mbpp_plus": "objective",
     "ppe_mmlu_pro": "objective",
     "ppe_gpqa": "objective",
     "ppe_ifeval": "objective",
-    "ppe_math": "objective",
-    "ppe_mbpp_plus": "objective",
-    "ppe_humanevalpack": "objective",
+    "rmbench_math": "objective",
+    "rmbench_humanevalpack": "objective",
     "ppe_human_preference": "subjective",
     "helpsteer2": "subjective",
-    "rmb": "subjective",
+    "rmb_helpfulness": "subjective",
 }
