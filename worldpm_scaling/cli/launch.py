@@ -1,0 +1,140 @@
+"""`wps launch`, `wps status`, `wps cancel`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "launch", help="submit a sweep's unfinished cells (SLURM job array, or local subprocesses)",
+        description="Plan SWEEP.yaml and submit every cell that has not FINISHED through submitit: one job "
+                    "array per resource shape on SLURM (nodes, tasks = GPUs per node, CPUs, memory, time "
+                    "limit from the plan; partition/account/qos/constraint/setup from the profile), or "
+                    "subprocesses with --executor local. Launching again skips finished cells and "
+                    "resubmits failed or cancelled ones, which resume from their checkpoints.",
+        epilog="examples:\n  wps launch sweeps/worldpm.yaml --cluster slurm/h100.yaml --dry-run\n"
+               "  wps launch sweeps/demo.yaml --executor local --wait",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep")
+    p.add_argument("--cluster", help="cluster profile (slurm/*.yaml) overriding the sweep's")
+    p.add_argument("--executor", choices=("slurm", "local", "debug"), help="override the profile's executor")
+    p.add_argument("--dry-run", action="store_true", help="print the sbatch scripts; submit nothing")
+    p.add_argument("--wait", action="store_true", help="show progress until every cell has ended")
+    p.set_defaults(func=run_launch)
+
+    s = sub.add_parser("status", help="each cell's scheduler state, MLflow status, last loss and pairs seen",
+                       description="One table per sweep: cell, model, job id, state (from the job's marker "
+                                   "and sacct), MLflow run status, pairs seen and last training loss.")
+    s.add_argument("sweep")
+    s.add_argument("--cluster")
+    s.add_argument("--watch", action="store_true", help="refresh every few seconds until all cells end")
+    s.add_argument("--interval", type=float, default=5.0)
+    s.set_defaults(func=run_status)
+
+    c = sub.add_parser("cancel", help="cancel a sweep's running jobs (or one cell)")
+    c.add_argument("sweep")
+    c.add_argument("--cell", help="cell index or id")
+    c.add_argument("--cluster")
+    c.set_defaults(func=run_cancel)
+
+
+def _plan(args):
+    from ..config import load_sweep
+    from ..plan import plan
+
+    return plan(load_sweep(args.sweep, cluster=getattr(args, "cluster", None)))
+
+
+def _table(rows, title: str):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col in ("#", "cell", "model", "job", "state", "mlflow", "pairs seen", "loss"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(str(r["index"]), r["cell_id"], r["model"], str(r["job_id"] or "-"), r["state"], str(r["mlflow"] or "-"),
+                  f"{r['pairs_seen']:,.0f}/{r['pairs_budget']:,}" if r["pairs_seen"] else f"0/{r['pairs_budget']:,}",
+                  f"{r['loss']:.4f}" if r["loss"] is not None else "-")
+    return t
+
+
+def _watch(p, interval: float) -> list[dict]:
+    from rich.console import Console
+    from rich.live import Live
+
+    from ..launch import all_done, sweep_status
+
+    rows = sweep_status(p)
+    with Live(_table(rows, f"sweep {p.sweep.name}"), console=Console(), refresh_per_second=1) as live:
+        while not all_done(rows):
+            time.sleep(interval)
+            rows = sweep_status(p)
+            live.update(_table(rows, f"sweep {p.sweep.name}"))
+    return rows
+
+
+def run_launch(args) -> int:
+    from ..launch import launch, pending_cells
+
+    p = _plan(args)
+    todo, done = pending_cells(p)
+    if args.dry_run:
+        for script in launch(p, executor=args.executor, dry_run=True):
+            print(script)
+        print(f"# dry run: {len(todo)} cells would be submitted, {len(done)} already finished")
+        return 0
+    jobs = launch(p, executor=args.executor)
+    print(f"sweep {p.sweep.name}: submitted {len(jobs)} cells, skipped {len(done)} finished "
+          f"({args.executor or p.sweep.cluster.executor} executor)")
+    if args.wait:
+        rows = _watch(p, 3.0)
+        bad = [r for r in rows if r["state"] != "FINISHED"]
+        for r in bad:
+            print(f"cell {r['cell_id']} ended {r['state']} (see {p.sweep.output_dir}/cells/{r['cell_id']}/ and the job logs)")
+        return 1 if bad else 0
+    return 0
+
+
+def run_status(args) -> int:
+    from rich.console import Console
+
+    from ..launch import sweep_status
+
+    p = _plan(args)
+    if args.watch:
+        _watch(p, args.interval)
+        return 0
+    Console().print(_table(sweep_status(p), f"sweep {p.sweep.name}"))
+    return 0
+
+
+def run_cancel(args) -> int:
+    import subprocess
+
+    from ..launch import launches, sweep_status
+    from ..plan import select
+
+    p = _plan(args)
+    cells = [select(p, args.cell)] if args.cell else list(p.runs)
+    rec = launches(p.sweep.output_dir)
+    n = 0
+    for r in cells:
+        lr = rec.get(r.cell_id)
+        if not lr:
+            continue
+        if lr["executor"] == "slurm":
+            subprocess.run(["scancel", str(lr["job_id"])], check=False)
+        else:
+            import os
+            import signal
+
+            try:
+                os.kill(int(lr["job_id"]), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                continue
+        n += 1
+    print(f"cancelled {n} job(s)")
+    _ = sweep_status
+    return 0

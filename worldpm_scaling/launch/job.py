@@ -1,0 +1,98 @@
+"""What runs inside a job: rebuild the RunSpec, attach to the cell's tracked run, train.
+
+`CellJob` is a submitit Checkpointable: on USR2 (preemption or the time limit) submitit calls
+`checkpoint()`, which saves the trainer's state and requeues the same callable; on restart the
+trainer resumes from the cell's latest checkpoint and the tracker from the run's last logged step.
+A `status.json` marker in the cell folder records how the last attempt ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import submitit
+
+from ..config import RunSpec
+
+
+def write_marker(out_dir: str, status: str, **extra) -> None:
+    p = Path(out_dir) / "status.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"status": status, "time": time.time(), **extra}))
+    tmp.replace(p)
+
+
+def read_marker(out_dir: str) -> dict:
+    p = Path(out_dir) / "status.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    def __init__(self, run_json: str):
+        self.run_json = run_json
+        self._trainer = None
+        self._tracker_run = None
+
+    def __getstate__(self):  # never pickle the live model into the requeued submission
+        return {"run_json": self.run_json}
+
+    def __setstate__(self, state):
+        self.__init__(state["run_json"])
+
+    def __call__(self) -> dict:
+        import torch
+
+        from ..track import open_tracker
+        from ..train import Trainer
+
+        run = RunSpec.from_dict(json.loads(self.run_json))
+        env = submitit.JobEnvironment() if _in_submitit() else None
+        if env is not None and env.num_tasks > 1:
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        torch.set_num_threads(max(1, run.resources.cpus_per_task))
+        rank = int(os.environ.get("RANK", "0"))
+        tracker = open_tracker(run.tracking, spool_dir=f"{run.out_dir}/spool", experiment=run.sweep)
+        if rank == 0:
+            parent = tracker.start_sweep(run.sweep)
+            child = tracker.start_cell(run.sweep, run.cell_id, name=f"{run.model.name}-{run.pairs}-s{run.seed}",
+                                       parent_run_id=parent.run_id, params=run.flat_params())
+        else:
+            from ..track import InMemoryTracker
+
+            child = InMemoryTracker().start_cell(run.sweep, run.cell_id, name="rank")
+        self._tracker_run = child
+        write_marker(run.out_dir, "RUNNING", job_id=env.job_id if env else None)
+        self._trainer = Trainer(run, child)
+        try:
+            result = self._trainer.fit()
+        except BaseException as e:
+            if rank == 0:
+                child.finish("FAILED")
+                write_marker(run.out_dir, "FAILED", error=f"{type(e).__name__}: {e}")
+            raise
+        if rank == 0:
+            child.finish(result.status)
+            write_marker(run.out_dir, result.status, steps=result.steps, pairs_seen=result.pairs_seen)
+        return {"status": result.status, "steps": result.steps, "pairs_seen": result.pairs_seen,
+                "final_loss": result.final_loss}
+
+    def checkpoint(self, *args, **kwargs):
+        if self._trainer is not None:
+            self._trainer.checkpoint_now()
+        if self._tracker_run is not None:
+            try:
+                self._tracker_run.flush()
+            except Exception:  # noqa: BLE001 — the spool keeps what the server did not take
+                pass
+        return submitit.helpers.DelayedSubmission(CellJob(self.run_json))
+
+
+def _in_submitit() -> bool:
+    return "SUBMITIT_EXECUTOR" in os.environ or "SLURM_JOB_ID" in os.environ

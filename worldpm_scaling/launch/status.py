@@ -1,0 +1,71 @@
+"""Where each cell of a sweep stands: scheduler state, MLflow run, last step, loss, pairs seen."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from .. import names
+from ..plan import Plan
+from .job import read_marker
+from .submit import launches
+
+TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+
+
+def slurm_state(job_id: str) -> str | None:
+    """State from sacct (needs slurmdbd); None where sacct is unavailable."""
+    try:
+        r = subprocess.run(["sacct", "-j", str(job_id), "-n", "-X", "-P", "-o", "State"], capture_output=True,
+                           text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    states = [s.split()[0] for s in r.stdout.split() if s.strip()]
+    return states[-1] if states else None
+
+
+def mlflow_runs(sweep: str, uri: str | None) -> dict[str, dict]:
+    """cell_id → {status, step, loss, pairs} from the tracking server (empty if unreachable)."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        c = MlflowClient(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+        exp = c.get_experiment_by_name(sweep)
+        if exp is None:
+            return {}
+        out = {}
+        for r in c.search_runs([exp.experiment_id], filter_string=f"tags.sweep = '{sweep}'", max_results=5000):
+            cid = r.data.tags.get("cell_id")
+            if cid:
+                m = r.data.metrics
+                out[cid] = {"status": r.info.status, "loss": m.get(names.TRAIN_LOSS),
+                            "pairs": m.get(names.TRAIN_PAIRS_SEEN), "run_id": r.info.run_id}
+        return out
+    except Exception:  # noqa: BLE001 — status must still show the scheduler side
+        return {}
+
+
+def sweep_status(plan: Plan, *, uri: str | None = None) -> list[dict]:
+    spec = plan.sweep
+    rec = launches(spec.output_dir)
+    ml = mlflow_runs(spec.name, uri or spec.tracking.uri)
+    rows = []
+    for r in plan.runs:
+        launch = rec.get(r.cell_id, {})
+        marker = read_marker(r.out_dir)
+        sched = None
+        if launch.get("executor") == "slurm":
+            sched = slurm_state(launch["job_id"])
+        m = ml.get(r.cell_id, {})
+        state = marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED")
+        if sched in ("CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY") and state == "RUNNING":
+            state = sched
+        rows.append({"index": r.index, "cell_id": r.cell_id, "model": r.model.name, "pairs_budget": r.pairs,
+                     "job_id": launch.get("job_id"), "scheduler": sched or launch.get("executor", "-"),
+                     "state": state, "mlflow": m.get("status"), "pairs_seen": m.get("pairs") or marker.get("pairs_seen"),
+                     "loss": m.get("loss"), "steps": marker.get("steps")})
+    return rows
+
+
+def all_done(rows: list[dict]) -> bool:
+    return all(r["state"] in TERMINAL for r in rows)

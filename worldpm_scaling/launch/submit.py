@@ -1,0 +1,131 @@
+"""Sweep → submitit jobs: executor parameters from the plan, sbatch rendering, skip/resume, state.
+
+`slurm_parameters(run, cluster)` is pure (RunSpec resources + profile → submitit's SLURM parameters)
+and `render_sbatch` turns it into the exact script sbatch would get (golden-tested). `launch()` is the
+I/O edge: it skips FINISHED cells, submits the rest as one job array, and appends one line per cell
+to `<sweep out_dir>/launches.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ClusterSpec, RunSpec
+from ..plan import Plan
+from .job import read_marker
+
+
+def slurm_parameters(run: RunSpec, cluster: ClusterSpec) -> dict:
+    """submitit `SlurmExecutor.update_parameters` arguments for one cell."""
+    r = run.resources
+    gpu = cluster.gpu_type != "cpu"
+    p = {
+        "job_name": f"{run.sweep}-{run.model.name}",
+        "partition": cluster.partition, "account": cluster.account, "qos": cluster.qos,
+        "constraint": cluster.constraint, "time": r.time_limit_minutes, "nodes": r.nodes,
+        "ntasks_per_node": r.gpus_per_node, "cpus_per_task": r.cpus_per_task,
+        "gpus_per_node": r.gpus_per_node if gpu else None,
+        "mem": f"{int(r.mem_gb_per_task * r.gpus_per_node)}GB" if r.mem_gb_per_task else None,
+        "signal_delay_s": cluster.signal_delay_s, "setup": list(cluster.setup) or None,
+        "array_parallelism": cluster.array_parallelism,
+        "additional_parameters": {"requeue": True, **dict(cluster.sbatch_extra)},
+    }
+    return {k: v for k, v in p.items() if v is not None}
+
+
+def render_sbatch(run: RunSpec, cluster: ClusterSpec, *, folder: str = "%j", array: int | None = None,
+                  python: str = "python") -> str:
+    """The sbatch script submitit would submit for this cell (or an array of `array` cells)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = slurm_parameters(run, cluster)
+    command = f"{python} -u -m submitit.core._submit {folder}"
+    return _make_sbatch_string(command=command, folder=folder, map_count=array, **params)
+
+
+@dataclass
+class Submitted:
+    cell_id: str
+    job_id: str
+    index: int
+
+
+def make_executor(kind: str, folder: Path, cluster: ClusterSpec, run: RunSpec):
+    import submitit
+
+    if kind == "slurm":
+        ex = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=20)
+        ex.update_parameters(**slurm_parameters(run, cluster))
+        return ex
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=kind)
+    ex.update_parameters(timeout_min=run.resources.time_limit_minutes, tasks_per_node=1,
+                         cpus_per_task=run.resources.cpus_per_task)
+    return ex
+
+
+def pending_cells(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
+    """(cells to submit, cells already FINISHED)."""
+    todo, done = [], []
+    for r in plan.runs:
+        (done if read_marker(r.out_dir).get("status") == "FINISHED" else todo).append(r)
+    return todo, done
+
+
+def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False) -> list:
+    """Submit every unfinished cell; returns submitit jobs (or rendered scripts when dry_run)."""
+    from .job import CellJob
+
+    spec = plan.sweep
+    kind = executor or spec.cluster.executor
+    todo, _ = pending_cells(plan)
+    if not todo:
+        return []
+    out = Path(spec.output_dir)
+    if dry_run:
+        if kind != "slurm":
+            return [f"# {kind} executor: {r.cell_id} ({r.model.name}) would run `wps train` in a subprocess"
+                    for r in todo]
+        groups = _groups(todo)
+        return [render_sbatch(g[0], spec.cluster, folder=str(out / "jobs" / "%A_%a"), array=len(g)) for g in groups]
+    jobs = []
+    for group in _groups(todo):
+        ex = make_executor(kind, out / "jobs" / ("%A_%a" if kind == "slurm" else "%j"), spec.cluster, group[0])
+        with ex.batch():
+            submitted = [ex.submit(CellJob(r.to_json())) for r in group]
+        jobs += submitted
+        with open(out / "launches.jsonl", "a") as f:
+            for r, j in zip(group, submitted):
+                f.write(json.dumps({"cell_id": r.cell_id, "index": r.index, "job_id": j.job_id,
+                                    "executor": kind, "folder": str(ex.folder if hasattr(ex, "folder") else out / "jobs"),
+                                    "time": time.time()}) + "\n")
+    return jobs
+
+
+def _groups(runs: list[RunSpec]) -> list[list[RunSpec]]:
+    """One job array per distinct resource shape (an array shares one sbatch header); the array's
+    time limit is the longest of its cells'."""
+    from dataclasses import replace
+
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault(replace(r.resources, time_limit_minutes=0, grad_accum=0), []).append(r)
+    out = []
+    for g in groups.values():
+        longest = max(x.resources.time_limit_minutes for x in g)
+        out.append([replace(x, resources=replace(x.resources, time_limit_minutes=longest)) for x in g])
+    return out
+
+
+def launches(out_dir: str | Path) -> dict[str, dict]:
+    """Latest launch record per cell."""
+    p = Path(out_dir) / "launches.jsonl"
+    recs: dict[str, dict] = {}
+    if p.is_file():
+        for line in p.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                recs[d["cell_id"]] = d
+    return recs
