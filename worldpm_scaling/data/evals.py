@@ -18,8 +18,9 @@ from .tokenizer import Tok, prompt_text, reply_text
 import numpy as np
 
 
-class EvalSetMissing(FileNotFoundError):
-    """An eval set whose local file is not there; names the set and the paths looked at."""
+class EvalSetMissing(FileNotFoundError, ValueError):
+    """An eval set whose local file is not there; names the set and the paths looked at (a
+    ValueError too, so the CLI reports it as bad input, exit 2)."""
 
     def __init__(self, name: str, paths: list[Path]):
         self.name, self.paths = name, paths

@@ -51,7 +51,9 @@ class SynthConfig:
     lexicon: int = 800
     """Ordinary content words."""
     prompt_words: tuple[int, int] = (6, 20)
+    """Content words in a prompt (min, max): sets the prompt's token length."""
     reply_words: tuple[int, int] = (6, 30)
+    """Content words in a reply before markers and the long-reply extra (min, max)."""
     long_extra_words: tuple[int, int] = (8, 20)
     """Words added to the 'longer' reply of a pair."""
     questions_xml: int = 300

@@ -25,6 +25,11 @@ def reply_text(reply: str) -> str:
     return f"{reply}<|im_end|>"
 
 
+class TokenizerError(FileNotFoundError, ValueError):
+    """A tokenizer path that is unset or not there (a FileNotFoundError; a ValueError so the CLI
+    reports it as bad input)."""
+
+
 class Tok:
     """The few things the pipeline needs of a tokenizer, over `tokenizers` or `transformers`."""
 
@@ -58,7 +63,7 @@ class Tok:
 def load_tokenizer(path: str | Path | None) -> Tok:
     """A tokenizer.json (tokenizers) or a local HF tokenizer folder (transformers, offline)."""
     if path is None:
-        raise ValueError("data.tokenizer is not set: give a tokenizer.json or a local tokenizer folder")
+        raise TokenizerError("data.tokenizer is not set: give a tokenizer.json or a local tokenizer folder")
     p = Path(path)
     if p.is_file():
         from tokenizers import Tokenizer
@@ -70,7 +75,7 @@ def load_tokenizer(path: str | Path | None) -> Tok:
         from transformers import AutoTokenizer
 
         return Tok(AutoTokenizer.from_pretrained(str(p), local_files_only=True), path=str(p))
-    raise FileNotFoundError(f"{p}: no tokenizer file or folder")
+    raise TokenizerError(f"{p}: no tokenizer file or folder")
 
 
 def train_bpe(texts: Iterable[str], out: str | Path, *, vocab_size: int = 4096) -> Tok:

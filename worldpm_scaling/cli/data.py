@@ -1,0 +1,235 @@
+"""`wps data …`: make pairs (StackExchange dumps, the synthetic forum) and check the eval sets."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from . import CLIError
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="make preference pairs and check eval sets",
+                       description="Data commands: convert a StackExchange dump into pairs, generate the "
+                                   "synthetic forum the demo trains on, list the eval sets found locally.",
+                       epilog="examples:\n  wps data synth --pairs 20000 --seed 0 --out data/demo\n"
+                              "  wps data stackexchange ~/dumps/math.stackexchange.com.7z --out data/math\n"
+                              "  wps data evals sweeps/demo.yaml",
+                       formatter_class=_RAW)
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+    _register_stackexchange(dsub)
+    _register_synth(dsub)
+    _register_evals(dsub)
+
+
+# -- stackexchange --------------------------------------------------------------------------------
+
+def _register_stackexchange(dsub) -> None:
+    p = dsub.add_parser(
+        "stackexchange", help="convert a StackExchange dump (Posts.xml, folder or .7z) into pairs",
+        description="Stream a site's Posts.xml (memory stays flat whatever the dump size), group answers "
+                    "by question and write a pair for each two answers whose net scores differ (votes, "
+                    "+1 for the accepted answer by default), the higher one chosen. HTML becomes markdown; "
+                    "empty, deleted and over-long posts are dropped. Questions are split train/test by a "
+                    "hash of their id, so none is in both. Writes OUT/train.<fmt>, OUT/test.<fmt> and "
+                    "OUT/summary.json, each by rename when complete; a failure leaves nothing behind.",
+        epilog="examples:\n  wps data stackexchange Posts.xml --out data/se\n"
+               "  wps data stackexchange ~/dumps/math.stackexchange.com.7z --out data/math --min-gap 2 "
+               "--max-pairs-per-question 8\n\nthen train on it: data.source: data/math (its train.parquet)",
+        formatter_class=_RAW)
+    p.add_argument("dump", help="Posts.xml, a folder holding it, or the site's .7z archive")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (train/test pairs + summary.json)")
+    p.add_argument("--accepted-bonus", type=int, default=1, help="added to the accepted answer's score (default 1)")
+    p.add_argument("--min-gap", type=int, default=1, help="smallest net-score difference that makes a pair (default 1)")
+    p.add_argument("--max-pairs-per-question", type=int, default=None, metavar="K",
+                   help="keep the K largest-gap pairs of each question (default: all)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="drop posts whose HTML body is longer (default 20000)")
+    p.add_argument("--test-frac", type=float, default=0.01, help="share of questions in the test split (default 0.01)")
+    p.add_argument("--site", default=None, help="value of the site column (default: from the dump's name)")
+    p.add_argument("--format", choices=("parquet", "jsonl"), default="parquet")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=run_stackexchange)
+
+
+def run_stackexchange(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from ..data.stackexchange import ConvertOptions, convert
+
+    opts = ConvertOptions(accepted_bonus=args.accepted_bonus, min_gap=args.min_gap,
+                          max_pairs_per_question=args.max_pairs_per_question, max_chars=args.max_chars,
+                          test_frac=args.test_frac, site=args.site, format=args.format)
+    err = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("scanning posts", total=None)
+        s = convert(args.dump, args.out, opts, force=args.force,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+    f = s.filtered
+    print(f"posts read {s.posts_read:,} (questions {s.questions:,}, answers {s.answers:,}) in {s.seconds:.1f} s "
+          f"= {s.posts_per_s:,.0f} posts/s")
+    print(f"pairs {s.pairs_train + s.pairs_test:,}: train {s.pairs_train:,} from {s.questions_train:,} questions, "
+          f"test {s.pairs_test:,} from {s.questions_test:,} questions")
+    print("filtered: " + ", ".join(f"{k} {v:,}" for k, v in f.items()))
+    print("wrote " + ", ".join(s.outputs.values()))
+    return 0
+
+
+# -- synth ----------------------------------------------------------------------------------------
+
+def _register_synth(dsub) -> None:
+    from ..data.synth import SynthConfig
+
+    knobs = "\n".join(f"  --{f.name.replace('_', '-'):<22} {_doc(SynthConfig, f.name)} (default {f.default})"
+                      for f in dataclasses.fields(SynthConfig) if f.name not in ("pairs", "seed"))
+    p = dsub.add_parser(
+        "synth", help="generate the synthetic forum (pairs, 12 eval sets, BPE tokenizer, Posts.xml)",
+        description="A synthetic forum with planted signals so tiny models reproduce WorldPM's shapes: "
+                    "a quality signal every size learns (adversarial sets, where length and markdown point "
+                    "the wrong way), a key→value answer signal only larger models pick up (objective sets), "
+                    "and coin-flip labels nobody learns (subjective sets). Style cues correlate with "
+                    "preference in train at --style-rate. Writes OUT/train.parquet, OUT/evals/<set>.jsonl "
+                    "(12 WorldPM names), OUT/tokenizer.json, OUT/stats.json, OUT/Posts.xml, OUT/README.md.",
+        epilog=f"knobs (see worldpm_scaling/data/synth.py):\n{knobs}\n\n"
+               "examples:\n  wps data synth --pairs 20000 --seed 0 --out data/demo\n"
+               "  wps data synth --pairs 50000 --n-keys 48 --style-rate 0.8 --out data/harder",
+        formatter_class=_RAW)
+    p.add_argument("--pairs", type=int, default=20000, help="training pairs (default 20000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the whole world (default 0)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT/train.parquet")
+    for f in dataclasses.fields(SynthConfig):
+        if f.name in ("pairs", "seed"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, tuple):
+            p.add_argument(flag, type=int, nargs=2, default=None, metavar=("LO", "HI"), help=_doc(SynthConfig, f.name))
+        else:
+            p.add_argument(flag, type=type(f.default), default=None, help=_doc(SynthConfig, f.name))
+    p.set_defaults(func=run_synth)
+
+
+def _doc(cls, name: str) -> str:
+    """The attribute docstring of a dataclass field (the line after it in the source)."""
+    import inspect
+
+    src = inspect.getsource(cls).splitlines()
+    for i, line in enumerate(src):
+        if line.strip().startswith(f"{name}:") and i + 1 < len(src) and src[i + 1].strip().startswith('"""'):
+            return src[i + 1].strip().strip('"').strip()
+    return name.replace("_", " ")
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from ..data.synth import SynthConfig, write
+
+    out = Path(args.out)
+    if (out / "train.parquet").exists() and not args.force:
+        raise CLIError(f"{out / 'train.parquet'}: already exists (pass --force to replace it)")
+    kw = {f.name: (tuple(v) if isinstance(v, list) else v) for f in dataclasses.fields(SynthConfig)
+          if (v := getattr(args, f.name, None)) is not None}
+    cfg = SynthConfig(**kw)
+    with Console(stderr=True).status(f"generating {cfg.pairs:,} pairs, 12 eval sets and a BPE tokenizer"):
+        stats = write(cfg, out)
+    print(f"wrote {out}: {cfg.pairs:,} train pairs, 12 eval sets × {cfg.eval_pairs_per_set} pairs, "
+          f"tokens per pair {stats['tokens_per_pair']:.1f} (stats.json), tokenizer.json, Posts.xml")
+    return 0
+
+
+# -- evals ----------------------------------------------------------------------------------------
+
+def _register_evals(dsub) -> None:
+    p = dsub.add_parser(
+        "evals", help="list the eval sets (category, expected file, found/missing, pairs)",
+        description="The 12 WorldPM test sets cannot be downloaded here: each is expected as a local "
+                    "prompt/chosen/rejected file <dir>/<set>.jsonl or .parquet. This lists every set a sweep "
+                    "(or the default registry with --dir) would score, with its category and whether the "
+                    "file is there. Exit status 1 when any is missing. Register your own sets under "
+                    "eval.extra in the sweep: {name: {category: objective, path: my/set.jsonl}}.",
+        epilog="examples:\n  wps data evals sweeps/demo.yaml\n  wps data evals --dir data/demo/evals --format json",
+        formatter_class=_RAW)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("sweep", nargs="?", help="sweep YAML whose eval section to check")
+    g.add_argument("--dir", help="folder holding <set>.jsonl / .parquet (default registry)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=run_evals)
+
+
+def run_evals(args: argparse.Namespace) -> int:
+    from ..config import EvalSpec, load_sweep
+    from ..data.evals import EvalSetMissing, find, registry
+    from ..data.io import PairsFileError
+
+    if args.sweep:
+        spec = load_sweep(args.sweep).eval
+    else:
+        spec = EvalSpec(dir=args.dir or "evals")
+    rows = []
+    for name, (cat, paths) in registry(spec).items():
+        try:
+            path = find(name, paths)
+        except EvalSetMissing:
+            rows.append({"set": name, "category": cat, "path": str(paths[0]), "status": "missing", "pairs": None})
+            continue
+        try:
+            n = _count(path)
+            status = "found"
+        except PairsFileError as e:
+            n, status = None, f"unreadable: {e}"
+        rows.append({"set": name, "category": cat, "path": str(path), "status": status, "pairs": n})
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"eval sets ({sum(r['status'] == 'found' for r in rows)}/{len(rows)} found)")
+        for c in ("set", "category", "path", "status", "pairs"):
+            t.add_column(c, justify="right" if c == "pairs" else "left")
+        for r in rows:
+            style = "green" if r["status"] == "found" else "red"
+            t.add_row(r["set"], r["category"], r["path"], f"[{style}]{r['status']}[/]",
+                      "" if r["pairs"] is None else f"{r['pairs']:,}")
+        Console(width=160).print(t)
+    return 0 if all(r["status"] == "found" for r in rows) else 1
+
+
+def _count(path) -> int:
+    """Pairs in a file without loading it (Parquet metadata, JSONL lines); checks the columns."""
+    from ..data.io import REQUIRED, PairsFileError
+
+    if str(path).endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            md = pq.ParquetFile(path)
+        except Exception as e:  # noqa: BLE001
+            raise PairsFileError(f"{path}: not a Parquet file ({e})") from None
+        missing = [c for c in REQUIRED if c not in md.schema_arrow.names]
+        if missing:
+            raise PairsFileError(f"{path}: missing columns {missing}")
+        return md.metadata.num_rows
+    n = 0
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                if n == 0:
+                    try:
+                        missing = [c for c in REQUIRED if c not in json.loads(line)]
+                    except json.JSONDecodeError as e:
+                        raise PairsFileError(f"{path}:{i}: bad JSON ({e.msg})") from None
+                    if missing:
+                        raise PairsFileError(f"{path}: missing columns {missing}")
+                n += 1
+    return n
