@@ -7,6 +7,8 @@ from tests.analysis_synth import planted_power
 from worldpm_scaling.analysis import AnalysisInputError, fit_chinchilla, fit_power
 from worldpm_scaling.analysis.fits import default_chinchilla_starts
 
+pytestmark = pytest.mark.unit
+
 
 def test_planted_exponent_recovered_and_covered_200_sets():
     """Issue 8: median |α̂ − α| ≤ 0.005 and the 90% interval covers α in ≥ 85% of 200 sets."""

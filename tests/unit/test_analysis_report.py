@@ -1,35 +1,15 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.analysis_synth import sweep_frame
+from worldpm_scaling import names
 from worldpm_scaling.analysis import AnalysisInputError
-from worldpm_scaling.analysis.report import analyze
+from worldpm_scaling.analysis.fits import ChinchillaFit
+from worldpm_scaling.analysis.load import COLUMNS, from_file, tidy
+from worldpm_scaling.analysis.report import analyze, joint_caveat
 
-
-def test_report_finds_the_planted_shapes(tmp_path):
-    rep = analyze(sweep_frame(), tmp_path, bootstrap=200)
-    for m in ("tiny-xs", "tiny-s", "tiny-m"):
-        assert rep.trends[("adversarial", m)].kind == "power-law"
-        assert rep.trends[("subjective", m)].kind == "flat"
-    assert rep.trends[("objective", "tiny-m")].kind == "emergent"
-    assert rep.trends[("objective", "tiny-xs")].kind == "flat"
-    # planted adversarial exponents 0.05, 0.07, 0.09 are recovered within their intervals
-    for m, a in (("tiny-xs", 0.05), ("tiny-s", 0.07), ("tiny-m", 0.09)):
-        f = rep.fits[("adversarial", m)]
-        assert f.ci["alpha"].lo - 0.005 <= a <= f.ci["alpha"].hi + 0.005
-    assert [s.step for s in rep.spikes["tiny-m"]] == [701]  # g[700] is step 701
-    assert len(rep.emergences["tiny-m"]) == 1 and not rep.spikes["tiny-xs"]
-    text = rep.report_path.read_text()
-    assert "| adversarial | tiny-m |" in text and "emergence flag" in text and "Phi" in text
-    head = rep.headline()
-    assert "adversarial" in head and "emergent" in head and "emergence flags" in head
-    for stem in ("loss_vs_pairs", "loss_vs_compute", "grad_norm", "style_phi"):
-        for ext in ("pdf", "svg", "png"):
-            p = tmp_path / "figures" / f"{stem}.{ext}"
-            assert p.stat().st_size > 5000, p
-    # vector fonts in the PDF (Type 42, not Type 3)
-    pdf = (tmp_path / "figures" / "loss_vs_pairs.pdf").read_bytes()
-    assert b"/Subtype /Type3" not in pdf and (b"/Subtype /TrueType" in pdf or b"/CIDFontType2" in pdf)
+pytestmark = pytest.mark.unit
 
 
 def test_empty_frame_is_named_error(tmp_path):
@@ -37,32 +17,35 @@ def test_empty_frame_is_named_error(tmp_path):
         analyze(sweep_frame().iloc[:0], tmp_path)
 
 
-def test_mlflow_loader_roundtrip(tmp_path):
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
+def test_tidy_joins_pairs_tokens_and_compute_by_step():
+    runs = [{"run_id": "r", "sweep": "sw", "cell": "c0", "model": "tiny-xs", "N": 1000.0}]
+    h = {"r": {names.TRAIN_PAIRS_SEEN: [(1, 64.0), (2, 128.0)], names.TRAIN_TOKENS_SEEN: [(1, 6400.0), (2, 12800.0)],
+               names.eval_loss("adversarial"): [(2, 0.6)], names.TRAIN_LOSS: [(1, 0.7), (3, 0.5)]}}
+    df = tidy(runs, h)
+    assert list(df.columns) == COLUMNS
+    ev = df[df.metric == names.eval_loss("adversarial")].iloc[0]
+    assert (ev.pairs, ev.tokens, ev.compute) == (128.0, 12800.0, 6 * 1000.0 * 12800.0)
+    late = df[(df.metric == names.TRAIN_LOSS) & (df.step == 3)].iloc[0]
+    assert np.isnan(late.pairs)  # a step without a pairs_seen point stays unknown, not guessed
+    assert tidy([], {}).empty
 
-    from worldpm_scaling.analysis import load
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    c = MlflowClient(uri)
-    exp = c.create_experiment("sw", artifact_location=str(tmp_path / "art"))
-    parent = c.create_run(exp, tags={"sweep": "sw"}, run_name="sw").info.run_id
-    for i, n in enumerate((1000, 8000)):
-        r = c.create_run(exp, tags={"sweep": "sw", "cell_id": f"c{i}", "mlflow.parentRunId": parent}).info.run_id
-        c.log_param(r, "model.name", f"m{i}")
-        c.log_param(r, "model.params_non_embedding", n)
-        ms = []
-        for s in range(1, 6):
-            ms += [Metric("train/pairs_seen", 64 * s, 0, s), Metric("train/tokens_seen", 6400 * s, 0, s),
-                   Metric("eval/adversarial/loss", 0.7 - 0.01 * s - i * 0.01, 0, s)]
-        c.log_batch(r, metrics=ms)
-    df = load.from_mlflow("sw", tracking_uri=uri, cache=tmp_path / "cache.parquet")
-    assert list(df.columns) == load.COLUMNS
-    adv = df[(df.metric == "eval/adversarial/loss") & (df.model == "m1")].sort_values("step")
-    assert adv["pairs"].tolist() == [64, 128, 192, 256, 320]
-    assert adv["compute"].iloc[0] == pytest.approx(6 * 8000 * 6400)
-    assert np.allclose(adv["value"], [0.68, 0.67, 0.66, 0.65, 0.64])
-    assert (tmp_path / "cache.parquet").exists()
-    assert load.parent_run_id("sw", tracking_uri=uri) == parent
-    with pytest.raises(AnalysisInputError, match="no MLflow experiment named 'nope'"):
-        load.from_mlflow("nope", tracking_uri=uri)
+def test_from_file_names_missing_columns(tmp_path):
+    p = tmp_path / "x.csv"
+    pd.DataFrame({"sweep": ["s"], "value": [1.0]}).to_csv(p, index=False)
+    with pytest.raises(AnalysisInputError, match="missing columns"):
+        from_file(p)
+    with pytest.raises(AnalysisInputError, match="no such file"):
+        from_file(tmp_path / "nope.parquet")
+
+
+def test_joint_caveat_flags_terms_that_do_not_move_the_loss():
+    N = np.repeat([1e5, 1e6, 1e7], 4)
+    D = np.tile([1e6, 1e7, 1e8, 1e9], 3)
+    real = ChinchillaFit(E=0.3, A=5.0, B=20.0, alpha=0.2, beta=0.25, n=12)
+    assert joint_caveat(real, N, D, real.predict(N, D)) == ""
+    flat = ChinchillaFit(E=0.69, A=1e4, B=1.0, alpha=2.4, beta=0.7, n=12)
+    note = joint_caveat(flat, N, D, np.full(12, 0.69))
+    assert "alpha not identified" in note and "beta not identified" in note
+    pinned = ChinchillaFit(E=0.3, A=5.0, B=20.0, alpha=5.0, beta=0.25, n=12)
+    assert "alpha at its bound" in joint_caveat(pinned, N, D, real.predict(N, D))

@@ -3,6 +3,8 @@ import pytest
 
 from worldpm_scaling.analysis import AnalysisInputError, classify, detect_spikes, emergence_flags
 
+pytestmark = pytest.mark.unit
+
 X = 2.0 ** np.arange(6, 20)
 
 

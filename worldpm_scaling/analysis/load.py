@@ -59,20 +59,61 @@ def tidy(runs: list[dict], histories: dict[str, dict[str, list[tuple[int, float]
     return df[COLUMNS]
 
 
-def from_mlflow(sweep: str, *, tracking_uri: str | None = None, cache: str | Path | None = None,
-                max_workers: int = 8) -> pd.DataFrame:
-    """The sweep's child runs (tag cell_id) with full metric histories, fetched in parallel."""
-    import mlflow
+def default_uri(tracking_uri: str | None = None) -> str:
+    """Same resolution as the tracker (track.open_tracker): given, else $MLFLOW_TRACKING_URI, else ./mlflow.db."""
+    import os
+
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+def _existing_store(uri: str) -> str:
+    """Refuse a sqlite URI whose file does not exist: opening it would create an empty store."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise AnalysisInputError(f"no MLflow store at {uri} (no file {path}); pass --tracking-uri")
+    return uri
+
+
+def _experiment(client, sweep: str, experiment: str | None):
+    name = experiment or sweep
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        raise AnalysisInputError(f"no MLflow experiment named {name!r} at {client.tracking_uri}")
+    return exp
+
+
+def _all_runs(client, exp_id: str, sweep: str) -> list:
+    """Every run tagged with the sweep, page by page (a sweep can exceed one page)."""
+    out, token = [], None
+    for _ in range(10_000):  # bounded: 10k pages of 1000 runs
+        page = client.search_runs([exp_id], filter_string=f"tags.sweep = '{sweep}'", max_results=1000,
+                                  order_by=["attributes.start_time ASC"], page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            break
+    return out
+
+
+def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str | None = None,
+                cache: str | Path | None = None, max_workers: int = 8) -> pd.DataFrame:
+    """The sweep's child runs (tag cell_id) with full metric histories, fetched in parallel.
+
+    `experiment` defaults to the sweep name, as the tracker does (TrackingSpec.experiment).
+    """
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
-    exp = client.get_experiment_by_name(sweep)
-    if exp is None:
-        raise AnalysisInputError(f"no MLflow experiment named {sweep!r} at {client.tracking_uri}")
-    found = client.search_runs([exp.experiment_id], filter_string=f"tags.sweep = '{sweep}'", max_results=5000)
+    client = MlflowClient(_existing_store(default_uri(tracking_uri)))
+    exp = _experiment(client, sweep, experiment)
+    found = _all_runs(client, exp.experiment_id, sweep)
     children = [r for r in found if "cell_id" in r.data.tags]
     if not children:
         raise AnalysisInputError(f"sweep {sweep!r} has no cell runs at {client.tracking_uri}")
+    stamp = {r.info.run_id: [r.info.status, r.info.end_time] for r in children}
+    cached = _read_cache(cache, stamp)
+    if cached is not None:
+        return cached
     runs = []
     for r in children:
         p = r.data.params
@@ -95,22 +136,54 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, cache: str | Pat
             histories.setdefault(rid, {})[key] = sorted(pts)
     df = tidy(runs, histories)
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache) + ".tmp")
-        df.to_parquet(tmp)
-        tmp.replace(cache)
+        _write_cache(cache, df, stamp)
     return df
 
 
-def parent_run_id(sweep: str, *, tracking_uri: str | None = None) -> str | None:
-    """The sweep's parent run (tag sweep, no cell_id), for logging the analysis back."""
+def _stamp_path(cache: str | Path) -> Path:
+    return Path(str(cache) + ".runs.json")
+
+
+def _read_cache(cache: str | Path | None, stamp: dict) -> pd.DataFrame | None:
+    """The cached table, only if every run had finished and nothing changed since it was written."""
+    import json
+
+    if cache is None or not Path(cache).is_file() or not _stamp_path(cache).is_file():
+        return None
+    if any(status != "FINISHED" for status, _ in stamp.values()):
+        return None
+    try:
+        if json.loads(_stamp_path(cache).read_text()) != stamp:
+            return None
+        return pd.read_parquet(cache)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cache(cache: str | Path, df: pd.DataFrame, stamp: dict) -> None:
+    """Parquet + a sidecar of run status/end time, each written to a temp file and renamed."""
+    import json
+
+    p = Path(cache)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    df.to_parquet(tmp)
+    tmp.replace(p)
+    sp = _stamp_path(p)
+    tmp = sp.with_name(sp.name + ".tmp")
+    tmp.write_text(json.dumps(stamp))
+    tmp.replace(sp)
+
+
+def parent_run_id(sweep: str, *, tracking_uri: str | None = None, experiment: str | None = None) -> str | None:
+    """The sweep's parent run (tag sweep, no cell_id, no parent; the tracker also tags it role=sweep)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(sweep)
+    client = MlflowClient(default_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment or sweep)
     if exp is None:
         return None
-    for r in client.search_runs([exp.experiment_id], filter_string=f"tags.sweep = '{sweep}'", max_results=5000):
-        if "cell_id" not in r.data.tags and "mlflow.parentRunId" not in r.data.tags:
-            return r.info.run_id
-    return None
+    found = _all_runs(client, exp.experiment_id, sweep)
+    parents = [r for r in found if "cell_id" not in r.data.tags and "mlflow.parentRunId" not in r.data.tags]
+    parents.sort(key=lambda r: r.data.tags.get("role") != "sweep")  # stable: role=sweep first, then oldest
+    return parents[0].info.run_id if parents else None

@@ -103,9 +103,9 @@ def scaling_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
 
 
 def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], frontier: dict[str, tuple[np.ndarray, np.ndarray]],
-                   fits: dict, n_of: dict[str, float]):
-    """Loss vs training compute (FLOPs), one panel per category, with the lower envelope (frontier)
-    and the power law fitted to it."""
+                   fits: dict, n_of: dict[str, float], joint: dict | None = None):
+    """Loss vs training compute (FLOPs), one panel per category, with the lower envelope (frontier),
+    the power law fitted to it, and the compute-optimal loss L(N_opt(C), D_opt(C)) of the joint fit."""
     cats = list(points)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(cats), figsize=(PAGE_IN, 2.2), squeeze=False)
@@ -124,6 +124,12 @@ def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
                     cc = np.logspace(np.log10(fc.min()), np.log10(fc.max()), 100)
                     ax.plot(cc, f.predict(cc), "k-", lw=0.8, alpha=0.5, label="power law fitted to frontier")
                     ax.text(0.97, 0.95, f"α = {f.alpha:.3f}", transform=ax.transAxes, ha="right", va="top")
+                j = (joint or {}).get(cat)
+                if j is not None:
+                    cc = np.logspace(np.log10(fc.min()), np.log10(fc.max()), 100)
+                    n_opt, d_opt = j.frontier(cc)
+                    ax.plot(cc, j.predict(n_opt, d_opt), ":", color=PALETTE[3], lw=1.2,
+                            label="compute-optimal, joint L(N,D) fit")
             ax.set_xscale("log")
             ax.set_title(cat)
             ax.set_xlabel("training compute C = 6·N·D (FLOPs)")

@@ -15,7 +15,7 @@ import pandas as pd
 from .. import names
 from . import plots
 from .errors import AnalysisInputError
-from .fits import PowerFit, fit_power
+from .fits import ChinchillaFit, PowerFit, fit_chinchilla, fit_power
 from .spikes import Emergence, Spike, detect_spikes, emergence_flags
 from .trends import Trend, classify
 
@@ -28,6 +28,8 @@ class Report:
     fits: dict[tuple[str, str], PowerFit] = field(default_factory=dict)
     trends: dict[tuple[str, str], Trend] = field(default_factory=dict)
     compute_fits: dict[str, PowerFit] = field(default_factory=dict)
+    joint_fits: dict[str, ChinchillaFit] = field(default_factory=dict)
+    joint_caveats: dict[str, str] = field(default_factory=dict)
     spikes: dict[str, list[Spike]] = field(default_factory=dict)
     emergences: dict[str, list[Emergence]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -49,6 +51,11 @@ class Report:
         for cat, f in self.compute_fits.items():
             ci = f.ci.get("alpha")
             lines.append(f"  {cat:<11} vs compute (frontier): α={f.alpha:.3f}" + (f" [{ci.lo:.3f}, {ci.hi:.3f}]" if ci else ""))
+        for cat, j in self.joint_fits.items():
+            a, b = j.frontier_exponents
+            lines.append(f"  {cat:<11} joint L(N,D): α={j.alpha:.3f} β={j.beta:.3f} → "
+                         + (f"not identified ({self.joint_caveats[cat]})" if self.joint_caveats.get(cat)
+                            else f"N_opt ∝ C^{a:.2f}, D_opt ∝ C^{b:.2f}"))
         n_sp = sum(len(v) for v in self.spikes.values())
         n_em = sum(len(v) for v in self.emergences.values())
         lines.append(f"  grad-norm spikes: {n_sp}; emergence flags (spike then loss drop): {n_em}"
@@ -93,6 +100,16 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
                     rep.trends[(cat, m)] = classify(x, y, level=level)
             except ValueError as e:
                 rep.notes.append(f"{cat}/{m}: {e}")
+        if cat in curves and len(curves[cat]) >= 3:
+            Ns = np.concatenate([np.full(len(x), n_of[m]) for m, (x, _) in curves[cat].items()])
+            Ds = np.concatenate([x * _tokens_per_pair(df, m) for m, (x, _) in curves[cat].items()])
+            Ls = np.concatenate([y for _, y in curves[cat].values()])
+            try:  # the bootstrap of a 5-parameter fit is ~100x a power law's: cap it
+                j = rep.joint_fits[cat] = fit_chinchilla(Ns, Ds, Ls, bootstrap=min(bootstrap, 100), level=level,
+                                                         names=("N", "tokens"), y_name=key)
+                rep.joint_caveats[cat] = joint_caveat(j, Ns, Ds, Ls)
+            except ValueError as e:
+                rep.notes.append(f"{cat} joint L(N, D): {e}")
         if cat in compute_pts:
             allc = np.concatenate([c for c, _ in compute_pts[cat].values()])
             ally = np.concatenate([y for _, y in compute_pts[cat].values()])
@@ -137,13 +154,29 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
     figdir = out / "figures"
     if curves:
         rep.figures += plots.save(plots.scaling_figure(curves, rep.fits, n_of, rep.trends), figdir, "loss_vs_pairs")
-        rep.figures += plots.save(plots.compute_figure(compute_pts, frontier, rep.compute_fits, n_of), figdir, "loss_vs_compute")
+        rep.figures += plots.save(plots.compute_figure(
+            compute_pts, frontier, rep.compute_fits, n_of,
+            {c: j for c, j in rep.joint_fits.items() if not rep.joint_caveats.get(c)}),
+                                  figdir, "loss_vs_compute")
     if grad_series:
         rep.figures += plots.save(plots.gradnorm_figure(grad_series, rep.spikes, rep.emergences, n_of), figdir, "grad_norm")
     if phi:
         rep.figures += plots.save(plots.style_figure(phi, n_of), figdir, "style_phi")
     rep.report_path = write_markdown(rep, out / "report.md", phi)
     return rep
+
+
+def joint_caveat(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarray, *, min_share: float = 0.01) -> str:
+    """Why a joint fit's exponents may mean nothing: a term that moves the loss by < 1% over the
+    data, or an exponent pinned at its bound, is not identified by these runs."""
+    out = []
+    for k, term in (("alpha", j.A * N ** -j.alpha), ("beta", j.B * D ** -j.beta)):
+        span = float(np.ptp(term) / np.median(L))
+        if not 1e-3 < getattr(j, k) < 4.99:
+            out.append(f"{k} at its bound")
+        elif span < min_share:
+            out.append(f"{'N' if k == 'alpha' else 'D'} term moves L by {span:.1%}: {k} not identified")
+    return "; ".join(out)
 
 
 def _tokens_per_pair(df: pd.DataFrame, model: str) -> float:
@@ -176,6 +209,19 @@ def write_markdown(rep: Report, path: Path, phi: dict) -> Path:
         for cat, f in rep.compute_fits.items():
             ci = f.ci.get("alpha")
             L.append(f"| {cat} | {f.alpha:.4f} | " + (f"[{ci.lo:.4f}, {ci.hi:.4f}]" if ci else "–") + f" | {f.n} |")
+    if rep.joint_fits:
+        L += ["", "## Joint fit L(N, D) = E + A/N^α + B/D^β (D in tokens) and the compute-optimal frontier", "",
+              "| category | E | A | B | α (90% CI) | β (90% CI) | N_opt ∝ C^a | D_opt ∝ C^b | points | note |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+        for cat, j in rep.joint_fits.items():
+            a, b = j.frontier_exponents
+            ci = lambda k: f" [{j.ci[k].lo:.3f}, {j.ci[k].hi:.3f}]" if k in j.ci else ""  # noqa: E731
+            L.append(f"| {cat} | {j.E:.4g} | {j.A:.4g} | {j.B:.4g} | {j.alpha:.3f}{ci('alpha')} | "
+                     f"{j.beta:.3f}{ci('beta')} | {a:.3f} | {b:.3f} | {j.n} |"
+                     f" {rep.joint_caveats.get(cat, '')} |")
+        L.append("")
+        L.append(f"Model sizes: {len(rep.models)}. With few sizes the N term is weakly identified: read the "
+                 "α interval before the frontier exponents.")
     L += ["", "## Gradient spikes and emergence", ""]
     if not any(rep.spikes.values()):
         L.append("No grad-norm spikes (robust z > 7 over a trailing median/MAD window) in any run.")

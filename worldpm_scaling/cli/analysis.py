@@ -32,17 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser(
         "analyze", help="fits, trend classes, spikes, style Phi, figures and report.md for a sweep",
         description="Load a sweep's runs from MLflow (or a tidy CSV/Parquet export), fit L = A·pairs^-α per "
-                    "eval category and model size with bootstrap intervals, classify each curve as "
-                    "power-law / emergent / flat, flag grad-norm spikes and emergence, plot Phi of style, "
+                    "eval category and model size with bootstrap intervals, fit the joint L(N, D) and its "
+                    "compute-optimal frontier, classify each curve as power-law / emergent / flat, flag grad-norm spikes and emergence, plot Phi of style, "
                     "write figures (PDF, SVG, PNG) and report.md to --out, and log them to the sweep's "
                     "parent run.",
-        epilog="examples:\n  wps analyze demo --out out/demo\n  wps analyze demo --from runs.parquet --out out/x",
+        epilog="examples:\n"
+               "  wps analyze sweeps/demo.yaml --out out/demo        # store and experiment from the sweep\n"
+               "  wps analyze demo --tracking-uri http://mlflow:5000 --out out/demo\n"
+               "  wps analyze demo --from out/demo/runs.parquet --out out/x   # offline, nothing logged\n"
+               "writes OUT/report.md, OUT/figures/*.{pdf,svg,png} and OUT/runs.parquet (the fetched runs).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("sweep", help="sweep name (the MLflow experiment) or a sweep YAML")
     a.add_argument("--out", required=True, help="output folder for figures/ and report.md")
-    a.add_argument("--tracking-uri", default=None, help="MLflow URI (default: $MLFLOW_TRACKING_URI)")
+    a.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the sweep YAML's tracking.uri, "
+                   "else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     a.add_argument("--from", dest="from_file", default=None, metavar="FILE", help="read a tidy CSV/Parquet instead of MLflow")
-    a.add_argument("--bootstrap", type=int, default=1000)
+    a.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per fit (default 1000)")
     a.add_argument("--no-log", action="store_true", help="do not log the report to the sweep's parent run")
     a.set_defaults(func=run_analyze)
 
@@ -116,34 +121,40 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from ..analysis import load
     from ..analysis.report import analyze
 
-    sweep = args.sweep
+    sweep, uri, experiment = args.sweep, args.tracking_uri, None
     if sweep.endswith((".yaml", ".yml")):
         from ..config import load_sweep
 
-        sweep = load_sweep(sweep).name
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        spec = load_sweep(sweep)
+        sweep, experiment = spec.name, spec.tracking.experiment
+        uri = uri or spec.tracking.uri
+    uri = load.default_uri(uri)
     out = Path(args.out)
     if args.from_file:
         df = load.from_file(args.from_file)
     else:
-        df = load.from_mlflow(sweep, tracking_uri=uri, cache=out / "runs.parquet")
+        df = load.from_mlflow(sweep, tracking_uri=uri, experiment=experiment, cache=out / "runs.parquet")
     rep = analyze(df, out, bootstrap=args.bootstrap)
+    logged = None
     if not args.from_file and not args.no_log:
         from mlflow.tracking import MlflowClient
 
-        parent = load.parent_run_id(sweep, tracking_uri=uri)
-        if parent:
+        logged = load.parent_run_id(sweep, tracking_uri=uri, experiment=experiment)
+        if logged:
             client = MlflowClient(uri)
-            client.log_artifact(parent, str(rep.report_path), "analysis")
+            client.log_artifact(logged, str(rep.report_path), "analysis")
             for p in rep.figures:
-                client.log_artifact(parent, str(p), "analysis/figures")
+                client.log_artifact(logged, str(p), "analysis/figures")
     print(rep.headline())
     print(f"report: {rep.report_path}")
     print(f"figures: {out / 'figures'} ({len(rep.figures)} files)")
+    if logged:
+        print(f"logged to MLflow run {logged} (artifacts analysis/)")
+    elif not args.from_file and not args.no_log:
+        print(f"note: sweep {sweep!r} has no parent run at {uri}; nothing logged")
     return 0
