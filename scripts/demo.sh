@@ -4,7 +4,8 @@
 #   sweep of tiny reward models → fits, trend classes, spike flags, figures, report.
 # Re-running reuses what is done: the data, the server, and every finished cell (sweep resume).
 # Knobs (env): DEMO_SWEEP (sweeps/demo.yaml), DEMO_OUT (out/demo), DEMO_PAIRS (synthetic pairs),
-#              DEMO_DATA (data/demo), DEMO_PORT (MLflow port, default 5077), DEMO_EXECUTOR (auto|slurm|local).
+#              DEMO_DATA (data/demo), DEMO_PORT (MLflow port, default 5077), DEMO_EXECUTOR (auto|slurm|local),
+#              DEMO_STORE (MLflow SQLite file, ./mlflow.db), DEMO_ARTIFACTS (./mlartifacts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -14,6 +15,8 @@ DATA=${DEMO_DATA:-data/demo}
 PAIRS=${DEMO_PAIRS:-20000}
 PORT=${DEMO_PORT:-5077}
 EXECUTOR=${DEMO_EXECUTOR:-auto}
+STORE=${DEMO_STORE:-$PWD/mlflow.db}
+ARTIFACTS=${DEMO_ARTIFACTS:-$PWD/mlartifacts}
 mkdir -p "$OUT"
 t0=$(date +%s)
 step() { printf '\n\033[1m== %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
@@ -29,8 +32,8 @@ step "2/6 scheduler"
 CLUSTER=slurm/local.yaml
 if [ "$EXECUTOR" != local ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    if bash slurm/local-cluster/start.sh >"$OUT/slurm-start.log" 2>&1; then
-      eval "$(bash slurm/local-cluster/start.sh --print-env)"
+    if env_line=$(bash slurm/local-cluster/start.sh 2>"$OUT/slurm-start.log"); then
+      eval "$env_line"
       CLUSTER=slurm/local-cluster.yaml
       echo "local SLURM cluster up (SLURM_CONF=$SLURM_CONF)"
     else
@@ -47,9 +50,9 @@ URI="http://127.0.0.1:$PORT"
 if curl -sf "$URI/health" >/dev/null 2>&1; then
   echo "reusing the server at $URI"
 else
-  mkdir -p mlartifacts
-  setsid nohup "$BIN/mlflow" server --backend-store-uri "sqlite:///$PWD/mlflow.db" \
-    --default-artifact-root "$PWD/mlartifacts" --host 127.0.0.1 --port "$PORT" --workers 2 \
+  mkdir -p "$ARTIFACTS"
+  setsid nohup "$BIN/mlflow" server --backend-store-uri "sqlite:///$STORE" \
+    --default-artifact-root "$ARTIFACTS" --host 127.0.0.1 --port "$PORT" --workers 2 \
     >"$OUT/mlflow-server.log" 2>&1 < /dev/null &
   echo $! > "$OUT/mlflow-server.pid"
   for _ in $(seq 1 60); do curl -sf "$URI/health" >/dev/null 2>&1 && break; sleep 1; done
