@@ -26,14 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("status", help="each cell's scheduler state, MLflow status, last loss and pairs seen",
                        description="One table per sweep: cell, model, job id, state (from the job's marker "
-                                   "and sacct), MLflow run status, pairs seen and last training loss.")
+                                   "and sacct), MLflow run status, pairs seen and last training loss.",
+                       epilog="examples:\n  wps status sweeps/demo.yaml\n  wps status sweeps/demo.yaml --watch --interval 10",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("sweep")
     s.add_argument("--cluster")
     s.add_argument("--watch", action="store_true", help="refresh every few seconds until all cells end")
     s.add_argument("--interval", type=float, default=5.0)
     s.set_defaults(func=run_status)
 
-    c = sub.add_parser("cancel", help="cancel a sweep's running jobs (or one cell)")
+    c = sub.add_parser("cancel", help="cancel a sweep's running jobs (or one cell)",
+                       description="scancel the latest job of each cell (or of --cell); local jobs get SIGTERM. "
+                                   "Checkpoints stay: `wps launch` again resumes the cancelled cells.",
+                       epilog="examples:\n  wps cancel sweeps/demo.yaml\n  wps cancel sweeps/demo.yaml --cell 2",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("sweep")
     c.add_argument("--cell", help="cell index or id")
     c.add_argument("--cluster")
@@ -113,7 +119,7 @@ def run_status(args) -> int:
 def run_cancel(args) -> int:
     import subprocess
 
-    from ..launch import launches, sweep_status
+    from ..launch import launches, read_marker
     from ..plan import select
 
     p = _plan(args)
@@ -122,8 +128,8 @@ def run_cancel(args) -> int:
     n = 0
     for r in cells:
         lr = rec.get(r.cell_id)
-        if not lr:
-            continue
+        if not lr or read_marker(r.out_dir).get("status") in ("FINISHED", "FAILED", "KILLED"):
+            continue  # nothing running (and a local job's pid may since belong to another process)
         if lr["executor"] == "slurm":
             subprocess.run(["scancel", str(lr["job_id"])], check=False)
         else:
@@ -135,6 +141,5 @@ def run_cancel(args) -> int:
             except (ProcessLookupError, ValueError):
                 continue
         n += 1
-    print(f"cancelled {n} job(s)")
-    _ = sweep_status
+    print(f"cancelled {n} job(s); `wps launch {args.sweep}` resumes them from their checkpoints")
     return 0

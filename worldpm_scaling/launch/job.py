@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -47,12 +48,20 @@ class CellJob(submitit.helpers.Checkpointable):
         self.__init__(state["run_json"])
 
     def __call__(self) -> dict:
+        run = RunSpec.from_dict(json.loads(self.run_json))
+        try:
+            return self._run(run)
+        except BaseException as e:  # a job that dies before training must still say so on disk
+            if int(os.environ.get("RANK", "0")) == 0 and read_marker(run.out_dir).get("status") != "FAILED":
+                write_marker(run.out_dir, "FAILED", error=f"{type(e).__name__}: {e}")
+            raise
+
+    def _run(self, run: RunSpec) -> dict:
         import torch
 
         from ..track import open_tracker
         from ..train import Trainer
 
-        run = RunSpec.from_dict(json.loads(self.run_json))
         env = submitit.JobEnvironment() if _in_submitit() else None
         if env is not None and env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
@@ -62,7 +71,9 @@ class CellJob(submitit.helpers.Checkpointable):
         if rank == 0:
             parent = tracker.start_sweep(run.sweep)
             child = tracker.start_cell(run.sweep, run.cell_id, name=f"{run.model.name}-{run.pairs}-s{run.seed}",
-                                       parent_run_id=parent.run_id, params=run.flat_params())
+                                       parent_run_id=parent.run_id, params=run.flat_params(),
+                                       tags={"slurm_job_id": env.job_id if env else "", "host": socket.gethostname(),
+                                             "executor": os.environ.get("SUBMITIT_EXECUTOR", "")})
         else:
             from ..track import InMemoryTracker
 

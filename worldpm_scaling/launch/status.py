@@ -13,6 +13,20 @@ from .submit import launches
 TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
 
 
+_DEAD = {"CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "EXITED", "BOOT_FAIL", "DEADLINE"}
+
+
+def _pid_alive(pid) -> bool:
+    """Local executor jobs are processes: gone without a final marker = died."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def slurm_state(job_id: str) -> str | None:
     """State from sacct (needs slurmdbd); None where sacct is unavailable."""
     try:
@@ -20,16 +34,19 @@ def slurm_state(job_id: str) -> str | None:
                            text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    states = [s.split()[0] for s in r.stdout.split() if s.strip()]
+    states = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]  # "CANCELLED by 0" → CANCELLED
     return states[-1] if states else None
 
 
 def mlflow_runs(sweep: str, uri: str | None) -> dict[str, dict]:
     """cell_id → {status, step, loss, pairs} from the tracking server (empty if unreachable)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        return {}  # never create (and race the jobs migrating) the database from a status poll
     try:
         from mlflow.tracking import MlflowClient
 
-        c = MlflowClient(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+        c = MlflowClient(uri)
         exp = c.get_experiment_by_name(sweep)
         if exp is None:
             return {}
@@ -56,10 +73,12 @@ def sweep_status(plan: Plan, *, uri: str | None = None) -> list[dict]:
         sched = None
         if launch.get("executor") == "slurm":
             sched = slurm_state(launch["job_id"])
+        elif launch and not _pid_alive(launch["job_id"]):
+            sched = "EXITED"
         m = ml.get(r.cell_id, {})
         state = marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED")
-        if sched in ("CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY") and state == "RUNNING":
-            state = sched
+        if sched and sched.split()[0] in _DEAD and state in ("RUNNING", "SUBMITTED"):
+            state = "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched)
         rows.append({"index": r.index, "cell_id": r.cell_id, "model": r.model.name, "pairs_budget": r.pairs,
                      "job_id": launch.get("job_id"), "scheduler": sched or launch.get("executor", "-"),
                      "state": state, "mlflow": m.get("status"), "pairs_seen": m.get("pairs") or marker.get("pairs_seen"),

@@ -43,7 +43,10 @@ def render_sbatch(run: RunSpec, cluster: ClusterSpec, *, folder: str = "%j", arr
 
     params = slurm_parameters(run, cluster)
     command = f"{python} -u -m submitit.core._submit {folder}"
-    return _make_sbatch_string(command=command, folder=folder, map_count=array, **params)
+    script = _make_sbatch_string(command=command, folder=folder, map_count=array, **params)
+    if not Path(folder).is_absolute():  # submitit resolves the folder; keep what the caller gave
+        script = script.replace(f"{Path.cwd()}/", "")
+    return script
 
 
 @dataclass
@@ -84,15 +87,17 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False) ->
     if not todo:
         return []
     out = Path(spec.output_dir)
+    if not dry_run:
+        _prepare_tracking(spec)
     if dry_run:
         if kind != "slurm":
             return [f"# {kind} executor: {r.cell_id} ({r.model.name}) would run `wps train` in a subprocess"
                     for r in todo]
         groups = _groups(todo)
-        return [render_sbatch(g[0], spec.cluster, folder=str(out / "jobs" / "%A_%a"), array=len(g)) for g in groups]
+        return [render_sbatch(g[0], spec.cluster, folder=str(out / "jobs" / "%j"), array=len(g)) for g in groups]
     jobs = []
     for group in _groups(todo):
-        ex = make_executor(kind, out / "jobs" / ("%A_%a" if kind == "slurm" else "%j"), spec.cluster, group[0])
+        ex = make_executor(kind, out / "jobs" / "%j", spec.cluster, group[0])
         with ex.batch():
             submitted = [ex.submit(CellJob(r.to_json())) for r in group]
         jobs += submitted
@@ -102,6 +107,19 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False) ->
                                     "executor": kind, "folder": str(ex.folder if hasattr(ex, "folder") else out / "jobs"),
                                     "time": time.time()}) + "\n")
     return jobs
+
+
+def _prepare_tracking(spec) -> None:
+    """Create/migrate a sqlite MLflow store once, here: array tasks starting together would race
+    on its schema migration (measured: one of two tasks dies with alembic CommandError)."""
+    import os
+
+    uri = spec.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if spec.tracking.backend == "mlflow" and uri.startswith("sqlite:///"):
+        from mlflow.tracking import MlflowClient
+
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        MlflowClient(uri).search_experiments(max_results=1)
 
 
 def _groups(runs: list[RunSpec]) -> list[list[RunSpec]]:

@@ -1,0 +1,65 @@
+"""Sweep state on disk: launches.jsonl, done markers, skip/resubmit decisions, status rows."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from worldpm_scaling.config import load_sweep
+from worldpm_scaling.launch import launches, pending_cells, sweep_status
+from worldpm_scaling.launch.job import read_marker, write_marker
+from worldpm_scaling.plan import plan
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    y = tmp_path / "demo.yaml"
+    y.write_text((ROOT / "sweeps" / "demo.yaml").read_text()
+                 + f"out_dir: {tmp_path / 'out'}\ntracking: {{backend: mlflow, uri: 'sqlite:///{tmp_path}/none.db'}}\n")
+    return plan(load_sweep(y))
+
+
+def test_finished_cells_are_skipped_failed_ones_resubmitted(demo):
+    a, b, c = demo.runs
+    write_marker(a.out_dir, "FINISHED", steps=3)
+    write_marker(b.out_dir, "FAILED", error="x")
+    todo, done = pending_cells(demo)
+    assert [r.cell_id for r in done] == [a.cell_id]
+    assert [r.cell_id for r in todo] == [b.cell_id, c.cell_id]
+
+
+def test_marker_write_is_atomic_and_readable(tmp_path):
+    write_marker(str(tmp_path), "RUNNING", job_id="7")
+    write_marker(str(tmp_path), "FINISHED", steps=9)
+    assert read_marker(str(tmp_path))["status"] == "FINISHED"
+    assert not list(tmp_path.glob("*.tmp"))
+    (tmp_path / "status.json").write_text("{broken")
+    assert read_marker(str(tmp_path)) == {}
+
+
+def test_latest_launch_per_cell_wins(tmp_path):
+    lines = [{"cell_id": "a", "job_id": "1_0", "executor": "slurm"}, {"cell_id": "b", "job_id": "1_1", "executor": "slurm"},
+             {"cell_id": "a", "job_id": "5_0", "executor": "slurm"}]
+    (tmp_path / "launches.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    rec = launches(tmp_path)
+    assert rec["a"]["job_id"] == "5_0" and rec["b"]["job_id"] == "1_1"
+    assert launches(tmp_path / "nothing") == {}
+
+
+def test_status_rows_from_markers_and_dead_local_jobs(demo):
+    a, b, c = demo.runs
+    write_marker(a.out_dir, "FINISHED", steps=3, pairs_seen=64)
+    write_marker(b.out_dir, "RUNNING")
+    out = Path(demo.sweep.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # job ids of local jobs are pids; 2**22+1 exceeds pid_max, so that process is certainly gone
+    (out / "launches.jsonl").write_text(json.dumps({"cell_id": b.cell_id, "job_id": str(2**22 + 1), "executor": "local"}) + "\n")
+    rows = {r["cell_id"]: r for r in sweep_status(demo)}
+    assert rows[a.cell_id]["state"] == "FINISHED" and rows[a.cell_id]["pairs_seen"] == 64
+    assert rows[b.cell_id]["state"] == "FAILED", "a local job that died while RUNNING is reported failed"
+    assert rows[c.cell_id]["state"] == "NOT LAUNCHED"
+    assert not Path(demo.sweep.tracking.uri[len("sqlite:///"):]).exists(), "status must not create the MLflow db"
