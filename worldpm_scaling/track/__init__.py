@@ -1,13 +1,45 @@
-"""Experiment tracking behind one protocol (see base.py)."""
+"""Experiment tracking behind one protocol (see base.py).
+
+Implementations: `MlflowTracker` (batched background `log_batch`, spools when the server is away),
+`SpoolTracker` (offline only, replayed by `wps sync`), `InMemoryTracker` (tests). Read helpers for
+the launcher and analysis live in `track.query`; a local server for `wps ui`/tests in `track.server`.
+"""
+
+from __future__ import annotations
 
 from .base import STATUSES, Run, Status, Tracker
 from .memory import InMemoryTracker, MemoryRun
 
-__all__ = ["Run", "Tracker", "Status", "STATUSES", "InMemoryTracker", "MemoryRun"]
+__all__ = ["Run", "Tracker", "Status", "STATUSES", "InMemoryTracker", "MemoryRun", "open_tracker", "reachable"]
 
 
 def open_tracker(spec, *, spool_dir=None, experiment=None) -> Tracker:
-    """The tracker a TrackingSpec asks for. (The track layer extends this with mlflow and spool.)"""
+    """The tracker a `config.TrackingSpec` asks for.
+
+    mlflow: uri = spec.uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db; experiment =
+    spec.experiment, else `experiment`, else the sweep name. If the server does not answer at start
+    or goes away mid-run, points go to the spool in `spool_dir` and are replayed in order when it
+    answers again (or later with `wps sync`). spool: offline only, into `spool_dir`.
+    memory/none: an InMemoryTracker.
+    """
     if spec.backend in ("memory", "none"):
         return InMemoryTracker()
-    raise NotImplementedError(f"tracking backend {spec.backend!r} is not available in this checkout")
+    from .mlflow_tracker import MlflowTracker, SpoolTracker
+
+    if spec.backend == "spool":
+        if spool_dir is None:
+            raise ValueError("tracking.backend 'spool' needs a spool folder (spool_dir)")
+        return SpoolTracker(spool_dir, experiment=spec.experiment or experiment)
+    if spec.backend != "mlflow":
+        raise ValueError(f"tracking.backend: unknown backend {spec.backend!r}")
+    return MlflowTracker(spec.uri, experiment=spec.experiment or experiment, spool_dir=spool_dir,
+                         flush_every_s=spec.flush_every_s, flush_every_points=spec.flush_every_points)
+
+
+def reachable(uri: str, timeout: float = 5.0) -> bool:
+    """Whether an HTTP tracking server answers /health (non-HTTP URIs: True)."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    from .server import healthy
+
+    return healthy(uri, timeout)

@@ -1,0 +1,67 @@
+"""`wps ui` serves the project's store; headless Chromium renders the sweep's runs table with the
+cell runs nested under the parent (the same capture that made docs/mlflow_ui.png)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.fixtures.mlflow_server import REPO_ROOT, unique_name
+from worldpm_scaling.track.mlflow_tracker import MlflowTracker
+from worldpm_scaling.track.server import healthy
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _screenshot_module():
+    spec = importlib.util.spec_from_file_location("screenshot_ui", REPO_ROOT / "scripts" / "screenshot_ui.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_wps_ui_serves_the_sweep_and_the_page_lists_cell_runs(tmp_path):
+    sweep = unique_name("ui")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # jobs that wrote straight into the SQLite store (no server): the default single-user setup
+    tr = MlflowTracker(store, spool_dir=tmp_path / "spool", flush_every_s=0.5)
+    parent = tr.start_sweep(sweep)
+    names = []
+    for i, model in enumerate(("tiny-xs", "tiny-s", "tiny-m")):
+        name = f"{model}-8192-s0"
+        run = tr.start_cell(sweep, f"c{i}", name=name, parent_run_id=parent.run_id, params={"model.name": model})
+        run.log_metrics({"train/loss": 0.69 - 0.01 * i}, step=1)
+        run.finish("FINISHED")
+        names.append(name)
+    proc = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "ui", "--store", store, "--sweep", sweep,
+                             "--artifacts", str(tmp_path / "art"), "--workers", "1"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        m = re.fullmatch(r"(http://127\.0\.0\.1:\d+)/#/experiments/(\d+)/runs", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert healthy(m.group(1))
+        text = _screenshot_module().capture_runs_table(line, [sweep, *names], tmp_path / "shot.png")
+        for n in [sweep, *names]:
+            assert n in text
+        assert (tmp_path / "shot.png").stat().st_size > 10_000
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the server goes down with it
+        assert proc.wait(60) == 130
+        time.sleep(0.5)
+        assert not healthy(m.group(1), timeout_s=1.0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_wps_ui_help_teaches_postgresql():
+    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "ui", "--help"], capture_output=True, text=True,
+                       cwd=REPO_ROOT, timeout=60)
+    assert r.returncode == 0 and "postgresql://" in r.stdout and "examples:" in r.stdout

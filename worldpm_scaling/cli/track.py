@@ -1,0 +1,127 @@
+"""`wps sync` (replay offline spools into MLflow) and `wps ui` (serve the MLflow UI on the store)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sync", help="replay spooled (offline) runs into an MLflow server, idempotently",
+        description="Send every run spooled under DIR (jobs on nodes that could not reach the tracking "
+                    "server, or that lost it mid-run) to MLflow. Runs are created or reattached by "
+                    "their cell_id under the sweep's parent run; points the server already has are "
+                    "skipped, so running sync twice gives the same result as once. Finished runs get "
+                    "the status they ended with.",
+        epilog="examples:\n"
+               "  wps sync out/demo                              # every spool under the sweep's output\n"
+               "  wps sync out/demo/cells/d24101f60e/spool --uri http://mlflow.internal:5000\n"
+               "  MLFLOW_TRACKING_URI=sqlite:///mlflow.db wps sync out/demo --resume-cursor",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", metavar="DIR", help="a spool folder, or any folder above spool folders")
+    p.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    p.add_argument("--resume-cursor", action="store_true",
+                   help="start each run where its job's last replay stopped instead of re-checking every "
+                        "spooled point against the server (faster; same result unless the server lost data)")
+    p.set_defaults(func=run_sync)
+
+    u = sub.add_parser(
+        "ui", help="start the MLflow UI on the project's store and print the sweep's runs-table URL",
+        description="Start `mlflow server` on STORE (default: sqlite:///mlflow.db in this directory, "
+                    "artifacts in ./mlartifacts), wait until it answers, print the URL of the runs table "
+                    "(the sweep's parent run with its cell runs nested under it) and keep serving until "
+                    "Ctrl-C.\n\n"
+                    "Multi-user clusters: use PostgreSQL as the store, e.g.\n"
+                    "  --store postgresql://USER:PASSWORD@dbhost:5432/mlflow\n"
+                    "(create the database once: `createdb mlflow`; psycopg2 is installed with this "
+                    "package) and point jobs at the server with tracking.uri: http://HOST:PORT or "
+                    "$MLFLOW_TRACKING_URI. SQLite locks under many concurrent writers.",
+        epilog="examples:\n"
+               "  wps ui --sweep demo\n"
+               "  wps ui --store sqlite:///runs/mlflow.db --port 5001 --sweep worldpm\n"
+               "  wps ui --store postgresql://mlflow:$PGPASS@db01:5432/mlflow --host 0.0.0.0 --sweep worldpm",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    u.add_argument("--store", default="sqlite:///mlflow.db",
+                   help="backend store URI: sqlite:///FILE (default sqlite:///mlflow.db) or postgresql://…")
+    u.add_argument("--artifacts", default="mlartifacts", help="artifact folder (default ./mlartifacts)")
+    u.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    u.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    u.add_argument("--sweep", help="sweep (= experiment) whose runs table URL to print")
+    u.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
+    u.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the server to answer")
+    u.add_argument("--no-block", action="store_true", help=argparse.SUPPRESS)  # tests: print and stop
+    u.set_defaults(func=run_ui)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from ..track.mlflow_store import TrackingError, resolve_uri
+    from ..track.spool import SpoolError, find_spools
+    from ..track.sync import sync
+    from . import CLIError
+
+    uri = resolve_uri(args.uri)
+    try:
+        folders = find_spools(args.dir)
+    except SpoolError as e:
+        raise CLIError(str(e)) from e
+    if not folders:
+        print(f"nothing to sync: no spooled runs under {args.dir}")
+        return 0
+    with Progress(transient=True) as bar:
+        task = bar.add_task("replaying", total=None)
+        try:
+            report = sync(args.dir, uri, full=not args.resume_cursor,
+                          progress=lambda r: bar.update(task, advance=1, description=f"{r.key}: +{r.sent}"))
+        except (TrackingError, SpoolError) as e:
+            raise CLIError(str(e)) from e
+    for r in report.runs:
+        print(f"{r.key:<32} run {r.run_id}  sent {r.sent:>8}  already there {r.skipped:>8}"
+              f"{'  status ' + r.status if r.status else ''}")
+    print(f"synced {len(report.runs)} runs from {len(folders)} spool folders: {report.sent} points sent, "
+          f"{report.skipped} already on the server")
+    return 0
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    import time
+
+    from ..track.secrets import mask_uri
+    from ..track.server import MlflowServer, ServerError
+    from ..track.mlflow_store import Store
+    from . import CLIError
+
+    srv = MlflowServer(args.store, args.artifacts, host=args.host, port=args.port or None, workers=args.workers)
+    print(f"starting mlflow server on {mask_uri(args.store)} (log: {srv.log_path}) …", file=sys.stderr)
+    try:
+        srv.start(wait_s=args.wait)
+    except ServerError as e:
+        raise CLIError(mask_uri(str(e))) from e
+    try:
+        url = srv.url if args.host != "0.0.0.0" else f"http://{_hostname()}:{srv.port}"
+        if args.sweep:
+            store = Store(srv.url)
+            exp = store.experiment_id(args.sweep, create=False)
+            if exp is None:
+                print(f"warning: no experiment named {args.sweep!r} yet; showing all experiments", file=sys.stderr)
+                print(url)
+            else:
+                print(f"{url}/#/experiments/{exp}/runs")
+        else:
+            print(url)
+        sys.stdout.flush()
+        if args.no_block:
+            return 0
+        while srv.proc is not None and srv.proc.poll() is None:
+            time.sleep(1.0)
+        raise CLIError(f"mlflow server exited with {srv.proc.returncode if srv.proc else '?'}: {srv.log_tail(1000)}")
+    finally:
+        srv.stop()
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.getfqdn()

@@ -1,0 +1,212 @@
+"""Find-or-create runs by identity, and replay spooled points into MLflow exactly once.
+
+`attach` is how every run reaches the server — live at job start, live after an outage, and in
+`wps sync`: the sweep's parent is the oldest run tagged (sweep, wps.role=sweep), a cell's child
+the oldest run tagged `cell_id`. Jobs that race to create the same run each create one, then all
+pick the oldest and delete their own extra, so they converge on one run.
+
+`replay_key` sends what the server lacks. MLflow stores duplicate metric points if asked to, so the
+server is asked first: one `get_run` gives the highest step per key (latest_metrics keep each key's
+maximum step); points above it cannot be there yet, and only keys with points at or below it need
+their history fetched (in parallel). Replaying twice therefore equals replaying once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .mlflow_store import ROLE_TAG, Store, filter_literal
+from .secrets import scrub
+from .spool import Point, Spool, SpoolError, find_spools, sweep_key
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+@dataclass
+class ReplayResult:
+    """What one replay did for one spooled run."""
+
+    key: str
+    run_id: str
+    sent: int = 0
+    skipped: int = 0
+    status: str | None = None
+
+
+@dataclass
+class SyncReport:
+    runs: list[ReplayResult] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return sum(r.sent for r in self.runs)
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.skipped for r in self.runs)
+
+
+def _converge(store: Store, exp_id: str, filt: str, mine: str | None) -> str:
+    runs = store.find_runs(exp_id, filt)
+    if not runs:
+        if mine is None:
+            raise LookupError(filt)
+        return mine
+    winner = runs[0].info.run_id
+    if mine is not None and mine != winner:
+        try:
+            store.client.delete_run(mine)
+        except Exception:  # noqa: BLE001 — someone else deleted it already
+            pass
+    return winner
+
+
+def sweep_run(store: Store, sweep: str, experiment: str | None = None, *, create: bool = True) -> str | None:
+    """The sweep's parent run id (created if missing and `create`)."""
+    exp = store.experiment_id(experiment or sweep)
+    filt = f"tags.sweep = {filter_literal(sweep)} and tags.`{ROLE_TAG}` = 'sweep'"
+    found = store.find_runs(exp, filt)
+    if found:
+        return found[0].info.run_id
+    if not create:
+        return None
+    mine = store.create_run(exp, name=sweep, tags={"sweep": sweep, ROLE_TAG: "sweep"})
+    return _converge(store, exp, filt, mine)
+
+
+def attach(store: Store, meta: Mapping[str, Any], spool: Spool | None = None,
+           key: str | None = None) -> tuple[str, dict[str, int]]:
+    """Create or reattach the run `meta` describes; returns (run_id, per-key last step on the server).
+
+    meta: role (sweep|cell), sweep, experiment, name, and for cells cell_id, parent_run_id, tags,
+    params. A reattached cell is set RUNNING again; its params are completed, never changed."""
+    role = meta.get("role", "cell")
+    sweep = meta.get("sweep")
+    if not sweep:
+        raise SpoolError(f"spooled run {key!r} has no sweep in its metadata")
+    experiment = meta.get("experiment") or sweep
+    if role == "sweep":
+        run_id = sweep_run(store, sweep, experiment)
+        existing = None
+    else:
+        cell_id = meta.get("cell_id")
+        if not cell_id:
+            raise SpoolError(f"spooled run {key!r} has neither a cell_id nor role 'sweep'")
+        exp = store.experiment_id(experiment)
+        filt = f"tags.cell_id = {filter_literal(cell_id)} and tags.sweep = {filter_literal(sweep)}"
+        parent = meta.get("parent_run_id") or sweep_run(store, sweep, experiment)
+        tags = {**scrub(meta.get("tags") or {}, max_len=8000), "sweep": sweep, "cell_id": cell_id,
+                ROLE_TAG: "cell", PARENT_TAG: parent}
+        found = store.find_runs(exp, filt)
+        if found:
+            run_id = found[0].info.run_id
+            store.set_running(run_id)
+            store.set_tags(run_id, tags)
+            existing = found[0].data.params
+        else:
+            mine = store.create_run(exp, name=meta.get("name") or cell_id, tags=tags)
+            run_id = _converge(store, exp, filt, mine)
+            existing = {} if run_id == mine else None
+    if meta.get("params"):
+        store.ensure_params(run_id, meta["params"], existing=existing)
+    if spool is not None and key is not None:
+        spool.update_meta(key, run_id=run_id, server=store.safe_uri)
+    return run_id, last_steps(store, run_id)
+
+
+def last_steps(store: Store, run_id: str) -> dict[str, int]:
+    """Per metric key, the highest step the server holds for the run (one request)."""
+    run = store.client.get_run(run_id)
+    return {m.key: int(m.step) for m in run.data.to_proto().metrics}
+
+
+def missing_points(store: Store, run_id: str, points: list[Point]) -> tuple[list[Point], int]:
+    """Points the server does not have yet (first copy of each (key, step)), in step order; and how
+    many were skipped as already there or repeated in the spool."""
+    top = last_steps(store, run_id)
+    check = sorted({k for k, _v, _t, s in points if s <= top.get(k, -1)})
+    have: set[tuple[str, int]] = set()
+    if check:
+        with ThreadPoolExecutor(max_workers=min(8, len(check))) as ex:
+            for k, hist in zip(check, ex.map(lambda k: store.history(run_id, k), check)):
+                have.update((k, s) for s, _v, _t in hist)
+    todo: list[Point] = []
+    for p in points:
+        ks = (p[0], p[3])
+        if ks in have:
+            continue
+        have.add(ks)
+        todo.append(p)
+    todo.sort(key=lambda p: p[3])  # stable: file order within a step
+    return todo, len(points) - len(todo)
+
+
+def replay_key(store: Store, spool: Spool, key: str, *, start: int = 0, status: bool = True) -> ReplayResult:
+    """Send one spooled run's points from byte `start` (0 = all, checked against the server), its
+    params/tags/artifacts and, if `status`, the status it finished with; advance its cursor."""
+    meta = spool.meta(key)
+    run_id = meta.get("run_id")
+    if run_id and not _exists(store, run_id):
+        run_id = None  # spooled against another server, or deleted: find it again by identity
+    if not run_id:
+        if not meta:
+            raise SpoolError(f"{spool.dir}/{key}: points without metadata (no run identity to replay into)")
+        run_id, _ = attach(store, meta, spool, key)
+    pts, end = spool.read(key, start)
+    todo, skipped = missing_points(store, run_id, pts)
+    store.log_points(run_id, todo)
+    spool.set_cursor(key, max(end, spool.cursor(key)))
+    if meta.get("tags"):
+        tags = dict(meta["tags"])
+        if meta.get("role") == "cell":
+            tags.update({"cell_id": meta.get("cell_id"), "sweep": meta.get("sweep")})
+        store.set_tags(run_id, tags)
+    if meta.get("params"):
+        store.ensure_params(run_id, meta["params"])
+    for path, artifact_path in meta.get("artifacts", []):
+        if os.path.exists(path):
+            store.log_artifact(run_id, path, artifact_path)
+        else:
+            print(f"warning: spooled artifact {path} no longer exists; not uploaded", file=sys.stderr)
+    done = meta.get("status") if status else None
+    if done:
+        store.set_status(run_id, done)
+    return ReplayResult(key=key, run_id=run_id, sent=len(todo), skipped=skipped, status=done)
+
+
+def _exists(store: Store, run_id: str) -> bool:
+    try:
+        return store.client.get_run(run_id).info.lifecycle_stage == "active"
+    except Exception:  # noqa: BLE001 — RESOURCE_DOES_NOT_EXIST
+        return False
+
+
+def sync(root: str | os.PathLike, uri: str | None = None, *, full: bool = True,
+         progress=None) -> SyncReport:
+    """Replay every spool folder under `root` into the store at `uri`.
+
+    full=True re-checks every spooled point against the server (idempotent even if the cursor files
+    were lost or the spool was copied); full=False starts each run at its replay cursor."""
+    store = Store(uri)
+    if store.is_http and not store.healthy(timeout_s=10):
+        from .mlflow_store import TrackingError
+
+        raise TrackingError(f"MLflow server {store.safe_uri} is not answering /health")
+    report = SyncReport()
+    for folder in find_spools(Path(root)):
+        spool = Spool(folder)
+        for key in spool.keys():
+            start = 0 if full else spool.cursor(key)
+            report.runs.append(replay_key(store, spool, key, start=start))
+            if progress is not None:
+                progress(report.runs[-1])
+    return report
+
+
+__all__ = ["attach", "replay_key", "sync", "sweep_run", "missing_points", "last_steps", "ReplayResult",
+           "SyncReport", "sweep_key"]
