@@ -318,10 +318,16 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
 
 
 def select(p: Plan, cell: str) -> RunSpec:
-    """A run by index (`3`) or cell id (or a unique prefix of one)."""
+    """A run by index (`3`) or cell id (or a unique prefix of at least 4 characters of one).
+
+    Short digit strings are always indexes: `7` on a 3-cell sweep is an error, not the cell whose id
+    happens to start with 7."""
     if cell.isdigit() and int(cell) < len(p.runs) and not any(r.cell_id == cell for r in p.runs):
         return p.runs[int(cell)]
-    hits = [r for r in p.runs if r.cell_id.startswith(cell)]
+    if cell.isdigit() and len(cell) < 4:
+        raise PlanError(f"cell index {cell} is out of range: sweep {p.sweep.name!r} has {len(p.runs)} cells "
+                        f"(0–{len(p.runs) - 1}; `wps plan` lists them)", path="--cell")
+    hits = [r for r in p.runs if len(cell) >= 4 and r.cell_id.startswith(cell)]
     if len(hits) == 1:
         return hits[0]
     valid = ", ".join(f"{r.index}={r.cell_id}" for r in p.runs[:20])

@@ -101,3 +101,5 @@ def test_select_by_index_and_id(paper):
     assert select(p, p.runs[2].cell_id[:6]) is p.runs[2]
     with pytest.raises(PlanError, match="no cell 'zzz'"):
         select(p, "zzz")
+    with pytest.raises(PlanError, match="cell index 99 is out of range"):
+        select(p, "99")  # a short number is an index, never an id prefix that starts with those digits

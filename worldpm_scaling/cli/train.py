@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train one cell of a sweep in this process",
         description="Plan SWEEP.yaml, pick one cell (by index or cell id), and train it here: a "
-                    "Bradley–Terry reward model on the cell's pairs budget, evaluated at each milestone, "
-                    "checkpointed to <out>/cells/<cell_id>/checkpoints (a re-run resumes from there), "
-                    "metrics logged to MLflow (or the spool/memory tracker).",
-        epilog="examples:\n  wps train sweeps/demo.yaml --cell 0\n  wps train sweeps/demo.yaml --cell 1e1341 --tracking memory",
+                    "Bradley–Terry reward model on the cell's pairs budget, evaluated on every eval set "
+                    "at each milestone, checkpointed to <out>/<sweep>/<cell_id>/checkpoints (a re-run "
+                    "resumes there and never logs a step twice), metrics logged to MLflow (or the "
+                    "spool/memory tracker). Ctrl-C or SIGTERM checkpoints and stops (status KILLED). "
+                    "Exit status: 0 finished, 1 failed or killed, 2 bad input.",
+        epilog="examples:\n"
+               "  wps train sweeps/demo.yaml --cell 0                 # first cell, tracking as the sweep says\n"
+               "  wps train sweeps/demo.yaml --cell 1 --tracking memory\n"
+               "  wps train sweeps/demo.yaml --cell 3f9c2a --out /scratch/demo   # by cell id (prefix)\n"
+               "  wps plan sweeps/demo.yaml                           # lists the cells and their ids",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="sweep YAML")
     p.add_argument("--cell", required=True, help="cell index (0, 1, …) or cell id (prefix ok)")
@@ -31,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_sweep
     from ..plan import plan, select
     from ..track import open_tracker
-    from ..train import Trainer
+    from ..train import CheckpointCorruptError, NonFiniteLossError, Trainer
 
     spec = load_sweep(args.sweep, cluster=args.cluster)
     if args.out:
@@ -44,12 +52,19 @@ def run(args: argparse.Namespace) -> int:
     child = tracker.start_cell(spec.name, run_spec.cell_id, name=f"{run_spec.model.name}-{run_spec.pairs}-s{run_spec.seed}",
                                parent_run_id=parent.run_id, params=run_spec.flat_params())
     trainer = Trainer(run_spec, child)
-    print(f"cell {run_spec.cell_id}: {run_spec.model.name}, {run_spec.pairs} pairs, "
-          f"{len(run_spec.milestones)} milestones → {run_spec.out_dir}")
-    status = "FAILED"
+    print(f"cell {run_spec.cell_id}: {run_spec.model.name}, {run_spec.pairs:,} pairs, "
+          f"{len(run_spec.milestones)} milestones, {run_spec.train.collation} collation → {run_spec.out_dir}")
+
+    def on_term(signum, frame):  # the launcher's scheduler (or a user) asks us to stop: save, then stop
+        trainer.checkpoint_now()
+        trainer.request_stop()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    status, result, error = "FAILED", None, None
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} pairs"),
-                      TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn()) as prog:
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed:,.0f}/{task.total:,.0f} pairs"), TextColumn("loss {task.fields[loss]}"),
+                      TimeElapsedColumn(), TimeRemainingColumn()) as prog:
             task = prog.add_task(run_spec.model.name, total=run_spec.pairs, loss="–")
 
             def show(tr, m):
@@ -57,12 +72,21 @@ def run(args: argparse.Namespace) -> int:
 
             result = trainer.fit(progress=show)
         status = result.status
+    except (NonFiniteLossError, CheckpointCorruptError) as e:
+        error = e
     except KeyboardInterrupt:
         trainer.checkpoint_now()
         status = "KILLED"
-        raise
     finally:
+        signal.signal(signal.SIGTERM, old)
         child.finish(status)
-    print(f"{status}: {result.steps} steps, {result.pairs_seen} pairs, {result.tokens_seen} tokens, "
-          f"final train loss {result.final_loss:.4f}; checkpoint {result.checkpoint}")
+    if error is not None:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    if result is None:
+        print(f"{status}: interrupted; checkpoint {trainer.last_checkpoint}", file=sys.stderr)
+        return 1
+    loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "–"
+    print(f"{status}: {result.steps} steps, {result.pairs_seen:,} pairs, {result.tokens_seen:,} tokens, "
+          f"final train loss {loss}; checkpoint {result.checkpoint}")
     return 0 if status == "FINISHED" else 1

@@ -98,8 +98,9 @@ class CellJob(submitit.helpers.Checkpointable):
         if self._trainer is not None:
             self._trainer.checkpoint_now()
         if self._tracker_run is not None:
-            try:
-                self._tracker_run.flush()
+            try:  # we are inside submitit's USR2 handler: let the sender thread do the flushing
+                flush = getattr(self._tracker_run, "flush_from_signal", None) or self._tracker_run.flush
+                flush()
             except Exception:  # noqa: BLE001 — the spool keeps what the server did not take
                 pass
         return submitit.helpers.DelayedSubmission(CellJob(self.run_json))

@@ -4,18 +4,26 @@ A checkpoint is one `step_XXXXXXXX.pt` (torch.save of model, optimizer, step, pa
 next milestone, RNG states) plus a `.sha256` sidecar written after it. Both appear by rename, so a
 job killed mid-write leaves either the old set or the new one, never a torn file; a file whose hash
 does not match is refused with CheckpointCorruptError.
+
+DeepSpeed engines shard their state over ranks: there a checkpoint is a folder `step_XXXXXXXX.ds/`
+written by every rank into a temporary folder, given a `manifest.json` of sha256 per file by rank 0
+and renamed into place; loading verifies every file against the manifest first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import re
 from pathlib import Path
 
 import torch
 
 _NAME = re.compile(r"step_(\d{8})\.pt$")
+_DIR = re.compile(r"step_(\d{8})\.ds$")
+MANIFEST = "manifest.json"
 
 
 class CheckpointCorruptError(RuntimeError):
@@ -44,19 +52,69 @@ def save(state: dict, folder: str | Path, step: int, *, keep: int) -> Path:
     side_tmp = folder / f".step_{step:08d}.sha256.tmp"
     side_tmp.write_text(digest + "\n")
     side_tmp.replace(folder / f"step_{step:08d}.sha256")
-    for old in list_checkpoints(folder)[:-keep]:
-        old.unlink(missing_ok=True)
-        old.with_suffix(".sha256").unlink(missing_ok=True)
+    rotate(folder, keep)
     return final
 
 
+def rotate(folder: Path, keep: int) -> None:
+    """Delete all but the newest `keep` complete checkpoints (files or folders)."""
+    for old in list_checkpoints(folder)[:-keep]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".sha256").unlink(missing_ok=True)
+
+
+def step_of(path: str | Path) -> int:
+    m = _NAME.search(Path(path).name) or _DIR.search(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path}: not a checkpoint name")
+    return int(m.group(1))
+
+
+def sharded_tmp(folder: str | Path, step: int) -> Path:
+    """Where every rank writes its shard of step `step` before `seal_sharded` renames it."""
+    return Path(folder) / f".step_{step:08d}.ds.tmp"
+
+
+def seal_sharded(folder: str | Path, step: int, *, keep: int) -> Path:
+    """Rank 0, after all ranks wrote into `sharded_tmp`: hash every file, rename into place, rotate."""
+    folder = Path(folder)
+    tmp = sharded_tmp(folder, step)
+    files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+    final = folder / f"step_{step:08d}.ds"
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    rotate(folder, keep)
+    return final
+
+
+def verify_sharded(path: str | Path) -> None:
+    """Every file of a sharded checkpoint matches its manifest (else CheckpointCorruptError)."""
+    p = Path(path)
+    try:
+        manifest = json.loads((p / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointCorruptError(f"{p}: no readable {MANIFEST} ({e})") from None
+    for rel, want in manifest["files"].items():
+        f = p / rel
+        if not f.is_file():
+            raise CheckpointCorruptError(f"{f}: listed in {p / MANIFEST} but missing")
+        if _sha256(f) != want:
+            raise CheckpointCorruptError(f"{f}: sha256 does not match {p / MANIFEST}")
+
+
 def list_checkpoints(folder: str | Path) -> list[Path]:
-    """Complete checkpoints (file + sidecar), oldest first."""
+    """Complete checkpoints (file + sidecar, or folder + manifest), oldest first."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if _NAME.search(p.name) and p.with_suffix(".sha256").is_file()]
-    return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
+    found = [p for p in folder.iterdir() if (_NAME.search(p.name) and p.with_suffix(".sha256").is_file())
+             or (_DIR.search(p.name) and (p / MANIFEST).is_file())]
+    return sorted(found, key=step_of)
 
 
 def load(path: str | Path) -> dict:

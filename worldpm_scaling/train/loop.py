@@ -1,20 +1,27 @@
 """The training loop: one RunSpec in, a tracked, checkpointed, resumable BT reward model out.
 
 Determinism is what makes resume exact: the data order is a seeded permutation and step k always
-consumes pairs [k·B, (k+1)·B) of it, so a checkpoint needs only the step (plus model, optimizer and
-RNG states) to continue on exactly the curve an uninterrupted run would have drawn.
+consumes pairs [k·B, (k+1)·B) of it (per rank), the LR is a pure function of k, and a checkpoint
+holds model, optimizer, counters, RNG states and the metrics of its step not yet logged, so a
+resumed run draws exactly the curve an uninterrupted one would have — and never logs a step twice.
+
+Signals: `checkpoint_now()` and `request_stop()` may be called from a signal handler in the main
+thread while `fit()` runs. A checkpoint is always of the last *completed* optimizer step: the model
+and optimizer only change inside the update, and a call that lands there is deferred to right after.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
+import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,18 +31,23 @@ from ..config import RunSpec
 from ..data.pairs import TokenizedPair
 from ..style import style_phi
 from . import checkpoint as ckpt
-from .collate import collate
-from .model import RewardModel, build_model, bt_loss
+from .collate import Batch, collate
+from .engine import DeepSpeedEngine, TorchEngine
+from .model import RewardModel, bt_loss, build_model
+from .schedule import lr_at
 
-CPU_PEAK_FLOPS = 50e9  # assumed peak of one CPU process for MFU (see ClusterSpec.cpu_gflops)
+log = logging.getLogger(__name__)
+
+CPU_PEAK_FLOPS = 50e9
+"""Assumed peak FLOP/s of one CPU process for MFU (the default of ClusterSpec.cpu_gflops)."""
 
 
 class NonFiniteLossError(RuntimeError):
-    """Loss or grad norm became NaN/Inf; the run stops with its last good checkpoint kept."""
+    """Loss or grad norm became NaN/Inf; names the step. The last good checkpoint is kept."""
 
 
 class DataTooSmallError(ValueError):
-    """The pairs file holds fewer pairs than the cell's budget."""
+    """The pairs file holds fewer pairs than the cell's budget (data.pairs / data.source)."""
 
 
 @dataclass
@@ -51,69 +63,85 @@ class TrainResult:
 
 @dataclass
 class EvalData:
+    """One eval set as the trainer needs it (the data layer's EvalSet has the same fields)."""
+
     name: str
     category: str
     pairs: list[TokenizedPair]
 
 
-def lr_at(step: int, total: int, run: RunSpec) -> float:
-    """Linear warmup to `lr`, then constant (paper) or a decay to min_lr_frac·lr."""
-    t = run.train
-    warm = t.warmup_steps if t.warmup_steps is not None else int(round(t.warmup_frac * total))
-    if warm > 0 and step < warm:
-        return t.lr * (step + 1) / warm
-    if t.schedule == "constant" or total <= warm:
-        return t.lr
-    frac = min(1.0, (step - warm) / max(1, total - warm))
-    floor = t.min_lr_frac * t.lr
-    if t.schedule == "linear":
-        return floor + (t.lr - floor) * (1 - frac)
-    return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
-
-
-def _dist() -> tuple[int, int]:
+def init_distributed() -> tuple[int, int]:
+    """(rank, world) from the torchrun/submitit environment; starts the process group if needed."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group(backend, rank=rank, world_size=world)
     return rank, world
 
 
-class Trainer:
-    """Trains `run` and logs through `tracker_run` (the Tracker protocol's Run)."""
+def flops_per_step(run: RunSpec, real_tokens: int, attn_units: int) -> float:
+    """Training FLOPs: 6·N per token plus 12·L·d per attended (query, key) pair — PaLM (Chowdhery et
+    al. 2022) appendix B's 6N + 12·L·d·T, with T·tokens replaced by the pairs actually attended."""
+    m = run.model
+    return 6.0 * m.params_non_embedding * real_tokens + 12.0 * m.layers * m.hidden * attn_units
 
-    def __init__(self, run: RunSpec, tracker_run, *, device: str | None = None,
+
+def attention_units(b: Batch) -> int:
+    """Σ query×key pairs the sequences of `b` need (causal halves counted in full, as PaLM does)."""
+    if b.segments is not None:
+        return sum((qe - qs) * ((qe - qs) + (pe - ps)) for qs, qe, ps, pe in b.segments)
+    if b.attention_mask is not None:
+        return int(b.real_tokens * b.input_ids.shape[1])  # upper bound: a row's length per token
+    return int(b.real_tokens * b.input_ids.shape[1])
+
+
+class Trainer:
+    """Trains `run` and logs through `tracker_run` (the Tracker protocol's Run).
+
+    `train_pairs`/`eval_sets` inject data (tests, benchmarks); by default they come from the data
+    layer (run.data, run.eval). `engine`: "torch", "deepspeed", or None = DeepSpeed when the run
+    asks for ZeRO ≥ 1 on GPUs or on more than one process, plain torch otherwise.
+    """
+
+    def __init__(self, run: RunSpec, tracker_run, *, device: str | torch.device | None = None,
                  train_pairs: Sequence[TokenizedPair] | None = None, eval_sets: list[EvalData] | None = None,
-                 peak_flops: float | None = None, tokenizer=None):
+                 peak_flops: float | None = None, tokenizer=None, engine: str | None = None,
+                 layout: str = "segments"):
         self.run = run
         self.tracker = tracker_run
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.rank, self.world = _dist()
+        self.rank, self.world = init_distributed()
         t = run.train
         self.micro = t.micro_batch_pairs
-        per_rank = math.ceil(t.global_batch_pairs / self.world)
-        self.accum = max(1, math.ceil(per_rank / self.micro))
-        self.step_pairs = t.global_batch_pairs
-        self.total_steps = max(1, math.ceil(run.pairs * t.epochs / self.step_pairs))
+        self.per_rank_step = math.ceil(t.global_batch_pairs / self.world)
+        self.total_steps = max(1, math.ceil(run.pairs * t.epochs / t.global_batch_pairs))
         self.row_len = t.pack_len or t.ctx_len
+        self.layout = layout
         self._train_pairs = train_pairs
         self._eval_sets = eval_sets
         self._tokenizer = tokenizer
         self.peak_flops = peak_flops or self._default_peak()
+        self.engine_kind = engine or self._auto_engine()
         self.ckpt_dir = Path(run.out_dir) / "checkpoints"
-        self._stop = threading.Event()
-        self._in_update = False
-        self._pending_ckpt = False
-        self._state_lock = threading.RLock()
+        self.pad_id = getattr(tokenizer, "pad_id", 0)
+        # progress (all part of a checkpoint)
         self.step = 0
         self.pairs_seen = 0
         self.tokens_seen = 0
         self.next_milestone = 0
         self.skipped = 0
-        self.model: RewardModel | None = None
-        self.opt = None
-        self.pad_id = 0
+        self._pending: dict | None = None      # metrics of `self.step` not yet logged
+        self._evals_due = 0                     # milestone evaluations owed at `self.step`
+        self._rng = None                        # RNG states at the last step boundary
+        # signal plumbing
+        self._stop = threading.Event()
+        self._in_update = False
+        self._saving = False
+        self._pending_ckpt = False
+        self._logged_upto: int | None = None
+        self.last_checkpoint: Path | None = None
+        self.engine = None
 
     # -- setup ----------------------------------------------------------------------------------
     def _default_peak(self) -> float:
@@ -124,6 +152,10 @@ class Trainer:
             return g.peak_flops if g else 989e12
         return CPU_PEAK_FLOPS
 
+    def _auto_engine(self) -> str:
+        stage = self.run.resources.zero_stage
+        return "deepspeed" if stage >= 1 and (self.device.type == "cuda" or self.world > 1) else "torch"
+
     def _data(self) -> Sequence[TokenizedPair]:
         if self._train_pairs is None:
             from ..data import open_train_pairs
@@ -131,8 +163,9 @@ class Trainer:
             self._train_pairs = open_train_pairs(self.run.data, seed=self.run.seed, rank=self.rank,
                                                  world=self.world, max_pairs=self.run.pairs,
                                                  ctx_len=self.run.train.ctx_len)
-        elif self.world > 1:
+        elif self.world > 1 and not getattr(self, "_sharded", False):
             self._train_pairs = [p for i, p in enumerate(self._train_pairs) if i % self.world == self.rank]
+            self._sharded = True
         return self._train_pairs
 
     def _evals(self) -> list[EvalData]:
@@ -147,49 +180,101 @@ class Trainer:
 
     def _build(self) -> None:
         t = self.run.train
-        self.model = build_model(self.run.model, head=t.head, seed=self.run.seed).to(self.device)
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in self.model.named_parameters() if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        self.opt = cls(groups, lr=t.lr, betas=t.betas, eps=t.eps)
-        self.ddp = None
-        if self.world > 1:
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model)
-        self._fwd = self.ddp or self.model
-        self.flops_per_token = 6 * self.run.model.params_non_embedding + \
-            12 * self.run.model.layers * self.run.model.hidden * self.row_len
+        if self.engine_kind == "deepspeed":
+            from .deepspeed_config import deepspeed_config
+
+            cfg = deepspeed_config(self.run, world_size=self.world, bf16=self._bf16())
+            self._ds_config = cfg
+            model = build_model(self.run.model, head=t.head, seed=self.run.seed).to(self.device)
+            self.engine = DeepSpeedEngine(model, self.run, config=cfg)
+        elif self.engine_kind == "torch":
+            model = build_model(self.run.model, head=t.head, seed=self.run.seed).to(self.device)
+            self.engine = TorchEngine(model, self.run, distributed=self.world > 1)
+        else:
+            raise ValueError(f"engine must be 'torch' or 'deepspeed', got {self.engine_kind!r}")
+        if t.activation_checkpointing and self.device.type == "cuda":
+            self.engine.model.backbone.gradient_checkpointing_enable()
+
+    @property
+    def model(self) -> RewardModel | None:
+        return self.engine.model if self.engine is not None else None
+
+    def _bf16(self) -> bool:
+        return self.run.train.precision == "bf16" and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     def _autocast(self):
-        if self.run.train.precision == "bf16" and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+        if self._bf16() and self.engine_kind == "torch":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast(self.device.type, enabled=False)
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
-                "pairs_seen": self.pairs_seen, "tokens_seen": self.tokens_seen,
-                "next_milestone": self.next_milestone, "skipped": self.skipped, "cell_id": self.run.cell_id,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}
+    @staticmethod
+    def _capture_rng() -> dict:
+        st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            st["cuda"] = torch.cuda.get_rng_state_all()
+        return st
 
-    def _save(self) -> Path | None:
+    def _meta(self) -> dict:
+        """Everything but the model and optimizer: where the run is, and what it still owes the tracker."""
+        return {"step": self.step, "pairs_seen": self.pairs_seen, "tokens_seen": self.tokens_seen,
+                "next_milestone": self.next_milestone, "skipped": self.skipped, "pending_metrics": self._pending,
+                "evals_due": self._evals_due, "cell_id": self.run.cell_id, "logged_upto": self._logged_upto,
+                "rng": self._rng or self._capture_rng()}
+
+    def _barrier(self) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
+    def _flush_tracker(self, from_signal: bool = False) -> None:
+        """Make every logged point durable (server or spool) before a checkpoint records it as logged:
+        otherwise a kill after the save loses the points the resumed run then refuses to log again."""
         if self.rank != 0:
+            return
+        flush = getattr(self.tracker, "flush_from_signal", None) if from_signal else None
+        (flush or self.tracker.flush)()
+
+    def _save(self, from_signal: bool = False) -> Path | None:
+        """Plain torch: rank 0 writes one verified file. DeepSpeed: a collective sharded save."""
+        if self.engine is None or self._saving:  # a signal landed inside a save of this very state
             return None
-        with self._state_lock:
-            path = ckpt.save(self._state(), self.ckpt_dir, self.step, keep=self.run.train.keep_checkpoints)
+        self._saving = True
+        try:
+            self._flush_tracker(from_signal)
+            keep = self.run.train.keep_checkpoints
+            if self.engine_kind == "torch":
+                if self.rank != 0:
+                    return None
+                path = ckpt.save({**self.engine.state_dict(), **self._meta()}, self.ckpt_dir, self.step, keep=keep)
+            else:
+                tmp = ckpt.sharded_tmp(self.ckpt_dir, self.step)
+                if self.rank == 0:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    tmp.mkdir(parents=True)
+                self._barrier()
+                self.engine.save(tmp, self._meta())
+                self._barrier()
+                path = ckpt.seal_sharded(self.ckpt_dir, self.step, keep=keep) if self.rank == 0 else \
+                    self.ckpt_dir / f"step_{self.step:08d}.ds"
+                self._barrier()
+        finally:
+            self._saving = False
         self._last_ckpt_time = time.monotonic()
         self.last_checkpoint = path
         return path
 
     def checkpoint_now(self) -> Path | None:
-        """Save the last completed step now (safe from a signal handler). Mid-update, the save is
-        deferred to right after the optimizer step."""
-        if self.model is None:
+        """Save the last completed step now (safe from a signal handler in the main thread).
+
+        Mid-update (or mid-save) the save is deferred to right after it and None is returned. Across
+        several processes a save is collective, so it is always deferred to the next step boundary,
+        where the ranks agree on it."""
+        if self.engine is None:
             return None
-        if self._in_update:
+        if self._in_update or self._saving or self.world > 1:
             self._pending_ckpt = True
             return None
-        return self._save()
+        return self._save(from_signal=True)
 
     def request_stop(self) -> None:
         """fit() checkpoints and returns KILLED at the next step boundary."""
@@ -199,33 +284,69 @@ class Trainer:
         path = ckpt.latest(self.ckpt_dir)
         if path is None:
             return
-        st = ckpt.load(path)
-        if st.get("cell_id") not in (None, self.run.cell_id):
+        sharded = path.is_dir()
+        if sharded != (self.engine_kind == "deepspeed"):
+            raise ckpt.CheckpointCorruptError(
+                f"{path}: written by a {'DeepSpeed' if sharded else 'plain torch'} run, but this run uses "
+                f"{self.engine_kind} (train.zero_stage / world size changed?)")
+        if sharded:
+            err = ""
+            if self.rank == 0:
+                try:
+                    ckpt.verify_sharded(path)
+                except ckpt.CheckpointCorruptError as e:
+                    err = str(e)
+            flag = torch.tensor([1.0 if err else 0.0])
+            if self.world > 1:
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if flag.item():
+                raise ckpt.CheckpointCorruptError(err or f"{path}: refused by rank 0's verification")
+            st = self.engine.load(path)
+        else:
+            try:
+                st = ckpt.load(path)
+            except ckpt.CheckpointCorruptError as e:  # loud, not a silent step back: the user decides
+                older = ckpt.list_checkpoints(self.ckpt_dir)[:-1]
+                hint = f"; delete it to resume from {older[-1].name}" if older else "; delete it to start over"
+                raise ckpt.CheckpointCorruptError(f"{e}{hint}") from None
+        if st.get("cell_id") != self.run.cell_id:
             raise ckpt.CheckpointCorruptError(f"{path}: belongs to cell {st.get('cell_id')}, not {self.run.cell_id}")
-        self.model.load_state_dict(st["model"])
-        self.opt.load_state_dict(st["optimizer"])
+        if not sharded:
+            self.engine.load_state_dict(st)
         self.step, self.pairs_seen, self.tokens_seen = st["step"], st["pairs_seen"], st["tokens_seen"]
         self.next_milestone, self.skipped = st["next_milestone"], st["skipped"]
-        torch.set_rng_state(st["rng"]["torch"])
-        np.random.set_state(st["rng"]["numpy"])
-        random.setstate(st["rng"]["python"])
+        self._pending, self._evals_due = st["pending_metrics"], st["evals_due"]
+        rng = st["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self._rng = rng
         self.last_checkpoint = path
+        log.info("resumed from %s (step %d, %d pairs)", path, self.step, self.pairs_seen)
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        self.model.eval()
+        """BT loss/accuracy per eval set and per category, and style Phi per set."""
+        model = self.model
+        was_training = model.training
+        model.eval()
         out: dict[str, float] = {}
         per_cat: dict[str, list[tuple[float, float]]] = {}
+        chunk = max(self.micro, 16)
         for es in self._evals():
+            if not es.pairs:
+                continue
             rc, rr = [], []
-            for i in range(0, len(es.pairs), max(self.micro, 16)):
-                b = collate(es.pairs[i:i + max(self.micro, 16)], self.run.train.collation, row_len=self.row_len,
-                            pad_id=self.pad_id).to(self.device)
+            for i in range(0, len(es.pairs), chunk):
+                b = collate(es.pairs[i:i + chunk], self.run.train.collation, row_len=self.row_len,
+                            pad_id=self.pad_id, layout=self.layout).to(self.device)
                 with self._autocast():
-                    r = self.model(b.input_ids, b.attention_mask, b.position_ids, b.reward_index)
-                rc.append(r[:b.pairs].cpu())
-                rr.append(r[b.pairs:].cpu())
+                    c, r = self.engine.rewards(b) if self.engine_kind == "deepspeed" else model.rewards(b)
+                rc.append(c.float().cpu())
+                rr.append(r.float().cpu())
             c, j = torch.cat(rc), torch.cat(rr)
             loss, acc = bt_loss(c, j).mean().item(), (c > j).float().mean().item()
             out[names.eval_loss(es.name)] = loss
@@ -241,102 +362,149 @@ class Trainer:
         for cat, vals in per_cat.items():
             out[names.eval_loss(cat)] = float(np.mean([v[0] for v in vals]))
             out[names.eval_acc(cat)] = float(np.mean([v[1] for v in vals]))
-        self.model.train()
+        model.train(was_training)
         return out
 
     # -- the loop -------------------------------------------------------------------------------
-    def fit(self, progress=None) -> TrainResult:
+    def _already_logged(self, step: int) -> bool:
+        return self._logged_upto is not None and step <= self._logged_upto
+
+    def _flush_pending(self) -> None:
+        """Evaluate owed milestones and log the metrics of the current step (once, ever)."""
+        if self._pending is None:
+            return
+        metrics = dict(self._pending)
+        if not self._already_logged(self.step):
+            if self._evals_due:
+                metrics.update(self.evaluate())
+            if self.rank == 0:
+                self.tracker.log_metrics(metrics, step=self.step)
+            self._logged_upto = self.step
+        self._pending, self._evals_due = None, 0
+
+    def _step_pairs(self, data: Sequence[TokenizedPair]) -> list[TokenizedPair]:
+        start = self.step * self.per_rank_step
+        return [data[(start + i) % len(data)] for i in range(self.per_rank_step)]
+
+    def fit(self, progress: Callable[["Trainer", dict], None] | None = None) -> TrainResult:
         """Train to the pairs budget (resuming from the latest checkpoint), evaluating at milestones."""
         t = self.run.train
         data = self._data()
-        if len(data) < math.ceil(self.run.pairs / self.world):
+        need = math.ceil(self.run.pairs / self.world)
+        if len(data) < need:
             raise DataTooSmallError(f"data.source {self.run.data.source!r} has {len(data) * self.world} pairs, "
                                     f"fewer than this cell's budget of {self.run.pairs} (data.pairs)")
-        if self.model is None:
+        if self.engine is None:
             self._build()
-        self._restore()
+            self._restore()
         self._evals()
+        last = self.tracker.last_step() if self.rank == 0 else None
+        self._logged_upto = max(x for x in (last, self._logged_upto, -1) if x is not None)
+        if self.world > 1:  # rank 0 holds the tracker; all ranks must skip (or run) the same evaluations
+            upto = torch.tensor([self._logged_upto], dtype=torch.int64)
+            torch.distributed.broadcast(upto, src=0)
+            self._logged_upto = int(upto.item())
         self._last_ckpt_time = time.monotonic()
-        self.last_checkpoint = getattr(self, "last_checkpoint", None)
+        self._flush_pending()  # a checkpoint taken between an update and its logging
+        self._rng = self._capture_rng()
         milestones = list(self.run.milestones)
-        per_rank_step = math.ceil(self.step_pairs / self.world)
         last_loss = None
         status = "FINISHED"
         self.model.train()
         while self.step < self.total_steps:
-            if self._stop.is_set():
+            if self._stop.is_set() and self.world == 1:  # several ranks stop together, below
                 status = "KILLED"
                 break
             t0 = time.perf_counter()
-            start = (self.step * per_rank_step) % max(1, len(data))
-            step_pairs = [data[(start + i) % len(data)] for i in range(min(per_rank_step, len(data)))]
-            n = len(step_pairs)
-            self.opt.zero_grad(set_to_none=True)
-            loss_sum = acc_sum = 0.0
-            real = cap = 0
-            for i in range(0, n, self.micro):
-                chunk = step_pairs[i:i + self.micro]
-                b = collate(chunk, t.collation, row_len=self.row_len, pad_id=self.pad_id).to(self.device)
-                with self._autocast():
-                    r = self._fwd(b.input_ids, b.attention_mask, b.position_ids, b.reward_index)
-                rc, rr = r[:b.pairs], r[b.pairs:]
-                losses = bt_loss(rc, rr)
-                (losses.sum() / n).backward()
-                loss_sum += losses.sum().item()
-                acc_sum += (rc > rr).float().sum().item()
-                real += b.real_tokens
-                cap += b.capacity
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            gn = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip else float("inf")).item()
-            loss = loss_sum / n
-            stats = torch.tensor([loss_sum, acc_sum, n, real, cap], dtype=torch.float64)
+            pairs = self._step_pairs(data)
+            n = len(pairs)
+            stats = torch.zeros(6, dtype=torch.float64)  # loss sum, acc sum, pairs, real, capacity, attn
+            chunks = [pairs[i:i + self.micro] for i in range(0, n, self.micro)]
+            for k, chunk in enumerate(chunks):
+                last_micro = k == len(chunks) - 1
+                b = collate(chunk, t.collation, row_len=self.row_len, pad_id=self.pad_id,
+                            layout=self.layout).to(self.device)
+                with self.engine.micro_context(last_micro), self._autocast():
+                    rc, rr = self.engine.rewards(b)
+                    losses = bt_loss(rc.float(), rr.float())
+                    self.engine.backward(losses.sum() / n, last_micro)
+                stats += torch.tensor([losses.sum().item(), (rc > rr).sum().item(), b.pairs, b.real_tokens,
+                                       b.capacity, attention_units(b)], dtype=torch.float64)
             if self.world > 1:
                 torch.distributed.all_reduce(stats)
-            loss_sum, acc_sum, n_all, real_all, cap_all = stats.tolist()
+            loss_sum, acc_sum, n_all, real_all, cap_all, attn_all = stats.tolist()
             loss = loss_sum / n_all
-            if not (math.isfinite(loss) and math.isfinite(gn)):
+
+            def allow(gn: float) -> bool:
+                if math.isfinite(loss) and math.isfinite(gn):
+                    return True
+                what = "loss" if not math.isfinite(loss) else "grad norm"
                 if t.nonfinite == "skip" and self.skipped < t.max_skipped_batches:
-                    self.skipped += 1
-                    self.opt.zero_grad(set_to_none=True)
-                    self.step += 1
-                    self.pairs_seen += int(n_all)
-                    continue
+                    log.warning("non-finite %s at step %d: batch skipped (%d/%d)", what, self.step + 1,
+                                self.skipped + 1, t.max_skipped_batches)
+                    return False
                 raise NonFiniteLossError(
-                    f"non-finite {'loss' if not math.isfinite(loss) else 'grad norm'} at step {self.step + 1} "
-                    f"(loss={loss}, grad_norm={gn}); last good checkpoint: {self.last_checkpoint}")
-            lr = lr_at(self.step, self.total_steps, self.run)
-            for g in self.opt.param_groups:
-                g["lr"] = lr
+                    f"non-finite {what} at step {self.step + 1} (loss={loss}, grad_norm={gn}); "
+                    f"last good checkpoint: {self.last_checkpoint or 'none'}")
+
+            lr = lr_at(self.step, self.total_steps, t)
             self._in_update = True
-            with self._state_lock:
-                self.opt.step()
+            try:
+                gn, applied = self.engine.step(lr, allow)
                 self.step += 1
                 self.pairs_seen += int(n_all)
-                self.tokens_seen += int(real_all)
-            self._in_update = False
-            dt = time.perf_counter() - t0
-            last_loss = loss
-            metrics = {
-                names.TRAIN_LOSS: loss, names.TRAIN_ACC: acc_sum / n_all, names.TRAIN_GRAD_NORM: gn,
-                names.TRAIN_LR: lr, names.TRAIN_PAIRS_SEEN: self.pairs_seen, names.TRAIN_TOKENS_SEEN: self.tokens_seen,
-                names.PERF_PAIRS_PER_S: n_all / dt, names.PERF_TOKENS_PER_S: real_all / dt,
-                names.PERF_MFU: self.flops_per_token * real_all / dt / (self.peak_flops * self.world),
-                names.PERF_REAL_TOKEN_FRAC: real_all / cap_all,
-            }
-            while self.next_milestone < len(milestones) and self.pairs_seen >= milestones[self.next_milestone]:
-                self.next_milestone += 1
-                metrics.update(self.evaluate())
-            if self.rank == 0:
-                self.tracker.log_metrics(metrics, step=self.step)
-            if progress is not None:
-                progress(self, metrics)
-            due_steps = t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0
-            due_time = t.checkpoint_every_minutes and time.monotonic() - self._last_ckpt_time >= 60 * t.checkpoint_every_minutes
-            if self._pending_ckpt or due_steps or due_time:
+                if not applied:
+                    self.skipped += 1
+                    self._rng = self._capture_rng()
+                else:
+                    self.tokens_seen += int(real_all)
+                    dt = time.perf_counter() - t0
+                    last_loss = loss
+                    self._pending = {
+                        names.TRAIN_LOSS: loss, names.TRAIN_ACC: acc_sum / n_all, names.TRAIN_GRAD_NORM: gn,
+                        names.TRAIN_LR: lr, names.TRAIN_PAIRS_SEEN: self.pairs_seen,
+                        names.TRAIN_TOKENS_SEEN: self.tokens_seen,
+                        names.PERF_PAIRS_PER_S: n_all / dt, names.PERF_TOKENS_PER_S: real_all / dt,
+                        names.PERF_MFU: flops_per_step(self.run, int(real_all), int(attn_all)) / dt
+                        / (self.peak_flops * self.world),
+                        names.PERF_REAL_TOKEN_FRAC: real_all / cap_all,
+                    }
+                    while self.next_milestone < len(milestones) and self.pairs_seen >= milestones[self.next_milestone]:
+                        self.next_milestone += 1
+                        self._evals_due += 1
+                    self._rng = self._capture_rng()
+            finally:
+                self._in_update = False
+            if self._pending_ckpt and self.world == 1:
                 self._pending_ckpt = False
                 self._save()
-        path = self._save() if self.rank == 0 else None
+            metrics = self._pending or {}
+            self._flush_pending()
+            if progress is not None and metrics:
+                progress(self, metrics)
+            due_steps = bool(t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0)
+            due_time = bool(t.checkpoint_every_minutes and
+                            time.monotonic() - self._last_ckpt_time >= 60 * t.checkpoint_every_minutes)
+            save_now, stop_now = self._agree(self._pending_ckpt or due_steps or due_time, self._stop.is_set())
+            if save_now:
+                self._pending_ckpt = False
+                self._save()
+            if stop_now and self.world > 1:
+                status = "KILLED"
+                break
+        path = self._save() if self.last_checkpoint_step() != self.step else self.last_checkpoint
         if self.rank == 0:
             self.tracker.flush()
         return TrainResult(status=status, steps=self.step, pairs_seen=self.pairs_seen,
                            tokens_seen=self.tokens_seen, final_loss=last_loss, checkpoint=path)
+
+    def last_checkpoint_step(self) -> int | None:
+        return ckpt.step_of(self.last_checkpoint) if self.last_checkpoint is not None else None
+
+    def _agree(self, save: bool, stop: bool) -> tuple[bool, bool]:
+        """Across ranks: save if any rank wants to (a signal, its clock), stop if any was asked to."""
+        if self.world == 1:
+            return save, stop
+        flags = torch.tensor([float(save), float(stop)])
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return bool(flags[0]), bool(flags[1])
