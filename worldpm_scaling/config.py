@@ -221,6 +221,9 @@ class ClusterSpec:
     """Assumed model FLOPs utilisation for wall-clock estimates."""
     cpu_gflops: float = field(default=50.0, metadata=_gt(0))
     """Peak GFLOP/s of one CPU task (only for gpu_type `cpu`)."""
+    min_gpus_per_cell: int | None = field(default=None, metadata=_gt(0))
+    """Give every cell at least this many GPUs (data parallel) even when fewer hold the model;
+    rounded up to a count the cluster offers (1, 2, 4 … within a node, then whole nodes)."""
     target_hours: float | None = field(default=None, metadata=_gt(0))
     """Add GPUs (up to max_nodes) until a cell's predicted wall-clock is at most this."""
     partition: str | None = None

@@ -247,6 +247,13 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
     zero = train.zero_stage
     cands = _candidates(cluster)
     gpus, mem = fit or min_gpus(model, spec, path=path)
+    if cluster.min_gpus_per_cell is not None and gpus < cluster.min_gpus_per_cell:
+        if cluster.min_gpus_per_cell > cands[-1]:
+            raise PlanError(f"min_gpus_per_cell {cluster.min_gpus_per_cell} exceeds the {cands[-1]} GPUs a cell can "
+                            f"have ({cluster.max_nodes} nodes × {cluster.gpus_per_node})", path="cluster.min_gpus_per_cell")
+        gpus = next(g for g in cands if g >= cluster.min_gpus_per_cell)
+        mem = memory_per_gpu(model, train, gpus=gpus, zero_stage=zero,
+                             tokens_per_micro=train.micro_batch_pairs * tpp)
 
     def hours_on(n: int) -> float:
         return flops / (n * dev.peak_flops * cluster.mfu) / 3600.0

@@ -103,3 +103,16 @@ def test_select_by_index_and_id(paper):
         select(p, "zzz")
     with pytest.raises(PlanError, match="cell index 99 is out of range"):
         select(p, "99")  # a short number is an index, never an id prefix that starts with those digits
+
+
+def test_min_gpus_per_cell_adds_data_parallel_gpus(paper):
+    base = plan(paper)
+    small = base.runs[0]
+    cl = dataclasses.replace(paper.cluster, min_gpus_per_cell=max(16, base.costs[0].gpus + 1))
+    p = plan(dataclasses.replace(paper, cluster=cl))
+    assert p.costs[0].gpus >= 16 and p.runs[0].resources.gpus >= 16
+    assert p.costs[0].hours < base.costs[0].hours  # same FLOPs over more GPUs
+    assert p.runs[0].cell_id == small.cell_id  # where a cell runs is not what it is: same id, same run
+    too_many = dataclasses.replace(paper.cluster, min_gpus_per_cell=10_000)
+    with pytest.raises(PlanError, match="min_gpus_per_cell"):
+        plan(dataclasses.replace(paper, cluster=too_many))
