@@ -24,7 +24,7 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PYTEST) tests/unit -q
-	$(PYTEST) tests/integration tests/e2e -q
+	$(PYTEST) tests/integration tests/e2e -q --durations=15
 
 test-unit: $(STAMP)
 	$(PYTEST) tests/unit -q

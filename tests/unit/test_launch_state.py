@@ -63,3 +63,11 @@ def test_status_rows_from_markers_and_dead_local_jobs(demo):
     assert rows[b.cell_id]["state"] == "FAILED", "a local job that died while RUNNING is reported failed"
     assert rows[c.cell_id]["state"] == "NOT LAUNCHED"
     assert not Path(demo.sweep.tracking.uri[len("sqlite:///"):]).exists(), "status must not create the MLflow db"
+
+
+def test_progress_line_for_logs_names_every_cell():
+    from worldpm_scaling.cli.launch import _progress_line
+
+    rows = [{"model": "tiny-xs", "state": "FINISHED", "pairs_seen": 4096, "pairs_budget": 4096, "loss": 0.41234},
+            {"model": "tiny-m", "state": "SUBMITTED", "pairs_seen": None, "pairs_budget": 4096, "loss": None}]
+    assert _progress_line(rows) == "1/2 finished | tiny-xs FINISHED 4,096/4,096 loss 0.412 | tiny-m SUBMITTED 0/4,096"

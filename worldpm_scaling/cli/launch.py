@@ -66,6 +66,14 @@ def _table(rows, title: str):
     return t
 
 
+def _progress_line(rows: list[dict]) -> str:
+    """`2/3 finished | tiny-xs FINISHED 8,192/8,192 loss 0.41 | …` for logs, where a live table can't draw."""
+    done = sum(r["state"] == "FINISHED" for r in rows)
+    cells = [f"{r['model']} {r['state']} {r['pairs_seen'] or 0:,.0f}/{r['pairs_budget']:,}"
+             + (f" loss {r['loss']:.3f}" if r["loss"] is not None else "") for r in rows]
+    return f"{done}/{len(rows)} finished | " + " | ".join(cells)
+
+
 def _watch(p, interval: float) -> list[dict]:
     from rich.console import Console
     from rich.live import Live
@@ -73,7 +81,19 @@ def _watch(p, interval: float) -> list[dict]:
     from ..launch import all_done, sweep_status
 
     rows = sweep_status(p)
-    with Live(_table(rows, f"sweep {p.sweep.name}"), console=Console(), refresh_per_second=1) as live:
+    console = Console()
+    if not console.is_terminal:  # a log file or CI: one line per change, at most every 30 s
+        t0, last, last_t = time.monotonic(), None, 0.0
+        while True:
+            line = _progress_line(rows)
+            if line != last and (time.monotonic() - last_t >= 30 or all_done(rows)):
+                print(f"[{time.monotonic() - t0:5.0f}s] {line}", flush=True)
+                last, last_t = line, time.monotonic()
+            if all_done(rows):
+                return rows
+            time.sleep(interval)
+            rows = sweep_status(p)
+    with Live(_table(rows, f"sweep {p.sweep.name}"), console=console, refresh_per_second=1) as live:
         while not all_done(rows):
             time.sleep(interval)
             rows = sweep_status(p)
