@@ -12,7 +12,7 @@ BIN=${BIN:-.venv/bin}
 SWEEP=${DEMO_SWEEP:-sweeps/demo.yaml}
 OUT=${DEMO_OUT:-out/demo}
 DATA=${DEMO_DATA:-data/demo}
-PAIRS=${DEMO_PAIRS:-20000}
+PAIRS=${DEMO_PAIRS:-8192}
 PORT=${DEMO_PORT:-5077}
 EXECUTOR=${DEMO_EXECUTOR:-auto}
 STORE=${DEMO_STORE:-$PWD/mlflow.db}
@@ -22,10 +22,13 @@ t0=$(date +%s)
 step() { printf '\n\033[1m== %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
 
 step "1/6 synthetic forum ($PAIRS pairs) in $DATA"
-if [ -f "$DATA/train.parquet" ] && [ -f "$DATA/tokenizer.json" ]; then
-  echo "reusing $DATA"
+SYNTH_ARGS="--pairs $PAIRS --seed 0 $(${BIN}/python -c 'import dataclasses as d; from worldpm_scaling.data.synth import SynthConfig as C; print(",".join(f"{f.name}={str(f.default).replace(chr(32), str())}" for f in d.fields(C) if f.name not in ("pairs", "seed")))')"
+if [ -f "$DATA/train.parquet" ] && [ -f "$DATA/tokenizer.json" ] && [ "$(cat "$DATA/.demo-synth-args" 2>/dev/null)" = "$SYNTH_ARGS" ]; then
+  echo "reusing $DATA (same generator settings)"
 else
-  "$BIN/wps" data synth --pairs "$PAIRS" --seed 0 --out "$DATA"
+  [ -e "$DATA" ] && echo "regenerating $DATA: it was written with other generator settings"
+  "$BIN/wps" data synth --pairs "$PAIRS" --seed 0 --out "$DATA" --force
+  echo "$SYNTH_ARGS" > "$DATA/.demo-synth-args"
 fi
 
 step "2/6 scheduler"

@@ -146,6 +146,8 @@ QWEN25_PUBLISHED_B: dict[str, tuple[float, float]] = {
 TINY: dict[str, ModelShape] = {
     s.name: s
     for s in (
+        ModelShape(name="tiny-xxs", hidden=32, layers=2, heads=2, kv_heads=1, intermediate=128,
+                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
         ModelShape(name="tiny-xs", hidden=64, layers=2, heads=4, kv_heads=2, intermediate=256,
                    vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
         ModelShape(name="tiny-s", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512,

@@ -169,7 +169,8 @@ def test_bag_of_words_learns_adversarial_but_not_subjective():
 
 
 def test_style_cues_follow_style_rate_in_train_and_point_wrong_in_adversarial():
-    cfg = SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=200, style_rate=0.8)
+    # long_extra_words well above the reply-length spread, so "given the extra words" means "longer"
+    cfg = SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=200, style_rate=0.8, long_extra_words=(8, 20))
     train, evals, _ = generate(cfg)
     longer = np.mean([len(p["chosen"]) > len(p["rejected"]) for p in train])
     md = np.mean([p["chosen_markdown"] and not p["rejected_markdown"] for p in train]
@@ -178,5 +179,6 @@ def test_style_cues_follow_style_rate_in_train_and_point_wrong_in_adversarial():
     adv = [p for n, ps in evals.items() if EVAL_SETS[n] == "adversarial" for p in ps]
     assert np.mean([len(p["rejected"]) > len(p["chosen"]) for p in adv]) > 0.85
     assert all(p["rejected_markdown"] and not p["chosen_markdown"] for p in adv)
-    neutral = generate(SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=10, style_rate=0.5))[0]
+    neutral = generate(SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=10, style_rate=0.5,
+                                   long_extra_words=(8, 20)))[0]
     assert abs(np.mean([len(p["chosen"]) > len(p["rejected"]) for p in neutral]) - 0.5) < 0.05

@@ -40,21 +40,24 @@ class SynthConfig:
     """Share of training pairs carrying the quality signal."""
     mix_answer: float = 0.4
     """Share carrying the key→value answer signal (the rest are coin-flip noise pairs)."""
-    n_keys: int = 24
-    """Entries in the key→value table: more = harder objective signal."""
+    n_keys: int = 4
+    """Entries in the key→value table: more = harder objective signal (at 4 and lr 3e-3, tiny-s
+    learns it by 4,096 pairs and tiny-xs/xxs only by 8,192: the demo's emergence)."""
     quality_words: int = 16
     """Size of each of the good and bad marker-word sets."""
-    quality_margin: int = 1
+    quality_margin: int = 2
     """Minimum good-minus-bad difference between preferred and other reply."""
-    style_rate: float = 0.7
-    """P(preferred reply is the longer one) and P(it is the markdown one) in training pairs."""
+    style_rate: float = 0.55
+    """P(preferred reply is the one given `long_extra_words` more words) and P(it is the markdown one)
+    in training pairs. The demo default is a weak cue (0.55): stronger cues are learned before the
+    quality signal and push adversarial loss up first (measured: README, "What the demo shows")."""
     lexicon: int = 800
     """Ordinary content words."""
     prompt_words: tuple[int, int] = (6, 20)
     """Content words in a prompt (min, max): sets the prompt's token length."""
     reply_words: tuple[int, int] = (6, 30)
     """Content words in a reply before markers and the long-reply extra (min, max)."""
-    long_extra_words: tuple[int, int] = (8, 20)
+    long_extra_words: tuple[int, int] = (4, 10)
     """Words added to the 'longer' reply of a pair."""
     questions_xml: int = 300
     """Questions in the small StackExchange-format Posts.xml."""
