@@ -4,7 +4,7 @@
 #SBATCH --array=0-2%2
 #SBATCH --cpus-per-task=1
 #SBATCH --error=out/demo/jobs/%A_%a/%A_%a_0_log.err
-#SBATCH --job-name=demo-tiny-xs
+#SBATCH --job-name=demo-tiny-xxs
 #SBATCH --mem=4GB
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
@@ -13,7 +13,7 @@
 #SBATCH --partition=debug
 #SBATCH --requeue
 #SBATCH --signal=USR2@30
-#SBATCH --time=120
+#SBATCH --time=19
 #SBATCH --wckey=submitit
 
 # command

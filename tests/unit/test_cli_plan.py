@@ -47,4 +47,4 @@ def test_plan_bad_input_exits_2(tmp_path, capsys, text, field):
 def test_console_script_and_module(repo):
     r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "plan", str(repo / "sweeps/demo.yaml"),
                         "--format", "json"], capture_output=True, text=True, check=True)
-    assert json.loads(r.stdout)[0]["model"] == "tiny-xs"
+    assert json.loads(r.stdout)[0]["model"] == "tiny-xxs"

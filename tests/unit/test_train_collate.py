@@ -12,17 +12,9 @@ from worldpm_scaling.train import CollationError, collate
 from worldpm_scaling.train.model import build_model, bt_loss, bt_metrics
 from worldpm_scaling.train.synthetic import synthetic_pairs
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are all per-op overhead; with 2 threads on a shared 2-core box OpenMP barriers
-    cost more than the maths (measured 3–10× slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 SHAPE = ModelShape(name="unit", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab=96,
                    tie_embeddings=True, max_positions=512, rope_theta=10000.0)

@@ -15,17 +15,9 @@ from worldpm_scaling.train import (CheckpointCorruptError, DataTooSmallError, Ev
 from worldpm_scaling.train import checkpoint as ckpt
 from worldpm_scaling.train.synthetic import make_run, synthetic_pairs
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are all per-op overhead; with 2 threads on a shared 2-core box OpenMP barriers
-    cost more than the maths (measured 3–10× slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 SHAPE = ModelShape(name="unit", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab=64,
                    tie_embeddings=True, max_positions=256, rope_theta=10000.0)
