@@ -36,21 +36,41 @@ def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
     if groups > 1:  # grouped-query attention: expand K/V once per layer, not per segment
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
+    # Split the row into one view per segment rather than slicing it once per segment: a slice's
+    # backward writes into a zero tensor the size of the whole row, so S slices cost O(S·T) in
+    # fill + add (measured 17% of a shared-prompt step); a split's backward is one concatenation.
+    sizes = [qe - qs for qs, qe, _, _ in wps_segments]
+    if wps_segments[0][0] != 0 or sum(sizes) != query.shape[2] or any(
+            a[1] != b[0] for a, b in zip(wps_segments, wps_segments[1:])):
+        raise ValueError("segments must tile the packed row in order")
+    qp, kp, vp = query.split(sizes, dim=2), key.split(sizes, dim=2), value.split(sizes, dim=2)
+    starts = [qs for qs, _, _, _ in wps_segments]
     outs = []
-    for qs, qe, ps, pe in wps_segments:
-        q = query[:, :, qs:qe]
+    for i, (qs, qe, ps, pe) in enumerate(wps_segments):
+        q = qp[i]
         if pe > ps:
-            k = torch.cat([key[:, :, ps:pe], key[:, :, qs:qe]], dim=2)
-            v = torch.cat([value[:, :, ps:pe], value[:, :, qs:qe]], dim=2)
+            j = _piece_of(starts, ps)  # the prefix lies inside one earlier segment (the prompt's)
+            lo, hi = ps - starts[j], pe - starts[j]
+            if hi > sizes[j]:
+                raise ValueError(f"prefix [{ps}, {pe}) spans more than one segment")
+            k = torch.cat([kp[j][:, :, lo:hi], kp[i]], dim=2)
+            v = torch.cat([vp[j][:, :, lo:hi], vp[i]], dim=2)
             lq, lk = qe - qs, k.shape[2]
             # causal aligned bottom-right: query i sees the whole prefix and its own first i+1 tokens
             mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lq)
             outs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling))
         else:
-            outs.append(F.scaled_dot_product_attention(q, key[:, :, qs:qe], value[:, :, qs:qe], dropout_p=dropout,
-                                                       scale=scaling, is_causal=True))
+            outs.append(F.scaled_dot_product_attention(q, kp[i], vp[i], dropout_p=dropout, scale=scaling,
+                                                       is_causal=True))
     out = torch.cat(outs, dim=2)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _piece_of(starts: list[int], pos: int) -> int:
+    """Index of the segment whose span holds token `pos` (`starts` ascending)."""
+    import bisect
+
+    return bisect.bisect_right(starts, pos) - 1
 
 
 def register() -> str:
