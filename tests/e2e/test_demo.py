@@ -60,6 +60,7 @@ def test_reduced_demo(tmp_path, repo):
         cells = [x for x in runs if "cell_id" in x.data.tags]
         parents = [x for x in runs if "cell_id" not in x.data.tags]
         assert len(cells) == 2 and len(parents) == 1
+        assert parents[0].info.status == "FINISHED", "launch --wait closes the sweep's parent run"
         for c in cells:
             assert c.info.status == "FINISHED"
             assert c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id

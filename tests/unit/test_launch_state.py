@@ -71,3 +71,16 @@ def test_progress_line_for_logs_names_every_cell():
     rows = [{"model": "tiny-xs", "state": "FINISHED", "pairs_seen": 4096, "pairs_budget": 4096, "loss": 0.41234},
             {"model": "tiny-m", "state": "SUBMITTED", "pairs_seen": None, "pairs_budget": 4096, "loss": None}]
     assert _progress_line(rows) == "1/2 finished | tiny-xs FINISHED 4,096/4,096 loss 0.412 | tiny-m SUBMITTED 0/4,096"
+
+
+def test_sweep_outcome_is_the_truth_about_every_cell():
+    from worldpm_scaling.launch import sweep_outcome
+
+    rows = lambda *states: [{"state": s} for s in states]  # noqa: E731
+    assert sweep_outcome(rows("FINISHED", "FINISHED")) == "FINISHED"
+    assert sweep_outcome(rows("FINISHED", "RUNNING")) is None  # not over yet: leave the parent alone
+    assert sweep_outcome(rows("FINISHED", "SUBMITTED")) is None
+    assert sweep_outcome(rows("FINISHED", "CANCELLED")) == "KILLED"
+    assert sweep_outcome(rows("CANCELLED", "FAILED", "FINISHED")) == "FAILED"
+    assert sweep_outcome(rows("TIMEOUT")) == "FAILED"
+    assert sweep_outcome([]) is None

@@ -90,6 +90,7 @@ def _watch(p, interval: float) -> list[dict]:
                 print(f"[{time.monotonic() - t0:5.0f}s] {line}", flush=True)
                 last, last_t = line, time.monotonic()
             if all_done(rows):
+                _close(p, rows)
                 return rows
             time.sleep(interval)
             rows = sweep_status(p)
@@ -98,7 +99,17 @@ def _watch(p, interval: float) -> list[dict]:
             time.sleep(interval)
             rows = sweep_status(p)
             live.update(_table(rows, f"sweep {p.sweep.name}"))
+    _close(p, rows)
     return rows
+
+
+def _close(p, rows: list[dict]) -> None:
+    """Every cell has ended: end the sweep's parent MLflow run truthfully, and say so."""
+    from ..launch import close_sweep_run
+
+    status = close_sweep_run(p, rows)
+    if status is not None:
+        print(f"sweep {p.sweep.name}: parent MLflow run marked {status}")
 
 
 def run_launch(args) -> int:
@@ -132,7 +143,9 @@ def run_status(args) -> int:
     if args.watch:
         _watch(p, args.interval)
         return 0
-    Console().print(_table(sweep_status(p), f"sweep {p.sweep.name}"))
+    rows = sweep_status(p)
+    Console().print(_table(rows, f"sweep {p.sweep.name}"))
+    _close(p, rows)
     return 0
 
 

@@ -88,3 +88,44 @@ def sweep_status(plan: Plan, *, uri: str | None = None) -> list[dict]:
 
 def all_done(rows: list[dict]) -> bool:
     return all(r["state"] in TERMINAL for r in rows)
+
+
+def sweep_outcome(rows: list[dict]) -> str | None:
+    """The sweep's status once every cell has ended: FINISHED if all finished, FAILED if any failed,
+    else KILLED (cancelled or killed cells); None while any cell is still pending or running."""
+    states = [r["state"] for r in rows]
+    if not states or any(s not in TERMINAL for s in states):
+        return None
+    if all(s in ("FINISHED", "COMPLETED") for s in states):
+        return "FINISHED"
+    if any(s in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL") for s in states):
+        return "FAILED"
+    return "KILLED"
+
+
+def close_sweep_run(plan: Plan, rows: list[dict], *, uri: str | None = None) -> str | None:
+    """End the sweep's parent MLflow run with `sweep_outcome(rows)` once every cell has ended (the
+    jobs only close their own cell runs; a relaunch sets the parent RUNNING again). Returns the
+    status set, or None (nothing changed, cells still running, no MLflow tracking, server away)."""
+    spec = plan.sweep
+    status = sweep_outcome(rows)
+    if status is None or spec.tracking.backend != "mlflow":
+        return None
+    uri = uri or spec.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        return None
+    try:
+        from ..track.query import sweep_runs
+
+        parents = [r for r in sweep_runs(uri, spec.name, experiment=spec.tracking.experiment) if r.role == "sweep"]
+        if not parents:
+            return None
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        changed = [r for r in parents if r.status != status]
+        for r in changed:
+            client.set_terminated(r.run_id, status)
+        return status if changed else None
+    except Exception:  # noqa: BLE001 — closing the parent is bookkeeping; never fail a status call on it
+        return None

@@ -84,14 +84,15 @@ def attach(store: Store, meta: Mapping[str, Any], spool: Spool | None = None,
     """Create or reattach the run `meta` describes; returns (run_id, per-key last step on the server).
 
     meta: role (sweep|cell), sweep, experiment, name, and for cells cell_id, parent_run_id, tags,
-    params. A reattached cell is set RUNNING again; its params are completed, never changed."""
+    params. A reattached run (cell or sweep) is set RUNNING again; its params are completed, never changed."""
     role = meta.get("role", "cell")
     sweep = meta.get("sweep")
     if not sweep:
         raise SpoolError(f"spooled run {key!r} has no sweep in its metadata")
     experiment = meta.get("experiment") or sweep
-    if role == "sweep":
+    if role == "sweep":  # a job (re)starting means its sweep runs again, whatever a last close said
         run_id = sweep_run(store, sweep, experiment)
+        store.set_running(run_id)
         existing = None
     else:
         cell_id = meta.get("cell_id")
