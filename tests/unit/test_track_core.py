@@ -140,3 +140,28 @@ def test_offline_run_drops_repeated_steps_per_key_and_keeps_identity(tmp_path):
     assert again.last_steps() == {"train/loss": 2, "eval/rmb/loss": 1}
     again.finish("FINISHED")
     assert json.loads((tmp_path / "cell-c0.meta.json").read_text())["status"] == "FINISHED"
+
+
+def test_ensure_params_survives_another_job_logging_the_same_params_first(tmp_path):
+    """16 jobs attach to one sweep run at once: the loser of the race gets a duplicate-key error from
+    the server, re-reads the run and carries on (the CI concurrency test hit this)."""
+    from worldpm_scaling.track.mlflow_store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = store.experiment_id("race")
+    run_id = store.create_run(exp, name="parent", tags={})
+    real = store.client.log_batch
+    calls = []
+
+    def racing_log_batch(rid, params=(), **kw):
+        calls.append([p.key for p in params])
+        if len(calls) == 1:  # the other job wins: its params land, ours are refused as duplicates
+            real(rid, params=list(params))
+            raise RuntimeError("UNIQUE constraint failed: params.key, params.run_uuid")
+        return real(rid, params=list(params), **kw)
+
+    store.client.log_batch = racing_log_batch
+    changed = store.ensure_params(run_id, {"description": "x", "n": 1}, existing={})
+    assert changed == [] and calls == [["description", "n"]]  # re-read: nothing left to log
+    assert store.client.get_run(run_id).data.params == {"description": "x", "n": "1"}
+    assert store.ensure_params(run_id, {"description": "y"}) == ["description"]  # a real change is reported

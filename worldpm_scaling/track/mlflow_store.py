@@ -194,11 +194,17 @@ class Store:
 
         clean = scrub(params)
         have = dict(existing) if existing is not None else self.client.get_run(run_id).data.params
-        new = [Param(k, v) for k, v in clean.items() if k not in have]
-        changed = [k for k, v in clean.items() if k in have and have[k] != v]
-        for i in range(0, len(new), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=new[i:i + MAX_PARAMS_PER_BATCH])
-        return changed
+        for attempt in range(3):
+            new = [Param(k, v) for k, v in clean.items() if k not in have]
+            try:
+                for i in range(0, len(new), MAX_PARAMS_PER_BATCH):
+                    self.client.log_batch(run_id, params=new[i:i + MAX_PARAMS_PER_BATCH])
+                break
+            except Exception:  # noqa: BLE001 — another job attaching to the same run logged them first
+                if attempt == 2:  # (the server answers a duplicate key with a 400); re-read and go on
+                    raise
+                have = self.client.get_run(run_id).data.params
+        return [k for k, v in clean.items() if k in have and have[k] != v]
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
