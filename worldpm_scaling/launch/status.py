@@ -38,11 +38,22 @@ def slurm_state(job_id: str) -> str | None:
     return states[-1] if states else None
 
 
+def _existing_store(uri: str | None) -> str | None:
+    """The tracking URI (`resolve_uri`), or None for a SQLite file that does not exist yet: a status
+    poll must never create (and race the jobs migrating) the database."""
+    from ..track.mlflow_store import resolve_uri
+
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+        return None
+    return uri
+
+
 def mlflow_runs(sweep: str, uri: str | None) -> dict[str, dict]:
     """cell_id → {status, step, loss, pairs} from the tracking server (empty if unreachable)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
-        return {}  # never create (and race the jobs migrating) the database from a status poll
+    uri = _existing_store(uri)
+    if uri is None:
+        return {}
     try:
         from mlflow.tracking import MlflowClient
 
@@ -111,21 +122,19 @@ def close_sweep_run(plan: Plan, rows: list[dict], *, uri: str | None = None) -> 
     status = sweep_outcome(rows)
     if status is None or spec.tracking.backend != "mlflow":
         return None
-    uri = uri or spec.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+    uri = _existing_store(uri or spec.tracking.uri)
+    if uri is None:
         return None
     try:
+        from ..track.mlflow_store import Store
         from ..track.query import sweep_runs
 
         parents = [r for r in sweep_runs(uri, spec.name, experiment=spec.tracking.experiment) if r.role == "sweep"]
-        if not parents:
-            return None
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
         changed = [r for r in parents if r.status != status]
-        for r in changed:
-            client.set_terminated(r.run_id, status)
+        if changed:
+            store = Store(uri)
+            for r in changed:
+                store.set_status(r.run_id, status)
         return status if changed else None
     except Exception:  # noqa: BLE001 — closing the parent is bookkeeping; never fail a status call on it
         return None
