@@ -149,3 +149,50 @@ def test_unreachable_at_start_spools_then_attaches(mlflow_server, tmp_path):
     parent_info = [r for r in query.sweep_runs(mlflow_server.url, sweep) if r.role == "sweep"]
     assert len(parent_info) == 1 and cells["off"].parent_run_id == parent_info[0].run_id
     assert_exact(mlflow_server.url, cells["off"].run_id, 300, 4)
+
+
+def test_racing_jobs_elect_exactly_one_sweep_parent(mlflow_server):
+    """16 jobs released at one instant all ask for the sweep's parent: one run is created and all
+    get its id (CI once saw two parents from create-then-keep-the-oldest)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worldpm_scaling.track.mlflow_store import Store
+    from worldpm_scaling.track.sync import sweep_run
+
+    for _round in range(3):
+        sweep = unique_name("elect")
+        Store(mlflow_server.url).experiment_id(sweep)  # the experiment exists; the race is for the run
+        gate = threading.Barrier(16)
+
+        def job(_i):
+            store = Store(mlflow_server.url)
+            gate.wait()
+            return sweep_run(store, sweep)
+
+        with ThreadPoolExecutor(16) as ex:
+            ids = list(ex.map(job, range(16)))
+        parents = [r for r in query.sweep_runs(mlflow_server.url, sweep) if r.role == "sweep"]
+        assert len(parents) == 1 and set(ids) == {parents[0].run_id}
+
+
+def test_election_survives_a_winner_that_died_before_recording(mlflow_server):
+    """A lock experiment without the run id (its winner was killed in between): the next job waits
+    its bounded time, then creates the parent; later jobs find that one."""
+    from worldpm_scaling.track.mlflow_store import Store
+    from worldpm_scaling.track.sync import LOCK_TAG, elect_run, sweep_run
+
+    sweep = unique_name("deadlock")
+    store = Store(mlflow_server.url)
+    exp = store.experiment_id(sweep)
+    store.client.create_experiment(f"wps-lock/{exp}/sweep/{sweep}")  # the dead winner's lock, no tag
+    t0 = time.monotonic()
+    filt = f"tags.sweep = '{sweep}' and tags.`wps.role` = 'sweep'"
+    rid = elect_run(store, exp, filt, f"wps-lock/{exp}/sweep/{sweep}",
+                    lambda: store.create_run(exp, name=sweep, tags={"sweep": sweep, "wps.role": "sweep"}),
+                    wait_s=1.0)
+    assert 1.0 <= time.monotonic() - t0 < 10
+    assert sweep_run(store, sweep) == rid
+    lock = store.client.get_experiment_by_name(f"wps-lock/{exp}/sweep/{sweep}")
+    assert LOCK_TAG not in (lock.tags or {})
+    assert [r.run_id for r in query.sweep_runs(mlflow_server.url, sweep) if r.role == "sweep"] == [rid]

@@ -2,8 +2,17 @@
 
 `attach` is how every run reaches the server — live at job start, live after an outage, and in
 `wps sync`: the sweep's parent is the oldest run tagged (sweep, wps.role=sweep), a cell's child
-the oldest run tagged `cell_id`. Jobs that race to create the same run each create one, then all
-pick the oldest and delete their own extra, so they converge on one run.
+the oldest run tagged `cell_id`.
+
+Jobs race to create these runs (every cell of an array starts at once and each needs the sweep's
+parent). "Each creates one, all keep the oldest" is not enough: a run's start time is the client's
+clock before its request, so a slow create can commit *after* a faster job already looked, saw
+only its own run and kept it (CI caught two parents that way). The sweep parent is therefore
+elected: MLflow's one atomic compare-and-set is the unique experiment name, so the job that
+creates the lock experiment `wps-lock/<experiment id>/sweep/<sweep>` creates the parent, records
+its id as a tag there and deletes the lock experiment (hidden from the UI; the name stays taken);
+the others read the id. A cell's child keeps create-and-converge: two jobs of one cell at once
+happen only when a cell is submitted twice.
 
 `replay_key` sends what the server lacks. MLflow stores duplicate metric points if asked to, so the
 server is asked first: one `get_run` gives the highest step per key (latest_metrics keep each key's
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +61,22 @@ class SyncReport:
         return sum(r.skipped for r in self.runs)
 
 
+LOCK_TAG = "wps.run_id"
+LOCK_WAIT_S = 60.0  # how long losers wait for the winner to record the run before creating one
+
+
+def _delete_run(store: Store, run_id: str, attempts: int = 5) -> None:
+    """Delete a losing duplicate; a busy server gets retried, an already-deleted run is fine."""
+    for i in range(attempts):
+        try:
+            store.client.delete_run(run_id)
+            return
+        except Exception as e:  # noqa: BLE001
+            if "RESOURCE_DOES_NOT_EXIST" in str(e) or "already" in str(e).lower() or i == attempts - 1:
+                return
+            time.sleep(0.5 * (i + 1))
+
+
 def _converge(store: Store, exp_id: str, filt: str, mine: str | None) -> str:
     runs = store.find_runs(exp_id, filt)
     if not runs:
@@ -59,15 +85,59 @@ def _converge(store: Store, exp_id: str, filt: str, mine: str | None) -> str:
         return mine
     winner = runs[0].info.run_id
     if mine is not None and mine != winner:
-        try:
-            store.client.delete_run(mine)
-        except Exception:  # noqa: BLE001 — someone else deleted it already
-            pass
+        _delete_run(store, mine)
     return winner
 
 
+def _active(store: Store, run_id: str) -> bool:
+    try:
+        return store.client.get_run(run_id).info.lifecycle_stage == "active"
+    except Exception:  # noqa: BLE001 — purged or never there
+        return False
+
+
+def _try_lock(store: Store, name: str) -> str | None:
+    """Create experiment `name`; its id if this call created it, None if it already existed."""
+    try:
+        return store.client.create_experiment(name)
+    except Exception as e:  # noqa: BLE001
+        if "RESOURCE_ALREADY_EXISTS" in str(e) or "already exists" in str(e):
+            return None
+        raise
+
+
+def elect_run(store: Store, exp_id: str, filt: str, lock: str, create, *, wait_s: float = LOCK_WAIT_S,
+              poll_s: float = 0.25) -> str:
+    """The one run matching `filt`, created by exactly one of any number of racing callers.
+
+    `create()` makes the run and returns its id. The caller that creates the lock experiment
+    `lock` calls it; the others wait (up to `wait_s`) for the id it records. A winner that died
+    before recording leaves a lock without the tag: after `wait_s` the others fall back to
+    create-and-converge."""
+    lock_id = _try_lock(store, lock)
+    if lock_id is not None:
+        found = store.find_runs(exp_id, filt)  # made before the lock existed (an older version)
+        run_id = found[0].info.run_id if found else create()
+        store.client.set_experiment_tag(lock_id, LOCK_TAG, run_id)
+        store.client.delete_experiment(lock_id)
+        return run_id
+    deadline = time.monotonic() + wait_s
+    while True:
+        exp = store.client.get_experiment_by_name(lock)
+        recorded = (exp.tags or {}).get(LOCK_TAG) if exp is not None else None
+        if recorded and _active(store, recorded):
+            return recorded
+        found = store.find_runs(exp_id, filt)
+        if found:
+            return found[0].info.run_id
+        if recorded or exp is None or time.monotonic() > deadline:
+            break  # the elected run was deleted since, the lock was purged, or its winner died
+        time.sleep(poll_s)
+    return _converge(store, exp_id, filt, create())
+
+
 def sweep_run(store: Store, sweep: str, experiment: str | None = None, *, create: bool = True) -> str | None:
-    """The sweep's parent run id (created if missing and `create`)."""
+    """The sweep's parent run id (created if missing and `create`, by one job however many race)."""
     exp = store.experiment_id(experiment or sweep)
     filt = f"tags.sweep = {filter_literal(sweep)} and tags.`{ROLE_TAG}` = 'sweep'"
     found = store.find_runs(exp, filt)
@@ -75,8 +145,8 @@ def sweep_run(store: Store, sweep: str, experiment: str | None = None, *, create
         return found[0].info.run_id
     if not create:
         return None
-    mine = store.create_run(exp, name=sweep, tags={"sweep": sweep, ROLE_TAG: "sweep"})
-    return _converge(store, exp, filt, mine)
+    return elect_run(store, exp, filt, f"wps-lock/{exp}/sweep/{sweep}",
+                     lambda: store.create_run(exp, name=sweep, tags={"sweep": sweep, ROLE_TAG: "sweep"}))
 
 
 def attach(store: Store, meta: Mapping[str, Any], spool: Spool | None = None,
