@@ -71,7 +71,7 @@ step "5/6 launch and wait"
 
 step "6/6 analyse"
 NAME=$("$BIN/python" -c "import sys; from worldpm_scaling.config import load_sweep; print(load_sweep(sys.argv[1]).name)" "$SWEEP")
-"$BIN/wps" analyze "$NAME" --out "$OUT" --tracking-uri "$URI" | tee "$OUT/headline.txt"
+"$BIN/wps" analyze "$SWEEP" --out "$OUT" --tracking-uri "$URI" | tee "$OUT/headline.txt"
 
 EXP=$("$BIN/python" -c "import mlflow,sys; e=mlflow.MlflowClient(sys.argv[1]).get_experiment_by_name(sys.argv[2]); print(e.experiment_id if e else '')" "$URI" "$NAME")
 step "done in $(( $(date +%s) - t0 )) s"

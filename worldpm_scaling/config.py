@@ -103,6 +103,13 @@ class TrainSpec:
     """Adam with decoupled weight decay (`adamw`) or L2-coupled (`adam`). The paper: Adam, wd 0.1."""
     lr: float = field(default=3e-6, metadata=_gt(0))
     """Peak learning rate (arXiv 2505.10527, training setup: 3e-6)."""
+    lr_width_ref: int | None = field(default=None, metadata=_gt(0))
+    """When set, each cell's peak LR is `lr × (lr_width_ref / hidden) ** lr_width_power`, so one sweep can
+    train randomly initialised models of several widths, each near its own stable LR (`lr` is the
+    LR at width `lr_width_ref`). None = one LR for every size, as the paper (pretrained bases)."""
+    lr_width_power: float = field(default=1.0, metadata=_ge(0))
+    """Exponent of the width rule: 1 = μP's 1/width for Adam's hidden matrices; 0.5 = a gentler
+    1/√width (measured better for the demo's 2–4-layer models: README, what the demo shows)."""
     weight_decay: float = field(default=0.1, metadata=_ge(0))
     """Weight decay (arXiv 2505.10527, training setup: 0.1)."""
     betas: tuple[float, float] = (0.9, 0.999)

@@ -280,6 +280,15 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
     return cost, res
 
 
+def train_of(spec: SweepSpec, model: ModelShape) -> TrainSpec:
+    """The cell's hyper-parameters: the sweep's, with `lr_width_ref` resolved into the LR itself (so the
+    trainer, the DeepSpeed config and the params in MLflow all carry the LR that really ran)."""
+    t = spec.train
+    if t.lr_width_ref is None:
+        return t
+    return replace(t, lr=t.lr * (t.lr_width_ref / model.hidden) ** t.lr_width_power, lr_width_ref=None)
+
+
 def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
     """Expand a sweep into runs (milestone or grid mode) and price each one."""
     milestones = spec.milestone_pairs()
@@ -310,7 +319,7 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
                 cid = cell_id_from_fragments({**shared, "model": model_json, "pairs": str(pairs),
                                               "milestones": ms_json, "seed": str(seed)})
                 runs.append(RunSpec(sweep=spec.name, cell_id=cid, index=len(runs), model=model,
-                                    data=spec.data, pairs=pairs, milestones=ms, train=spec.train,
+                                    data=spec.data, pairs=pairs, milestones=ms, train=train_of(spec, model),
                                     eval=spec.eval, seed=seed, tracking=spec.tracking, resources=res,
                                     out_dir=f"{spec.output_dir}/cells/{cid}"))
                 costs.append(cost)

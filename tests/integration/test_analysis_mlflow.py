@@ -37,6 +37,12 @@ def test_mlflow_loader_roundtrip(tmp_path):
     assert adv["compute"].iloc[0] == pytest.approx(6 * 8000 * 6400)
     assert np.allclose(adv["value"], [0.68, 0.67, 0.66, 0.65, 0.64])
     assert (tmp_path / "cache.parquet").exists()
+    assert df.attrs["left_out"] == 0
+    # an edited sweep re-launched under its name: only the current plan's cells are analysed
+    only = load.from_mlflow("sw", tracking_uri=uri, cells={"c1"})
+    assert set(only["model"]) == {"m1"} and only.attrs["left_out"] == 1
+    with pytest.raises(AnalysisInputError, match="none of them a cell of the sweep's current plan"):
+        load.from_mlflow("sw", tracking_uri=uri, cells={"zz"})
     assert load.parent_run_id("sw", tracking_uri=uri) == parent
     with pytest.raises(AnalysisInputError, match="no MLflow experiment named 'nope'"):
         load.from_mlflow("nope", tracking_uri=uri)

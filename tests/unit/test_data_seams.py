@@ -182,3 +182,18 @@ def test_style_cues_follow_style_rate_in_train_and_point_wrong_in_adversarial():
     neutral = generate(SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=10, style_rate=0.5,
                                    long_extra_words=(8, 20)))[0]
     assert abs(np.mean([len(p["chosen"]) > len(p["rejected"]) for p in neutral]) - 0.5) < 0.05
+
+
+def test_replies_end_alike_and_fact_answers_state_key_and_value():
+    """The reward is read at a reply's last token: markdown and plain replies must end the same way,
+    or a random-init model gets a markdown bias for free. answer_form=fact puts `key value` in the reply."""
+    train, evals, world = generate(SynthConfig(pairs=300, seed=3, eval_pairs_per_set=20, answer_form="fact"))
+    assert all(p[side].endswith(".") for p in train for side in ("chosen", "rejected"))
+    objective = [p for n, ps in evals.items() if EVAL_SETS[n] == "objective" for p in ps]
+    for p in objective:
+        key = next(k for k in world.keys if f"about {k}" in p["prompt"])
+        assert f"{key} {world.answer_of[key]}" in p["chosen"].replace("\n- ", " ").replace("**", "")
+        stated = [v for v in world.values if f"{key} {v}" in p["rejected"].replace("\n- ", " ").replace("**", "")]
+        assert len(stated) == 1 and stated[0] != world.answer_of[key]
+    with pytest.raises(ValueError, match="answer_form"):
+        SynthConfig(answer_form="oracle")

@@ -116,3 +116,22 @@ def test_min_gpus_per_cell_adds_data_parallel_gpus(paper):
     too_many = dataclasses.replace(paper.cluster, min_gpus_per_cell=10_000)
     with pytest.raises(PlanError, match="min_gpus_per_cell"):
         plan(dataclasses.replace(paper, cluster=too_many))
+
+
+def test_lr_width_ref_gives_each_width_its_own_lr(repo):
+    spec = load_sweep(repo / "sweeps/demo.yaml")
+
+    def sweep(**train):
+        return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **train))
+
+    scaled = plan(sweep(lr=3e-3, lr_width_ref=64, lr_width_power=1.0))
+    for r in scaled.runs:
+        assert r.train.lr == pytest.approx(3e-3 * 64 / r.model.hidden)  # power 1 (the default)
+        assert r.train.lr_width_ref is None  # resolved once: nothing downstream can scale it twice
+        assert float(r.flat_params()["train.lr"]) == pytest.approx(r.train.lr)
+    assert len({r.train.lr for r in scaled.runs}) == len({r.model.hidden for r in scaled.runs}) > 1
+    gentle = plan(sweep(lr=3e-3, lr_width_ref=32, lr_width_power=0.5))
+    assert [r.train.lr for r in gentle.runs] == pytest.approx([3e-3 * (32 / r.model.hidden) ** 0.5 for r in gentle.runs])
+    unscaled = plan(sweep(lr=3e-3, lr_width_ref=None))
+    assert {r.train.lr for r in unscaled.runs} == {3e-3}
+    assert {r.cell_id for r in scaled.runs}.isdisjoint(r.cell_id for r in unscaled.runs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 import pandas as pd
@@ -97,10 +98,14 @@ def _all_runs(client, exp_id: str, sweep: str) -> list:
 
 
 def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str | None = None,
-                cache: str | Path | None = None, max_workers: int = 8) -> pd.DataFrame:
+                cache: str | Path | None = None, max_workers: int = 8,
+                cells: Collection[str] | None = None) -> pd.DataFrame:
     """The sweep's child runs (tag cell_id) with full metric histories, fetched in parallel.
 
     `experiment` defaults to the sweep name, as the tracker does (TrackingSpec.experiment).
+    `cells`: keep only these cell ids (the sweep YAML's current plan): editing a sweep and
+    re-launching it under the same name leaves the old cells' runs in MLflow, and they must not
+    mix into the new fits. `df.attrs["left_out"]` counts the runs dropped that way.
     """
     from mlflow.tracking import MlflowClient
 
@@ -108,11 +113,20 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     exp = _experiment(client, sweep, experiment)
     found = _all_runs(client, exp.experiment_id, sweep)
     children = [r for r in found if "cell_id" in r.data.tags]
+    left_out = 0
+    if cells is not None and children:
+        keep = [r for r in children if r.data.tags["cell_id"] in set(cells)]
+        left_out = len(children) - len(keep)
+        if not keep:
+            raise AnalysisInputError(f"sweep {sweep!r} has {len(children)} cell runs at {client.tracking_uri}, "
+                                     f"none of them a cell of the sweep's current plan (launch it first)")
+        children = keep
     if not children:
         raise AnalysisInputError(f"sweep {sweep!r} has no cell runs at {client.tracking_uri}")
     stamp = {r.info.run_id: [r.info.status, r.info.end_time] for r in children}
     cached = _read_cache(cache, stamp)
     if cached is not None:
+        cached.attrs["left_out"] = left_out
         return cached
     runs = []
     for r in children:
@@ -137,6 +151,7 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     df = tidy(runs, histories)
     if cache is not None:
         _write_cache(cache, df, stamp)
+    df.attrs["left_out"] = left_out
     return df
 
 

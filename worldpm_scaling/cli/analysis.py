@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  wps analyze demo --from out/demo/runs.parquet --out out/x   # offline, nothing logged\n"
                "writes OUT/report.md, OUT/figures/*.{pdf,svg,png} and OUT/runs.parquet (the fetched runs).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("sweep", help="sweep name (the MLflow experiment) or a sweep YAML")
+    a.add_argument("sweep", help="sweep name (the MLflow experiment: every cell run in it) or a sweep YAML "
+                   "(only the cells of its current plan: runs left by an edited earlier version are skipped)")
     a.add_argument("--out", required=True, help="output folder for figures/ and report.md")
     a.add_argument("--tracking-uri", default=None, help="MLflow URI (default: the sweep YAML's tracking.uri, "
                    "else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
@@ -126,19 +127,24 @@ def run_analyze(args: argparse.Namespace) -> int:
     from ..analysis import load
     from ..analysis.report import analyze
 
-    sweep, uri, experiment = args.sweep, args.tracking_uri, None
+    sweep, uri, experiment, cells = args.sweep, args.tracking_uri, None, None
     if sweep.endswith((".yaml", ".yml")):
         from ..config import load_sweep
+        from ..plan import plan
 
         spec = load_sweep(sweep)
         sweep, experiment = spec.name, spec.tracking.experiment
         uri = uri or spec.tracking.uri
+        cells = {r.cell_id for r in plan(spec).runs}  # only this version of the sweep
     uri = load.default_uri(uri)
     out = Path(args.out)
     if args.from_file:
         df = load.from_file(args.from_file)
     else:
-        df = load.from_mlflow(sweep, tracking_uri=uri, experiment=experiment, cache=out / "runs.parquet")
+        df = load.from_mlflow(sweep, tracking_uri=uri, experiment=experiment, cache=out / "runs.parquet", cells=cells)
+        if df.attrs.get("left_out"):
+            print(f"note: left out {df.attrs['left_out']} run(s) of cells that are not in {args.sweep}'s current "
+                  f"plan (an earlier version of the sweep)", file=sys.stderr)
     rep = analyze(df, out, bootstrap=args.bootstrap)
     logged = None
     if not args.from_file and not args.no_log:

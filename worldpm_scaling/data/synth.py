@@ -41,8 +41,13 @@ class SynthConfig:
     mix_answer: float = 0.4
     """Share carrying the key→value answer signal (the rest are coin-flip noise pairs)."""
     n_keys: int = 4
-    """Entries in the key→value table: more = harder objective signal (at 4 and lr 3e-3, tiny-s
-    learns it by 4,096 pairs and tiny-xs/xxs only by 8,192: the demo's emergence)."""
+    """Entries in the key→value table: more = harder objective signal. At 4, tiny models learn it
+    abruptly somewhere between 2,048 and 8,192+ pairs, at a point set more by the seed than by the
+    size (measured: README, what the demo shows); at 64 none of the demo sizes learns it by 8,192."""
+    answer_form: str = "context"
+    """How a reply gives its answer: `context` = the value alone, so the key must be looked up in the
+    prompt (cross-attention); `fact` = the reply states `key value` side by side, a fact to memorise
+    (objective sets as knowledge: more keys = more facts)."""
     quality_words: int = 16
     """Size of each of the good and bad marker-word sets."""
     quality_margin: int = 2
@@ -73,6 +78,8 @@ class SynthConfig:
             raise ValueError("style_rate must be within [0, 1]")
         if self.n_keys < 2:
             raise ValueError("n_keys must be ≥ 2")
+        if self.answer_form not in ("context", "fact"):
+            raise ValueError(f"answer_form must be 'context' or 'fact', got {self.answer_form!r}")
 
 
 _CONS = "bdfgklmnprstvz"
@@ -133,7 +140,7 @@ class Forum:
             words += self._filler(self.cfg.long_extra_words)
         extra = [self.rng.choice(self.good) for _ in range(good)] + [self.rng.choice(self.bad) for _ in range(bad)]
         if value is not None:
-            extra.append(value)
+            extra.append(value)  # a whole "key value" statement when answer_form is fact
         for w in extra:
             words.insert(self.rng.randint(0, len(words)), w)
         if not markdown:
@@ -142,7 +149,8 @@ class Forum:
         head, body = words[:cut], words[cut:]
         lines = [f"## {' '.join(head)}"] + [f"- {' '.join(body[i:i + 5])}" for i in range(0, len(body), 5)]
         lines[1 if len(lines) > 1 else 0] = lines[1 if len(lines) > 1 else 0].replace("- ", "- **", 1) + "**"
-        return "\n".join(lines)
+        lines[-1] += "."  # both kinds end alike: the reward is read at the last token, where a different
+        return "\n".join(lines)  # final token would hand a random-init model a markdown bias for free
 
     def _quality_counts(self) -> tuple[tuple[int, int], tuple[int, int]]:
         m = self.cfg.quality_margin
@@ -176,7 +184,10 @@ class Forum:
             wrong = r.choice([v for v in self.values if v != self.answer_of[key]])
             g, b = r.randint(0, 2), r.randint(0, 1)
             prompt = self.prompt(key)
-            chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=self.answer_of[key])
+            right = self.answer_of[key]
+            if self.cfg.answer_form == "fact":
+                right, wrong = f"{key} {right}", f"{key} {wrong}"
+            chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=right)
             rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md, value=wrong)
             cs, rs = 1, 0
         elif kind == "noise":
