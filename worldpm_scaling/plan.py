@@ -310,6 +310,7 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
 
     for mi, model in enumerate(spec.models):
         model_json = canonical_json(to_plain(model))
+        train = train_of(spec, model)
         cells = ([(milestones[-1], milestones)] if spec.mode == "milestones"
                  else [(p, milestones[:i + 1]) for i, p in enumerate(milestones)])
         for pairs, ms in cells:
@@ -319,7 +320,7 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
                 cid = cell_id_from_fragments({**shared, "model": model_json, "pairs": str(pairs),
                                               "milestones": ms_json, "seed": str(seed)})
                 runs.append(RunSpec(sweep=spec.name, cell_id=cid, index=len(runs), model=model,
-                                    data=spec.data, pairs=pairs, milestones=ms, train=train_of(spec, model),
+                                    data=spec.data, pairs=pairs, milestones=ms, train=train,
                                     eval=spec.eval, seed=seed, tracking=spec.tracking, resources=res,
                                     out_dir=f"{spec.output_dir}/cells/{cid}"))
                 costs.append(cost)

@@ -115,7 +115,8 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     children = [r for r in found if "cell_id" in r.data.tags]
     left_out = 0
     if cells is not None and children:
-        keep = [r for r in children if r.data.tags["cell_id"] in set(cells)]
+        wanted = set(cells)
+        keep = [r for r in children if r.data.tags["cell_id"] in wanted]
         left_out = len(children) - len(keep)
         if not keep:
             raise AnalysisInputError(f"sweep {sweep!r} has {len(children)} cell runs at {client.tracking_uri}, "

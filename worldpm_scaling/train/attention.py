@@ -13,6 +13,8 @@ batches, evaluation of a plain batch) it falls back to transformers' SDPA with t
 
 from __future__ import annotations
 
+import bisect
+
 import torch
 import torch.nn.functional as F
 
@@ -68,8 +70,6 @@ def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
 
 def _piece_of(starts: list[int], pos: int) -> int:
     """Index of the segment whose span holds token `pos` (`starts` ascending)."""
-    import bisect
-
     return bisect.bisect_right(starts, pos) - 1
 
 
