@@ -197,3 +197,26 @@ def test_replies_end_alike_and_fact_answers_state_key_and_value():
         assert len(stated) == 1 and stated[0] != world.answer_of[key]
     with pytest.raises(ValueError, match="answer_form"):
         SynthConfig(answer_form="oracle")
+
+
+def test_zipf_markers_rare_words_appear_only_with_more_data():
+    """quality_zipf > 0 draws marker words ∝ rank^-s: the top word dominates and new words keep
+    appearing as data grows (so a model's quality loss keeps falling instead of saturating once a
+    handful of words is known); the uniform default meets every word almost at once."""
+    import collections
+
+    def seen_by(cfg, ns):
+        train, _, world = generate(cfg)
+        good = set(world.good)
+        words = [[w for w in _bow(p["chosen"] + " " + p["rejected"]) if w in good] for p in train]
+        return [len({w for ws in words[:n] for w in ws}) for n in ns], collections.Counter(w for ws in words for w in ws), world
+
+    ns = (100, 400, 1600, 6400)
+    seen, counts, world = seen_by(SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=256,
+                                              quality_zipf=1.5), ns)
+    assert seen[0] < seen[1] < seen[2] < seen[3] < 256, seen
+    assert 2.0 < counts[world.good[0]] / counts[world.good[1]] < 3.8  # 2^1.5 ≈ 2.83
+    uniform, _, _ = seen_by(SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=16), ns)
+    assert uniform[0] == uniform[-1] == 16
+    with pytest.raises(ValueError, match="quality_zipf"):
+        SynthConfig(quality_zipf=-1)

@@ -5,8 +5,10 @@ falls as a power law for every size, objective loss improves mainly for the larg
 (emergent), subjective loss shows no scaling. Each is planted here as a signal of matching difficulty:
 
 - **quality** (→ adversarial sets): the preferred reply has a higher count of "good" minus "bad"
-  marker words. A bag-of-words signal every size learns steadily with data. In the adversarial eval
-  sets the style cues point the wrong way: the *rejected* reply is the longer one and has markdown.
+  marker words. A bag-of-words signal every size learns steadily with data. With `quality_zipf` > 0
+  the marker words have Zipfian frequencies, so rarer words keep being learned as data grows and the
+  loss falls as a power law rather than all at once. In the adversarial eval sets the style cues
+  point the wrong way: the *rejected* reply is the longer one and has markdown.
 - **answer** (→ objective sets): the prompt names a key; the preferred reply holds the value that
   key maps to under a fixed random table (`n_keys` entries). Quality and style are balanced, so only
   a model that learns the key→value association across prompt and reply (attention + memory)
@@ -20,6 +22,7 @@ All knobs are fields of `SynthConfig` (and flags of `wps data synth`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -50,6 +53,11 @@ class SynthConfig:
     (objective sets as knowledge: more keys = more facts)."""
     quality_words: int = 16
     """Size of each of the good and bad marker-word sets."""
+    quality_zipf: float = 0.0
+    """Zipf exponent of the marker words' frequencies (word i drawn ∝ i^-s); 0 = uniform. With many
+    marker words and s > 1 the rarer words' valence is met only with more data, so the quality loss
+    falls smoothly with data (the Zipfian learning-curve model of Hutter 2021, arXiv 2102.04074)
+    instead of dropping at once when a handful of words is known."""
     quality_margin: int = 2
     """Minimum good-minus-bad difference between preferred and other reply."""
     style_rate: float = 0.55
@@ -76,6 +84,10 @@ class SynthConfig:
             raise ValueError("mix_quality + mix_answer must be within [0, 1]")
         if not 0 <= self.style_rate <= 1:
             raise ValueError("style_rate must be within [0, 1]")
+        if self.quality_words < 1:
+            raise ValueError("quality_words must be ≥ 1")
+        if self.quality_zipf < 0:
+            raise ValueError("quality_zipf must be ≥ 0")
         if self.n_keys < 2:
             raise ValueError("n_keys must be ≥ 2")
         if self.answer_form not in ("context", "fact"):
@@ -108,6 +120,8 @@ class Forum:
     keys: list[str] = field(default_factory=list)
     values: list[str] = field(default_factory=list)
     answer_of: dict[str, str] = field(default_factory=dict)
+    marker_cum: list[float] | None = None
+    """Cumulative Zipf weights of the marker words (None = uniform)."""
 
     @classmethod
     def build(cls, cfg: SynthConfig) -> "Forum":
@@ -122,9 +136,16 @@ class Forum:
         perm = list(range(cfg.n_keys))
         rng.shuffle(perm)
         f.answer_of = {k: f.values[perm[i]] for i, k in enumerate(f.keys)}
+        if cfg.quality_zipf > 0:
+            f.marker_cum = list(itertools.accumulate((i + 1) ** -cfg.quality_zipf for i in range(cfg.quality_words)))
         return f
 
     # -- pieces -------------------------------------------------------------------------------
+    def _marker(self, words: list[str]) -> str:
+        if self.marker_cum is None:
+            return self.rng.choice(words)  # uniform (kept as is: same data as before for the same seed)
+        return self.rng.choices(words, cum_weights=self.marker_cum)[0]
+
     def _filler(self, lo_hi: tuple[int, int]) -> list[str]:
         return [self.rng.choice(self.content) for _ in range(self.rng.randint(*lo_hi))]
 
@@ -138,7 +159,7 @@ class Forum:
         words = self._filler(self.cfg.reply_words)
         if long:
             words += self._filler(self.cfg.long_extra_words)
-        extra = [self.rng.choice(self.good) for _ in range(good)] + [self.rng.choice(self.bad) for _ in range(bad)]
+        extra = [self._marker(self.good) for _ in range(good)] + [self._marker(self.bad) for _ in range(bad)]
         if value is not None:
             extra.append(value)  # a whole "key value" statement when answer_form is fact
         for w in extra:
