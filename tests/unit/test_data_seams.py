@@ -216,7 +216,8 @@ def test_zipf_markers_rare_words_appear_only_with_more_data():
                                               quality_zipf=1.5), ns)
     assert seen[0] < seen[1] < seen[2] < seen[3] < 256, seen
     assert 2.0 < counts[world.good[0]] / counts[world.good[1]] < 3.8  # 2^1.5 ≈ 2.83
-    uniform, _, _ = seen_by(SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=16), ns)
+    uniform, _, _ = seen_by(SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=16,
+                                     quality_zipf=0.0), ns)
     assert uniform[0] == uniform[-1] == 16
     with pytest.raises(ValueError, match="quality_zipf"):
         SynthConfig(quality_zipf=-1)

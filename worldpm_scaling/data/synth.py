@@ -51,13 +51,15 @@ class SynthConfig:
     """How a reply gives its answer: `context` = the value alone, so the key must be looked up in the
     prompt (cross-attention); `fact` = the reply states `key value` side by side, a fact to memorise
     (objective sets as knowledge: more keys = more facts)."""
-    quality_words: int = 16
+    quality_words: int = 256
     """Size of each of the good and bad marker-word sets."""
-    quality_zipf: float = 0.0
+    quality_zipf: float = 1.5
     """Zipf exponent of the marker words' frequencies (word i drawn ∝ i^-s); 0 = uniform. With many
     marker words and s > 1 the rarer words' valence is met only with more data, so the quality loss
     falls smoothly with data (the Zipfian learning-curve model of Hutter 2021, arXiv 2102.04074)
-    instead of dropping at once when a handful of words is known."""
+    instead of dropping at once when a handful of words is known. Demo default 1.5 over 256 words:
+    adversarial loss of every demo size then fits a power law from 2^9 pairs; with 16 uniform words
+    tiny-xs sat at chance to 2^10 and then dived (measured: README, what the demo shows)."""
     quality_margin: int = 2
     """Minimum good-minus-bad difference between preferred and other reply."""
     style_rate: float = 0.55
