@@ -165,13 +165,18 @@ class Store:
             return exp.experiment_id
         if not create:
             return None
+        created = self.create_experiment_once(name)
+        return created if created is not None else self.client.get_experiment_by_name(name).experiment_id
+
+    def create_experiment_once(self, name: str) -> str | None:
+        """Create experiment `name`: its id if this call created it, None if it already existed (the
+        unique name makes this MLflow's one atomic compare-and-set; sync.elect_run builds on it)."""
         try:
             return self.client.create_experiment(name)
         except Exception:  # noqa: BLE001 — another job created it between our two calls
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
+            if self.client.get_experiment_by_name(name) is None:
                 raise
-            return exp.experiment_id
+            return None
 
     def find_runs(self, experiment_id: str, filter_string: str, max_results: int = 50) -> list:
         """Active runs matching the filter, oldest first (ties broken by run id: every caller agrees)."""

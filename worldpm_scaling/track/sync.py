@@ -89,23 +89,6 @@ def _converge(store: Store, exp_id: str, filt: str, mine: str | None) -> str:
     return winner
 
 
-def _active(store: Store, run_id: str) -> bool:
-    try:
-        return store.client.get_run(run_id).info.lifecycle_stage == "active"
-    except Exception:  # noqa: BLE001 — purged or never there
-        return False
-
-
-def _try_lock(store: Store, name: str) -> str | None:
-    """Create experiment `name`; its id if this call created it, None if it already existed."""
-    try:
-        return store.client.create_experiment(name)
-    except Exception as e:  # noqa: BLE001
-        if "RESOURCE_ALREADY_EXISTS" in str(e) or "already exists" in str(e):
-            return None
-        raise
-
-
 def elect_run(store: Store, exp_id: str, filt: str, lock: str, create, *, wait_s: float = LOCK_WAIT_S,
               poll_s: float = 0.25) -> str:
     """The one run matching `filt`, created by exactly one of any number of racing callers.
@@ -114,7 +97,7 @@ def elect_run(store: Store, exp_id: str, filt: str, lock: str, create, *, wait_s
     `lock` calls it; the others wait (up to `wait_s`) for the id it records. A winner that died
     before recording leaves a lock without the tag: after `wait_s` the others fall back to
     create-and-converge."""
-    lock_id = _try_lock(store, lock)
+    lock_id = store.create_experiment_once(lock)
     if lock_id is not None:
         found = store.find_runs(exp_id, filt)  # made before the lock existed (an older version)
         run_id = found[0].info.run_id if found else create()
@@ -125,7 +108,7 @@ def elect_run(store: Store, exp_id: str, filt: str, lock: str, create, *, wait_s
     while True:
         exp = store.client.get_experiment_by_name(lock)
         recorded = (exp.tags or {}).get(LOCK_TAG) if exp is not None else None
-        if recorded and _active(store, recorded):
+        if recorded and _exists(store, recorded):
             return recorded
         found = store.find_runs(exp_id, filt)
         if found:
