@@ -1,0 +1,128 @@
+"""Objective onset study (issue 9): when does each tiny size learn the key→value lookup, per seed?
+
+The demo's objective category is a lookup (a key in the prompt, its value in the preferred reply).
+The paper finds objective loss improves mainly for its largest model (arXiv 2505.10527, §3.2 and
+Fig. 1). This study trains every (size, seed) of the demo recipe on one synthetic forum with the
+in-memory tracker and records objective accuracy at each milestone, so the README's account of
+the demo's objective shape rests on a committed table, not on one run. One process per cell, one
+thread each, `--jobs` at a time. Writes bench/results/objective_onset.txt.
+
+    python bench/objective_onset.py --models tiny-xxs tiny-xs tiny-s --seeds 0 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LEARNED = 0.65
+"""Objective accuracy counted as 'learned' (chance is 0.5; a learned lookup sits at 0.7–0.95)."""
+
+
+def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) -> dict:
+    """Train one (model, seed) of the demo recipe in this process; objective acc per milestone."""
+    import torch
+
+    from worldpm_scaling import names
+    from worldpm_scaling.config import load_sweep
+    from worldpm_scaling.plan import plan, select
+    from worldpm_scaling.track.memory import InMemoryTracker
+    from worldpm_scaling.train import Trainer
+
+    torch.set_num_threads(1)
+    demo = (REPO / "sweeps/demo.yaml").read_text()
+    tpp = json.loads(Path(data, "stats.json").read_text())["tokens_per_pair"]
+    sweep = Path(out, "sweep.yaml")
+    sweep.write_text(
+        demo.replace("models: [tiny-xxs, tiny-xs, tiny-s]", f"models: [{model}]")
+        .replace("source: data/demo/train.parquet", f"source: {data}/train.parquet")
+        .replace("tokenizer: data/demo/tokenizer.json", f"tokenizer: {data}/tokenizer.json")
+        .replace("pairs: 8192 ", f"pairs: {pairs} ")
+        .replace("tokens_per_pair: 125", f"tokens_per_pair: {tpp}")
+        .replace("dir: data/demo/evals", f"dir: {data}/evals")
+        .replace("max_pairs_per_set: 64", f"max_pairs_per_set: {n_eval}")
+        .replace("backend: mlflow", "backend: memory")
+        .replace("seeds: [0]", f"seeds: [{seed}]\nout_dir: {out}"))
+    spec = load_sweep(sweep)
+    run_spec = select(plan(spec), "0")
+    tracker = InMemoryTracker()
+    parent = tracker.start_sweep(spec.name, params={})
+    run = tracker.start_cell(spec.name, run_spec.cell_id, name=model, parent_run_id=parent.run_id, params={})
+    t0 = time.perf_counter()
+    Trainer(run_spec, run).fit()
+    acc = [v for _, v in run.history(names.eval_acc("objective"))]
+    adv = [v for _, v in run.history(names.eval_loss("adversarial"))]
+    return {"model": model, "seed": seed, "milestones": list(run_spec.milestones), "objective_acc": acc,
+            "adversarial_loss": adv, "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["tiny-xxs", "tiny-xs", "tiny-s"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    ap.add_argument("--pairs", type=int, default=8192)
+    ap.add_argument("--eval-pairs", type=int, default=128, help="pairs per eval set (demo: 64)")
+    ap.add_argument("--synth", nargs="*", default=[], metavar="KNOB=VALUE",
+                    help="wps data synth overrides, e.g. n_keys=8 (default: the demo's generator)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default=str(REPO / "bench/results/objective_onset.txt"))
+    ap.add_argument("--_cell", nargs=6, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._cell:  # child process: one cell, JSON on stdout's last line
+        d, m, s, p, n, o = args._cell
+        print(json.dumps(cell(d, m, int(s), int(p), int(n), o)))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="wps-onset-"))
+    data = work / "data"
+    synth = ["--" + kv.split("=", 1)[0].replace("_", "-") + "=" + kv.split("=", 1)[1] for kv in args.synth]
+    subprocess.run([sys.executable, "-m", "worldpm_scaling", "data", "synth", "--pairs", str(args.pairs),
+                    "--seed", "0", "--eval-pairs-per-set", str(args.eval_pairs), "--out", str(data), *synth],
+                   check=True, stdout=subprocess.DEVNULL)
+
+    def one(ms):
+        m, s = ms
+        out = work / f"{m}-s{s}"
+        out.mkdir()
+        r = subprocess.run([sys.executable, __file__, "--_cell", str(data), m, str(s), str(args.pairs),
+                            str(args.eval_pairs), str(out)], capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if r.returncode:
+            raise RuntimeError(f"{m} seed {s} failed:\n{r.stderr[-2000:]}")
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"  {m} seed {s}: objective acc {' '.join(f'{a:.2f}' for a in res['objective_acc'])} "
+              f"({res['seconds']:.0f} s)", flush=True)
+        return res
+
+    t0 = time.perf_counter()
+    cells = [(m, s) for m in args.models for s in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:  # largest models first: the pool finishes sooner
+        done = dict(zip(cells[::-1], pool.map(one, cells[::-1])))
+    results = [done[c] for c in cells]
+    ms = results[0]["milestones"]
+    lines = [f"objective onset study: demo recipe (sweeps/demo.yaml), {args.pairs} pairs, synth "
+             f"{' '.join(args.synth) or 'demo defaults'}, {args.eval_pairs} pairs per eval set, "
+             f"seeds {args.seeds}; {time.perf_counter() - t0:.0f} s with {args.jobs} jobs",
+             "objective accuracy (chance 0.5) at pairs " + " ".join(f"2^{p.bit_length() - 1}" for p in ms)]
+    for r in results:
+        lines.append(f"  {r['model']:9s} seed {r['seed']}: " + " ".join(f"{a:.2f}" for a in r["objective_acc"]))
+    lines.append(f"learned (acc >= {LEARNED}) by each milestone, seeds out of {len(args.seeds)}:")
+    for m in args.models:
+        rs = [r for r in results if r["model"] == m]
+        counts = [sum(r["objective_acc"][i] >= LEARNED for r in rs) for i in range(len(ms))]
+        lines.append(f"  {m:9s} " + " ".join(f"2^{p.bit_length() - 1}:{c}" for p, c in zip(ms, counts)))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
