@@ -19,6 +19,23 @@ from worldpm_scaling.track.server import healthy
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def _ctrl_c_default() -> None:
+    """In the child before exec: Ctrl-C as in a terminal. A job started with `&` from a
+    non-interactive shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """After a failure: SIGTERM first, so `wps ui` takes its server down; SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def _screenshot_module():
     spec = importlib.util.spec_from_file_location("screenshot_ui", REPO_ROOT / "scripts" / "screenshot_ui.py")
     mod = importlib.util.module_from_spec(spec)
@@ -41,7 +58,8 @@ def test_wps_ui_serves_the_sweep_and_the_page_lists_cell_runs(tmp_path):
         names.append(name)
     proc = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "ui", "--store", store, "--sweep", sweep,
                              "--artifacts", str(tmp_path / "art"), "--workers", "1"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_default)
     try:
         line = proc.stdout.readline().strip()
         m = re.fullmatch(r"(http://127\.0\.0\.1:\d+)/#/experiments/(\d+)/runs", line)
@@ -56,9 +74,24 @@ def test_wps_ui_serves_the_sweep_and_the_page_lists_cell_runs(tmp_path):
         time.sleep(0.5)
         assert not healthy(m.group(1), timeout_s=1.0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        _stop(proc)
+
+
+def test_wps_ui_sigterm_takes_the_server_down(tmp_path):
+    """`kill` (SIGTERM) of `wps ui` must not orphan the mlflow server, which runs in its own session."""
+    proc = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "ui", "--store", f"sqlite:///{tmp_path / 'm.db'}",
+                             "--artifacts", str(tmp_path / "art"), "--workers", "1"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), (url, proc.stderr.read() if proc.poll() is not None else "")
+        assert healthy(url)
+        proc.terminate()
+        assert proc.wait(60) == 128 + signal.SIGTERM
+        time.sleep(0.5)
+        assert not healthy(url, timeout_s=1.0)
+    finally:
+        _stop(proc)
 
 
 def test_wps_ui_help_teaches_postgresql():

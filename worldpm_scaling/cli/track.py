@@ -86,6 +86,7 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
+    import signal
     import time
 
     from ..track.secrets import mask_uri
@@ -94,6 +95,12 @@ def run_ui(args: argparse.Namespace) -> int:
     from . import CLIError
 
     srv = MlflowServer(args.store, args.artifacts, host=args.host, port=args.port or None, workers=args.workers)
+
+    def on_term(signum, frame):  # `kill`, or the session's terminal going away: stop the server with us
+        raise SystemExit(128 + signum)  # the server runs in its own session, so nothing else would
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     print(f"starting mlflow server on {mask_uri(args.store)} (log: {srv.log_path}) …", file=sys.stderr)
     try:
         srv.start(wait_s=args.wait)
