@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start `mlflow server` on STORE (default: sqlite:///mlflow.db in this directory, "
                     "artifacts in ./mlartifacts), wait until it answers, print the URL of the runs table "
                     "(the sweep's parent run with its cell runs nested under it) and keep serving until "
-                    "Ctrl-C.\n\n"
+                    "Ctrl-C or SIGTERM (`kill`), either of which stops the server too.\n\n"
                     "Multi-user clusters: use PostgreSQL as the store, e.g.\n"
                     "  --store postgresql://USER:PASSWORD@dbhost:5432/mlflow\n"
                     "(create the database once: `createdb mlflow`; psycopg2 is installed with this "
