@@ -102,11 +102,11 @@ def run_ui(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     print(f"starting mlflow server on {mask_uri(args.store)} (log: {srv.log_path}) …", file=sys.stderr)
-    try:
-        srv.start(wait_s=args.wait)
-    except ServerError as e:
-        raise CLIError(mask_uri(str(e))) from e
-    try:
+    try:  # stop() also when Ctrl-C or SIGTERM comes while the server is still starting
+        try:
+            srv.start(wait_s=args.wait)
+        except ServerError as e:
+            raise CLIError(mask_uri(str(e))) from e
         url = srv.url if args.host != "0.0.0.0" else f"http://{_hostname()}:{srv.port}"
         if args.sweep:
             store = Store(srv.url)
