@@ -29,29 +29,26 @@ LEARNED = 0.65
 
 def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) -> dict:
     """Train one (model, seed) of the demo recipe in this process; objective acc per milestone."""
+    import dataclasses as dc
+
     import torch
 
     from worldpm_scaling import names
     from worldpm_scaling.config import load_sweep
+    from worldpm_scaling.models import get
     from worldpm_scaling.plan import plan, select
     from worldpm_scaling.track.memory import InMemoryTracker
     from worldpm_scaling.train import Trainer
 
     torch.set_num_threads(1)
-    demo = (REPO / "sweeps/demo.yaml").read_text()
+    demo = load_sweep(REPO / "sweeps/demo.yaml")  # the demo's recipe; only data, size, seed and sink change
     tpp = json.loads(Path(data, "stats.json").read_text())["tokens_per_pair"]
-    sweep = Path(out, "sweep.yaml")
-    sweep.write_text(
-        demo.replace("models: [tiny-xxs, tiny-xs, tiny-s]", f"models: [{model}]")
-        .replace("source: data/demo/train.parquet", f"source: {data}/train.parquet")
-        .replace("tokenizer: data/demo/tokenizer.json", f"tokenizer: {data}/tokenizer.json")
-        .replace("pairs: 8192 ", f"pairs: {pairs} ")
-        .replace("tokens_per_pair: 125", f"tokens_per_pair: {tpp}")
-        .replace("dir: data/demo/evals", f"dir: {data}/evals")
-        .replace("max_pairs_per_set: 64", f"max_pairs_per_set: {n_eval}")
-        .replace("backend: mlflow", "backend: memory")
-        .replace("seeds: [0]", f"seeds: [{seed}]\nout_dir: {out}"))
-    spec = load_sweep(sweep)
+    spec = dc.replace(
+        demo, models=(get(model),), seeds=(seed,), out_dir=out,
+        data=dc.replace(demo.data, source=f"{data}/train.parquet", tokenizer=f"{data}/tokenizer.json",
+                        pairs=pairs, tokens_per_pair=tpp),
+        eval=dc.replace(demo.eval, dir=f"{data}/evals", max_pairs_per_set=n_eval),
+        tracking=dc.replace(demo.tracking, backend="memory"))
     run_spec = select(plan(spec), "0")
     tracker = InMemoryTracker()
     parent = tracker.start_sweep(spec.name, params={})
@@ -59,9 +56,8 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
     t0 = time.perf_counter()
     Trainer(run_spec, run).fit()
     acc = [v for _, v in run.history(names.eval_acc("objective"))]
-    adv = [v for _, v in run.history(names.eval_loss("adversarial"))]
     return {"model": model, "seed": seed, "milestones": list(run_spec.milestones), "objective_acc": acc,
-            "adversarial_loss": adv, "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0}
 
 
 def main() -> None:
