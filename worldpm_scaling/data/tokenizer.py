@@ -1,10 +1,15 @@
-"""Tokenizers and the Qwen chat template.
+"""Tokenizers and the Qwen2.5 chat template, in the WorldPM release's input format.
 
 A user with a real Qwen2.5 checkpoint points `data.tokenizer` at its local folder (AutoTokenizer,
 never the hub); the demo and the tests use a byte-level BPE trained here on the generated corpus,
 with the same special tokens. The prompt side of a pair is the chat-formatted prefix up to the
-assistant header (empty system prompt, as the released WorldPM models use); the reply side ends with
-`<|im_end|>`, whose position the reward head reads.
+assistant header; the reply side is the assistant turn and the reward token.
+
+Input format (QwenLM/WorldPM README, "Quick Start / Key Notes"): the system prompt is empty but its
+marker is kept, the conversation goes through the Qwen2.5 chat template, and the reward is read at
+the hidden state of the `<|endoftext|>` token appended after the templated conversation. A prompt is
+a string (one user turn) or a conversation: a list of {"role", "content"} turns, roles system / user /
+assistant, ending with the user turn the reply answers. See docs/interop.md.
 """
 
 from __future__ import annotations
@@ -16,9 +21,53 @@ SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 SYSTEM = ""  # empty system prompt
 
 
-def prompt_text(prompt: str) -> str:
-    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n"
-            "<|im_start|>assistant\n")
+ROLES = ("system", "user", "assistant")
+
+
+class ConversationError(ValueError):
+    """A prompt that is neither a string nor a well-formed conversation; names the bad turn/field."""
+
+
+def _turn(text_role: str, content: str) -> str:
+    return f"<|im_start|>{text_role}\n{content}<|im_end|>\n"
+
+
+def conversation(prompt) -> list[dict]:
+    """The prompt as a list of {"role", "content"} turns starting with the (empty) system turn.
+
+    A string is one user turn. Extra keys on a turn (RMB's "language", ...) are ignored."""
+    if isinstance(prompt, str):
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+    if hasattr(prompt, "tolist"):  # a numpy array of turns, as pandas reads a list column from parquet
+        prompt = prompt.tolist()
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        raise ConversationError(f"prompt: expected a string or a non-empty list of turns, got {type(prompt).__name__}")
+    turns = []
+    for i, t in enumerate(prompt):
+        if not isinstance(t, dict) or "role" not in t or "content" not in t:
+            raise ConversationError(f"prompt turn {i}: expected a dict with 'role' and 'content', got {t!r:.80}")
+        if t["role"] not in ROLES:
+            raise ConversationError(f"prompt turn {i}: role {t['role']!r} is not one of {ROLES}")
+        if not isinstance(t["content"], str):
+            raise ConversationError(f"prompt turn {i}: content must be a string, got {type(t['content']).__name__}")
+        if t["role"] == "system" and i > 0:
+            raise ConversationError(f"prompt turn {i}: a system turn may only come first")
+        turns.append({"role": t["role"], "content": t["content"]})
+    if turns[-1]["role"] != "user":
+        raise ConversationError(f"prompt turn {len(turns) - 1}: the last turn must be the user's, "
+                                f"got {turns[-1]['role']!r}")
+    if turns[0]["role"] != "system":
+        turns.insert(0, {"role": "system", "content": SYSTEM})
+    return turns
+
+
+def prompt_text(prompt) -> str:
+    """The chat-templated prefix of a pair, up to and including the assistant header.
+
+    `prompt` is a string (one user turn) or a conversation (see `conversation`); either way an empty
+    system turn leads unless the conversation brings its own. Equals Qwen2.5's
+    `apply_chat_template(turns, add_generation_prompt=True)`."""
+    return "".join(_turn(t["role"], t["content"]) for t in conversation(prompt)) + "<|im_start|>assistant\n"
 
 
 def reply_text(reply: str) -> str:
