@@ -7,6 +7,7 @@ loaded as plugins.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,29 @@ _FIXTURES = Path(__file__).parent / "fixtures"
 pytest_plugins = [f"tests.fixtures.{p.stem}" for p in sorted(_FIXTURES.glob("*.py")) if p.stem != "__init__"]
 
 REPO = Path(__file__).resolve().parent.parent
+RESTORE_HOOK = Path(__file__).parent / "restore_hook"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """WPS_TEST_DISABLE_RESTORE=1: `Trainer._restore` is a no-op here and in every Python subprocess
+    (the hook folder goes first on PYTHONPATH), to show the resume tests fail on a restart from 0."""
+    if os.environ.get("WPS_TEST_DISABLE_RESTORE") == "1":
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(RESTORE_HOOK), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("wps_restore_hook", RESTORE_HOOK / "sitecustomize.py")
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """A minimal environment for `wps` subprocesses that keeps the restore hook when it is on."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    if os.environ.get("WPS_TEST_DISABLE_RESTORE") == "1":
+        env["WPS_TEST_DISABLE_RESTORE"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join([str(RESTORE_HOOK), str(REPO)])
+    env.update(extra)
+    return env
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

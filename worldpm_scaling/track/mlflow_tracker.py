@@ -27,6 +27,7 @@ import time
 import weakref
 from typing import Any, Mapping
 
+from .. import faults
 from .base import STATUSES, Status
 from .mlflow_store import Store
 from .secrets import scrub
@@ -255,7 +256,9 @@ class MlflowRun:
                 return
             c0, t0 = time.thread_time(), time.perf_counter()
             try:
+                faults.point("tracker.before_send")
                 self.store.log_points(self._run_id, batch)
+                faults.point("tracker.after_send")
                 self.stats["points_sent"] += len(batch)
                 self.stats["requests"] += -(-len(batch) // 1000)
             except Exception as e:  # noqa: BLE001 — server away or timed out: spool, replay later

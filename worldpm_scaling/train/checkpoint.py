@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .. import faults
+
 _NAME = re.compile(r"step_(\d{8})\.pt$")
 _DIR = re.compile(r"step_(\d{8})\.ds$")
 MANIFEST = "manifest.json"
@@ -48,10 +50,13 @@ def save(state: dict, folder: str | Path, step: int, *, keep: int) -> Path:
         f.flush()
         os.fsync(f.fileno())
     digest = _sha256(tmp)
+    faults.point("ckpt.before_rename")
     tmp.replace(final)
+    faults.point("ckpt.after_rename")
     side_tmp = folder / f".step_{step:08d}.sha256.tmp"
     side_tmp.write_text(digest + "\n")
     side_tmp.replace(folder / f"step_{step:08d}.sha256")
+    faults.point("ckpt.before_rotate")
     rotate(folder, keep)
     return final
 

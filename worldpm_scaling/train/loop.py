@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .. import names
+from .. import faults, names
 from ..config import RunSpec
 from ..data.pairs import TokenizedPair
 from ..style import style_phi
@@ -141,6 +141,7 @@ class Trainer:
         self._pending_ckpt = False
         self._logged_upto: int | None = None
         self.last_checkpoint: Path | None = None
+        self.resumed_from_step: int | None = None  # the checkpoint step _restore continued from
         self.engine = None
 
     # -- setup ----------------------------------------------------------------------------------
@@ -241,6 +242,7 @@ class Trainer:
         self._saving = True
         try:
             self._flush_tracker(from_signal)
+            faults.point("ckpt.before_save")
             keep = self.run.train.keep_checkpoints
             if self.engine_kind == "torch":
                 if self.rank != 0:
@@ -324,6 +326,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self._rng = rng
         self.last_checkpoint = path
+        self.resumed_from_step = self.step
+        if self.rank == 0:  # which checkpoint a restart continued from: the resume tests read it
+            self.tracker.set_tags({"resumed_from_step": str(self.step)})
         log.info("resumed from %s (step %d, %d pairs)", path, self.step, self.pairs_seen)
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -475,11 +480,13 @@ class Trainer:
                     self._rng = self._capture_rng()
             finally:
                 self._in_update = False
+            faults.point("train.after_update")
             if self._pending_ckpt and self.world == 1:
                 self._pending_ckpt = False
                 self._save()
             metrics = self._pending or {}
             self._flush_pending()
+            faults.point("train.after_log")
             if progress is not None and metrics:
                 progress(self, metrics)
             due_steps = bool(t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0)
