@@ -142,6 +142,10 @@ class TrainSpec:
     """Tokens per packed row; None = ctx_len."""
     head: Literal["mlp", "linear"] = "mlp"
     """Reward head on the last token: WorldPM's Linear(h,h)→ReLU→Linear(h,1), or one Linear(h,1)."""
+    reward_token: Literal["endoftext", "im_end"] = "endoftext"
+    """Where the reward is read: `endoftext` = an `<|endoftext|>` appended after the chat-templated
+    conversation, as the released WorldPM models do (QwenLM/WorldPM README); `im_end` = the reply's
+    own `<|im_end|>` (this project's earlier format). See docs/interop.md."""
     zero_stage: int = field(default=3, metadata={"min": 0, "strict": False, "max": 3})
     """DeepSpeed ZeRO stage on GPUs (0–3)."""
     offload: Literal["none", "optimizer", "optimizer+params"] = "none"

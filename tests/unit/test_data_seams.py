@@ -73,7 +73,7 @@ def test_train_pairs_shuffle_shard_budget_and_fit(synth):
     long_prompts = 0
     for p in a[:200]:
         assert len(p.prompt) + len(p.chosen) <= 64 and len(p.prompt) + len(p.rejected) <= 64
-        assert p.chosen[-1] == tok.eos_id and p.rejected[-1] == tok.eos_id
+        assert p.chosen[-1] == tok.reward_id() == tok.pad_id and p.rejected[-1] == tok.reward_id()  # <|endoftext|>
         assert (p.prompt[-len(header):] == header).all()  # cut from the left: the assistant header stays
         long_prompts += p.prompt[0] != tok.encode("<|im_start|>")[0]
     assert long_prompts > 0  # ctx 64 is short enough that some prompts were cut

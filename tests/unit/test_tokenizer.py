@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from worldpm_scaling.data.tokenizer import ConversationError, conversation, prompt_text
@@ -47,3 +48,30 @@ def test_bad_conversations_are_named_errors(bad, match):
     with pytest.raises(ConversationError, match=match):
         prompt_text(bad)
     assert issubclass(ConversationError, ValueError)  # the CLI maps ValueError to exit 2
+
+
+def test_reply_ends_with_the_reward_token():
+    from worldpm_scaling.data.tokenizer import reply_text
+
+    assert reply_text("ok") == "ok<|im_end|>\n<|endoftext|>"          # the release's default
+    assert reply_text("ok", "im_end") == "ok<|im_end|>"               # the old position, an option
+    with pytest.raises(ValueError, match="train.reward_token"):
+        reply_text("ok", "eos")
+
+
+def test_cache_keys_on_the_reward_token(tmp_path):
+    from worldpm_scaling.data import build_cache, train_bpe, write_pairs
+    from worldpm_scaling.data.tokenized import TokenizedPairs
+
+    rows = [{"prompt": f"q{i}", "chosen": "good answer", "rejected": "bad"} for i in range(4)]
+    src = tmp_path / "p.jsonl"
+    write_pairs(pd.DataFrame(rows), src)
+    tok = train_bpe([r["prompt"] + r["chosen"] + r["rejected"] for r in rows], tmp_path / "tok.json", vocab_size=300)
+    a = build_cache(src, tok, reward_token="endoftext")
+    b = build_cache(src, tok, reward_token="im_end")
+    assert a != b
+    pa = TokenizedPairs(a, seed=0, ctx_len=64)[0]
+    pb = TokenizedPairs(b, seed=0, ctx_len=64)[0]
+    assert pa.chosen[-1] == tok.pad_id == tok.reward_id("endoftext")
+    assert pb.chosen[-1] == tok.eos_id == tok.reward_id("im_end")
+    assert len(pa.chosen) == len(pb.chosen) + 2  # "\n" and <|endoftext|>

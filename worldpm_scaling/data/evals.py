@@ -57,7 +57,7 @@ def find(name: str, paths: list[Path]) -> Path:
     raise EvalSetMissing(name, paths)
 
 
-def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int) -> dict[str, EvalSet]:
+def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int, reward_token: str = "endoftext") -> dict[str, EvalSet]:
     """Tokenized eval sets; a missing file raises EvalSetMissing naming it."""
     out = {}
     for name, (cat, paths) in registry(eval_spec).items():
@@ -66,8 +66,8 @@ def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int) -> dict[str, Eval
             df = df.iloc[: eval_spec.max_pairs_per_set]
         rows = df.to_dict("records")
         ps = tokenizer.encode_batch([prompt_text(r["prompt"]) for r in rows])
-        cs = tokenizer.encode_batch([reply_text(r["chosen"]) for r in rows])
-        rs = tokenizer.encode_batch([reply_text(r["rejected"]) for r in rows])
+        cs = tokenizer.encode_batch([reply_text(r["chosen"], reward_token) for r in rows])
+        rs = tokenizer.encode_batch([reply_text(r["rejected"], reward_token) for r in rows])
         pairs = []
         for r, p, c, j in zip(rows, ps, cs, rs):
             p, c, j = (np.asarray(x, dtype=np.int32) for x in (p, c, j))

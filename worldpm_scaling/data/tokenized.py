@@ -22,7 +22,7 @@ import numpy as np
 from ..style import has_markdown
 from .io import _resolve, iter_pairs
 from .pairs import TokenizedPair
-from .tokenizer import Tok, load_tokenizer, prompt_text, reply_text
+from .tokenizer import DEFAULT_REWARD_TOKEN, Tok, load_tokenizer, prompt_text, reply_text
 
 
 def _fingerprint(p: Path) -> str:
@@ -30,23 +30,24 @@ def _fingerprint(p: Path) -> str:
     return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def cache_key(source: Path, tok: Tok) -> str:
+def cache_key(source: Path, tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN) -> str:
     tp = Path(tok.path)
     tfp = _fingerprint(tp if tp.is_file() else tp / "tokenizer.json") if tp.exists() else tok.path
-    return hashlib.sha256(f"{_fingerprint(source)}|{tfp}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{_fingerprint(source)}|{tfp}|{reward_token}".encode()).hexdigest()[:16]
 
 
-def _encode_rows(rows: list[dict], tok: Tok) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+def _encode_rows(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN
+                 ) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
     return (tok.encode_batch([prompt_text(r["prompt"]) for r in rows]),
-            tok.encode_batch([reply_text(r["chosen"]) for r in rows]),
-            tok.encode_batch([reply_text(r["rejected"]) for r in rows]))
+            tok.encode_batch([reply_text(r["chosen"], reward_token) for r in rows]),
+            tok.encode_batch([reply_text(r["rejected"], reward_token) for r in rows]))
 
 
-def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048) -> Path:
+def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token: str = DEFAULT_REWARD_TOKEN) -> Path:
     """Tokenize `source` into its cache folder (no-op when it exists). Returns the folder."""
     src = _resolve(source)
     root = src.parent / ".tokcache"
-    final = root / cache_key(src, tok)
+    final = root / cache_key(src, tok, reward_token)
     if (final / "meta.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048) -> Path:
 
         def flush() -> None:
             nonlocal pos
-            ps, cs, rs = _encode_rows(buf, tok)
+            ps, cs, rs = _encode_rows(buf, tok, reward_token)
             for r, p, c, j in zip(buf, ps, cs, rs):
                 row = []
                 for ids in (p, c, j):
@@ -78,7 +79,8 @@ def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048) -> Path:
         np.save(work / "tokens.npy", np.concatenate(chunks) if chunks else np.zeros(0, np.int32))
         np.save(work / "spans.npy", np.asarray(spans, dtype=np.int64).reshape(-1, 6))
         np.save(work / "flags.npy", np.asarray(flags, dtype=bool).reshape(-1, 2))
-        (work / "meta.json").write_text(json.dumps({"source": str(src), "tokenizer": tok.path, "pairs": len(spans)}))
+        (work / "meta.json").write_text(json.dumps({"source": str(src), "tokenizer": tok.path, "pairs": len(spans),
+                                                   "reward_token": reward_token}))
         try:
             os.rename(work, final)
         except OSError:  # another process won the race: theirs is as good as ours
@@ -137,17 +139,17 @@ class TokenizedPairs(Sequence):
 
 
 def open_train_pairs(data, *, seed: int, rank: int = 0, world: int = 1, max_pairs: int | None = None,
-                     ctx_len: int) -> TokenizedPairs:
+                     ctx_len: int, reward_token: str = DEFAULT_REWARD_TOKEN) -> TokenizedPairs:
     """The training stream of a `config.DataSpec`: cached tokens, shuffled by `seed`, sharded by rank."""
     tok = load_tokenizer(data.tokenizer)
-    folder = build_cache(data.source, tok)
+    folder = build_cache(data.source, tok, reward_token=reward_token)
     return TokenizedPairs(folder, seed=seed, rank=rank, world=world, max_pairs=max_pairs, ctx_len=ctx_len,
                           max_prompt=data.max_prompt_tokens)
 
 
-def tokenized_stats(rows: list[dict], tok: Tok) -> dict:
+def tokenized_stats(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN) -> dict:
     """Token lengths of a sample: `tokens_per_pair` = mean of 2·prompt + chosen + rejected."""
-    ps, cs, rs = _encode_rows(rows, tok)
+    ps, cs, rs = _encode_rows(rows, tok, reward_token)
     p = np.array([len(x) for x in ps])
     c = np.array([len(x) for x in cs])
     r = np.array([len(x) for x in rs])
@@ -155,4 +157,4 @@ def tokenized_stats(rows: list[dict], tok: Tok) -> dict:
     return {"tokens_per_pair": float(np.mean(2 * p + c + r)), "sample_pairs": len(rows),
             "prompt_tokens": {"mean": float(p.mean()), **pct(p)},
             "reply_tokens": {"mean": float(np.concatenate([c, r]).mean()), **pct(np.concatenate([c, r]))},
-            "tokenizer": tok.path}
+            "tokenizer": tok.path, "reward_token": reward_token}

@@ -20,6 +20,12 @@ from typing import Iterable
 SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 SYSTEM = ""  # empty system prompt
 
+REWARD_TOKENS = {"endoftext": "<|endoftext|>", "im_end": "<|im_end|>"}
+"""`train.reward_token` → the token whose hidden state the reward head reads (the last of a reply)."""
+DEFAULT_REWARD_TOKEN = "endoftext"
+"""The released WorldPM models' choice (QwenLM/WorldPM README: "Reward computation uses the hidden
+state of <|endoftext|> token")."""
+
 
 ROLES = ("system", "user", "assistant")
 
@@ -70,8 +76,21 @@ def prompt_text(prompt) -> str:
     return "".join(_turn(t["role"], t["content"]) for t in conversation(prompt)) + "<|im_start|>assistant\n"
 
 
-def reply_text(reply: str) -> str:
-    return f"{reply}<|im_end|>"
+def reply_suffix(reward_token: str = DEFAULT_REWARD_TOKEN) -> str:
+    """What follows a reply's content: its `<|im_end|>`, then, for `endoftext`, the newline the Qwen2.5
+    template puts after every turn and the `<|endoftext|>` the reward is read at."""
+    if reward_token == "endoftext":
+        return "<|im_end|>\n<|endoftext|>"
+    if reward_token == "im_end":
+        return "<|im_end|>"
+    raise ValueError(f"train.reward_token must be one of {tuple(REWARD_TOKENS)}, got {reward_token!r}")
+
+
+def reply_text(reply: str, reward_token: str = DEFAULT_REWARD_TOKEN) -> str:
+    """The reply side of a sequence; its last token is the reward token. `prompt_text(p) +
+    reply_text(r)` is exactly what the exported model's chat template renders for the conversation
+    p + [assistant r] (train/export.py), so in-project and exported rewards read the same tokens."""
+    return reply + reply_suffix(reward_token)
 
 
 class TokenizerError(FileNotFoundError, ValueError):
@@ -101,6 +120,11 @@ class Tok:
         self.pad_id = tid("<|endoftext|>")
         if self.eos_id is None or self.pad_id is None:
             raise ValueError(f"{path}: tokenizer lacks the special tokens {SPECIAL}")
+
+    def reward_id(self, reward_token: str = DEFAULT_REWARD_TOKEN) -> int:
+        """The id of the token the reward is read at (`train.reward_token`)."""
+        reply_suffix(reward_token)  # validates the name
+        return self.pad_id if reward_token == "endoftext" else self.eos_id
 
     def encode(self, text: str) -> list[int]:
         return self._encode(text)

@@ -163,7 +163,8 @@ class Trainer:
 
             self._train_pairs = open_train_pairs(self.run.data, seed=self.run.seed, rank=self.rank,
                                                  world=self.world, max_pairs=self.run.pairs,
-                                                 ctx_len=self.run.train.ctx_len)
+                                                 ctx_len=self.run.train.ctx_len,
+                                                 reward_token=self.run.train.reward_token)
         elif self.world > 1 and not getattr(self, "_sharded", False):
             self._train_pairs = [p for i, p in enumerate(self._train_pairs) if i % self.world == self.rank]
             self._sharded = True
@@ -175,7 +176,8 @@ class Trainer:
 
             tok = self._tokenizer or load_tokenizer(self.run.data.tokenizer)
             self.pad_id = tok.pad_id
-            sets = load_eval_sets(self.run.eval, tokenizer=tok, ctx_len=self.run.train.ctx_len)
+            sets = load_eval_sets(self.run.eval, tokenizer=tok, ctx_len=self.run.train.ctx_len,
+                                  reward_token=self.run.train.reward_token)
             self._eval_sets = [EvalData(s.name, s.category, s.pairs) for s in sets.values()]
         return self._eval_sets
 
