@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..track.source import remember_command
+
+    remember_command(argv)  # the runs' mlflow.source.name, inherited by the jobs this command submits
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -59,6 +62,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
+    except PermissionError as e:  # a read-only output folder (or input file): name it, not a traceback
+        print(f"error: permission denied: {e.filename or e}; choose a folder you can write (--out) or fix "
+              "its permissions", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        import errno
+
+        if e.errno != errno.EROFS:
+            raise
+        print(f"error: cannot write {e.filename or 'the output'}: read-only file system", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

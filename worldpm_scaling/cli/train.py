@@ -32,6 +32,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+LOCK_NAME = ".wps-train.lock"
+
+
+def _lock_cell(run_spec):
+    """One trainer per cell: a second `wps train` on the same cell folder refuses (named error)
+    instead of spooling every step twice and rotating checkpoints under the first one."""
+    import fcntl
+    import os
+    from pathlib import Path
+
+    from . import CLIError
+
+    out = Path(run_spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise CLIError(f"cell {run_spec.cell_id} is already being trained (lock {path} held by pid {holder}); "
+                       "wait for it or stop it, then re-run") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -47,10 +78,14 @@ def run(args: argparse.Namespace) -> int:
     if args.tracking:
         spec = dataclasses.replace(spec, tracking=dataclasses.replace(spec.tracking, backend=args.tracking))
     run_spec = select(plan(spec), args.cell)
+    lock = _lock_cell(run_spec)  # held until this process exits (a kill -9 releases it too)
     tracker = open_tracker(run_spec.tracking, spool_dir=f"{run_spec.out_dir}/spool", experiment=spec.name)
     parent = tracker.start_sweep(spec.name, params={"description": spec.description})
     child = tracker.start_cell(spec.name, run_spec.cell_id, name=f"{run_spec.model.name}-{run_spec.pairs}-s{run_spec.seed}",
                                parent_run_id=parent.run_id, params=run_spec.flat_params())
+    from ..track.datasets import log_cell_inputs
+
+    log_cell_inputs(child, run_spec)  # training pairs and eval sets as MLflow dataset inputs
     trainer = Trainer(run_spec, child)
     print(f"cell {run_spec.cell_id}: {run_spec.model.name}, {run_spec.pairs:,} pairs, "
           f"{len(run_spec.milestones)} milestones, {run_spec.train.collation} collation → {run_spec.out_dir}")
@@ -61,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     old = signal.signal(signal.SIGTERM, on_term)
     status, result, error = "FAILED", None, None
+    trained: list[int] = []  # the optimizer steps this process trained
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed:,.0f}/{task.total:,.0f} pairs"), TextColumn("loss {task.fields[loss]}"),
@@ -68,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             task = prog.add_task(run_spec.model.name, total=run_spec.pairs, loss="–")
 
             def show(tr, m):
+                trained.append(tr.step)
                 prog.update(task, completed=tr.pairs_seen, loss=f"{m[names.TRAIN_LOSS]:.4f}")
 
             result = trainer.fit(progress=show)
@@ -80,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, old)
         child.finish(status)
+        lock.close()
     if error is not None:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
@@ -87,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{status}: interrupted; checkpoint {trainer.last_checkpoint}", file=sys.stderr)
         return 1
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "–"
+    if trainer.resumed_from_step is not None:
+        did = f"steps {trained[0]}–{trained[-1]}" if trained else "no steps"
+        print(f"resumed from checkpoint step {trainer.resumed_from_step}; this run trained {did}")
     print(f"{status}: {result.steps} steps, {result.pairs_seen:,} pairs, {result.tokens_seen:,} tokens, "
           f"final train loss {loss}; checkpoint {result.checkpoint}")
     return 0 if status == "FINISHED" else 1
