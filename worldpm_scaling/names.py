@@ -41,6 +41,21 @@ def eval_phi(name: str, feature: str) -> str:
 
 STYLE_FEATURES = ("length", "markdown")
 
+
+def eval_set_metric(name: str, metric: str) -> str:
+    """`eval/<set>/<metric>`: a score a set defines beyond BT loss/accuracy (see SET_METRICS)."""
+    return f"eval/{name}/{metric}"
+
+
+# Per-set scores beyond BT loss (worldpm_scaling/train/set_metrics.py computes them):
+# RM-Bench's style-matrix accuracies (THU-KEG/RM-Bench README "how to compute the accuracy": rows =
+# chosen style, columns = rejected style, in the order concise, detailed plain, detailed markdown;
+# hard = upper-right triangle, normal = diagonal, easy = lower-left) and best-of-K accuracy (the share
+# of a best-of-K group's prompts whose highest-reward response is a correct one; PPE, arXiv 2410.14872).
+ACC_HARD, ACC_NORMAL, ACC_EASY = "acc_hard", "acc_normal", "acc_easy"
+BON_ACC = "bon_acc"
+SET_METRICS = (ACC_HARD, ACC_NORMAL, ACC_EASY, BON_ACC)
+
 # -- eval sets ------------------------------------------------------------------------------
 # The 12 WorldPM test sets in three categories (arXiv 2505.10527 §3.2 and Fig. 1; see
 # docs/paper_constants.md): adversarial = RM-Bench chat (factual error detection), OffsetBias, LLMBar

@@ -1,7 +1,10 @@
 """The eval-set registry: the 12 WorldPM sets (names and categories in names.py) plus user sets.
 
 None of the sets can be downloaded here, so each maps to an expected local file,
-`<eval.dir>/<name>.jsonl` or `.parquet`, with prompt/chosen/rejected columns (RewardBench-style).
+`<eval.dir>/<name>.jsonl` or `.parquet`, with prompt/chosen/rejected columns (RewardBench-style; a
+prompt may be a multi-turn conversation). `wps data evals import SET SOURCE` writes that file from the
+set's official release (data/eval_import/), with a sidecar `<name>.meta.json` recording the source,
+the pairing rule, the skipped rows and how the markdown labels were obtained (docs/eval_sets.md).
 """
 
 from __future__ import annotations
@@ -10,12 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..names import EVAL_SETS
+from ..style import has_markdown
 from .io import read_pairs
 from .pairs import TokenizedPair
 from .tokenized import _fit
 from .tokenizer import Tok, prompt_text, reply_text
 
+import json
+
 import numpy as np
+
+LABELS_TRUE = "true labels from the file's chosen_markdown/rejected_markdown columns"
+LABELS_DETECTED = "detected from the reply text (style.has_markdown)"
 
 
 class EvalSetMissing(FileNotFoundError, ValueError):
@@ -57,8 +66,65 @@ def find(name: str, paths: list[Path]) -> Path:
     raise EvalSetMissing(name, paths)
 
 
+def meta_path(path: Path) -> Path:
+    """The import record next to an eval file: `<dir>/<name>.meta.json`."""
+    return path.with_name(path.name.rsplit(".", 1)[0] + ".meta.json")
+
+
+def read_meta(path: Path) -> dict | None:
+    """The import record of an eval file, or None when it was not made by `wps data evals import`
+    (a record that is not JSON is bad input, named)."""
+    m = meta_path(path)
+    if not m.is_file():
+        return None
+    try:
+        return json.loads(m.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{m}: not a JSON import record ({e})") from None
+
+
+def markdown_label_source(path: Path, columns) -> str:
+    """How the markdown labels of an eval file are obtained: the import record's statement, else
+    the file's own columns, else detection from the text."""
+    meta = read_meta(path)
+    if meta and meta.get("markdown_labels"):
+        return str(meta["markdown_labels"])
+    return LABELS_TRUE if {"chosen_markdown", "rejected_markdown"} <= set(columns) else LABELS_DETECTED
+
+
+def label_sources(eval_spec) -> dict[str, str]:
+    """set → how its markdown labels are obtained, for every set of the spec whose file is there."""
+    out = {}
+    for name, (_, paths) in registry(eval_spec).items():
+        p = next((q for q in paths if q.is_file()), None)
+        if p is None:
+            continue
+        try:
+            cols = read_pairs(p).columns
+        except ValueError:
+            continue
+        out[name] = markdown_label_source(p, cols)
+    return out
+
+
+def _flag(r: dict, key: str, text: str) -> bool:
+    v = r.get(key)
+    if v is None or (isinstance(v, float) and v != v):  # column absent, or NaN in a partly-labelled file
+        return has_markdown(text)
+    return bool(v)
+
+
+def _group(r: dict) -> tuple[str | None, int, int]:
+    g = r.get("group")
+    if g is None or (isinstance(g, float) and g != g):
+        return None, -1, -1
+    slot = lambda v: -1 if v is None or (isinstance(v, float) and v != v) else int(v)  # noqa: E731
+    return str(g), slot(r.get("chosen_slot")), slot(r.get("rejected_slot"))
+
+
 def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int, reward_token: str = "endoftext") -> dict[str, EvalSet]:
-    """Tokenized eval sets; a missing file raises EvalSetMissing naming it."""
+    """Tokenized eval sets; a missing file raises EvalSetMissing naming it. Markdown labels come from
+    the file's columns where it has them, else are detected from the text; group metadata rides along."""
     out = {}
     for name, (cat, paths) in registry(eval_spec).items():
         df = read_pairs(find(name, paths))
@@ -73,8 +139,10 @@ def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int, reward_token: str
             p, c, j = (np.asarray(x, dtype=np.int32) for x in (p, c, j))
             p1, c = _fit(p, c, ctx_len, None)
             p2, j = _fit(p, j, ctx_len, None)
+            g, cslot, rslot = _group(r)
             pairs.append(TokenizedPair(prompt=p1 if len(p1) <= len(p2) else p2, chosen=c, rejected=j,
-                                       chosen_markdown=bool(r.get("chosen_markdown", False)),
-                                       rejected_markdown=bool(r.get("rejected_markdown", False))))
+                                       chosen_markdown=_flag(r, "chosen_markdown", r["chosen"]),
+                                       rejected_markdown=_flag(r, "rejected_markdown", r["rejected"]),
+                                       group=g, chosen_slot=cslot, rejected_slot=rslot))
         out[name] = EvalSet(name=name, category=cat, pairs=pairs)
     return out
