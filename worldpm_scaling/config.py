@@ -207,6 +207,11 @@ class TrackingSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+    system_metrics: bool = True
+    """Log MLflow's system metrics (CPU, memory, disk, network; GPU utilisation/memory where NVML
+    and nvidia-ml-py exist) as `system/…` on each cell run, from rank 0; false turns it off."""
+    system_metrics_interval_s: float = field(default=10.0, metadata=_gt(0))
+    """Seconds between system-metric samples (each sample is one logged step of `system/…`)."""
 class ClusterSpec:
     """A cluster profile (slurm/*.yaml): where jobs run and what one GPU can do."""
 

@@ -74,6 +74,9 @@ class CellJob(submitit.helpers.Checkpointable):
                                        parent_run_id=parent.run_id, params=run.flat_params(),
                                        tags={"slurm_job_id": env.job_id if env else "", "host": socket.gethostname(),
                                              "executor": os.environ.get("SUBMITIT_EXECUTOR", "")})
+            from ..track.datasets import log_cell_inputs
+
+            log_cell_inputs(child, run)  # training pairs and eval sets: the runs table's Dataset column
         else:
             from ..track import InMemoryTracker
 

@@ -20,7 +20,8 @@ def open_tracker(spec, *, spool_dir=None, experiment=None) -> Tracker:
     spec.experiment, else `experiment`, else the sweep name. If the server does not answer at start
     or goes away mid-run, points go to the spool in `spool_dir` and are replayed in order when it
     answers again (or later with `wps sync`). spool: offline only, into `spool_dir`.
-    memory/none: an InMemoryTracker.
+    memory/none: an InMemoryTracker. Cell runs get MLflow's system metrics every
+    spec.system_metrics_interval_s unless spec.system_metrics is false.
     """
     if spec.backend in ("memory", "none"):
         return InMemoryTracker()
@@ -33,7 +34,8 @@ def open_tracker(spec, *, spool_dir=None, experiment=None) -> Tracker:
     if spec.backend != "mlflow":
         raise ValueError(f"tracking.backend: unknown backend {spec.backend!r}")
     return MlflowTracker(spec.uri, experiment=spec.experiment or experiment, spool_dir=spool_dir,
-                         flush_every_s=spec.flush_every_s, flush_every_points=spec.flush_every_points)
+                         flush_every_s=spec.flush_every_s, flush_every_points=spec.flush_every_points,
+                         system_metrics=spec.system_metrics, system_metrics_interval_s=spec.system_metrics_interval_s)
 
 
 def reachable(uri: str, timeout: float = 5.0) -> bool:

@@ -12,6 +12,8 @@ from typing import Any, Literal, Mapping, Protocol, runtime_checkable
 
 Status = Literal["FINISHED", "FAILED", "KILLED"]
 STATUSES: tuple[str, ...] = ("FINISHED", "FAILED", "KILLED")
+SYSTEM_PREFIX = "system/"
+"""MLflow's system-metric keys (`system/cpu_utilization_percentage`, …): sample counters, not steps."""
 
 
 @runtime_checkable

@@ -18,6 +18,7 @@ class MemoryRun:
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     artifacts: list[tuple[str, str | None]] = field(default_factory=list)
+    inputs: list[dict] = field(default_factory=list)
     status: str = "RUNNING"
     _last: int | None = None
 
@@ -36,6 +37,9 @@ class MemoryRun:
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self.artifacts.append((path, artifact_path))
+
+    def log_inputs(self, records: list[dict]) -> None:
+        self.inputs = [*self.inputs, *[r for r in records if r not in self.inputs]]
 
     def last_step(self) -> int | None:
         return self._last

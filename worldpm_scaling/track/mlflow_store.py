@@ -150,10 +150,12 @@ class Store:
         return out
 
     def max_step(self, run_id: str) -> int | None:
-        """The highest step any metric of the run reached (MLflow's latest_metrics keep each key's
-        maximum step), in one request."""
+        """The highest optimizer step any metric of the run reached (MLflow's latest_metrics keep
+        each key's maximum step), in one request; system-metric sample counters are left out."""
+        from .base import SYSTEM_PREFIX
+
         run = self.client.get_run(run_id)
-        steps = [m.step for m in getattr(run.data, "_metric_objs", [])]
+        steps = [m.step for m in getattr(run.data, "_metric_objs", []) if not m.key.startswith(SYSTEM_PREFIX)]
         return max(steps) if steps else None
 
     # -- runs ---------------------------------------------------------------------------------------
@@ -217,6 +219,14 @@ class Store:
         clean = [RunTag(k, v) for k, v in scrub(tags, max_len=8000).items()]
         for i in range(0, len(clean), MAX_TAGS_PER_BATCH):
             self.client.log_batch(run_id, tags=clean[i:i + MAX_TAGS_PER_BATCH])
+
+    def log_inputs(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Dataset inputs (`datasets.describe` records); MLflow keeps one input per (dataset, run),
+        so logging the same records again (a requeued job, a replay) adds nothing."""
+        from .datasets import to_entities
+
+        if records:
+            self.client.log_inputs(run_id, datasets=to_entities(list(records)))
 
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         if os.path.isdir(path):

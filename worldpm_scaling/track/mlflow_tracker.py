@@ -28,9 +28,10 @@ import weakref
 from typing import Any, Mapping
 
 from .. import faults
-from .base import STATUSES, Status
+from .base import STATUSES, SYSTEM_PREFIX, Status
 from .mlflow_store import Store
 from .secrets import scrub
+from .source import source_tags, sweep_file
 from .spool import Point, Spool, cell_key, sweep_key
 from .sync import attach, replay_key
 
@@ -86,6 +87,7 @@ class MlflowRun:
         self._wake = threading.Event()
         self._closed = False
         self._finished: str | None = None
+        self._sysmon = None                    # system_metrics.RunSystemMetrics, on cell runs
         self._offline = run_id is None or bool(spool and spool.pending(key))
         self._requested = 0
         self._done = 0
@@ -157,9 +159,22 @@ class MlflowRun:
             raise RuntimeError(f"cannot upload {path}: tracking server unreachable and no spool folder")
         self.spool.update_meta(self.key, artifacts=[[os.path.abspath(path), artifact_path]])
 
+    def log_inputs(self, records: list[dict]) -> None:
+        """Dataset inputs (`datasets.describe` records): logged now, or kept in the spool's metadata
+        for when the run reaches the server."""
+        if self.spool is not None:
+            self.spool.update_meta(self.key, inputs=records)
+        if self.online:
+            try:
+                self.store.log_inputs(self._run_id, records)
+            except Exception as e:  # noqa: BLE001
+                self._went_offline(e)
+
     def last_step(self) -> int | None:
+        """The highest optimizer step logged (system-metric sample counters are not steps)."""
         with self._lock:
-            return max(self._last.values()) if self._last else None
+            steps = [s for k, s in self._last.items() if not k.startswith(SYSTEM_PREFIX)]
+            return max(steps) if steps else None
 
     def last_steps(self) -> dict[str, int]:
         """Per metric key, the last step logged (or reattached from the server/spool)."""
@@ -175,11 +190,15 @@ class MlflowRun:
         `wait_s` (default: the tracker's finish_wait_s) before leaving the rest to `wps sync`."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        self._stop_system_metrics()
         self._stop_thread()
         self._send(final=True)
+        # Wait only while the server answers /health but the replay has not gone through yet (it is
+        # back, or flapping); a server that is away is left to `wps sync` at once instead of holding
+        # every job for `wait_s`.
         deadline = time.monotonic() + (self._finish_wait_s if wait_s is None else wait_s)
         while self.store is not None and self.spool is not None and not self.online \
-                and time.monotonic() < deadline:
+                and time.monotonic() < deadline and self.store.healthy(timeout_s=2.0):
             time.sleep(1.0)
             self._send(final=True)
         self._finished = status
@@ -209,6 +228,11 @@ class MlflowRun:
             except Exception as e:  # noqa: BLE001 — never kill the flusher; keep the points
                 self.errors.append(repr(e)[:300])
             self._done = max(self._done, target)
+
+    def _stop_system_metrics(self) -> None:
+        mon, self._sysmon = self._sysmon, None
+        if mon is not None:
+            mon.finish()  # its last (partial) sample lands in the buffer before the final flush
 
     def _stop_thread(self) -> None:
         self._closed = True
@@ -297,6 +321,7 @@ class MlflowRun:
         if self._finished is not None:
             return
         try:
+            self._stop_system_metrics()
             self._stop_thread()
             self._send(final=True)
             if self.role == "cell":
@@ -363,7 +388,8 @@ class MlflowTracker:
     def __init__(self, uri: str | None = None, *, experiment: str | None = None,
                  spool_dir: str | os.PathLike | None = None, flush_every_s: float = 5.0,
                  flush_every_points: int = 1000, offline: bool = False, start_timeout_s: float = 5.0,
-                 request_timeout_s: float = 15.0, finish_wait_s: float = 60.0):
+                 request_timeout_s: float = 15.0, finish_wait_s: float = 60.0, system_metrics: bool = False,
+                 system_metrics_interval_s: float = 10.0, source: bool = True):
         self.store = None if offline else Store(uri, timeout_s=request_timeout_s)
         self.uri = self.store.uri if self.store else None
         self.experiment = experiment
@@ -372,6 +398,11 @@ class MlflowTracker:
         self._kw = {"flush_every_s": flush_every_s, "flush_every_points": flush_every_points,
                     "finish_wait_s": 0.0 if offline else finish_wait_s}
         self._reachable: bool | None = None
+        self.system_metrics = bool(system_metrics)
+        """Sample MLflow's system metrics into each cell run (`open_tracker`: tracking.system_metrics)."""
+        self.system_metrics_interval_s = float(system_metrics_interval_s)
+        self.source = bool(source)
+        """Tag runs with MLflow's source tags (command, git state) and log the sweep YAML to the parent."""
 
     def _online_now(self) -> bool:
         if self.store is None:
@@ -404,15 +435,30 @@ class MlflowTracker:
 
     def start_sweep(self, sweep: str, *, params: Mapping[str, Any] | None = None) -> MlflowRun:
         meta = {"role": "sweep", "sweep": sweep, "name": sweep, "experiment": self.experiment or sweep}
-        return self._open(meta, sweep_key(sweep), "sweep", params)
+        run = self._open(meta, sweep_key(sweep), "sweep", params)
+        if self.source:
+            run.set_tags(source_tags())
+            yaml_file = sweep_file()
+            if yaml_file is not None:  # the spec as the user wrote it, beside the parent's params
+                try:
+                    run.log_artifact(yaml_file, "sweep")
+                except Exception as e:  # noqa: BLE001 — no spool and no server: say so, keep training
+                    print(f"warning: sweep spec {yaml_file} not logged: {e}", file=sys.stderr)
+        return run
 
     def start_cell(self, sweep: str, cell_id: str, *, name: str, parent_run_id: str | None = None,
                    params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> MlflowRun:
         parent = parent_run_id if parent_run_id and not parent_run_id.startswith(SPOOL_PREFIX) else None
+        src = source_tags() if self.source else {}
         meta = {"role": "cell", "sweep": sweep, "cell_id": cell_id, "name": name,
                 "experiment": self.experiment or sweep, "parent_run_id": parent,
-                "tags": scrub({**job_tags(), **(tags or {})}, max_len=8000), "status": None}
-        return self._open(meta, cell_key(cell_id), "cell", params)
+                "tags": scrub({**job_tags(), **src, **(tags or {})}, max_len=8000), "status": None}
+        run = self._open(meta, cell_key(cell_id), "cell", params)
+        if self.system_metrics:
+            from .system_metrics import start_system_metrics
+
+            run._sysmon = start_system_metrics(run, interval_s=self.system_metrics_interval_s)
+        return run
 
 
 def SpoolTracker(folder: str | os.PathLike, *, experiment: str | None = None) -> MlflowTracker:

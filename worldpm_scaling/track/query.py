@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .base import SYSTEM_PREFIX
 from .mlflow_store import ROLE_TAG, Store, filter_literal
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -29,7 +30,7 @@ class RunInfo:
     parent_run_id: str | None
     start_time_ms: int | None
     end_time_ms: int | None
-    last_step: int | None        # highest step any metric reached
+    last_step: int | None        # highest optimizer step any metric reached (system/ sample counters left out)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)       # latest value per key
@@ -41,11 +42,12 @@ def _info(run, sweep: str) -> RunInfo:
     tags = dict(run.data.tags)
     protos = run.data.to_proto().metrics
     steps = {m.key: int(m.step) for m in protos}
+    train_steps = [s for k, s in steps.items() if not k.startswith(SYSTEM_PREFIX)]
     return RunInfo(
         run_id=run.info.run_id, name=run.info.run_name or tags.get("mlflow.runName", ""), sweep=sweep,
         cell_id=tags.get("cell_id"), role=tags.get(ROLE_TAG, ""), status=run.info.status,
         parent_run_id=tags.get(PARENT_TAG), start_time_ms=run.info.start_time, end_time_ms=run.info.end_time,
-        last_step=max(steps.values()) if steps else None, params=dict(run.data.params), tags=tags,
+        last_step=max(train_steps) if train_steps else None, params=dict(run.data.params), tags=tags,
         metrics=dict(run.data.metrics), metric_steps=steps, experiment_id=run.info.experiment_id)
 
 

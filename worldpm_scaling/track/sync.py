@@ -222,6 +222,8 @@ def replay_key(store: Store, spool: Spool, key: str, *, start: int = 0, status: 
         store.set_tags(run_id, tags)
     if meta.get("params"):
         store.ensure_params(run_id, meta["params"])
+    if meta.get("inputs"):
+        store.log_inputs(run_id, meta["inputs"])
     for path, artifact_path in meta.get("artifacts", []):
         if os.path.exists(path):
             store.log_artifact(run_id, path, artifact_path)
