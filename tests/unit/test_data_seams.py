@@ -221,3 +221,74 @@ def test_zipf_markers_rare_words_appear_only_with_more_data():
     assert uniform[0] == uniform[-1] == 16
     with pytest.raises(ValueError, match="quality_zipf"):
         SynthConfig(quality_zipf=-1)
+
+
+# -- bad input: named errors, not tracebacks (issue 19's table) -------------------------------------
+
+def test_bad_pairs_files_are_named_errors(synth, tmp_path):
+    import pandas as pd
+
+    from worldpm_scaling.data import PairsFileError, iter_pairs, read_pairs
+
+    out, _ = synth
+    tok = load_tokenizer(out / "tokenizer.json")
+    pd.DataFrame({"prompt": ["p"], "rejected": ["r"]}).to_parquet(tmp_path / "nochosen.parquet")
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1" + b"\x00" * 64)
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    (tmp_path / "pairs.csv").write_text("prompt,chosen,rejected\np,c,r\n")
+    (tmp_path / "null.jsonl").write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n'
+                                         '{"prompt": "p", "chosen": null, "rejected": "r"}\n')
+    (tmp_path / "int.jsonl").write_text('{"prompt": "p", "chosen": 3, "rejected": "r"}\n')
+    (tmp_path / "turns.jsonl").write_text('{"prompt": [{"role": "user", "content": "q"}, '
+                                          '{"role": "assistant", "content": "a"}], "chosen": "c", "rejected": "r"}\n')
+    cases = {"nochosen.parquet": r"nochosen.parquet: missing columns \['chosen'\]",
+             "corrupt.parquet": "corrupt.parquet: not a readable Parquet file",
+             "empty.parquet": r"empty.parquet: empty file \(0 bytes\)",
+             "pairs.csv": "pairs.csv: a pairs file must be .parquet or .jsonl, not .csv",
+             "null.jsonl": "null.jsonl:2: field 'chosen' must be a string, got null",
+             "int.jsonl": "int.jsonl:1: field 'chosen' must be a string, got int",
+             "turns.jsonl": "turns.jsonl:1: field 'prompt': prompt turn 1: the last turn must be the user's"}
+    for name, match in cases.items():
+        with pytest.raises(PairsFileError, match=match):
+            list(iter_pairs(tmp_path / name))
+        with pytest.raises(PairsFileError, match=match):
+            read_pairs(tmp_path / name)
+        with pytest.raises(PairsFileError, match=match):  # the trainer's path: tokenize-once cache
+            build_cache(tmp_path / name, tok)
+    assert not list(tmp_path.glob(".tokcache/*/meta.json"))  # no half cache left behind
+
+
+def test_cli_evals_bad_json_line_is_unreadable_not_found(tmp_path, capsys):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "offsetbias.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+                                         '{"prompt": "p", "chosen": "a", "rejected": "b"\n')
+    (ev / "helpsteer2.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+                                         '{"prompt": "p", "chosen": 7, "rejected": "b"}\n')
+    assert main(["data", "evals", "--dir", str(ev), "--format", "json"]) == 2
+    rows = {r["set"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["offsetbias"]["status"].startswith("unreadable:") and "offsetbias.jsonl:2: bad JSON" in rows["offsetbias"]["status"]
+    assert "helpsteer2.jsonl:2: field 'chosen' must be a string, got int" in rows["helpsteer2"]["status"]
+    assert rows["offsetbias"]["pairs"] is None and rows["rmb_helpfulness"]["status"] == "missing"
+
+
+def test_conversation_prompts_round_trip_parquet_and_cache(synth, tmp_path):
+    """A multi-turn prompt in a training file: Parquet stores it as turns (strings become one user turn),
+    and the tokenized cache holds the whole templated conversation."""
+    import pandas as pd
+
+    from worldpm_scaling.data import read_pairs, write_pairs
+
+    out, _ = synth
+    tok = load_tokenizer(out / "tokenizer.json")
+    conv = [{"role": "user", "content": "first question"}, {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "second question"}]
+    df = pd.DataFrame({"prompt": ["plain question", conv], "chosen": ["good", "fine"], "rejected": ["bad", "poor"]})
+    write_pairs(df, tmp_path / "train.parquet")
+    back = read_pairs(tmp_path / "train.parquet")
+    assert back["prompt"][0] == "plain question" and back["prompt"][1] == conv
+    folder = build_cache(tmp_path / "train.parquet", tok)
+    pairs = open_train_pairs(DataSpec(source=str(tmp_path / "train.parquet"), tokenizer=str(out / "tokenizer.json"),
+                                      pairs=2), seed=0, ctx_len=4096)
+    texts = sorted(tok.decode(p.prompt.tolist()) for p in pairs)
+    assert folder.is_dir() and prompt_text(conv) in texts and prompt_text("plain question") in texts
