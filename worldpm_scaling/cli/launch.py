@@ -139,6 +139,10 @@ def run_status(args) -> int:
 
     from ..launch import sweep_status
 
+    from . import CLIError
+
+    if not args.interval > 0:  # also NaN
+        raise CLIError(f"--interval must be a positive number of seconds, got {args.interval:g}")
     p = _plan(args)
     if args.watch:
         _watch(p, args.interval)

@@ -57,15 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_sync(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from ..track.mlflow_store import TrackingError, resolve_uri
+    from ..track.mlflow_store import TrackingError, check_uri, resolve_uri
     from ..track.spool import SpoolError, find_spools
     from ..track.sync import sync
     from . import CLIError
 
-    uri = resolve_uri(args.uri)
     try:
+        uri = check_uri(resolve_uri(args.uri))
         folders = find_spools(args.dir)
-    except SpoolError as e:
+    except (SpoolError, TrackingError) as e:
         raise CLIError(str(e)) from e
     if not folders:
         print(f"nothing to sync: no spooled runs under {args.dir}")

@@ -54,6 +54,10 @@ def mlflow_runs(sweep: str, uri: str | None) -> dict[str, dict]:
     uri = _existing_store(uri)
     if uri is None:
         return {}
+    from ..track import answering
+
+    if not answering(uri, doing="MLflow columns"):  # a dead port: warn once, don't retry for minutes
+        return {}
     try:
         from mlflow.tracking import MlflowClient
 
@@ -124,6 +128,10 @@ def close_sweep_run(plan: Plan, rows: list[dict], *, uri: str | None = None) -> 
         return None
     uri = _existing_store(uri or spec.tracking.uri)
     if uri is None:
+        return None
+    from ..track import answering
+
+    if not answering(uri, doing="closing the sweep's parent run"):
         return None
     try:
         from ..track.mlflow_store import Store

@@ -10,7 +10,8 @@ from __future__ import annotations
 from .base import STATUSES, Run, Status, Tracker
 from .memory import InMemoryTracker, MemoryRun
 
-__all__ = ["Run", "Tracker", "Status", "STATUSES", "InMemoryTracker", "MemoryRun", "open_tracker", "reachable"]
+__all__ = ["Run", "Tracker", "Status", "STATUSES", "InMemoryTracker", "MemoryRun", "open_tracker", "reachable",
+           "answering"]
 
 
 def open_tracker(spec, *, spool_dir=None, experiment=None) -> Tracker:
@@ -45,3 +46,23 @@ def reachable(uri: str, timeout: float = 5.0) -> bool:
     from .server import healthy
 
     return healthy(uri, timeout)
+
+
+_WARNED: set[str] = set()
+
+
+def answering(uri: str, *, timeout: float = 3.0, doing: str = "reading runs") -> bool:
+    """`reachable`, and if not, one warning on stderr per URI per process (credentials masked):
+    a read that is only informative (`wps status`) skips the server instead of spending MLflow's
+    minutes of client retries on it."""
+    if reachable(uri, timeout):
+        return True
+    if uri not in _WARNED:
+        import sys
+
+        from .secrets import mask_uri
+
+        _WARNED.add(uri)
+        print(f"warning: tracking server {mask_uri(uri)} is not answering /health; {doing} skipped "
+              "(check tracking.uri / $MLFLOW_TRACKING_URI)", file=sys.stderr)
+    return False

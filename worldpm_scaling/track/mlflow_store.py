@@ -36,9 +36,28 @@ class TrackingError(RuntimeError):
     """The tracking server refused or did not answer (message names the URI, without credentials)."""
 
 
+class TrackingURIError(TrackingError, ValueError):
+    """A tracking URI whose scheme MLflow cannot store runs in (bad input: exit 2)."""
+
+
+SCHEMES = ("http", "https", "sqlite", "postgresql", "postgres", "mysql", "mssql", "file", "databricks",
+           "databricks-uc", "uc")
+"""Tracking URI schemes MLflow's tracking and registry stores accept (`+driver` suffixes allowed)."""
+
+
 def resolve_uri(uri: str | None) -> str:
     """spec uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_uri(uri: str) -> str:
+    """`uri` if MLflow can track to it; TrackingURIError naming it otherwise (MLflow itself fails
+    later, with a traceback about model-registry stores)."""
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme and scheme.split("+", 1)[0] not in SCHEMES:
+        raise TrackingURIError(f"tracking URI {mask_uri(uri)!r}: unsupported scheme {scheme!r} "
+                               f"(use http(s)://HOST:PORT, sqlite:///FILE, postgresql://… or mysql://…)")
+    return uri
 
 
 def step_chunks(points: Sequence[Point], limit: int = MAX_METRICS_PER_BATCH) -> list[list[Point]]:
@@ -73,7 +92,7 @@ class Store:
         quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
-        self.uri = resolve_uri(uri)
+        self.uri = check_uri(resolve_uri(uri))
         self.client = MlflowClient(self.uri)
         self.is_http = self.uri.startswith(("http://", "https://"))
         self.timeout_s = timeout_s
