@@ -1,7 +1,9 @@
 """Style indicators and the Phi coefficient (WorldPM's style-bias analysis).
 
 The paper measures style bias as the Phi coefficient between preferences and style indicators
-(longer reply, has markdown) (arXiv 2505.10527, style analysis; shared/notes/worldpm_paper.md).
+(longer reply, more markdown) (arXiv 2505.10527 §3.3.2, Eq. (6), Figure 5a; docs/paper_constants.md).
+Markdown indicators are true labels where a set has them (RM-Bench's style index) and `has_markdown`
+of the text elsewhere (docs/eval_sets.md).
 A pair is oriented A/B by index parity (A = chosen on even pairs, rejected on odd ones), so the
 indicators are not constant; x = "prefers A", y = "A is longer" (or "only A has markdown").
 Pure and dependency-free so that both the trainer (at eval time) and analysis can call it.
