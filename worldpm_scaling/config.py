@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ class MilestoneSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainSpec:
-    """Hyper-parameters; defaults are the paper's recipe (shared/notes/worldpm_paper.md)."""
+    """Hyper-parameters; defaults are the paper's recipe (arXiv 2505.10527 §3.1.2, App. A.3; docs/paper_constants.md)."""
 
     optimizer: Literal["adamw", "adam"] = "adamw"
     """Adam with decoupled weight decay (`adamw`) or L2-coupled (`adam`). The paper: Adam, wd 0.1."""
@@ -130,8 +131,10 @@ class TrainSpec:
     """Context length in tokens per sequence (paper: 2048)."""
     global_batch_pairs: int = field(default=10240, metadata=_gt(0))
     """Pairs per optimizer step across all ranks (the articles say 10240; not confirmed in the paper)."""
-    micro_batch_pairs: int = field(default=4, metadata=_gt(0))
-    """Pairs per rank per forward/backward; accumulation fills the global batch."""
+    micro_batch_pairs: Literal["auto"] | int = field(default=4, metadata=_gt(0))
+    """Pairs per rank per forward/backward; accumulation fills the global batch. `auto`: the planner
+    picks the largest power of two that fits its memory model on the cell's GPU (Resources carry it;
+    docs/planner.md)."""
     grad_clip: float | None = field(default=1.0, metadata=_gt(0))
     """Clip the global grad norm to this (None = no clipping); `train/grad_norm` is logged before."""
     precision: Literal["bf16", "fp32"] = "bf16"
@@ -204,14 +207,14 @@ class TrackingSpec:
     """Background flush period for batched metric logging."""
     flush_every_points: int = field(default=1000, metadata=_gt(0))
     """…or sooner when this many points are buffered."""
-
-
-@dataclass(frozen=True, kw_only=True)
     system_metrics: bool = True
     """Log MLflow's system metrics (CPU, memory, disk, network; GPU utilisation/memory where NVML
     and nvidia-ml-py exist) as `system/…` on each cell run, from rank 0; false turns it off."""
     system_metrics_interval_s: float = field(default=10.0, metadata=_gt(0))
     """Seconds between system-metric samples (each sample is one logged step of `system/…`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClusterSpec:
     """A cluster profile (slurm/*.yaml): where jobs run and what one GPU can do."""
 
@@ -257,7 +260,18 @@ class ClusterSpec:
     sbatch_extra: dict[str, str] = field(default_factory=dict)
     """Further sbatch options passed through verbatim (e.g. {mail_type: END})."""
     signal_delay_s: int = field(default=120, metadata=_gt(0))
-    """Seconds before the time limit SLURM sends USR2 so the job can checkpoint and requeue."""
+    """Seconds before the time limit SLURM sends USR2 so the job can checkpoint and requeue; the planner
+    warns when a cell's planned optimizer step + checkpoint save/verify does not fit in it."""
+    models_dir: str | None = None
+    """Folder holding the local base checkpoints (`<models_dir>/Qwen2.5-7B`, …); $WPS_MODELS_DIR
+    overrides it. Needed by every cell that starts from a pretrained base (docs/pretrained_bases.md)."""
+    inter_node_gb_per_s: float = field(default=25.0, metadata=_gt(0))
+    """Collective bandwidth per GPU between nodes, GB/s (NCCL bus bandwidth, e.g. `all_reduce_perf`);
+    prices ZeRO's communication for cells that span nodes (docs/planner.md)."""
+    intra_node_gb_per_s: float = field(default=150.0, metadata=_gt(0))
+    """Collective bandwidth per GPU inside one node, GB/s (NVLink; shared memory for CPU ranks)."""
+    storage_gb_per_s: float = field(default=2.0, metadata=_gt(0))
+    """Write (and read-back) bandwidth one job gets from the checkpoint filesystem, GB/s in all."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,7 +283,13 @@ class SweepSpec:
     description: str = ""
     """Free text shown in the plan and on the MLflow parent run."""
     models: tuple[ModelShape, ...]
-    """Catalogue names (`qwen2.5-7b`, `tiny-s`), explicit shapes, or {name, path} of a local checkpoint."""
+    """Catalogue names (`qwen2.5-7b`, `tiny-s`), {name, init}, explicit shapes, or {name, path} of a local
+    checkpoint."""
+    init: Literal["pretrained", "random"] | None = None
+    """How every model starts unless it says otherwise (`{name: qwen2.5-7b, init: random}`):
+    `pretrained` = from its released base checkpoint under cluster.models_dir; `random` = random init,
+    which a sweep must ask for. None = pretrained for shapes with a released base (the Qwen2.5
+    catalogue), random for shapes that have none (tiny CPU shapes, explicit shapes)."""
     data: DataSpec = DataSpec()
     """Training data and budget."""
     mode: Mode = "milestones"
@@ -323,6 +343,13 @@ class Resources:
     zero_stage: int
     grad_accum: int
     """Micro-steps per optimizer step so that ranks × micro × accum ≥ global batch."""
+    micro_batch_pairs: int | None = None
+    """Pairs per rank per micro-step chosen by the planner (None: the train spec's number)."""
+    step_seconds: float | None = None
+    """Planned wall-clock of one optimizer step (compute + ZeRO communication)."""
+    checkpoint_seconds: float | None = None
+    """Planned seconds to save and verify one checkpoint of this cell: what a collective that waits
+    on a save (the process-group timeout) must allow."""
 
     @property
     def gpus(self) -> int:
@@ -360,9 +387,21 @@ class RunSpec:
     def to_dict(self) -> dict:
         return to_plain(self)
 
+    @property
+    def micro_batch_pairs(self) -> int:
+        """Pairs per rank per micro-step: the planner's choice, else the train spec's number."""
+        m = self.resources.micro_batch_pairs
+        if m is None:
+            m = self.train.micro_batch_pairs
+        if not isinstance(m, int):
+            raise ValueError(f"cell {self.cell_id}: train.micro_batch_pairs is {m!r} and the resources carry "
+                             "none (plan the sweep to resolve it)")
+        return m
+
     def identity(self) -> dict:
         """The fields that decide the training result; `cell_id` is their hash."""
-        return {k: to_plain(getattr(self, k)) for k in self.IDENTITY_FIELDS}
+        return {k: (model_identity(self.model) if k == "model" else to_plain(getattr(self, k)))
+                for k in self.IDENTITY_FIELDS}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -386,6 +425,18 @@ class RunSpec:
         out["model.params_non_embedding"] = str(self.model.params_non_embedding)
         out["data.pairs"] = str(self.pairs)
         return out
+
+
+def model_identity(model: ModelShape) -> dict:
+    """The model's part of a cell id: its shape and init, and where its weights come from — the base's
+    name, not the folder it sits in on one cluster (a cell keeps its id when moved)."""
+    d = to_plain(model)
+    if model.base is not None and model.init == "pretrained":
+        d.pop("path", None)
+    if model.base is None and model.init in (None, "random"):
+        d.pop("init", None)  # random init from a shape: the id it had before bases existed
+        d.pop("base", None)
+    return d
 
 
 def canonical_json(value: Any) -> str:
@@ -571,8 +622,12 @@ def _model(value: Any, path: str, ctx: _Ctx) -> ModelShape:
             return catalogue.shape_from_checkpoint(value["path"], value.get("name"))
         except (OSError, ValueError) as e:
             raise ctx.error(_join(path, "path"), str(e)) from None
-    if set(value) == {"name"}:
-        return _model(value["name"], _join(path, "name"), ctx)
+    if "name" in value and set(value) <= {"name", "init"} and isinstance(value["name"], str):
+        shape = _model(value["name"], _join(path, "name"), ctx)
+        if "init" in value:
+            init = _convert(typing.get_type_hints(ModelShape)["init"], value["init"], _join(path, "init"), ctx)
+            shape = dataclasses.replace(shape, init=init)
+        return shape
     return _build(ModelShape, value, path, ctx)
 
 
@@ -655,6 +710,9 @@ def load_sweep(file: str | Path, *, cluster: str | Path | None = None) -> SweepS
         except (OSError, ValueError, KeyError) as e:
             raise ctx.error("data.stats_file", f"cannot read tokens_per_pair from {sf}: {e}") from None
     spec: SweepSpec = _build(SweepSpec, data, "", ctx)
+    env_dir = os.environ.get("WPS_MODELS_DIR")
+    if env_dir:  # the user's own models directory wins over the (shared) profile's
+        spec = dataclasses.replace(spec, cluster=dataclasses.replace(spec.cluster, models_dir=env_dir))
     validate_sweep(spec, ctx)
     return spec
 
@@ -705,7 +763,7 @@ def validate_sweep(spec: SweepSpec, ctx: _Ctx | None = None) -> None:
         field_ = "milestones.pairs" if ms.pairs is not None else "milestones.start_log2"
         raise ctx.error(field_, f"first milestone {first} pairs is less than one optimizer step "
                         f"(train.global_batch_pairs={spec.train.global_batch_pairs})")
-    if spec.train.micro_batch_pairs > spec.train.global_batch_pairs:
+    if isinstance(spec.train.micro_batch_pairs, int) and spec.train.micro_batch_pairs > spec.train.global_batch_pairs:
         raise ctx.error("train.micro_batch_pairs", "must be ≤ train.global_batch_pairs")
     known = set(EVAL_SETS) | set(spec.eval.extra)
     for i, s in enumerate(spec.eval.sets):

@@ -16,6 +16,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,11 @@ class ModelShape:
     """RoPE base (Qwen2.5 uses 1e6)."""
     path: str | None = None
     """A local checkpoint directory to start from (`from_pretrained`); None = random init."""
+    base: str | None = None
+    """Folder name of the released base checkpoint this shape is (`Qwen2.5-7B`), looked up under the
+    cluster's models directory; None = no released base (tiny CPU shapes)."""
+    init: Literal["pretrained", "random"] | None = None
+    """`pretrained` (from `path`), `random`, or None = decided by the sweep (SweepSpec.init)."""
 
     def __post_init__(self) -> None:
         for f in ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab", "max_positions"):
@@ -109,8 +115,9 @@ class ModelShape:
 
 
 def _qwen(name: str, hidden: int, layers: int, heads: int, kv: int, inter: int, vocab: int, tied: bool) -> ModelShape:
+    base = "Qwen2.5-" + name.split("-", 1)[1].upper()  # the Hugging Face repo's folder name: Qwen2.5-7B
     return ModelShape(name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv,
-                      intermediate=inter, vocab=vocab, tie_embeddings=tied, max_positions=131072)
+                      intermediate=inter, vocab=vocab, tie_embeddings=tied, max_positions=131072, base=base)
 
 
 # Qwen2.5 base shapes: config.json of Qwen/Qwen2.5-{size} (hidden_size, num_hidden_layers,
@@ -182,26 +189,89 @@ def get(name: str) -> ModelShape:
         raise UnknownModel(name) from None
 
 
+class NotAQwen2Checkpoint(ValueError):
+    """A `models: [{path: DIR}]` folder that is not a Qwen2-architecture HF checkpoint (no folder, no
+    config.json, another `model_type`, no weights); names the folder or file and the field."""
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+"""What `save_pretrained` writes for the weights: one file, or an index over shards."""
+
+
 def shape_from_checkpoint(path: str | Path, name: str | None = None) -> ModelShape:
-    """Read a local HF checkpoint's config.json into a shape that starts from those weights."""
+    """Read a local HF checkpoint's config.json into a shape that starts from those weights.
+
+    Any folder `save_pretrained` wrote for a Qwen2-architecture model (`model_type: qwen2`: Qwen2,
+    Qwen2.5, and the WorldPM-format reward models `wps export` writes) is accepted; shape and
+    parameter counts come from its config.json, never from the weights. See docs/interop.md."""
     p = Path(path)
+    if not p.is_dir():
+        raise NotAQwen2Checkpoint(f"{p}: no such checkpoint folder")
     cfg_file = p / "config.json"
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{cfg_file}: no config.json in the checkpoint directory")
-    cfg = json.loads(cfg_file.read_text())
+        raise NotAQwen2Checkpoint(f"{cfg_file}: no config.json in the checkpoint folder "
+                                  "(expected a folder written by save_pretrained)")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except (OSError, ValueError) as e:
+        raise NotAQwen2Checkpoint(f"{cfg_file}: not readable JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("model_type") != "qwen2":
+        got = cfg.get("model_type") if isinstance(cfg, dict) else None
+        arch = cfg.get("architectures") if isinstance(cfg, dict) else None
+        raise NotAQwen2Checkpoint(f"{cfg_file}: model_type {got!r} (architectures {arch}) is not a Qwen2 "
+                                  "model; only model_type 'qwen2' checkpoints (Qwen2, Qwen2.5) are supported")
+    if not any((p / f).is_file() for f in WEIGHT_FILES):
+        raise NotAQwen2Checkpoint(f"{p}: no weights ({' / '.join(WEIGHT_FILES)})")
     try:
         return ModelShape(
             name=name or p.name,
             hidden=cfg["hidden_size"],
             layers=cfg["num_hidden_layers"],
             heads=cfg["num_attention_heads"],
-            kv_heads=cfg.get("num_key_value_heads", cfg["num_attention_heads"]),
+            kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
             intermediate=cfg["intermediate_size"],
             vocab=cfg["vocab_size"],
             tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             max_positions=cfg.get("max_position_embeddings", 32768),
-            rope_theta=float(cfg.get("rope_theta", 10000.0)),
+            rope_theta=float(cfg.get("rope_theta", (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0))),
             path=str(p),
         )
     except KeyError as e:
-        raise ValueError(f"{cfg_file}: missing key {e.args[0]!r}") from None
+        raise NotAQwen2Checkpoint(f"{cfg_file}: missing key {e.args[0]!r}") from None
+
+
+SHAPE_FIELDS = ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab", "tie_embeddings")
+"""What a base's config.json must agree on with the catalogue (they fix the parameter count)."""
+
+
+def base_folder(shape: ModelShape, models_dir: str | Path | None) -> Path | None:
+    """`<models_dir>/<base>` for a shape with a released base, None when either is unknown."""
+    if shape.base is None or not models_dir:
+        return None
+    return Path(models_dir).expanduser() / shape.base
+
+
+def check_base(shape: ModelShape) -> str | None:
+    """Why `shape` cannot start from its checkpoint folder (`shape.path`), or None when it can.
+
+    Reads the folder's config.json (through `shape_from_checkpoint`, which also wants a Qwen2
+    model_type and a weights file) and compares the fields that fix the shape; it does not open the
+    weights (a 72B base is ~145 GB)."""
+    if shape.init != "pretrained":
+        return None
+    if not shape.path:
+        return (f"{shape.name}: starts from the pretrained base {shape.base or '?'} but no models directory "
+                f"is set (cluster.models_dir in the profile, or $WPS_MODELS_DIR)")
+    folder = Path(shape.path)
+    if not folder.is_dir():
+        return f"{shape.name}: base checkpoint folder {folder} does not exist"
+    try:
+        found = shape_from_checkpoint(folder, shape.name)
+    except (OSError, ValueError) as e:
+        return f"{shape.name}: {e}"
+    diff = [f"{f} {getattr(found, f)} (catalogue {getattr(shape, f)})" for f in SHAPE_FIELDS
+            if getattr(found, f) != getattr(shape, f)]
+    if diff:
+        return f"{shape.name}: {folder / 'config.json'} disagrees with the catalogue shape: " + ", ".join(diff)
+    return None

@@ -15,7 +15,7 @@
 #SBATCH --partition=gpu
 #SBATCH --qos=normal
 #SBATCH --requeue
-#SBATCH --signal=USR2@120
+#SBATCH --signal=USR2@900
 #SBATCH --time=2880
 #SBATCH --wckey=submitit
 

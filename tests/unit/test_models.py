@@ -43,10 +43,11 @@ def test_bad_shape_rejected():
 
 
 def test_shape_from_checkpoint(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
     (tmp_path / "config.json").write_text(
         '{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, '
-        '"num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000}')
+        '"num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000, "model_type": "qwen2"}')
     s = models.shape_from_checkpoint(tmp_path)
     assert s.path == str(tmp_path) and s.hidden == 64 and s.kv_heads == 2
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(ValueError, match="no such checkpoint folder"):
         models.shape_from_checkpoint(tmp_path / "nope")

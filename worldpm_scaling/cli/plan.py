@@ -14,7 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "plan", help="expand a sweep into cells and show their cost (nothing is started)",
         description="Expand SWEEP.yaml into cells (one per model in milestone mode, one per model × "
                     "data size in grid mode) and show each cell's pairs, tokens, FLOPs (6·N·D), "
-                    "memory per GPU, GPU count, wall-clock and GPU-hours at the profile's MFU.",
+                    "memory per GPU, micro-batch, GPU count, wall-clock split into compute, ZeRO "
+                    "communication and evaluation hours, and GPU-hours at the profile's MFU and "
+                    "bandwidths. Cells whose pretrained base checkpoint is missing are marked "
+                    "(`wps launch` refuses them); warnings (e.g. a signal delay too short to save "
+                    "a checkpoint) go to stderr.",
         epilog="examples:\n  wps plan sweeps/worldpm.yaml\n"
                "  wps plan sweeps/worldpm.yaml --cluster slurm/a100.yaml --format json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,9 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_sweep
     from ..plan import plan
 
+    from ..launch.submit import missing_bases
+
     spec = load_sweep(args.sweep, cluster=args.cluster)
     p = plan(spec, attention=args.attention)
+    missing = missing_bases(p)
     rows = p.rows()
+    for r in rows:
+        r["base_missing"] = missing.get(r["cell_id"])
+    for w in p.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=1)
         print()
@@ -52,11 +63,17 @@ def run(args: argparse.Namespace) -> int:
         w.writerows(rows)
         sys.stdout.write(buf.getvalue())
         return 0
-    print_table(p)
+    print_table(p, rows)
     return 0
 
 
-def print_table(p) -> None:
+def _init_cell(r: dict) -> str:
+    if r["init"] != "pretrained":
+        return "random"
+    return "[red]missing[/]" if r["base_missing"] else "base ok"
+
+
+def print_table(p, rows: list[dict] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -66,17 +83,24 @@ def print_table(p) -> None:
                     f"profile {c.name} ({c.gpu_type}, MFU {c.mfu:.0%})", title_justify="left")
     for col, just in (("#", "right"), ("cell", "left"), ("model", "left"), ("N (non-emb)", "right"),
                       ("seed", "right"), ("pairs", "right"), ("evals", "right"), ("tokens", "right"),
-                      ("FLOPs", "right"), ("ZeRO", "right"), ("GiB/GPU", "right"), ("GPUs", "right"),
-                      ("nodes", "right"), ("hours", "right"), ("GPU-h", "right"), ("limit", "right")):
+                      ("FLOPs", "right"), ("init", "left"), ("ZeRO", "right"), ("micro", "right"),
+                      ("GiB/GPU", "right"), ("GPUs", "right"), ("nodes", "right"), ("compute-h", "right"),
+                      ("comm-h", "right"), ("eval-h", "right"), ("hours", "right"), ("GPU-h", "right"),
+                      ("limit", "right")):
         t.add_column(col, justify=just)
-    for r in p.rows():
+    if rows is None:
+        rows = [{**r, "base_missing": None} for r in p.rows()]
+    for r in rows:
         t.add_row(str(r["index"]), r["cell_id"], r["model"], human(r["params_non_embedding"]),
                   str(r["seed"]), human(r["pairs"]), str(r["milestones"]), human(r["tokens"]),
-                  f"{r['flops']:.2e}", str(r["zero_stage"]), f"{r['mem_gib_per_gpu']:.1f}",
-                  str(r["gpus"]), str(r["nodes"]), f"{r['hours']:.3g}", f"{r['gpu_hours']:.3g}",
+                  f"{r['flops']:.2e}", _init_cell(r), str(r["zero_stage"]), str(r["micro_batch_pairs"]),
+                  f"{r['mem_gib_per_gpu']:.1f}", str(r["gpus"]), str(r["nodes"]), f"{r['compute_hours']:.3g}",
+                  f"{r['comm_hours']:.3g}", f"{r['eval_hours']:.3g}", f"{r['hours']:.3g}", f"{r['gpu_hours']:.3g}",
                   f"{r['time_limit_minutes']}m" + (f"×{r['segments']}" if r["segments"] > 1 else ""))
-    con = Console(width=max(160, Console().width))
+    con = Console(width=max(200, Console().width))
     con.print(t)
+    for why in sorted({r["base_missing"] for r in rows if r["base_missing"]}):
+        con.print(f"[red]missing base checkpoint[/]: {why}")
     tot = p.totals()
     con.print(f"total: {tot['cells']} cells, {tot['flops']:.3e} FLOPs, {tot['gpu_hours']:.4g} GPU-hours")
     if spec.mode == "milestones":

@@ -69,6 +69,25 @@ def make_executor(kind: str, folder: Path, cluster: ClusterSpec, run: RunSpec):
     return ex
 
 
+def missing_bases(plan: Plan) -> dict[str, str]:
+    """Cell id → why its pretrained base cannot be loaded (reads each distinct folder's config.json)."""
+    from ..models import check_base
+
+    why: dict[tuple, str | None] = {}
+    out = {}
+    for r in plan.runs:
+        key = (r.model.name, r.model.path)
+        if key not in why:
+            why[key] = check_base(r.model)
+        if why[key]:
+            out[r.cell_id] = why[key]
+    return out
+
+
+class BaseCheckpointError(ValueError):
+    """`wps launch` refuses: a cell's pretrained base folder is missing or is not its catalogue shape."""
+
+
 def pending_cells(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
     """(cells to submit, cells already FINISHED)."""
     todo, done = [], []
@@ -86,6 +105,12 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False) ->
     todo, _ = pending_cells(plan)
     if not todo:
         return []
+    bad = missing_bases(plan)
+    bad = {r.cell_id: bad[r.cell_id] for r in todo if r.cell_id in bad}
+    if bad:  # before anything is submitted (or rendered): a job would die loading its base
+        reasons = sorted(set(bad.values()))
+        raise BaseCheckpointError("; ".join(reasons) + f" ({len(bad)} cell(s); put the Qwen2.5 base folders "
+                                  "under cluster.models_dir or $WPS_MODELS_DIR, or set init: random)")
     out = Path(spec.output_dir)
     if not dry_run:
         _prepare_tracking(spec)
@@ -129,7 +154,10 @@ def _groups(runs: list[RunSpec]) -> list[list[RunSpec]]:
 
     groups: dict = {}
     for r in runs:
-        groups.setdefault(replace(r.resources, time_limit_minutes=0, grad_accum=0), []).append(r)
+        # only the sbatch header decides a group; each job's batch layout and timings ride in its RunSpec
+        key = replace(r.resources, time_limit_minutes=0, grad_accum=0, micro_batch_pairs=None, step_seconds=None,
+                      checkpoint_seconds=None)
+        groups.setdefault(key, []).append(r)
     out = []
     for g in groups.values():
         longest = max(x.resources.time_limit_minutes for x in g)

@@ -37,7 +37,7 @@ def batch_layout(run: RunSpec, world: int) -> tuple[int, int]:
     """(micro pairs per rank, micro-steps per optimizer step) for `world` ranks."""
     t = run.train
     per_rank = math.ceil(t.global_batch_pairs / world)
-    micro = min(t.micro_batch_pairs, per_rank)
+    micro = min(run.micro_batch_pairs, per_rank)  # the planner's choice (Resources) under `auto`
     return micro, max(1, math.ceil(per_rank / micro))
 
 
