@@ -166,3 +166,29 @@ def train_bpe(texts: Iterable[str], out: str | Path, *, vocab_size: int = 4096) 
     tok.save(str(tmp))
     tmp.replace(out)
     return Tok(tok, path=str(out))
+
+
+def write_token_stats(pairs: str | Path, tokenizer: str | Path, out: str | Path, *,
+                      reward_token: str = DEFAULT_REWARD_TOKEN, sample: int = 10_000) -> dict:
+    """Measure tokens per pair on (up to `sample` of) a pairs file with a real tokenizer, in the training
+    format (chat template, reward token), and write the stats JSON a sweep's `data.stats_file` reads
+    (`tokens_per_pair` = mean tokens of prompt+chosen and prompt+rejected together). Returns it."""
+    import json
+
+    from .io import iter_pairs
+    from .tokenized import tokenized_stats
+
+    rows = []
+    for r in iter_pairs(pairs):
+        rows.append(r)
+        if len(rows) >= sample:
+            break
+    if not rows:
+        raise ValueError(f"{pairs}: no pairs to measure")
+    stats = {**tokenized_stats(rows, load_tokenizer(tokenizer), reward_token), "source": str(pairs)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stats, indent=1))
+    tmp.replace(out)
+    return stats
