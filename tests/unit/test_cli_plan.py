@@ -34,7 +34,7 @@ def test_plan_csv(repo, capsys):
     ("name: t\nmodels: [nope]\ndata: {tokens_per_pair: 1}\n", "models[0]"),
     ("name: t\nmodels: [tiny-xs]\ndata: {pairs: 0, tokens_per_pair: 1}\n", "data.pairs"),
     ("name: t\nmodels: [tiny-xs]\ndata: {pairs: 100, tokens_per_pair: 1}\nmilestones: {pairs: [200]}\n", "milestones.pairs[0]"),
-    ("name: t\nmodels: [qwen2.5-72b]\ndata: {tokens_per_pair: 2000}\nmilestones: {start_log2: 14}\ncluster: {gpu_type: A100-40G, gpus_per_node: 8, max_nodes: 1}\n", "models[0]"),
+    ("name: t\nmodels: [qwen2.5-72b]\ndata: {source: x.parquet, tokens_per_pair: 2000}\nmilestones: {start_log2: 14}\ncluster: {gpu_type: A100-40G, gpus_per_node: 8, max_nodes: 1}\n", "models[0]"),
 ])
 def test_plan_bad_input_exits_2(tmp_path, capsys, text, field):
     p = tmp_path / "bad.yaml"

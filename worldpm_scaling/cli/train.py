@@ -35,6 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 LOCK_NAME = ".wps-train.lock"
 
 
+def _check_vocab(run_spec) -> None:
+    """Token ids the model cannot embed fail here, named, not as an IndexError inside torch.embedding."""
+    if run_spec.data.tokenizer is None:
+        return
+    from ..data import load_tokenizer
+    from . import CLIError
+
+    tok = load_tokenizer(run_spec.data.tokenizer)
+    if tok.vocab_size > run_spec.model.vocab:
+        raise CLIError(f"data.tokenizer {run_spec.data.tokenizer} has {tok.vocab_size:,} tokens but model "
+                       f"{run_spec.model.name} embeds only {run_spec.model.vocab:,} (ids ≥ {run_spec.model.vocab:,} "
+                       "cannot be looked up): use a tokenizer that fits or a model with that vocabulary")
+
+
 def _lock_cell(run_spec):
     """One trainer per cell: a second `wps train` on the same cell folder refuses (named error)
     instead of spooling every step twice and rotating checkpoints under the first one."""
@@ -78,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tracking:
         spec = dataclasses.replace(spec, tracking=dataclasses.replace(spec.tracking, backend=args.tracking))
     run_spec = select(plan(spec), args.cell)
+    _check_vocab(run_spec)
     lock = _lock_cell(run_spec)  # held until this process exits (a kill -9 releases it too)
     tracker = open_tracker(run_spec.tracking, spool_dir=f"{run_spec.out_dir}/spool", experiment=spec.name)
     parent = tracker.start_sweep(spec.name, params={"description": spec.description})

@@ -38,6 +38,10 @@ class StackExchangeError(ValueError):
     """A dump that is missing, malformed (names file:line) or an output that already exists."""
 
 
+class NoPairsError(StackExchangeError):
+    """A dump that gives no pair at all (wrong file, or filters that drop everything); nothing is written."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ConvertOptions:
     accepted_bonus: int = 1
@@ -388,6 +392,12 @@ def convert(dump: str | Path, out: str | Path, opts: ConvertOptions = ConvertOpt
         for w in writers.values():
             w.close()
         s.pairs_train, s.pairs_test = writers["train"].n, writers["test"].n
+        if s.pairs_train + s.pairs_test == 0:  # empty outputs would look like a converted site
+            kept = "; the existing outputs are kept" if any(p.exists() for p in outs.values()) else ""
+            raise NoPairsError(
+                f"{dump}: yielded 0 pairs ({s.posts_read:,} posts read, {s.questions:,} questions, "
+                f"{s.answers:,} answers; filtered: {', '.join(f'{k} {v:,}' for k, v in s.filtered.items()) or 'none'})"
+                f"; nothing written{kept} — is it a StackExchange Posts.xml? try a smaller --min-gap")
         s.seconds = time.perf_counter() - t0
         s.outputs = {k: str(v) for k, v in outs.items()}
         tmps["summary"].write_text(json.dumps({**s.to_dict(), "options": asdict(opts), "site": site}, indent=1))

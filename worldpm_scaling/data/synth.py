@@ -80,20 +80,37 @@ class SynthConfig:
     """BPE vocabulary (must fit the tiny catalogue shapes' 8192)."""
 
     def __post_init__(self) -> None:
-        if self.pairs <= 0 or self.eval_pairs_per_set <= 0:
-            raise ValueError("pairs and eval_pairs_per_set must be positive")
-        if not (0 <= self.mix_quality and 0 <= self.mix_answer and self.mix_quality + self.mix_answer <= 1):
-            raise ValueError("mix_quality + mix_answer must be within [0, 1]")
-        if not 0 <= self.style_rate <= 1:
-            raise ValueError("style_rate must be within [0, 1]")
+        def bad(field_name: str, why: str) -> SynthConfigError:
+            return SynthConfigError(f"{field_name} (--{field_name.replace('_', '-')}) {why}, got "
+                                    f"{getattr(self, field_name)!r}")
+
+        for name in ("pairs", "eval_pairs_per_set", "lexicon", "questions_xml", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise bad(name, "must be positive")
+        for name in ("mix_quality", "mix_answer", "style_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(name, "must be within [0, 1]")
+        if self.mix_quality + self.mix_answer > 1:
+            raise SynthConfigError(f"mix_quality + mix_answer (--mix-quality, --mix-answer) must be ≤ 1, got "
+                                   f"{self.mix_quality} + {self.mix_answer}")
         if self.quality_words < 1:
-            raise ValueError("quality_words must be ≥ 1")
+            raise bad("quality_words", "must be ≥ 1")
         if self.quality_zipf < 0:
-            raise ValueError("quality_zipf must be ≥ 0")
+            raise bad("quality_zipf", "must be ≥ 0")
+        if self.quality_margin < 0:
+            raise bad("quality_margin", "must be ≥ 0")
         if self.n_keys < 2:
-            raise ValueError("n_keys must be ≥ 2")
+            raise bad("n_keys", "must be ≥ 2")
         if self.answer_form not in ("context", "fact"):
-            raise ValueError(f"answer_form must be 'context' or 'fact', got {self.answer_form!r}")
+            raise bad("answer_form", "must be 'context' or 'fact'")
+        for name in ("prompt_words", "reply_words", "long_extra_words"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1]:
+                raise bad(name, "must be two word counts LO HI with 1 ≤ LO ≤ HI")
+
+
+class SynthConfigError(ValueError):
+    """A SynthConfig knob out of range; names the field and its `wps data synth` flag."""
 
 
 _CONS = "bdfgklmnprstvz"
@@ -283,8 +300,8 @@ def write(cfg: SynthConfig, out: str | Path) -> dict:
     from .tokenizer import prompt_text, reply_text, train_bpe
 
     out = Path(out)
+    train, evals, world = generate(cfg)  # before any folder exists: a failure leaves nothing behind
     (out / "evals").mkdir(parents=True, exist_ok=True)
-    train, evals, world = generate(cfg)
     write_pairs(pd.DataFrame(train), out / "train.parquet")
     for name, rows in evals.items():
         write_jsonl(rows, out / "evals" / f"{name}.jsonl")

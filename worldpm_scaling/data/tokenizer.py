@@ -116,10 +116,13 @@ class Tok:
             self.vocab_size = len(backend)
             tid = backend.convert_tokens_to_ids
             self.decode = lambda ids: backend.decode(ids)
+        back = backend.id_to_token if hasattr(backend, "id_to_token") else backend.convert_ids_to_tokens
         self.eos_id = tid("<|im_end|>")
         self.pad_id = tid("<|endoftext|>")
-        if self.eos_id is None or self.pad_id is None:
-            raise ValueError(f"{path}: tokenizer lacks the special tokens {SPECIAL}")
+        # an unknown token maps to None (tokenizers) or to the unk id (transformers): it must map back to
+        # itself (Qwen2Tokenizer's default unk *is* <|endoftext|>, so comparing with unk_token_id is not it)
+        if any(i is None or back(i) != t for t, i in (("<|im_end|>", self.eos_id), ("<|endoftext|>", self.pad_id))):
+            raise TokenizerError(f"{path}: tokenizer lacks the special tokens {SPECIAL} (data.tokenizer)")
 
     def reward_id(self, reward_token: str = DEFAULT_REWARD_TOKEN) -> int:
         """The id of the token the reward is read at (`train.reward_token`)."""
@@ -141,13 +144,25 @@ def load_tokenizer(path: str | Path | None) -> Tok:
     if p.is_file():
         from tokenizers import Tokenizer
 
-        return Tok(Tokenizer.from_file(str(p)), path=str(p))
+        try:
+            backend = Tokenizer.from_file(str(p))
+        except Exception as e:  # noqa: BLE001 — the Rust parser raises a bare Exception
+            raise TokenizerError(f"{p}: not a readable tokenizer.json (data.tokenizer): {str(e)[:200]}") from None
+        return Tok(backend, path=str(p))
     if p.is_dir():
         if (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
             return load_tokenizer(p / "tokenizer.json")
+        if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json",
+                                                 "tokenizer.model")):
+            raise TokenizerError(f"{p}: folder holds no tokenizer (no tokenizer.json or tokenizer_config.json; "
+                                 "data.tokenizer)")
         from transformers import AutoTokenizer
 
-        return Tok(AutoTokenizer.from_pretrained(str(p), local_files_only=True), path=str(p))
+        try:
+            backend = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+        except (OSError, ValueError, TypeError) as e:
+            raise TokenizerError(f"{p}: cannot load the tokenizer folder (data.tokenizer): {str(e)[:200]}") from None
+        return Tok(backend, path=str(p))
     raise TokenizerError(f"{p}: no tokenizer file or folder")
 
 
