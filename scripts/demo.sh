@@ -41,12 +41,15 @@ if [ "$EXECUTOR" != local ]; then
       echo "local SLURM cluster up (SLURM_CONF=$SLURM_CONF)"
     else
       echo "SLURM could not be started (see $OUT/slurm-start.log): using submitit's local executor"
-      [ "$EXECUTOR" = slurm ] && exit 1
+      [ "$EXECUTOR" = slurm ] && { echo "DEMO_EXECUTOR=slurm: refusing to fall back to local" >&2; exit 1; }
     fi
   else
     echo "not root or no apt: cannot start a SLURM cluster here; using submitit's local executor"
+    [ "$EXECUTOR" = slurm ] && { echo "DEMO_EXECUTOR=slurm: refusing to fall back to local" >&2; exit 1; }
   fi
 fi
+SCHEDULER=$([ "$CLUSTER" = slurm/local-cluster.yaml ] && echo slurm || echo local)
+echo "$SCHEDULER" > "$OUT/executor"   # which scheduler ran the cells (tests/e2e checks it)
 
 step "3/6 MLflow server on 127.0.0.1:$PORT"
 URI="http://127.0.0.1:$PORT"

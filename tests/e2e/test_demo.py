@@ -1,6 +1,8 @@
 """The reduced demo, end to end (issue 9): synthetic forum → scheduler (SLURM when it can start,
 else submitit's local executor) → MLflow server → training → analysis. Checks every stage's output:
 cells FINISHED in MLflow with contiguous steps, fits with intervals in the report, figures written.
+With CI=true the demo must run on SLURM (DEMO_EXECUTOR=slurm: no silent fall-back to local), and the
+cells' own tags say which executor ran them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def test_reduced_demo(tmp_path, repo):
     env = {**os.environ, "DEMO_SWEEP": str(sweep), "DEMO_OUT": str(out), "DEMO_DATA": str(data),
            "DEMO_PAIRS": "1500", "DEMO_PORT": str(port), "DEMO_STORE": str(tmp_path / "mlflow.db"),
            "DEMO_ARTIFACTS": str(tmp_path / "artifacts"), "BIN": str(repo / ".venv/bin")}
+    ci = os.environ.get("CI", "").lower() == "true"
+    if ci:
+        env["DEMO_EXECUTOR"] = "slurm"
     env.pop("MLFLOW_TRACKING_URI", None)
     try:
         r = subprocess.run(["bash", str(repo / "scripts/demo.sh")], cwd=repo, env=env, capture_output=True,
@@ -61,7 +66,10 @@ def test_reduced_demo(tmp_path, repo):
         parents = [x for x in runs if "cell_id" not in x.data.tags]
         assert len(cells) == 2 and len(parents) == 1
         assert parents[0].info.status == "FINISHED", "launch --wait closes the sweep's parent run"
+        ran = (out / "executor").read_text().strip()
+        assert ran in ("slurm", "local") and (ran == "slurm" or not ci), f"CI=true but the demo ran on {ran}"
         for c in cells:
+            assert c.data.tags.get("executor") == ran, (c.data.tags.get("executor"), ran)
             assert c.info.status == "FINISHED"
             assert c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
             steps = sorted(m.step for m in client.get_metric_history(c.info.run_id, "train/loss"))
