@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-unit test-integration test-e2e venv bench clean-demo help
+.PHONY: demo test test-unit test-integration test-e2e venv sysdeps bench clean-demo help
 
 help:
 	@echo "make demo   # synthetic forum -> SLURM (or local) sweep -> MLflow -> figures + report in out/demo"
@@ -22,17 +22,32 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The services the integration and e2e tiers run for real (SLURM + slurmdbd/MariaDB + munge, PostgreSQL,
+# headless Chromium), from Debian packages: installed here when root and missing, so `make test` alone
+# passes on a fresh Debian box; otherwise a warning names them.
+SYS_PKGS := slurm-wlm munge slurmdbd mariadb-server postgresql chromium
+sysdeps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && command -v dpkg >/dev/null; then \
+	  missing=$$(for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing system packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else \
+	  echo "warning: not root or no apt-get; the integration tier needs: $(SYS_PKGS)" >&2; \
+	fi
+
+test: $(STAMP) sysdeps
 	$(PYTEST) tests/unit -q
 	$(PYTEST) tests/integration tests/e2e -q --durations=15
 
 test-unit: $(STAMP)
 	$(PYTEST) tests/unit -q
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) sysdeps
 	$(PYTEST) tests/integration -q
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) sysdeps
 	$(PYTEST) tests/e2e -q
 
 demo: $(STAMP)
