@@ -2,7 +2,7 @@
 # Bring up a real single-node SLURM cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd) on a Debian
 # box, as root. Everything lives in $WPS_SLURM_DIR (default /tmp/wps-slurm): configs, sockets, logs,
 # spool, database. Idempotent: running it while the cluster is up only prints the SLURM_CONF line.
-# Gotchas measured on this machine are in shared/notes/slurm.md; each is marked "note:" below.
+# Gotchas measured on this machine are in docs/measurements.md (SLURM); each is marked "note:" below.
 #
 #   eval "$(slurm/local-cluster/start.sh)"     # exports SLURM_CONF for sbatch/squeue/sacct
 #   slurm/local-cluster/stop.sh

@@ -1,7 +1,7 @@
 """StackExchange dump (Posts.xml, its folder, or the site's .7z) → preference pairs.
 
-WorldPM's training data is forum answers ranked by votes (arXiv 2505.10527, §2.1: StackExchange
-pairs, the higher-voted answer preferred; see shared/notes/worldpm_paper.md). Dumps run to tens of
+WorldPM's training data is forum answers ranked by votes (arXiv 2505.10527 §3.1.1 and appendix A.2:
+StackExchange pairs, the higher-voted answer preferred; docs/paper_constants.md). Dumps run to tens of
 GB and answers arrive long after their questions, so grouping cannot be done in memory:
 
 1. **scan** — stream the XML (expat iterparse, each row cleared once read) and append every

@@ -1,6 +1,6 @@
 """A synthetic forum with planted signals, so tiny models can reproduce the paper's shapes on a CPU.
 
-WorldPM finds three behaviours (arXiv 2505.10527; shared/notes/worldpm_paper.md): adversarial loss
+WorldPM finds three behaviours (arXiv 2505.10527 §3.2; docs/paper_constants.md): adversarial loss
 falls as a power law for every size, objective loss improves mainly for the largest model
 (emergent), subjective loss shows no scaling. Each is planted here as a signal of matching difficulty:
 

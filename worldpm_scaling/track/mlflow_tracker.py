@@ -2,7 +2,7 @@
 
 Why it is built this way:
 - Metrics are buffered and sent with `log_batch` from a background thread: one HTTP call per point
-  costs ~60 ms here, a 10k-point batch ~2.4 s (shared/notes/mlflow.md). Flushed every
+  costs ~60 ms here, a 10k-point batch ~2.4 s (docs/measurements.md). Flushed every
   `flush_every_s` or `flush_every_points`, on `flush()`/`finish()`, at exit and on SIGTERM/SIGUSR2
   (chained to whatever handler was installed before, e.g. submitit's requeue handler).
 - Never twice: a step at or below the last step logged *for that key* is dropped; a requeued job

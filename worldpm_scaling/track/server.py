@@ -2,7 +2,7 @@
 
 One class so the CLI, the pytest fixtures and the benchmark start the server the same way: a free
 localhost port, the backend store URI (SQLite file or PostgreSQL), artifacts in a local folder, and
-a bounded wait on `/health` (the server answers ~8 s after start here: shared/notes/mlflow.md).
+a bounded wait on `/health` (the server answers ~8 s after start here: docs/measurements.md).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def deepspeed_config(run: RunSpec, *, world_size: int | None = None, zero_stage:
         "bf16": {"enabled": bool(bf16)},
         "zero_optimization": zero,
         # the trainer's torch Adam(W) is the optimizer; with offload DeepSpeed would swap in its own
-        # CPU Adam unless told not to (shared/notes/training_cpu.md)
+        # CPU Adam unless told not to (docs/measurements.md)
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
         "steps_per_print": 10**9,

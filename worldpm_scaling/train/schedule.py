@@ -1,7 +1,7 @@
 """The learning-rate schedule: a pure function of the optimizer step (so it needs no checkpoint).
 
-Default is the paper's: linear warmup over 10% of the steps, then constant (arXiv 2505.10527 §2,
-training setup; shared/notes/worldpm_paper.md). Decaying schedules exist for grid mode.
+Default is the paper's: linear warmup over 10% of the steps, then constant (arXiv 2505.10527
+appendix A.3; docs/paper_constants.md). Decaying schedules exist for grid mode.
 """
 
 from __future__ import annotations
