@@ -24,7 +24,10 @@ def test_report_finds_the_planted_shapes(tmp_path):
     text = rep.report_path.read_text()
     assert "| adversarial | tiny-m |" in text and "emergence flag" in text and "Phi" in text
     assert "## Joint fit L(N, D)" in text and "not identified" in text  # flat categories say so
-    assert not rep.joint_caveats["adversarial"] and "subjective" in rep.joint_caveats
+    # the planted adversarial loss has no N term (each size's own power law in pairs): its N exponent is
+    # not pinned, so the joint fit is not identified and gives no frontier (it used to be drawn)
+    assert not rep.joint_identified("adversarial") and "alpha interval" in rep.joint_caveats["adversarial"]
+    assert rep.compute_fits["subjective"].ci["alpha"].contains(0.0)  # flat: no scaling with compute
     head = rep.headline()
     assert "adversarial" in head and "emergent" in head and "emergence flags" in head
     for stem in ("loss_vs_pairs", "loss_vs_compute", "grad_norm", "style_phi"):
@@ -34,3 +37,22 @@ def test_report_finds_the_planted_shapes(tmp_path):
     # vector fonts in the PDF (Type 42, not Type 3)
     pdf = (tmp_path / "figures" / "loss_vs_pairs.pdf").read_bytes()
     assert b"/Subtype /Type3" not in pdf and (b"/Subtype /TrueType" in pdf or b"/CIDFontType2" in pdf)
+
+
+def test_grid_sweep_isoflop_report_and_figure(tmp_path):
+    """A grid-mode sweep (one cell per size × data budget) gets IsoFLOP profiles, a fit and a figure."""
+    import json
+
+    from tests.analysis_synth import grid_sweep
+
+    rep = analyze(grid_sweep(), tmp_path, bootstrap=100)
+    assert rep.mode == "grid"
+    iso = rep.isoflop["adversarial"]
+    assert abs(iso.a - 0.5) <= 0.02 and iso.ci["a"].contains(0.5)
+    assert any(not b.used and "edge" in b.flag for b in iso.budgets)
+    assert "adversarial IsoFLOP: N_opt ∝ C^0.50" in rep.headline()
+    assert "## IsoFLOP profiles" in rep.report_path.read_text()
+    j = json.loads(rep.json_path.read_text())["isoflop"]["adversarial"]
+    assert {"a", "b", "a_ci", "b_ci", "budgets", "points_used"} <= set(j)
+    for ext in ("pdf", "svg", "png"):
+        assert (tmp_path / "figures" / f"isoflop.{ext}").stat().st_size > 5000

@@ -31,7 +31,7 @@ def test_mlflow_loader_roundtrip(tmp_path):
                    Metric("eval/adversarial/loss", 0.7 - 0.01 * s - i * 0.01, 0, s)]
         c.log_batch(r, metrics=ms)
     df = load.from_mlflow("sw", tracking_uri=uri, cache=tmp_path / "cache.parquet")
-    assert list(df.columns) == load.COLUMNS
+    assert list(df.columns) == load.ALL_COLUMNS and set(df["status"]) == {"RUNNING"}
     adv = df[(df.metric == "eval/adversarial/loss") & (df.model == "m1")].sort_values("step")
     assert adv["pairs"].tolist() == [64, 128, 192, 256, 320]
     assert adv["compute"].iloc[0] == pytest.approx(6 * 8000 * 6400)
@@ -116,3 +116,55 @@ def test_wps_analyze_logs_to_parent_run(tmp_path, capsys, monkeypatch):
 
     assert main(["analyze", "nope", "--out", str(out), "--tracking-uri", uri]) == 2
     assert "no MLflow experiment named 'nope'" in capsys.readouterr().err
+
+
+def test_failed_cell_and_missing_milestones_on_a_real_server(mlflow_server, tmp_path, capsys):
+    """Issue 18 acceptance on a real `mlflow server`: one cell FAILED, one cell missing two milestones.
+    The report lists both (reasons in report.md, the headline and report.json) and fits the rest;
+    --include-unfinished fits the FAILED cell too."""
+    import json
+
+    from tests.analysis_synth import sweep_frame
+    from tests.fixtures.mlflow_server import unique_name
+    from worldpm_scaling.cli import main
+    from worldpm_scaling.track.mlflow_tracker import MlflowTracker
+
+    sweep = unique_name("analysis-status")
+    syn = sweep_frame(steps=60, spike_at=None)
+    gone = syn.metric.str.startswith("eval/") & (syn.cell == "c2") & syn.pairs.isin([2.0 ** 9, 2.0 ** 10])
+    syn = syn[~gone]
+    tracker = MlflowTracker(mlflow_server.url, flush_every_s=0.2)
+    parent = tracker.start_sweep(sweep)
+    for cell, d in syn.groupby("cell"):
+        m = d["model"].iloc[0]
+        run = tracker.start_cell(sweep, cell, name=m, parent_run_id=parent.run_id,
+                                 params={"model.name": m, "model.params_non_embedding": int(d["N"].iloc[0])})
+        for step, g in d.groupby("step"):
+            pts = dict(zip(g["metric"], g["value"]))
+            pts[names.TRAIN_PAIRS_SEEN] = float(g["pairs"].iloc[0])
+            pts[names.TRAIN_TOKENS_SEEN] = float(g["tokens"].iloc[0])
+            run.log_metrics(pts, step=int(step))
+        run.finish("FAILED" if cell == "c1" else "FINISHED")
+    parent.finish("FINISHED")
+
+    out = tmp_path / "out"
+    assert main(["analyze", sweep, "--out", str(out), "--tracking-uri", mlflow_server.url, "--bootstrap", "50",
+                 "--no-log"]) == 0
+    head = capsys.readouterr().out
+    assert "left out: 1 cell(s) not fitted: tiny-s c1 FAILED" in head
+    assert "tiny-s α=" not in head and "tiny-m α=" in head and "tiny-xs α=" in head
+    text = (out / "report.md").read_text()
+    assert "| c1 | tiny-s | FAILED | run FAILED, not FINISHED" in text
+    for cat in ("adversarial", "objective", "subjective"):
+        assert f"| {cat} | tiny-m | 7 | missing milestone(s) 2^9, 2^10: fitted on 7 of 9 points |" in text
+    rj = json.loads((out / "report.json").read_text())
+    assert [c["cell"] for c in rj["left_out"]] == ["c1"]
+    fitted = {(f["category"], f["model"]): f["n"] for f in rj["fits"]}
+    assert fitted[("adversarial", "tiny-m")] == 7 and fitted[("adversarial", "tiny-xs")] == 9
+    assert ("adversarial", "tiny-s") not in fitted
+
+    assert main(["analyze", sweep, "--out", str(tmp_path / "all"), "--tracking-uri", mlflow_server.url,
+                 "--bootstrap", "20", "--no-log", "--include-unfinished"]) == 0
+    assert "left out" not in capsys.readouterr().out
+    rj = json.loads((tmp_path / "all" / "report.json").read_text())
+    assert any(f["model"] == "tiny-s" for f in rj["fits"]) and any("FAILED: fitted anyway" in n for n in rj["notes"])

@@ -61,3 +61,20 @@ def test_bad_series():
         detect_spikes([1.0, np.nan, 2.0])
     with pytest.raises(AnalysisInputError, match="at least 5"):
         classify([1, 2, 3], [1, 1, 1])
+
+
+def test_trend_thresholds_calibrated_at_demo_noise():
+    """bench/trend_calibration.py in small: at the noise measured on the demo (σ ≈ 0.127 in log space),
+    flat curves at 5 milestones are called flat ≥ 95% of the time (the old point bootstrap: ~91%) and
+    emergent breaks at 8 milestones are recovered ≥ 90% (checked here with sampling slack)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from trend_calibration import planted
+
+    rng = np.random.default_rng(2026)
+    flat5 = np.mean([classify(*planted("flat", 5, 0.127, rng)[:2]).kind == "flat" for _ in range(400)])
+    emerg8 = np.mean([classify(*planted("emergent", 8, 0.127, rng)[:2]).kind == "emergent" for _ in range(300)])
+    power8 = np.mean([classify(*planted("power-law", 8, 0.127, rng)[:2]).kind == "power-law" for _ in range(200)])
+    assert flat5 >= 0.93 and emerg8 >= 0.86 and power8 >= 0.93, (flat5, emerg8, power8)

@@ -1,9 +1,10 @@
-"""Runs → one tidy DataFrame: (sweep, cell, model, N, pairs, tokens, compute, step, metric, value).
+"""Runs → one tidy DataFrame: (sweep, cell, model, N, pairs, tokens, compute, step, metric, value, status).
 
 `pairs`/`tokens` are `train/pairs_seen`/`train/tokens_seen` at the point's step (the paper's x-axis is
 pairs; compute is C = 6·N·tokens with N the non-embedding parameters). I/O lives here only: MLflow
 (child runs of the sweep's experiment, histories fetched in parallel, cached to Parquet) or a
-CSV/Parquet export of the same table.
+CSV/Parquet export of the same table. `status` is the run's MLflow status (FINISHED, FAILED, KILLED,
+RUNNING, SCHEDULED): analysis fits only FINISHED runs unless told otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from .. import names
 from .errors import AnalysisInputError
 
 COLUMNS = ["sweep", "cell", "model", "N", "pairs", "tokens", "compute", "step", "metric", "value"]
+"""The columns a tidy table must have."""
+STATUS = "status"
+ALL_COLUMNS = COLUMNS + [STATUS]
+"""What `tidy` and `from_mlflow` return: the run status rides along (optional in files)."""
 
 
 def from_file(path: str | Path) -> pd.DataFrame:
@@ -30,13 +35,15 @@ def from_file(path: str | Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise AnalysisInputError(f"{p}: missing columns {missing} (expected {COLUMNS})")
+    if STATUS not in df.columns:
+        df.attrs["status_note"] = f"{p.name} has no {STATUS!r} column: every run in it is taken as FINISHED"
     return df
 
 
 def tidy(runs: list[dict], histories: dict[str, dict[str, list[tuple[int, float]]]]) -> pd.DataFrame:
     """Pure: run records + metric histories → the tidy table.
 
-    `runs`: dicts with run_id, sweep, cell, model, N. `histories[run_id][metric]` = [(step, value)].
+    `runs`: dicts with run_id, sweep, cell, model, N, status. `histories[run_id][metric]` = [(step, value)].
     """
     frames = []
     for r in runs:
@@ -52,12 +59,12 @@ def tidy(runs: list[dict], histories: dict[str, dict[str, list[tuple[int, float]
                 "sweep": r["sweep"], "cell": r["cell"], "model": r["model"], "N": float(r["N"]),
                 "pairs": [pairs.get(int(s), np.nan) for s in steps],
                 "tokens": [tokens.get(int(s), np.nan) for s in steps],
-                "step": steps, "metric": metric, "value": vals}))
+                "step": steps, "metric": metric, "value": vals, STATUS: r.get("status", "UNKNOWN")}))
     if not frames:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=ALL_COLUMNS)
     df = pd.concat(frames, ignore_index=True)
     df["compute"] = 6.0 * df["N"] * df["tokens"]
-    return df[COLUMNS]
+    return df[ALL_COLUMNS]
 
 
 def default_uri(tracking_uri: str | None = None) -> str:
@@ -105,7 +112,8 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     `experiment` defaults to the sweep name, as the tracker does (TrackingSpec.experiment).
     `cells`: keep only these cell ids (the sweep YAML's current plan): editing a sweep and
     re-launching it under the same name leaves the old cells' runs in MLflow, and they must not
-    mix into the new fits. `df.attrs["left_out"]` counts the runs dropped that way.
+    mix into the new fits. `df.attrs["left_out"]` counts the runs dropped that way; `df.attrs["runs"]`
+    lists every kept cell run as {cell, model, status}, including runs that logged no metric.
     """
     from mlflow.tracking import MlflowClient
 
@@ -125,9 +133,13 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     if not children:
         raise AnalysisInputError(f"sweep {sweep!r} has no cell runs at {client.tracking_uri}")
     stamp = {r.info.run_id: [r.info.status, r.info.end_time] for r in children}
+    # every cell run with its status, also those that logged no metric (a job that failed at start)
+    run_list = [{"cell": r.data.tags["cell_id"], "model": r.data.params.get("model.name", r.info.run_name),
+                 "status": r.info.status} for r in children]
     cached = _read_cache(cache, stamp)
     if cached is not None:
         cached.attrs["left_out"] = left_out
+        cached.attrs["runs"] = run_list
         return cached
     runs = []
     for r in children:
@@ -137,7 +149,7 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
         except (KeyError, ValueError):
             raise AnalysisInputError(f"run {r.info.run_id} lacks param model.params_non_embedding") from None
         runs.append({"run_id": r.info.run_id, "sweep": sweep, "cell": r.data.tags["cell_id"],
-                     "model": p.get("model.name", r.info.run_name), "N": n,
+                     "model": p.get("model.name", r.info.run_name), "N": n, "status": r.info.status,
                      "keys": sorted(r.data.metrics)})
 
     def fetch(job):
@@ -153,6 +165,7 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     if cache is not None:
         _write_cache(cache, df, stamp)
     df.attrs["left_out"] = left_out
+    df.attrs["runs"] = run_list
     return df
 
 

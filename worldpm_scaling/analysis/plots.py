@@ -105,7 +105,8 @@ def scaling_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
 def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], frontier: dict[str, tuple[np.ndarray, np.ndarray]],
                    fits: dict, n_of: dict[str, float], joint: dict | None = None):
     """Loss vs training compute (FLOPs), one panel per category, with the lower envelope (frontier),
-    the power law fitted to it, and the compute-optimal loss L(N_opt(C), D_opt(C)) of the joint fit."""
+    the power law fitted to it, and the compute-optimal loss L(N_opt(C), D_opt(C)) of the joint fit
+    (pass in `joint` only the fits that are identified: the caller decides, this only draws)."""
     cats = list(points)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(cats), figsize=(PAGE_IN, 2.2), squeeze=False)
@@ -118,7 +119,7 @@ def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
                     ax.plot(c, y, "o-", color=colour[m], label=m, alpha=0.8)
             if cat in frontier:
                 fc, fy = frontier[cat]
-                ax.plot(fc, fy, "k--", lw=1.0, label="frontier")
+                ax.plot(fc, fy, "k--", lw=1.0, label="lower envelope")
                 f = fits.get(cat)
                 if f is not None:
                     cc = np.logspace(np.log10(fc.min()), np.log10(fc.max()), 100)
@@ -174,4 +175,32 @@ def style_figure(phi: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], n_of:
         axes[0][0].set_ylabel("Phi (mean over eval sets)")
         axes[0][-1].legend(frameon=False)
         fig.tight_layout()
+    return fig
+
+
+def isoflop_figure(profiles: dict[str, dict[float, tuple[np.ndarray, np.ndarray]]], fits: dict):
+    """IsoFLOP profiles: loss vs model size at fixed compute, one curve per budget, the parabola in log N
+    and its minimum (★) for used budgets; flagged budgets drawn hollow without a parabola."""
+    cats = list(profiles)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(cats), figsize=(PAGE_IN, 2.2), squeeze=False)
+        for ax, cat in zip(axes[0], cats):
+            f = fits.get(cat)
+            by_c = {b.C: b for b in f.budgets} if f is not None else {}
+            for i, (C, (N, L)) in enumerate(sorted(profiles[cat].items())):
+                col = PALETTE[i % len(PALETTE)]
+                b = by_c.get(C)
+                used = b is not None and b.used
+                ax.plot(N, L, "o", color=col, mfc=col if used else "none", label=f"C={C:.2g}")
+                if used:
+                    u = np.log(N)
+                    p = np.polyfit(u, L, 2)
+                    uu = np.linspace(u.min(), u.max(), 50)
+                    ax.plot(np.exp(uu), np.polyval(p, uu), "-", color=col, lw=0.8)
+                    ax.plot(b.N_opt, np.polyval(p, np.log(b.N_opt)), "*", color="k", ms=6)
+            ax.set_xscale("log")
+            ax.set_title(cat + (f": N_opt ∝ C^{f.a:.2f}" if f is not None else ": no fit"))
+            ax.set_xlabel("non-embedding parameters N")
+        axes[0][0].set_ylabel("BT test loss")
+        _legend_above(fig, axes)
     return fig

@@ -1,11 +1,19 @@
-"""`analyze(df, out_dir)`: every fit, class, flag and figure of a sweep, and report.md.
+"""`analyze(df, out_dir)`: every fit, class, flag and figure of a sweep, report.md and report.json.
 
-Takes the tidy table of load.py; writes figures/ and report.md; returns a Report whose headline is
-what `make demo` prints. All numbers in the report are computed here from the runs.
+Takes the tidy table of load.py; writes figures/, report.md and report.json; returns a Report whose
+headline is what `make demo` prints. All numbers in the report are computed here from the runs.
+
+What the report refuses to say: only FINISHED runs are fitted unless `include_unfinished`; every
+cell left out and every curve too short or missing milestones is listed with the reason; a joint
+L(N, D) fit whose exponents are not identified (fits.identification), or whose compute-optimal loss
+runs below every measured point, is reported as such and gives no frontier; the frontier vs
+compute is fitted to the lower envelope of the curves with intervals from resampling each curve.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +23,17 @@ import pandas as pd
 from .. import names
 from . import plots
 from .errors import AnalysisInputError
-from .fits import ChinchillaFit, PowerFit, fit_chinchilla, fit_power
+from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
+                   fit_power, frontier_gap, identification)
+from .load import STATUS
 from .spikes import Emergence, Spike, detect_spikes, emergence_flags
 from .trends import Trend, classify
+
+MIN_FIT_POINTS = 3
+MIN_TREND_POINTS = 5
+POOR_FIT_MIN_GAP = 0.01
+"""A joint fit's compute-optimal loss more than max(this, 2 × its residual rms) below every measured
+envelope point is a poor fit: its frontier is not drawn."""
 
 
 @dataclass
@@ -25,37 +41,70 @@ class Report:
     sweep: str
     models: list[str]
     n_of: dict[str, float]
+    level: float = 0.9
+    mode: str = "milestones"
     fits: dict[tuple[str, str], PowerFit] = field(default_factory=dict)
     trends: dict[tuple[str, str], Trend] = field(default_factory=dict)
     compute_fits: dict[str, PowerFit] = field(default_factory=dict)
+    frontiers: dict[str, FrontierFit] = field(default_factory=dict)
     joint_fits: dict[str, ChinchillaFit] = field(default_factory=dict)
     joint_caveats: dict[str, str] = field(default_factory=dict)
+    isoflop: dict[str, IsoflopFit] = field(default_factory=dict)
+    isoflop_notes: dict[str, str] = field(default_factory=dict)
+    isoflop_profiles: dict[str, dict[float, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    left_out: list[dict] = field(default_factory=list)
+    """cells not fitted: {cell, model, status, reason}"""
+    curve_notes: list[dict] = field(default_factory=list)
+    """curves too short or incomplete: {category, model, points, reason}"""
     spikes: dict[str, list[Spike]] = field(default_factory=dict)
     emergences: dict[str, list[Emergence]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     report_path: Path | None = None
+    json_path: Path | None = None
+
+    def joint_identified(self, cat: str) -> bool:
+        return cat in self.joint_fits and not self.joint_caveats.get(cat)
 
     def headline(self) -> str:
-        lines = [f"sweep {self.sweep}: fitted L = A·pairs^-α per category and model size (90% bootstrap CI)"]
+        lines = [f"sweep {self.sweep}: fitted L = A·pairs^-α per category and model size "
+                 f"({self.level:.0%} bootstrap CI)"]
         for cat in names.CATEGORIES:
             parts = []
             for m in self.models:
                 f, t = self.fits.get((cat, m)), self.trends.get((cat, m))
-                if f is None or t is None:
+                if f is None:
                     continue
                 ci = f.ci.get("alpha")
-                parts.append(f"{m} α={f.alpha:.3f}" + (f" [{ci.lo:.3f}, {ci.hi:.3f}]" if ci else "") + f" {t.kind}")
+                parts.append(f"{m} α={f.alpha:.3f}" + (f" [{ci.lo:.3f}, {ci.hi:.3f}]" if ci else "")
+                             + (f" {t.kind}" if t else f" (no class: {f.n} points)"))
             if parts:
                 lines.append(f"  {cat:<11} " + "; ".join(parts))
         for cat, f in self.compute_fits.items():
             ci = f.ci.get("alpha")
-            lines.append(f"  {cat:<11} vs compute (frontier): α={f.alpha:.3f}" + (f" [{ci.lo:.3f}, {ci.hi:.3f}]" if ci else ""))
+            lines.append(f"  {cat:<11} vs compute (frontier): α={f.alpha:.3f}" + (f" [{ci.lo:.3f}, {ci.hi:.3f}]" if ci else "")
+                         + (" — interval covers 0: no scaling with compute" if ci and ci.contains(0.0) else ""))
         for cat, j in self.joint_fits.items():
             a, b = j.frontier_exponents
-            lines.append(f"  {cat:<11} joint L(N,D): α={j.alpha:.3f} β={j.beta:.3f} → "
-                         + (f"not identified ({self.joint_caveats[cat]})" if self.joint_caveats.get(cat)
-                            else f"N_opt ∝ C^{a:.2f}, D_opt ∝ C^{b:.2f}"))
+            if self.joint_caveats.get(cat):
+                lines.append(f"  {cat:<11} joint L(N,D): not identified ({self.joint_caveats[cat]}); no frontier")
+            else:
+                ci = lambda k: f" [{j.ci[k].lo:.3f}, {j.ci[k].hi:.3f}]" if k in j.ci else ""  # noqa: E731
+                lines.append(f"  {cat:<11} joint L(N,D): α={j.alpha:.3f}{ci('alpha')} β={j.beta:.3f}{ci('beta')} → "
+                             f"N_opt ∝ C^{a:.2f}, D_opt ∝ C^{b:.2f}")
+        for cat, iso in self.isoflop.items():
+            lines.append(f"  {cat:<11} IsoFLOP: N_opt ∝ C^{iso.a:.2f}" + (f" [{iso.ci['a'].lo:.2f}, {iso.ci['a'].hi:.2f}]" if "a" in iso.ci else "")
+                         + f", D_opt ∝ C^{iso.b:.2f}" + (f" [{iso.ci['b'].lo:.2f}, {iso.ci['b'].hi:.2f}]" if "b" in iso.ci else "")
+                         + f" ({sum(b.used for b in iso.budgets)} of {len(iso.budgets)} budgets)")
+        for cat, why in self.isoflop_notes.items():
+            lines.append(f"  {cat:<11} IsoFLOP: no fit ({why})")
+        if self.left_out:
+            lines.append(f"  left out: {len(self.left_out)} cell(s) not fitted: "
+                         + "; ".join(f"{c['model']} {c['cell']} {c['status']}" for c in self.left_out))
+        short = [c for c in self.curve_notes if c.get("kind") != "no-class"]
+        if short:
+            lines.append(f"  incomplete curves: {len(short)} (" + "; ".join(
+                f"{c['category']}/{c['model']}: {c['points']} points" for c in short) + "); see the report")
         n_sp = sum(len(v) for v in self.spikes.values())
         n_em = sum(len(v) for v in self.emergences.values())
         lines.append(f"  grad-norm spikes: {n_sp}; emergence flags (spike then loss drop): {n_em}"
@@ -64,42 +113,127 @@ class Report:
         return "\n".join(lines)
 
 
-def curve(df: pd.DataFrame, metric: str, model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs, value) of one metric for one model, sorted, one point per pairs value."""
+def _pairs_label(p: float) -> str:
+    k = math.log2(p) if p > 0 else float("nan")
+    return f"2^{k:.0f}" if math.isfinite(k) and abs(k - round(k)) < 1e-9 else f"{p:.0f}"
+
+
+def is_grid(df: pd.DataFrame) -> bool:
+    """Grid mode: some model has more than one cell (one run per model × data budget)."""
+    ev = df[df.metric.astype(str).str.startswith("eval/")]
+    return bool(len(ev)) and int(ev.groupby("model")["cell"].nunique().max()) > 1
+
+
+def curve(df: pd.DataFrame, metric: str, model: str, *, grid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs, value) of one metric for one model, sorted, one point per pairs value.
+
+    Milestone mode: every evaluation of the model's run. Grid mode: each cell's last evaluation (the
+    cell's own data budget; its earlier evaluations sit on a schedule decaying towards that budget)."""
     d = df[(df.metric == metric) & (df.model == model)].dropna(subset=["pairs"])
+    if grid and len(d):
+        d = d.loc[d.groupby("cell")["pairs"].idxmax()]
     d = d.groupby("pairs", as_index=False)["value"].mean().sort_values("pairs")
     return d["pairs"].to_numpy(float), d["value"].to_numpy(float)
 
 
-def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, level: float = 0.9) -> Report:
+def _runs(df: pd.DataFrame) -> list[dict]:
+    if df.attrs.get("runs"):
+        return list(df.attrs["runs"])
+    status = df[STATUS] if STATUS in df.columns else pd.Series("FINISHED", index=df.index)
+    g = pd.DataFrame({"cell": df["cell"], "model": df["model"], "status": status}).groupby("cell", sort=True).first()
+    return [{"cell": c, "model": r["model"], "status": str(r["status"])} for c, r in g.iterrows()]
+
+
+def check_out_dir(out: Path) -> None:
+    """A named error for an output folder that cannot be created or written, before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".wps-write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise AnalysisInputError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, level: float = 0.9,
+            include_unfinished: bool = False, figures: bool = True) -> Report:
+    """Fit, classify and report one sweep's tidy table into `out_dir` (figures/ unless `figures=False`)."""
     if df.empty:
         raise AnalysisInputError("no runs to analyse (empty table)")
+    if not 0 < level < 1:
+        raise AnalysisInputError(f"level must be in (0, 1), got {level}")
+    if bootstrap < 0:
+        raise AnalysisInputError(f"bootstrap must be >= 0, got {bootstrap}")
     out = Path(out_dir)
+    check_out_dir(out)
     sweep = str(df["sweep"].iloc[0])
+    runs = _runs(df)
+    notes = [df.attrs["status_note"]] if df.attrs.get("status_note") else []
+    left_out = []
+    for r in runs:
+        if r["status"] != "FINISHED":
+            if include_unfinished:
+                notes.append(f"cell {r['cell']} ({r['model']}) is {r['status']}: fitted anyway (--include-unfinished)")
+            else:
+                left_out.append({**r, "reason": f"run {r['status']}, not FINISHED (--include-unfinished fits it)"})
+    have = set(df["cell"].astype(str))
+    for r in runs:
+        if r["status"] == "FINISHED" or include_unfinished:
+            if str(r["cell"]) not in have:
+                left_out.append({**r, "reason": "no metrics logged"})
+    drop = {str(c["cell"]) for c in left_out}
+    df = df[~df["cell"].astype(str).isin(drop)]
+    if df.empty:
+        raise AnalysisInputError("no FINISHED runs to analyse: " + "; ".join(
+            f"{c['cell']} ({c['model']}) {c['status']}" for c in left_out) + " (pass --include-unfinished to fit them)")
     n_of = df.groupby("model")["N"].first().to_dict()
     models = sorted(n_of, key=lambda m: n_of[m])
-    rep = Report(sweep=sweep, models=models, n_of=n_of)
+    grid = is_grid(df)
+    rep = Report(sweep=sweep, models=models, n_of=n_of, level=level, mode="grid" if grid else "milestones",
+                 left_out=left_out, notes=notes)
 
     curves: dict[str, dict[str, tuple]] = {}
     compute_pts: dict[str, dict[str, tuple]] = {}
     frontier: dict[str, tuple] = {}
     for cat in names.CATEGORIES:
         key = names.eval_loss(cat)
+        d = df[df.metric == key].dropna(subset=["pairs"])
+        if d.empty:
+            continue
+        expected = np.unique(d["pairs"].to_numpy(float)) if not grid else None
         for m in models:
-            x, y = curve(df, key, m)
+            x, y = curve(df, key, m, grid=grid)
             ok = (x > 0) & np.isfinite(y) & (y > 0)
             x, y = x[ok], y[ok]
-            if len(x) < 3:
+            missing = [] if expected is None else [p for p in expected if p not in set(x)]
+            miss = (f"missing milestone(s) {', '.join(_pairs_label(p) for p in missing)}" if missing else "")
+            if len(x) < MIN_FIT_POINTS:
+                rep.curve_notes.append({"category": cat, "model": m, "points": int(len(x)), "kind": "too-short",
+                                        "reason": f"{len(x)} point(s): too short to fit (need {MIN_FIT_POINTS})"
+                                                  + (f"; {miss}" if miss else "")})
                 continue
+            if miss:
+                rep.curve_notes.append({"category": cat, "model": m, "points": int(len(x)), "kind": "incomplete",
+                                        "reason": f"{miss}: fitted on {len(x)} of {len(expected)} points"})
+            if len(x) < MIN_TREND_POINTS:
+                rep.curve_notes.append({"category": cat, "model": m, "points": int(len(x)), "kind": "no-class",
+                                        "reason": f"{len(x)} points: fitted, no trend class (needs {MIN_TREND_POINTS})"})
             curves.setdefault(cat, {})[m] = (x, y)
             compute_pts.setdefault(cat, {})[m] = (6.0 * n_of[m] * x * _tokens_per_pair(df, m), y)
             try:
                 rep.fits[(cat, m)] = fit_power(x, y, fix_E=0.0, bootstrap=bootstrap, level=level,
                                                x_name="pairs", y_name=key)
-                if len(x) >= 5:
-                    rep.trends[(cat, m)] = classify(x, y, level=level)
+                if len(x) >= MIN_TREND_POINTS:
+                    rep.trends[(cat, m)] = classify(x, y)
             except ValueError as e:
                 rep.notes.append(f"{cat}/{m}: {e}")
+        if cat in compute_pts and len(compute_pts[cat]) >= 1:
+            try:
+                fr = rep.frontiers[cat] = fit_frontier(compute_pts[cat], bootstrap=bootstrap, level=level, y_name=key)
+                rep.compute_fits[cat] = fr.fit
+                frontier[cat] = (fr.x, fr.y)
+            except ValueError as e:
+                rep.notes.append(f"{cat} vs compute: {e}")
         if cat in curves and len(curves[cat]) >= 3:
             Ns = np.concatenate([np.full(len(x), n_of[m]) for m, (x, _) in curves[cat].items()])
             Ds = np.concatenate([x * _tokens_per_pair(df, m) for m, (x, _) in curves[cat].items()])
@@ -107,21 +241,19 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
             try:  # the bootstrap of a 5-parameter fit is ~100x a power law's: cap it
                 j = rep.joint_fits[cat] = fit_chinchilla(Ns, Ds, Ls, bootstrap=min(bootstrap, 100), level=level,
                                                          names=("N", "tokens"), y_name=key)
-                rep.joint_caveats[cat] = joint_caveat(j, Ns, Ds, Ls)
+                why = identification(j)
+                why += [w for w in joint_caveat(j, Ns, Ds, Ls).split("; ") if w and "at its bound" not in w]
+                if cat in frontier:
+                    rms = float(np.sqrt(np.mean((np.log(j.predict(Ns, Ds)) - np.log(Ls)) ** 2)))
+                    gap = frontier_gap(j, *frontier[cat])
+                    if gap > max(POOR_FIT_MIN_GAP, 2 * rms):
+                        why.append(f"poor fit: its compute-optimal loss runs {gap:.1%} below every measured "
+                                   f"point (residual rms {rms:.1%})")
+                rep.joint_caveats[cat] = "; ".join(why)
             except ValueError as e:
                 rep.notes.append(f"{cat} joint L(N, D): {e}")
-        if cat in compute_pts:
-            allc = np.concatenate([c for c, _ in compute_pts[cat].values()])
-            ally = np.concatenate([y for _, y in compute_pts[cat].values()])
-            order = np.argsort(allc)
-            fc, fy = allc[order], np.minimum.accumulate(ally[order])
-            frontier[cat] = (fc, fy)
-            if len(np.unique(fc)) >= 3:
-                try:
-                    rep.compute_fits[cat] = fit_power(fc, fy, fix_E=0.0, bootstrap=bootstrap, level=level,
-                                                      x_name="compute", y_name=key)
-                except ValueError as e:
-                    rep.notes.append(f"{cat} vs compute: {e}")
+        if grid and cat in curves:
+            _isoflop(rep, cat, compute_pts[cat], bootstrap, level)
 
     grad_series = {}
     for m in models:
@@ -152,18 +284,100 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
             phi.setdefault(feat, {})[m] = (g.index.to_numpy(float), g.to_numpy(float))
 
     figdir = out / "figures"
-    if curves:
+    if figures and curves:
         rep.figures += plots.save(plots.scaling_figure(curves, rep.fits, n_of, rep.trends), figdir, "loss_vs_pairs")
         rep.figures += plots.save(plots.compute_figure(
             compute_pts, frontier, rep.compute_fits, n_of,
-            {c: j for c, j in rep.joint_fits.items() if not rep.joint_caveats.get(c)}),
+            {c: j for c, j in rep.joint_fits.items() if rep.joint_identified(c)}),
                                   figdir, "loss_vs_compute")
-    if grad_series:
+    if figures and rep.isoflop_profiles:
+        rep.figures += plots.save(plots.isoflop_figure(rep.isoflop_profiles, rep.isoflop), figdir, "isoflop")
+    if figures and grad_series:
         rep.figures += plots.save(plots.gradnorm_figure(grad_series, rep.spikes, rep.emergences, n_of), figdir, "grad_norm")
-    if phi:
+    if figures and phi:
         rep.figures += plots.save(plots.style_figure(phi, n_of), figdir, "style_phi")
     rep.report_path = write_markdown(rep, out / "report.md", phi)
+    rep.json_path = write_json(rep, out / "report.json")
     return rep
+
+
+def _isoflop(rep: Report, cat: str, pts: dict[str, tuple[np.ndarray, np.ndarray]], bootstrap: int, level: float) -> None:
+    """IsoFLOP profiles of a grid sweep: each model's final losses interpolated (log-log) at shared budgets.
+
+    A model × data grid rarely puts two cells at one compute; the budgets are log-spaced over the range
+    covered by at least 3 model sizes (as many budgets as the most cells of one model), and each size
+    contributes its interpolated loss at every budget inside its own compute range."""
+    usable = {m: (c, y) for m, (c, y) in pts.items() if len(c) >= 2}
+    if len(usable) < 3:
+        rep.isoflop_notes[cat] = f"{len(usable)} model size(s) with 2 or more cells (need 3)"
+        return
+    lo = sorted(c.min() for c, _ in usable.values())[2]
+    hi = sorted((c.max() for c, _ in usable.values()), reverse=True)[2]
+    k = max(len(c) for c, _ in usable.values())
+    budgets = np.logspace(np.log10(min(lo, hi)), np.log10(max(lo, hi)), k) if hi > lo else np.array([])
+    rows = []
+    profiles = {}
+    for C in budgets:
+        Nb, Lb = [], []
+        for m, (c, y) in usable.items():
+            if c.min() * (1 - 1e-9) <= C <= c.max() * (1 + 1e-9):
+                Nb.append(rep.n_of[m])
+                Lb.append(float(np.exp(np.interp(np.log(C), np.log(c), np.log(y)))))
+        if len(Nb) >= 3:
+            profiles[float(C)] = (np.array(Nb), np.array(Lb))
+            rows += [(C, n, v) for n, v in zip(Nb, Lb)]
+    if len(profiles) < 3:
+        rep.isoflop_notes[cat] = f"{len(profiles)} compute budget(s) covered by 3 model sizes (need 3)"
+        return
+    rep.isoflop_profiles[cat] = profiles
+    r = np.array(rows, dtype=float)
+    try:
+        rep.isoflop[cat] = fit_isoflop(r[:, 0], r[:, 1], r[:, 2], bootstrap=bootstrap, level=level,
+                                       names=("compute", "N", "D"), y_name=names.eval_loss(cat))
+    except ValueError as e:
+        rep.isoflop_notes[cat] = str(e)
+
+
+def _clean(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        return _clean(v.item())
+    return v
+
+
+def to_json(rep: Report) -> dict:
+    """Everything the report says, as plain data (report.json)."""
+    return _clean({
+        "sweep": rep.sweep, "mode": rep.mode, "level": rep.level, "models": {m: rep.n_of[m] for m in rep.models},
+        "left_out": rep.left_out, "curve_notes": rep.curve_notes,
+        "fits": [{"category": c, "model": m, **f.to_dict(),
+                  "trend": rep.trends[(c, m)].to_dict() if (c, m) in rep.trends else None}
+                 for (c, m), f in rep.fits.items()],
+        "compute_fits": {c: {**f.to_dict(), "covers_zero": bool(f.ci.get("alpha") and f.ci["alpha"].contains(0.0)),
+                             "envelope_points": int(rep.frontiers[c].x.size) if c in rep.frontiers else None}
+                         for c, f in rep.compute_fits.items()},
+        "joint_fits": {c: {**j.to_dict(), "identified": rep.joint_identified(c),
+                           "not_identified": rep.joint_caveats.get(c, "")} | (
+                           {} if rep.joint_identified(c) else {"frontier": None})
+                       for c, j in rep.joint_fits.items()},
+        "isoflop": {c: f.to_dict() for c, f in rep.isoflop.items()},
+        "isoflop_notes": rep.isoflop_notes,
+        "spikes": {m: len(v) for m, v in rep.spikes.items()},
+        "emergences": {m: len(v) for m, v in rep.emergences.items()},
+        "notes": rep.notes, "headline": rep.headline(),
+    })
+
+
+def write_json(rep: Report, path: Path) -> Path:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_json(rep), indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def joint_caveat(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarray, *, min_share: float = 0.01) -> str:
@@ -186,12 +400,28 @@ def _tokens_per_pair(df: pd.DataFrame, model: str) -> float:
 
 
 def write_markdown(rep: Report, path: Path, phi: dict) -> Path:
+    from .fits import IDENT_MAX_RATIO
+    from .trends import TREND_LEVEL
+
+    lv = f"{rep.level:.0%}"
     L = [f"# Scaling report: sweep `{rep.sweep}`", "",
          "All exponents are fitted to this sweep's runs (the paper itself fits none). "
-         "Intervals are 90% bootstrap intervals over the curve's points.", "",
-         "## Test loss vs training pairs (L = A·pairs^-α)", "",
-         "| category | model | N (non-emb) | points | α | 90% CI | leave-largest-out error | trend | evidence |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         f"Intervals are {lv} bootstrap intervals over the curve's points; trend classes use the slope's "
+         f"{TREND_LEVEL:.0%} t interval and a ΔBIC threshold calibrated in bench/results/trend_calibration.txt. "
+         f"Mode: {rep.mode} ({'each cell' + chr(39) + 's last evaluation is one point' if rep.mode == 'grid' else 'one run per model, evaluated at each milestone'}).", ""]
+    if rep.left_out or rep.curve_notes:
+        L += ["## Left out and incomplete", ""]
+        if rep.left_out:
+            L += ["| cell | model | status | reason |", "|---|---|---|---|"]
+            L += [f"| {c['cell']} | {c['model']} | {c['status']} | {c['reason']} |" for c in rep.left_out]
+            L.append("")
+        if rep.curve_notes:
+            L += ["| category | model | points | note |", "|---|---|---|---|"]
+            L += [f"| {c['category']} | {c['model']} | {c['points']} | {c['reason']} |" for c in rep.curve_notes]
+            L.append("")
+    L += ["## Test loss vs training pairs (L = A·pairs^-α)", "",
+          f"| category | model | N (non-emb) | points | α | {lv} CI | leave-largest-out error | trend | evidence |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for cat in names.CATEGORIES:
         for m in rep.models:
             f = rep.fits.get((cat, m))
@@ -205,23 +435,47 @@ def write_markdown(rep: Report, path: Path, phi: dict) -> Path:
                      + (f"**{t.kind}** | {t.evidence()} |" if t else "– | too few points |"))
     if rep.compute_fits:
         L += ["", "## Test loss vs training compute (frontier over model sizes)", "",
-              "| category | α | 90% CI | points |", "|---|---|---|---|"]
+              "L = A·C^-α fitted to the lower envelope of the sizes' curves (a point stays when no other size "
+              "passes below it at that compute). The interval redraws each curve from its own log-log line and the "
+              "curves' pooled residual scale, rebuilding the envelope each time; an interval that covers 0 means "
+              "no scaling with compute.", "",
+              f"| category | α | {lv} CI | envelope points | scaling with compute |", "|---|---|---|---|---|"]
         for cat, f in rep.compute_fits.items():
             ci = f.ci.get("alpha")
-            L.append(f"| {cat} | {f.alpha:.4f} | " + (f"[{ci.lo:.4f}, {ci.hi:.4f}]" if ci else "–") + f" | {f.n} |")
+            verdict = "–" if not ci else ("no (interval covers 0)" if ci.contains(0.0) else "yes")
+            L.append(f"| {cat} | {f.alpha:.4f} | " + (f"[{ci.lo:.4f}, {ci.hi:.4f}]" if ci else "–") + f" | {f.n} | {verdict} |")
     if rep.joint_fits:
         L += ["", "## Joint fit L(N, D) = E + A/N^α + B/D^β (D in tokens) and the compute-optimal frontier", "",
-              "| category | E | A | B | α (90% CI) | β (90% CI) | N_opt ∝ C^a | D_opt ∝ C^b | points | note |",
+              f"An exponent whose {lv} interval touches its bound or spans more than {IDENT_MAX_RATIO:g}× makes the "
+              "fit *not identified*; so does a term that moves the loss by under 1%, or a compute-optimal loss "
+              "that runs below every measured point. Such a fit gives no frontier.", "",
+              f"| category | E | A | B | α ({lv} CI) | β ({lv} CI) | N_opt ∝ C^a | D_opt ∝ C^b | points | identified |",
               "|---|---|---|---|---|---|---|---|---|---|"]
         for cat, j in rep.joint_fits.items():
             a, b = j.frontier_exponents
+            ok = rep.joint_identified(cat)
             ci = lambda k: f" [{j.ci[k].lo:.3f}, {j.ci[k].hi:.3f}]" if k in j.ci else ""  # noqa: E731
             L.append(f"| {cat} | {j.E:.4g} | {j.A:.4g} | {j.B:.4g} | {j.alpha:.3f}{ci('alpha')} | "
-                     f"{j.beta:.3f}{ci('beta')} | {a:.3f} | {b:.3f} | {j.n} |"
-                     f" {rep.joint_caveats.get(cat, '')} |")
+                     f"{j.beta:.3f}{ci('beta')} | " + (f"{a:.3f} | {b:.3f}" if ok else "– | –") + f" | {j.n} | "
+                     + ("yes" if ok else f"**not identified**: {rep.joint_caveats[cat]}") + " |")
         L.append("")
-        L.append(f"Model sizes: {len(rep.models)}. With few sizes the N term is weakly identified: read the "
-                 "α interval before the frontier exponents.")
+        L.append(f"Model sizes: {len(rep.models)}.")
+    if rep.isoflop or rep.isoflop_notes:
+        L += ["", "## IsoFLOP profiles (Hoffmann et al. 2022, approach 2)", "",
+              "Each size's final losses interpolated in log-log at shared compute budgets; per budget a parabola "
+              "in log N gives N_opt. Budgets whose lowest loss is at (or next to) the edge of the sampled sizes "
+              "are flagged and not used.", ""]
+        for cat, iso in rep.isoflop.items():
+            cia = f" [{iso.ci['a'].lo:.3f}, {iso.ci['a'].hi:.3f}]" if "a" in iso.ci else ""
+            cib = f" [{iso.ci['b'].lo:.3f}, {iso.ci['b'].hi:.3f}]" if "b" in iso.ci else ""
+            L += [f"**{cat}**: N_opt ∝ C^{iso.a:.3f}{cia}, D_opt ∝ C^{iso.b:.3f}{cib} "
+                  f"({sum(b.used for b in iso.budgets)} of {len(iso.budgets)} budgets, {iso.points_used} points)", "",
+                  "| C (FLOPs) | N_opt | D_opt | points | used |", "|---|---|---|---|---|"]
+            L += [f"| {b.C:.3g} | {b.N_opt:.3g} | {b.D_opt:.3g} | {b.points} | {'yes' if b.used else 'no: ' + b.flag} |"
+                  for b in iso.budgets]
+            L.append("")
+        for cat, why in rep.isoflop_notes.items():
+            L.append(f"- {cat}: no IsoFLOP fit: {why}")
     L += ["", "## Gradient spikes and emergence", ""]
     if not any(rep.spikes.values()):
         L.append("No grad-norm spikes (robust z > 7 over a trailing median/MAD window) in any run.")

@@ -1,7 +1,7 @@
 """Gradient-spike detection and emergence flags.
 
 The paper's 72B run shows a gradient-norm spike with a sudden training-loss drop near 12.6M samples
-(arXiv 2505.10527, training dynamics; shared/notes/worldpm_paper.md). A *spike* is a point whose
+(arXiv 2505.10527, §3.2 and Figure 3; docs/paper_constants.md). A *spike* is a point whose
 grad norm sits far above its recent past on a robust scale (trailing median and MAD, so the spike
 does not hide itself); consecutive spike points are one event. An *emergence* flag is a spike
 followed, within a window, by a significant drop in a loss series.
