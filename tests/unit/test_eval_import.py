@@ -269,3 +269,7 @@ def test_cli_import_exit_codes_and_force(tmp_path, capsys):
     assert rows["rewardbench_llmbar"]["status"] == "found" and rows["rewardbench_llmbar"]["pairs"] == 6
     assert rows["rewardbench_llmbar"]["source"].startswith("allenai/reward-bench")
     assert rows["rmbench_chat"]["status"] == "missing"
+    # a sweep's listing still takes its options after the YAML (the `import` word is the only sub-command)
+    demo = Path(__file__).resolve().parents[2] / "sweeps" / "demo.yaml"
+    assert main(["data", "evals", str(demo), "--format", "json"]) in (0, 1)
+    assert len(json.loads(capsys.readouterr().out)) == 12

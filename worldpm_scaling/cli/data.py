@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_stackexchange(dsub)
     _register_synth(dsub)
     _register_evals(dsub)
+    _register_tokenize(dsub)
 
 
 # -- stackexchange --------------------------------------------------------------------------------
@@ -148,8 +149,29 @@ def run_synth(args: argparse.Namespace) -> int:
 
 # -- evals ----------------------------------------------------------------------------------------
 
+class _EvalsParser(argparse.ArgumentParser):
+    """`wps data evals [SWEEP] …`, and `wps data evals import …` handed to its own parser (argparse cannot
+    put a sub-command beside an optional positional)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args and args[0] == "import":
+            ns = _import_parser().parse_args(args[1:], namespace)
+            ns.func = run_evals_import
+            return ns, []
+        return super().parse_known_args(args, namespace)
+
+
 def _register_evals(dsub) -> None:
-    p = dsub.add_parser(
+    cls, dsub._parser_class = dsub._parser_class, _EvalsParser
+    try:
+        p = _evals_args(_add_evals(dsub))
+    finally:
+        dsub._parser_class = cls
+    p.set_defaults(func=run_evals)
+
+
+def _add_evals(dsub) -> argparse.ArgumentParser:
+    return dsub.add_parser(
         "evals", help="list the eval sets (found/missing, pairs, source); `evals import` makes them",
         description="The 12 WorldPM test sets cannot be downloaded here: each is expected as a local "
                     "prompt/chosen/rejected file <dir>/<set>.jsonl or .parquet. This lists every set a sweep "
@@ -162,12 +184,14 @@ def _register_evals(dsub) -> None:
         epilog="examples:\n  wps data evals sweeps/demo.yaml\n  wps data evals --dir data/demo/evals --format json\n"
                "  wps data evals import rmbench_chat ~/RM-Bench/data/chat_filtered.json --out evals",
         formatter_class=_RAW)
+
+
+def _evals_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("sweep", nargs="?", help="sweep YAML whose eval section to check (or `import`, see above)")
     g.add_argument("--dir", help="folder holding <set>.jsonl / .parquet (default registry)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p.set_defaults(func=run_evals)
+    return p
 
 
 def _import_parser() -> argparse.ArgumentParser:
@@ -201,10 +225,9 @@ def _import_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_evals_import(argv: list[str]) -> int:
+def run_evals_import(a: argparse.Namespace) -> int:
     from ..data.eval_import import import_set
 
-    a = _import_parser().parse_args(argv)
     s = import_set(a.set, a.source, a.out, force=a.force, fmt=a.format, pairing=a.pairing, attribute=a.attribute)
     opts = ", ".join(f"{k}={v}" for k, v in s.record["options"].items())
     print(f"{s.set}: {s.pairs:,} pairs from {s.prompts:,} prompts ({len(s.record['files'])} file(s)"
@@ -226,10 +249,6 @@ def run_evals(args: argparse.Namespace) -> int:
     from ..data.evals import EvalSetMissing, find, read_meta, registry
     from ..data.io import PairsFileError
 
-    if args.sweep == "import":
-        return run_evals_import(args.rest)
-    if args.rest:
-        raise CLIError(f"unexpected arguments {args.rest} (did you mean `wps data evals import …`?)")
     if args.sweep:
         spec = load_sweep(args.sweep).eval
     else:
@@ -277,3 +296,50 @@ def _count(path) -> int:
     from ..data.io import iter_pairs
 
     return sum(1 for _ in iter_pairs(path))
+
+
+# -- tokenize (the planner/data-preparation side of issue 14) ------------------------------------
+
+def _register_tokenize(dsub) -> None:
+    p = dsub.add_parser(
+        "tokenize", help="tokenize a sweep's training pairs once into the memory-mapped cache jobs read",
+        description="Build the tokenized cache of SWEEP.yaml's data.source with its data.tokenizer (and "
+                    "train.reward_token), in this one process, with a progress bar. Run it once before a "
+                    "multi-rank job: the job's ranks then only map the cache (without it, rank 0 builds it "
+                    "while the others wait). Resumable (finished chunks are kept: run it again after an "
+                    "interruption) and atomic (the cache appears by rename when complete). A cache that "
+                    "already exists is reused. Its meta.json holds tokens_per_pair (usable as "
+                    "data.stats_file).",
+        epilog="examples:\n  wps data tokenize sweeps/worldpm.yaml\n  wps data tokenize sweeps/demo.yaml",
+        formatter_class=_RAW)
+    p.add_argument("sweep", help="sweep YAML whose data section to tokenize")
+    p.set_defaults(func=run_tokenize)
+
+
+def run_tokenize(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ..config import load_sweep
+    from ..data.tokenized import build_cache, cache_folder, is_built
+    from ..data.tokenizer import load_tokenizer
+
+    spec = load_sweep(args.sweep)
+    tok = load_tokenizer(spec.data.tokenizer)
+    reward_token = spec.train.reward_token
+    folder = cache_folder(spec.data.source, tok, reward_token)
+    existed = is_built(folder)
+    t0 = time.monotonic()
+    if not existed:
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("tokenizing pairs", total=None)
+            build_cache(spec.data.source, tok, reward_token=reward_token,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+    meta = json.loads((folder / "meta.json").read_text())
+    print(f"{'cache already built' if existed else f'tokenized in {time.monotonic() - t0:.1f} s'}: {folder}")
+    print(f"pairs {meta['pairs']:,}, tokens {meta.get('tokens', 0):,}, tokens per pair "
+          f"{meta.get('tokens_per_pair', float('nan')):.1f} (data.stats_file: {folder / 'meta.json'})")
+    return 0
