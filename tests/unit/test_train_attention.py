@@ -197,6 +197,47 @@ def test_flash_attn_gets_the_same_single_call(pairs, monkeypatch):
     assert torch.allclose(c, ref_c, atol=1e-5, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_cuda_flex_is_compiled_once_and_padded_to_its_bucket(pairs, monkeypatch):
+    import torch._dynamo
+
+    compiles, calls = [], []
+    real_compile = torch.compile
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def fake_compile(fn, **kw):  # the CUDA boundary: record flex's compile, run it eagerly
+        if fn is not flex_attention:  # (eager flex compiles its own internals)
+            return real_compile(fn, **kw)
+        compiles.append((fn.__name__, kw))
+
+        def run(q, k, v, **fkw):
+            calls.append((q.shape, k.shape, fkw))
+            return fn(q, k, v, **fkw)
+        return run
+
+    monkeypatch.setattr(attention, "_is_cuda", lambda t: True)
+    monkeypatch.setattr(attention, "_flex_compiled", None)
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
+    model = build_model(GQA, seed=2).eval()
+    b = collate(synthetic_pairs(6, vocab=96, seed=5, prompt_len=(20, 60), reply_len=(40, 120)), "shared_prompt")
+    T = b.input_ids.shape[1]
+    assert attention.bucket(T) > -(-T // attention.BLOCK) * attention.BLOCK  # a bucket longer than the blocks
+    with torch.no_grad():
+        with attention.use_backend("segments"):
+            ref_c, ref_r = model.rewards(b)
+        c, r = model.rewards(b)  # automatic: CUDA + prefixes → flex
+    assert compiles == [("flex_attention", {"dynamic": False})]  # one compiled function, static shapes
+    assert torch._dynamo.config.recompile_limit >= 64         # room for every length bucket
+    first = calls
+    assert all(q == (1, GQA.heads, attention.bucket(T), GQA.hidden // GQA.heads) for q, _, _ in first)
+    assert all(k[1] == GQA.kv_heads and kw["enable_gqa"] for _, k, kw in first)
+    assert len({id(kw["block_mask"]) for _, _, kw in first}) == 1  # one block mask for all layers
+    assert first[0][2]["block_mask"].seq_lengths == (attention.bucket(T),) * 2
+    assert len(calls) == GQA.layers
+    assert torch.allclose(c, ref_c, atol=1e-5, rtol=0) and torch.allclose(r, ref_r, atol=1e-5, rtol=0)
+
+
 def test_choice_by_device_dtype_and_collation(pairs, monkeypatch):
     packed = collate(pairs, "packed").segments
     shared = collate(pairs, "shared_prompt").segments
