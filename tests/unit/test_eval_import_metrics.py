@@ -98,3 +98,30 @@ def test_group_metadata_reaches_tokenized_pairs(tmp_path):
     assert tok.decode(hs.prompt.tolist()).count("<|im_start|>user\n") == 2
     rmb = sets["rmb_helpfulness"].pairs
     assert max(tok.decode(p.prompt.tolist()).count("<|im_start|>user\n") for p in rmb) == 3
+
+
+def test_label_sources_reach_the_report_style_section(tmp_path):
+    """The report's style section says how each set's markdown labels were obtained: RM-Bench's style
+    index, detection at import, a file's own columns, or detection at load."""
+    import json
+
+    from worldpm_scaling.analysis.report import Report, write_markdown
+    from worldpm_scaling.config import EvalSpec
+    from worldpm_scaling.data.eval_import import LABELS_DETECTED, LABELS_STYLE_INDEX, import_set
+    from worldpm_scaling.data.evals import LABELS_DETECTED as AT_LOAD
+    from worldpm_scaling.data.evals import LABELS_TRUE, label_sources
+
+    import_set("rmbench_chat", FIX / "rmbench" / "chat_filtered.json", tmp_path)
+    import_set("offsetbias", FIX / "offsetbias" / "biasbench.json", tmp_path)
+    row = {"prompt": "p", "chosen": "- a", "rejected": "b"}
+    (tmp_path / "helpsteer2.jsonl").write_text(json.dumps({**row, "chosen_markdown": True,
+                                                           "rejected_markdown": False}) + "\n")
+    (tmp_path / "rmb_helpfulness.jsonl").write_text(json.dumps(row) + "\n")
+    labels = label_sources(EvalSpec(dir=str(tmp_path)))
+    assert labels == {"rmbench_chat": LABELS_STYLE_INDEX, "offsetbias": LABELS_DETECTED,
+                      "helpsteer2": LABELS_TRUE, "rmb_helpfulness": AT_LOAD}
+    rep = Report(sweep="s", models=["tiny"], n_of={"tiny": 1e5})
+    phi = {"markdown": {"tiny": (np.array([64.0, 128.0]), np.array([0.2, 0.1]))}}
+    text = write_markdown(rep, tmp_path / "report.md", phi, labels).read_text()
+    style = text[text.index("## Style"):]
+    assert f"- rmbench_chat: {LABELS_STYLE_INDEX}" in style and f"- rmb_helpfulness: {AT_LOAD}" in style

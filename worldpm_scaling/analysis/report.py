@@ -156,8 +156,11 @@ def check_out_dir(out: Path) -> None:
 
 
 def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, level: float = 0.9,
-            include_unfinished: bool = False, figures: bool = True) -> Report:
-    """Fit, classify and report one sweep's tidy table into `out_dir` (figures/ unless `figures=False`)."""
+            include_unfinished: bool = False, figures: bool = True,
+            label_sources: dict[str, str] | None = None) -> Report:
+    """Fit, classify and report one sweep's tidy table into `out_dir` (figures/ unless `figures=False`).
+    `label_sources`: eval set → how its markdown labels were obtained (data.evals.label_sources), for the
+    style section."""
     if df.empty:
         raise AnalysisInputError("no runs to analyse (empty table)")
     if not 0 < level < 1:
@@ -296,7 +299,7 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
         rep.figures += plots.save(plots.gradnorm_figure(grad_series, rep.spikes, rep.emergences, n_of), figdir, "grad_norm")
     if figures and phi:
         rep.figures += plots.save(plots.style_figure(phi, n_of), figdir, "style_phi")
-    rep.report_path = write_markdown(rep, out / "report.md", phi)
+    rep.report_path = write_markdown(rep, out / "report.md", phi, label_sources)
     rep.json_path = write_json(rep, out / "report.json")
     return rep
 
@@ -399,7 +402,7 @@ def _tokens_per_pair(df: pd.DataFrame, model: str) -> float:
     return float((d.tokens / d.pairs).median()) if len(d) else 1.0
 
 
-def write_markdown(rep: Report, path: Path, phi: dict) -> Path:
+def write_markdown(rep: Report, path: Path, phi: dict, label_sources: dict[str, str] | None = None) -> Path:
     from .fits import IDENT_MAX_RATIO
     from .trends import TREND_LEVEL
 
@@ -490,6 +493,9 @@ def write_markdown(rep: Report, path: Path, phi: dict) -> Path:
         for feat, per in phi.items():
             for m, (x, y) in per.items():
                 L.append(f"| {feat} | {m} | {y[0]:+.3f} ({x[0]:.0f} pairs) | {y[-1]:+.3f} ({x[-1]:.0f} pairs) |")
+        if label_sources:
+            L += ["", "Markdown labels, per eval set (docs/eval_sets.md):", ""]
+            L += [f"- {s}: {src}" for s, src in label_sources.items()]
     if rep.figures:
         L += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in rep.figures if p.suffix == ".png"]
     if rep.notes:

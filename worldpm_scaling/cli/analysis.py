@@ -184,12 +184,14 @@ def run_analyze(args: argparse.Namespace) -> int:
     from ..analysis import load
     from ..analysis.report import analyze, check_out_dir
 
-    sweep, uri, experiment, cells = args.sweep, args.tracking_uri, None, None
+    sweep, uri, experiment, cells, labels = args.sweep, args.tracking_uri, None, None, None
     if sweep.endswith((".yaml", ".yml")):
         from ..config import load_sweep
+        from ..data.evals import label_sources
         from ..plan import plan
 
         spec = load_sweep(sweep)
+        labels = label_sources(spec.eval)  # how each set's markdown labels were obtained, for the style section
         sweep, experiment = spec.name, spec.tracking.experiment
         uri = uri or spec.tracking.uri
         cells = {r.cell_id for r in plan(spec).runs}  # only this version of the sweep
@@ -207,7 +209,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         if df.attrs.get("left_out"):
             print(f"note: left out {df.attrs['left_out']} run(s) of cells that are not in {args.sweep}'s current "
                   f"plan (an earlier version of the sweep)", file=sys.stderr)
-    rep = analyze(df, out, bootstrap=args.bootstrap, include_unfinished=args.include_unfinished)
+    rep = analyze(df, out, bootstrap=args.bootstrap, include_unfinished=args.include_unfinished, label_sources=labels)
     logged = None
     if not args.from_file and not args.no_log:
         from mlflow.tracking import MlflowClient

@@ -93,17 +93,30 @@ def markdown_label_source(path: Path, columns) -> str:
 
 
 def label_sources(eval_spec) -> dict[str, str]:
-    """set → how its markdown labels are obtained, for every set of the spec whose file is there."""
+    """set → how its markdown labels are obtained, for every set of the spec whose file is there: the
+    import record's statement, else whether the file has label columns (read from the Parquet schema or
+    the first JSONL row, not the whole file)."""
     out = {}
     for name, (_, paths) in registry(eval_spec).items():
         p = next((q for q in paths if q.is_file()), None)
         if p is None:
             continue
         try:
-            cols = read_pairs(p).columns
-        except ValueError:
-            continue
-        out[name] = markdown_label_source(p, cols)
+            meta = read_meta(p)
+            if meta and meta.get("markdown_labels"):
+                out[name] = str(meta["markdown_labels"])
+                continue
+            if p.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                cols = pq.ParquetFile(p).schema_arrow.names
+            else:
+                with open(p) as f:
+                    first = next((line for line in f if line.strip()), "{}")
+                cols = list(json.loads(first))
+            out[name] = markdown_label_source(p, cols)
+        except (ValueError, OSError) as e:  # a bad file is reported by `wps data evals`; say so here
+            out[name] = f"unknown (file unreadable: {e})"
     return out
 
 
