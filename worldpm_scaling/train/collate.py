@@ -9,8 +9,9 @@
   alone, and the prompt is computed once instead of twice.
 
 Packed modes come in two attention layouts: `segments` (default: one row, a segment list that
-`train.attention` turns into one SDPA call per sequence — no mask, no padding) and `mask` (rows of
-`row_len` tokens with a block-diagonal 4D mask: any attention backend runs it, at O(row²) cost).
+`train.attention` runs as one SDPA call per sequence on a CPU, or one varlen / FlexAttention call per
+layer on CUDA — no mask, no padding) and `mask` (rows of `row_len` tokens with a block-diagonal 4D
+mask: any attention backend runs it, at O(row²) cost).
 All of them give the same rewards for the same pairs (tests/unit/test_train_collate.py).
 """
 
