@@ -28,6 +28,7 @@ def test_report_finds_the_planted_shapes(tmp_path):
     # not pinned, so the joint fit is not identified and gives no frontier (it used to be drawn)
     assert not rep.joint_identified("adversarial") and "alpha interval" in rep.joint_caveats["adversarial"]
     assert rep.compute_fits["subjective"].ci["alpha"].contains(0.0)  # flat: no scaling with compute
+    assert "compute-optimal, joint" not in (tmp_path / "figures" / "loss_vs_compute.svg").read_text()
     head = rep.headline()
     assert "adversarial" in head and "emergent" in head and "emergence flags" in head
     for stem in ("loss_vs_pairs", "loss_vs_compute", "grad_norm", "style_phi"):
@@ -56,3 +57,6 @@ def test_grid_sweep_isoflop_report_and_figure(tmp_path):
     assert {"a", "b", "a_ci", "b_ci", "budgets", "points_used"} <= set(j)
     for ext in ("pdf", "svg", "png"):
         assert (tmp_path / "figures" / f"isoflop.{ext}").stat().st_size > 5000
+    # identified joint fit (planted α = β = 0.3): its compute-optimal line is drawn
+    assert rep.joint_identified("adversarial")
+    assert "compute-optimal, joint" in (tmp_path / "figures" / "loss_vs_compute.svg").read_text()

@@ -130,7 +130,7 @@ def test_failed_cell_and_missing_milestones_on_a_real_server(mlflow_server, tmp_
     from worldpm_scaling.track.mlflow_tracker import MlflowTracker
 
     sweep = unique_name("analysis-status")
-    syn = sweep_frame(steps=60, spike_at=None)
+    syn = sweep_frame(steps=200, spike_at=None)
     gone = syn.metric.str.startswith("eval/") & (syn.cell == "c2") & syn.pairs.isin([2.0 ** 9, 2.0 ** 10])
     syn = syn[~gone]
     tracker = MlflowTracker(mlflow_server.url, flush_every_s=0.2)

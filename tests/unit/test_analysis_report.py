@@ -9,7 +9,7 @@ from worldpm_scaling import names
 from worldpm_scaling.analysis import AnalysisInputError
 from worldpm_scaling.analysis.fits import ChinchillaFit
 from worldpm_scaling.analysis.load import ALL_COLUMNS, from_file, tidy
-from worldpm_scaling.analysis.report import analyze, joint_caveat
+from worldpm_scaling.analysis.report import analyze, joint_caveat, poor_fit_caveat
 
 pytestmark = pytest.mark.unit
 
@@ -150,3 +150,18 @@ def test_golden_report_of_the_synthetic_sweep(tmp_path):
             (GOLDEN / name).write_text(text)
     for name, text in got.items():
         assert text == (GOLDEN / name).read_text(), f"{name} differs from tests/golden/{name}"
+
+
+def test_poor_joint_fit_whose_frontier_runs_below_every_point_is_flagged():
+    from worldpm_scaling.analysis.fits import lower_envelope
+
+    N = np.repeat([1e5, 1e6, 1e7], 5)
+    D = np.tile(160 * 2.0 ** np.arange(9, 14), 3)
+    good = ChinchillaFit(E=0.2, A=20.0, B=4.0, alpha=0.35, beta=0.3, n=15)
+    L = good.predict(N, D)
+    env = lower_envelope([(6 * N[i:i + 5] * D[i:i + 5], L[i:i + 5]) for i in (0, 5, 10)])
+    assert poor_fit_caveat(good, N, D, L, *env) == ""  # measured = fitted: the optimum touches the points
+    # measured losses 30% above what the fit says everywhere (a fit that missed the data): flagged
+    note = poor_fit_caveat(good, N, D, L * 1.3, *lower_envelope([(6 * N[i:i + 5] * D[i:i + 5], 1.3 * L[i:i + 5])
+                                                                 for i in (0, 5, 10)]))
+    assert note.startswith("poor fit: its compute-optimal loss runs") and "below every measured point" in note

@@ -32,8 +32,10 @@ from .trends import Trend, classify
 MIN_FIT_POINTS = 3
 MIN_TREND_POINTS = 5
 POOR_FIT_MIN_GAP = 0.01
-"""A joint fit's compute-optimal loss more than max(this, 2 × its residual rms) below every measured
-envelope point is a poor fit: its frontier is not drawn."""
+POOR_FIT_RMS = 0.05
+"""A joint fit whose compute-optimal loss runs more than POOR_FIT_MIN_GAP below every measured envelope
+point, further than twice its residual rms or with a residual rms above POOR_FIT_RMS (5% in log loss),
+gives no frontier (poor_fit_caveat)."""
 
 
 @dataclass
@@ -247,11 +249,9 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
                 why = identification(j)
                 why += [w for w in joint_caveat(j, Ns, Ds, Ls).split("; ") if w and "at its bound" not in w]
                 if cat in frontier:
-                    rms = float(np.sqrt(np.mean((np.log(j.predict(Ns, Ds)) - np.log(Ls)) ** 2)))
-                    gap = frontier_gap(j, *frontier[cat])
-                    if gap > max(POOR_FIT_MIN_GAP, 2 * rms):
-                        why.append(f"poor fit: its compute-optimal loss runs {gap:.1%} below every measured "
-                                   f"point (residual rms {rms:.1%})")
+                    poor = poor_fit_caveat(j, Ns, Ds, Ls, *frontier[cat])
+                    if poor:
+                        why.append(poor)
                 rep.joint_caveats[cat] = "; ".join(why)
             except ValueError as e:
                 rep.notes.append(f"{cat} joint L(N, D): {e}")
@@ -381,6 +381,18 @@ def write_json(rep: Report, path: Path) -> Path:
     tmp.write_text(json.dumps(to_json(rep), indent=1, allow_nan=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def poor_fit_caveat(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarray, env_x: np.ndarray,
+                    env_y: np.ndarray) -> str:
+    """Non-empty when the joint fit's compute-optimal loss runs below every measured envelope point by
+    more than POOR_FIT_MIN_GAP and either the gap exceeds twice the fit's log residual rms or the fit
+    itself is poor (rms above POOR_FIT_RMS): a line drawn there claims a frontier no run comes near."""
+    rms = float(np.sqrt(np.mean((np.log(j.predict(N, D)) - np.log(L)) ** 2)))
+    gap = frontier_gap(j, env_x, env_y)
+    if gap > POOR_FIT_MIN_GAP and (gap > 2 * rms or rms > POOR_FIT_RMS):
+        return f"poor fit: its compute-optimal loss runs {gap:.1%} below every measured point (residual rms {rms:.1%})"
+    return ""
 
 
 def joint_caveat(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarray, *, min_share: float = 0.01) -> str:
