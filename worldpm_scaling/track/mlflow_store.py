@@ -23,6 +23,10 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_TAGS_PER_BATCH = 100
 DEFAULT_URI = "sqlite:///mlflow.db"
 ROLE_TAG = "wps.role"  # "sweep" (parent) or "cell" (child)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""The UI opens such an experiment on its model-training views (runs table, charts), not the GenAI
+overview an experiment without the tag gets."""
 
 
 def quiet_mlflow() -> None:
@@ -186,14 +190,14 @@ class Store:
             return exp.experiment_id
         if not create:
             return None
-        created = self.create_experiment_once(name)
+        created = self.create_experiment_once(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         return created if created is not None else self.client.get_experiment_by_name(name).experiment_id
 
-    def create_experiment_once(self, name: str) -> str | None:
+    def create_experiment_once(self, name: str, tags: Mapping[str, str] | None = None) -> str | None:
         """Create experiment `name`: its id if this call created it, None if it already existed (the
         unique name makes this MLflow's one atomic compare-and-set; sync.elect_run builds on it)."""
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, tags=dict(tags) if tags else None)
         except Exception:  # noqa: BLE001 — another job created it between our two calls
             if self.client.get_experiment_by_name(name) is None:
                 raise

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Mapping
 
 from mlflow.system_metrics.metrics.cpu_monitor import CPUMonitor
@@ -71,6 +72,11 @@ class RunSystemMetrics(SystemMetricsMonitor):
         self._logging_step = next_system_step(last)
         self.samples_logged = 0
         self.errors: list[str] = []
+        self.cpu_s = 0.0
+        """CPU seconds the sampling thread spent collecting and logging (for the overhead benchmark)."""
+        import psutil
+
+        psutil.cpu_percent()  # the first call only starts psutil's interval; the first sample is then real
 
     @property
     def gpu(self) -> bool:
@@ -83,12 +89,19 @@ class RunSystemMetrics(SystemMetricsMonitor):
         while not self._shutdown_event.is_set():
             taken = 0
             for _ in range(self.samples_before_logging):
-                self.collect_metrics()
-                taken += 1
+                c0 = time.thread_time()
+                try:
+                    self.collect_metrics()
+                    taken += 1
+                except Exception as e:  # noqa: BLE001 — e.g. a GPU that fell off the bus: keep training
+                    self.errors.append(repr(e)[:300])
+                self.cpu_s += time.thread_time() - c0
                 if self._shutdown_event.wait(self.sampling_interval):
                     break
             if taken:
+                c0 = time.thread_time()
                 self._publish_safely()
+                self.cpu_s += time.thread_time() - c0
 
     def _publish_safely(self) -> None:
         try:
