@@ -13,6 +13,7 @@ planner uses `params_non_embedding`, which is the same for both.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ class ModelShape:
     def head_dim(self) -> int:
         return self.hidden // self.heads
 
-    @property
+    @functools.cached_property  # a frozen shape's counts never change; the planner asks often
     def params_per_layer(self) -> int:
         """One decoder layer: q/k/v with bias, o without, SwiGLU MLP, two RMSNorms."""
         d, kv = self.hidden, self.kv_heads * self.head_dim
@@ -73,22 +74,22 @@ class ModelShape:
         norms = 2 * d
         return attention + mlp + norms
 
-    @property
+    @functools.cached_property  # a frozen shape's counts never change; the planner asks often
     def params_embedding(self) -> int:
         """Input embedding plus the LM head when it is a separate matrix."""
         emb = self.vocab * self.hidden
         return emb if self.tie_embeddings else 2 * emb
 
-    @property
+    @functools.cached_property  # a frozen shape's counts never change; the planner asks often
     def params_non_embedding(self) -> int:
         """N in C = 6·N·D: decoder layers and the final norm."""
         return self.layers * self.params_per_layer + self.hidden
 
-    @property
+    @functools.cached_property  # a frozen shape's counts never change; the planner asks often
     def params_total(self) -> int:
         return self.params_non_embedding + self.params_embedding
 
-    @property
+    @functools.cached_property  # a frozen shape's counts never change; the planner asks often
     def params_reward_model(self) -> int:
         """Parameters a reward model holds: embedding, decoder, and the WorldPM MLP head h→h→1."""
         head = self.hidden * self.hidden + self.hidden + self.hidden + 1

@@ -344,11 +344,14 @@ def eval_cost(model: ModelShape, spec: SweepSpec, *, gpus: int, micro: int, n_mi
 
 def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec, *,
               attention: bool = False, path: str = "",
-              fit: tuple[int, Memory] | None = None) -> tuple[CellCost, Resources]:
+              fit: tuple[int, Memory] | None = None, memo: dict | None = None) -> tuple[CellCost, Resources]:
     """Cost and resources of one run of `model` over `pairs` pairs evaluated `n_milestones` times.
 
-    `fit` is `min_gpus(model, spec)`, passed in when the caller has it already.
+    `fit` is `min_gpus(model, spec)`, passed in when the caller has it already; `memo` keeps what does
+    not depend on the data size (micro-batch, memory, evaluation, per GPU count) across the cells of
+    one plan.
     """
+    memo = {} if memo is None else memo
     train, cluster = spec.train, spec.cluster
     tpp = float(spec.data.tokens_per_pair or 0)
     tokens = pairs * tpp * train.epochs
@@ -366,16 +369,22 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
     steps = max(1, math.ceil(pairs * train.epochs / train.global_batch_pairs))
 
     def on(g: int) -> dict:
-        micro, mem = fit_micro(model, spec, g)
-        accum = max(1, math.ceil(_per_rank(train, g) / micro))
-        rate = g * dev.peak_flops * cluster.mfu
-        compute_s = train_flops / rate
-        comm_step = comm_bytes_per_step(model, train, gpus=g, zero_stage=zero, accum=accum)
-        comm_s = steps * comm_step / bandwidth_bytes_per_s(cluster, g)
-        eval_flops, eval_s = eval_cost(model, spec, gpus=g, micro=micro, n_milestones=n_milestones)
-        return {"gpus": g, "micro": micro, "mem": mem, "accum": accum, "compute_s": compute_s, "comm_s": comm_s,
-                "eval_flops": eval_flops, "eval_s": eval_s, "comm_step": comm_step,
-                "hours": (compute_s + comm_s + eval_s) / 3600.0}
+        key = (model.name, g)
+        if key not in memo:
+            micro, mem = fit_micro(model, spec, g)
+            accum = max(1, math.ceil(_per_rank(train, g) / micro))
+            comm_step = comm_bytes_per_step(model, train, gpus=g, zero_stage=zero, accum=accum)
+            ef, es = eval_cost(model, spec, gpus=g, micro=micro, n_milestones=1)
+            memo[key] = {"gpus": g, "micro": micro, "mem": mem, "accum": accum, "comm_step": comm_step,
+                         "bw": bandwidth_bytes_per_s(cluster, g), "eval_flops_1": ef, "eval_s_1": es,
+                         "rate": g * dev.peak_flops * cluster.mfu,
+                         "ckpt_s": checkpoint_seconds(model, train, cluster, g)}
+        c = dict(memo[key])
+        c["eval_flops"], c["eval_s"] = c["eval_flops_1"] * n_milestones, c["eval_s_1"] * n_milestones
+        c["compute_s"] = train_flops / c["rate"]
+        c["comm_s"] = steps * c["comm_step"] / c["bw"]
+        c["hours"] = (c["compute_s"] + c["comm_s"] + c["eval_s"]) / 3600.0
+        return c
 
     best = on(floor)
     if cluster.target_hours is not None and best["hours"] > cluster.target_hours:
@@ -384,7 +393,7 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
         best = next((c for c in tried if c["hours"] <= cluster.target_hours), min(tried, key=lambda c: c["hours"]))
     gpus, micro, accum, hours = best["gpus"], best["micro"], best["accum"], best["hours"]
     step_s = (best["compute_s"] + best["comm_s"]) / steps
-    ckpt_s = checkpoint_seconds(model, train, cluster, gpus)
+    ckpt_s = best["ckpt_s"]
     per_node = min(gpus, cluster.gpus_per_node)
     nodes = math.ceil(gpus / per_node)
     wall_minutes = hours * 60.0 * cluster.time_margin + 10.0  # start-up, checkpoint, eval slack
@@ -456,6 +465,7 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
     costs: list[CellCost] = []
     cache: dict[tuple[str, int, int], tuple[CellCost, Resources]] = {}
     fits: dict[str, tuple[int, Memory]] = {}
+    memo: dict = {}
     # Cell ids hash RunSpec.identity(); the parts every cell shares are serialised once.
     shared = {"sweep": canonical_json(spec.name), "data": canonical_json(to_plain(spec.data)),
               "train": canonical_json(to_plain(spec.train)), "eval": canonical_json(to_plain(spec.eval))}
@@ -465,7 +475,8 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
         if key not in cache:
             if model.name not in fits:
                 fits[model.name] = min_gpus(model, spec, path=f"models[{mi}]")
-            cache[key] = cost_cell(model, pairs, len(ms), spec, attention=attention, fit=fits[model.name])
+            cache[key] = cost_cell(model, pairs, len(ms), spec, attention=attention, fit=fits[model.name],
+                                   memo=memo)
         return cache[key]
 
     for mi, model in enumerate(spec.models):
