@@ -276,3 +276,17 @@ def check_base(shape: ModelShape) -> str | None:
     if diff:
         return f"{shape.name}: {folder / 'config.json'} disagrees with the catalogue shape: " + ", ".join(diff)
     return None
+
+
+def missing_bases(runs) -> dict[str, str]:
+    """Cell id → why its pretrained base cannot be loaded, for cells (anything with `cell_id` and
+    `model`, e.g. a plan's RunSpecs); each distinct folder's config.json is read once."""
+    why: dict[tuple, str | None] = {}
+    out = {}
+    for r in runs:
+        key = (r.model.name, r.model.path, r.model.init)
+        if key not in why:
+            why[key] = check_base(r.model)
+        if why[key]:
+            out[r.cell_id] = why[key]
+    return out

@@ -48,3 +48,18 @@ def test_console_script_and_module(repo):
     r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "plan", str(repo / "sweeps/demo.yaml"),
                         "--format", "json"], capture_output=True, text=True, check=True)
     assert json.loads(r.stdout)[0]["model"] == "tiny-xxs"
+
+
+def test_plan_shows_micro_batches_and_compute_comm_eval_hours(repo, capsys):
+    args = ["plan", str(repo / "sweeps/worldpm.yaml"), "--cluster", str(repo / "slurm/h100.yaml")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for needle in ("micro", "compute-h", "comm-h", "eval-h", "init"):
+        assert needle in out
+    assert main(args + ["--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by = {r["model"]: r for r in rows}
+    assert by["qwen2.5-72b"]["micro_batch_pairs"] >= 8 and by["qwen2.5-72b"]["comm_hours"] > 1
+    for r in rows:
+        assert r["hours"] == pytest.approx(r["compute_hours"] + r["comm_hours"] + r["eval_hours"], abs=1e-3)
+        assert r["step_seconds"] > 0 and r["checkpoint_seconds"] > 0

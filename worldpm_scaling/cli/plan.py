@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_sweep
     from ..plan import plan
 
-    from ..launch.submit import missing_bases
+    from ..models import missing_bases
 
     spec = load_sweep(args.sweep, cluster=args.cluster)
     p = plan(spec, attention=args.attention)
-    missing = missing_bases(p)
+    missing = missing_bases(p.runs)
     rows = p.rows()
     for r in rows:
         r["base_missing"] = missing.get(r["cell_id"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ClusterSpec, RunSpec
+from ..models import missing_bases
 from ..plan import Plan
 from .job import read_marker
 
@@ -69,21 +70,6 @@ def make_executor(kind: str, folder: Path, cluster: ClusterSpec, run: RunSpec):
     return ex
 
 
-def missing_bases(plan: Plan) -> dict[str, str]:
-    """Cell id → why its pretrained base cannot be loaded (reads each distinct folder's config.json)."""
-    from ..models import check_base
-
-    why: dict[tuple, str | None] = {}
-    out = {}
-    for r in plan.runs:
-        key = (r.model.name, r.model.path)
-        if key not in why:
-            why[key] = check_base(r.model)
-        if why[key]:
-            out[r.cell_id] = why[key]
-    return out
-
-
 class BaseCheckpointError(ValueError):
     """`wps launch` refuses: a cell's pretrained base folder is missing or is not its catalogue shape."""
 
@@ -105,7 +91,7 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False) ->
     todo, _ = pending_cells(plan)
     if not todo:
         return []
-    bad = missing_bases(plan)
+    bad = missing_bases(plan.runs)
     bad = {r.cell_id: bad[r.cell_id] for r in todo if r.cell_id in bad}
     if bad:  # before anything is submitted (or rendered): a job would die loading its base
         reasons = sorted(set(bad.values()))
