@@ -212,9 +212,9 @@ def test_fit_cli_chinchilla_not_identified_has_no_frontier(tmp_path, capsys):
     L = (0.2 + 20 * N ** -0.35 + 4 * D ** -0.3) * np.exp(rng.normal(0, 0.05, len(N)))
     p = tmp_path / "nd.csv"
     p.write_text("N,D,loss\n" + "\n".join(f"{a},{b},{c}" for a, b, c in zip(N, D, L)))
-    assert main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "40", "--json"]) == 0
+    assert main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["identified"] is False and out["frontier"] is None and out["not_identified"]
-    assert main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "40"]) == 0
+    assert main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20"]) == 0
     text = capsys.readouterr().out
     assert "not identified" in text and "no compute-optimal frontier" in text and "N_opt ∝" not in text
