@@ -112,3 +112,30 @@ def test_milestone_below_one_batch(tmp_path):
     p = write(tmp_path, BASE.replace("start_log2: 6", "start_log2: 4"))
     with pytest.raises(SpecError, match="less than one optimizer step"):
         load_sweep(p)
+
+
+@pytest.mark.parametrize("train,init_line,path,msg", [
+    ("micro_batch_pairs: fast", "", "train.micro_batch_pairs", "expected an integer"),
+    ("micro_batch_pairs: 0", "", "train.micro_batch_pairs", "must be > 0"),
+    ("micro_batch_pairs: 8", "init: scratch\n", "init", "'scratch' is not one of"),
+    ("micro_batch_pairs: 8", "", "models[1].init", "'warm' is not one of"),
+])
+def test_micro_auto_and_init_errors_name_the_field(tmp_path, train, init_line, path, msg):
+    text = BASE.replace("micro_batch_pairs: 8", train.split(": ", 1)[0] + ": " + train.split(": ", 1)[1])
+    if path == "models[1].init":
+        text = text.replace("models: [tiny-xs, tiny-s]", "models: [tiny-xs, {name: tiny-s, init: warm}]")
+    with pytest.raises(SpecError) as e:
+        load_sweep(write(tmp_path, text + init_line))
+    assert e.value.path == path and msg in str(e.value)
+
+
+def test_micro_auto_init_and_models_dir_parse(tmp_path, monkeypatch):
+    monkeypatch.delenv("WPS_MODELS_DIR", raising=False)
+    text = BASE.replace("micro_batch_pairs: 8", "micro_batch_pairs: auto").replace(
+        "models: [tiny-xs, tiny-s]", "models: [tiny-xs, {name: qwen2.5-7b, init: random}]")
+    spec = load_sweep(write(tmp_path, text + "init: random\ncluster: {models_dir: /m}\n"))
+    assert spec.train.micro_batch_pairs == "auto" and spec.init == "random"
+    assert spec.models[1].init == "random" and spec.models[1].base == "Qwen2.5-7B"
+    assert spec.cluster.models_dir == "/m"
+    monkeypatch.setenv("WPS_MODELS_DIR", "/mine")
+    assert load_sweep(write(tmp_path, text + "cluster: {models_dir: /m}\n")).cluster.models_dir == "/mine"

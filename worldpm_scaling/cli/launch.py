@@ -115,7 +115,11 @@ def _close(p, rows: list[dict]) -> None:
 def run_launch(args) -> int:
     from ..launch import launch, pending_cells
 
+    import sys
+
     p = _plan(args)
+    for w in p.warnings:  # e.g. a signal delay too short to save a checkpoint (docs/planner.md)
+        print(f"warning: {w}", file=sys.stderr)
     todo, done = pending_cells(p)
     if args.dry_run:
         for script in launch(p, executor=args.executor, dry_run=True):
