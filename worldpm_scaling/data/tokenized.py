@@ -140,7 +140,7 @@ def _exclusive(lock: Path):
 
 def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token: str = DEFAULT_REWARD_TOKEN,
                 chunk_pairs: int = CHUNK_PAIRS, progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """Tokenize `source` into its cache folder, once (no-op when it exists). Returns the folder.
+    """Tokenize `source` into its cache folder, once (no-op when it exists); docs/tokenization.md.
 
     Resumable: finished chunks of `chunk_pairs` pairs are kept in `.build-<key>/` and a restart skips
     them. Atomic: the folder appears by rename when complete. One process builds (a file lock);
