@@ -240,3 +240,46 @@ def test_lr_schedule_is_the_papers_by_default(tmp_path):
     lrs = [lr_at(s, 100, t) for s in range(100)]
     assert lrs[0] == pytest.approx(3e-7) and lrs[9] == pytest.approx(3e-6)
     assert all(v == 3e-6 for v in lrs[10:])  # constant after 10% warmup (arXiv 2505.10527 §2)
+
+
+@pytest.mark.parametrize("micro", [1, 8])
+def test_host_syncs_per_optimizer_step_do_not_grow_with_micro_batches(tmp_path, monkeypatch, micro):
+    """Per-micro-batch statistics stay on the device: ≤ 2 read-backs (Tensor.item/.cpu/.tolist/float)
+    per optimizer step from the trainer's own code, with 8 micro-batches a step as with 1."""
+    import os
+
+    import worldpm_scaling.train as train_pkg
+
+    pkg = os.path.dirname(train_pkg.__file__)
+    host_side = {os.path.join(pkg, "collate.py"), os.path.join(pkg, "attention.py")}  # CPU index building
+    counts = {"n": 0}
+    counting = {"on": False}
+
+    def wrap(name):
+        orig = getattr(torch.Tensor, name)
+
+        def f(self, *a, **kw):
+            if counting["on"]:
+                import sys
+
+                fr = sys._getframe(1)
+                if fr.f_code.co_filename.startswith(pkg) and fr.f_code.co_filename not in host_side:
+                    counts["n"] += 1
+            return orig(self, *a, **kw)
+        monkeypatch.setattr(torch.Tensor, name, f)
+
+    for name in ("item", "cpu", "tolist", "__float__"):
+        wrap(name)
+    run = run_for(tmp_path, pairs=32, global_batch_pairs=8, micro_batch_pairs=micro)
+    steps = []
+
+    def per_step(trainer, metrics):
+        steps.append(counts["n"])
+        counts["n"] = 0
+
+    t = Trainer(run, new_run(), train_pairs=data(32), eval_sets=[])
+    counting["on"] = True
+    t.fit(progress=per_step)
+    counting["on"] = False
+    assert len(steps) == 4
+    assert max(steps[1:]) <= 2, steps  # the first includes fit()'s one-off setup

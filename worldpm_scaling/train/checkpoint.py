@@ -6,8 +6,9 @@ job killed mid-write leaves either the old set or the new one, never a torn file
 does not match is refused with CheckpointCorruptError.
 
 DeepSpeed engines shard their state over ranks: there a checkpoint is a folder `step_XXXXXXXX.ds/`
-written by every rank into a temporary folder, given a `manifest.json` of sha256 per file by rank 0
-and renamed into place; loading verifies every file against the manifest first.
+written by every rank into a temporary folder, given a `manifest.json` of sha256 (and size) per
+file and renamed into place by rank 0; loading verifies every file against the manifest first. Both
+hashing passes are split over the ranks (`share`), so none serializes on rank 0 (`verify_sharded`).
 """
 
 from __future__ import annotations
@@ -83,12 +84,47 @@ def sharded_tmp(folder: str | Path, step: int) -> Path:
     return Path(folder) / f".step_{step:08d}.ds.tmp"
 
 
-def seal_sharded(folder: str | Path, step: int, *, keep: int) -> Path:
-    """Rank 0, after all ranks wrote into `sharded_tmp`: hash every file, rename into place, rotate."""
+def prepare_sharded_tmp(tmp: Path) -> None:
+    """Rank 0, before a sharded save: an empty temporary folder."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+
+
+def share(files: dict[str, int], rank: int, world: int) -> list[str]:
+    """The files (relative path → size) rank `rank` hashes: a deterministic size-balanced split
+    (largest first, each to the least-loaded rank), the same on every rank without communication."""
+    load = [0] * world
+    mine: list[str] = []
+    for rel, size in sorted(files.items(), key=lambda kv: (-kv[1], kv[0])):
+        r = min(range(world), key=lambda i: (load[i], i))
+        load[r] += size
+        if r == rank:
+            mine.append(rel)
+    return mine
+
+
+def hash_share(tmp: str | Path, rank: int, world: int) -> dict[str, str]:
+    """sha256 of this rank's share of the files under `tmp` (all ranks' shards already written)."""
+    tmp = Path(tmp)
+    files = {str(p.relative_to(tmp)): p.stat().st_size for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST}
+    return {rel: _sha256(tmp / rel) for rel in share(files, rank, world)}
+
+
+def seal_sharded(folder: str | Path, step: int, *, keep: int, digests: dict[str, str] | None = None) -> Path:
+    """Rank 0, after all ranks wrote into `sharded_tmp`: write the manifest, rename into place, rotate.
+
+    `digests`: sha256 per file, hashed by all ranks in parallel (`hash_share` + a gather); None
+    hashes every file here (one process)."""
     folder = Path(folder)
     tmp = sharded_tmp(folder, step)
-    files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+    if digests is None:
+        digests = hash_share(tmp, 0, 1)
+    on_disk = {str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST}
+    if on_disk != set(digests):
+        raise CheckpointCorruptError(f"{tmp}: files hashed {sorted(set(digests) ^ on_disk)} differ from those written")
+    sizes = {rel: (tmp / rel).stat().st_size for rel in digests}
+    (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": dict(sorted(digests.items())),
+                                            "sizes": sizes}, indent=1))
     final = folder / f"step_{step:08d}.ds"
     if final.exists():
         shutil.rmtree(final)
@@ -97,19 +133,33 @@ def seal_sharded(folder: str | Path, step: int, *, keep: int) -> Path:
     return final
 
 
-def verify_sharded(path: str | Path) -> None:
-    """Every file of a sharded checkpoint matches its manifest (else CheckpointCorruptError)."""
+def verify_sharded(path: str | Path, *, rank: int = 0, world: int = 1) -> None:
+    """This rank's share of a sharded checkpoint matches its manifest (else CheckpointCorruptError).
+
+    Integrity check: sha256 of every file, as at save time, but split over the ranks (`share`, the
+    same size-balanced split every rank computes alike), so a 72B checkpoint is hashed by all ranks
+    at once rather than serially by rank 0; together the ranks hash every byte, so the guarantee is
+    the full one (a torn, truncated or altered file anywhere is refused). Every rank also checks that
+    every listed file exists with its recorded size, a cheap stat that catches truncation before
+    the ranks' results are combined. The caller combines the ranks' verdicts (any failure fails all).
+    With world=1 it hashes everything."""
     p = Path(path)
     try:
         manifest = json.loads((p / MANIFEST).read_text())
     except (OSError, ValueError) as e:
         raise CheckpointCorruptError(f"{p}: no readable {MANIFEST} ({e})") from None
-    for rel, want in manifest["files"].items():
+    files: dict[str, str] = manifest["files"]
+    sizes: dict[str, int] = manifest.get("sizes") or {}
+    for rel in files:
         f = p / rel
         if not f.is_file():
             raise CheckpointCorruptError(f"{f}: listed in {p / MANIFEST} but missing")
-        if _sha256(f) != want:
-            raise CheckpointCorruptError(f"{f}: sha256 does not match {p / MANIFEST}")
+        if rel in sizes and f.stat().st_size != sizes[rel]:
+            raise CheckpointCorruptError(f"{f}: {f.stat().st_size} bytes, {p / MANIFEST} records {sizes[rel]}")
+    split = sizes if len(sizes) == len(files) else {rel: (p / rel).stat().st_size for rel in files}
+    for rel in share(split, rank, world):
+        if _sha256(p / rel) != files[rel]:
+            raise CheckpointCorruptError(f"{p / rel}: sha256 does not match {p / MANIFEST}")
 
 
 def list_checkpoints(folder: str | Path) -> list[Path]:

@@ -5,9 +5,18 @@ consumes pairs [k·B, (k+1)·B) of it (per rank), the LR is a pure function of k
 holds model, optimizer, counters, RNG states and the metrics of its step not yet logged, so a
 resumed run draws exactly the curve an uninterrupted one would have — and never logs a step twice.
 
-Signals: `checkpoint_now()` and `request_stop()` may be called from a signal handler in the main
-thread while `fit()` runs. A checkpoint is always of the last *completed* optimizer step: the model
-and optimizer only change inside the update, and a call that lands there is deferred to right after.
+Signals: `checkpoint_now()`, `request_stop()` and `request_preempt()` may be called from a signal
+handler in the main thread while `fit()` runs. A checkpoint is always of the last *completed*
+optimizer step: the model and optimizer only change inside the update, and a call that lands there is
+deferred to right after. With several ranks a request on any one rank reaches all of them at the
+next step boundary through one agreement collective (save / stop / preempt), so they save together.
+
+Host syncs: the per-micro-batch statistics (loss and accuracy sums) stay on the device; the loop
+reads them back once per optimizer step, after the cross-rank reduction (plus the grad norm the
+engine reports): two device→host syncs a step whatever the number of micro-batches.
+
+Distributed plumbing (device placement, the process group, agreement, teardown) lives in
+`distributed.py`; milestone evaluation, sharded over ranks, in `evaluation.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +25,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -29,10 +37,11 @@ import torch
 from .. import faults, names
 from ..config import RunSpec
 from ..data.pairs import TokenizedPair
-from ..style import style_phi
 from . import checkpoint as ckpt
+from . import distributed as dist
 from .collate import Batch, collate
 from .engine import DeepSpeedEngine, TorchEngine
+from .evaluation import EvalData, EvalResult, evaluate as sharded_evaluate
 from .model import RewardModel, bt_loss, build_model
 from .schedule import lr_at
 
@@ -53,31 +62,12 @@ class DataTooSmallError(ValueError):
 @dataclass
 class TrainResult:
     status: str
-    """FINISHED | FAILED | KILLED"""
+    """FINISHED | FAILED | KILLED | PREEMPTED (saved at a step boundary; the job should requeue)"""
     steps: int
     pairs_seen: int
     tokens_seen: int
     final_loss: float | None
     checkpoint: Path | None
-
-
-@dataclass
-class EvalData:
-    """One eval set as the trainer needs it (the data layer's EvalSet has the same fields)."""
-
-    name: str
-    category: str
-    pairs: list[TokenizedPair]
-
-
-def init_distributed() -> tuple[int, int]:
-    """(rank, world) from the torchrun/submitit environment; starts the process group if needed."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend, rank=rank, world_size=world)
-    return rank, world
 
 
 def flops_per_step(run: RunSpec, real_tokens: int, attn_units: int) -> float:
@@ -110,10 +100,12 @@ class Trainer:
                  layout: str = "segments"):
         self.run = run
         self.tracker = tracker_run
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.rank, self.world = init_distributed()
+        placement = dist.place(device)  # binds cuda:LOCAL_RANK before anything touches CUDA or the group
+        self.device, self.rank, self.world = placement.device, placement.rank, placement.world
+        self._placement, self._timeout = placement, dist.group_timeout(run)
+        self._owns_group = dist.init_group(placement, self._timeout)
         t = run.train
-        self.micro = t.micro_batch_pairs
+        self.micro = run.micro_batch_pairs  # the planner's choice (Resources) under `auto`
         self.per_rank_step = math.ceil(t.global_batch_pairs / self.world)
         self.total_steps = max(1, math.ceil(run.pairs * t.epochs / t.global_batch_pairs))
         self.row_len = t.pack_len or t.ctx_len
@@ -136,6 +128,7 @@ class Trainer:
         self._rng = None                        # RNG states at the last step boundary
         # signal plumbing
         self._stop = threading.Event()
+        self._preempt = threading.Event()
         self._in_update = False
         self._saving = False
         self._pending_ckpt = False
@@ -143,6 +136,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.resumed_from_step: int | None = None  # the checkpoint step _restore continued from
         self.engine = None
+        self.last_eval: EvalResult | None = None
 
     # -- setup ----------------------------------------------------------------------------------
     def _default_peak(self) -> float:
@@ -182,16 +176,24 @@ class Trainer:
         return self._eval_sets
 
     def _build(self) -> None:
+        """Model and engine, built where they train: under ZeRO-3 already partitioned, in the training
+        dtype (bf16 on GPUs); otherwise straight onto this rank's device. The plain torch engine keeps
+        fp32 weights (its optimizer's master copy) and trains under bf16 autocast on GPUs."""
         t = self.run.train
         if self.engine_kind == "deepspeed":
             from .deepspeed_config import deepspeed_config
 
             cfg = deepspeed_config(self.run, world_size=self.world, bf16=self._bf16())
             self._ds_config = cfg
-            model = build_model(self.run.model, head=t.head, seed=self.run.seed).to(self.device)
+            dtype = torch.bfloat16 if self._bf16() else torch.float32
+            zero3 = cfg if cfg["zero_optimization"]["stage"] == 3 else None
+            if zero3 is not None:
+                dist.init_deepspeed_comm(self._placement, self._timeout)
+            model = build_model(self.run.model, head=t.head, seed=self.run.seed, dtype=dtype, device=self.device,
+                                zero3_config=zero3)
             self.engine = DeepSpeedEngine(model, self.run, config=cfg)
         elif self.engine_kind == "torch":
-            model = build_model(self.run.model, head=t.head, seed=self.run.seed).to(self.device)
+            model = build_model(self.run.model, head=t.head, seed=self.run.seed, device=self.device)
             self.engine = TorchEngine(model, self.run, distributed=self.world > 1)
         else:
             raise ValueError(f"engine must be 'torch' or 'deepspeed', got {self.engine_kind!r}")
@@ -226,8 +228,7 @@ class Trainer:
                 "rng": self._rng or self._capture_rng()}
 
     def _barrier(self) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+        dist.barrier()
 
     def _flush_tracker(self, from_signal: bool = False) -> None:
         """Make every logged point durable (server or spool) before a checkpoint records it as logged:
@@ -253,14 +254,17 @@ class Trainer:
             else:
                 tmp = ckpt.sharded_tmp(self.ckpt_dir, self.step)
                 if self.rank == 0:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    tmp.mkdir(parents=True)
+                    ckpt.prepare_sharded_tmp(tmp)
                 self._barrier()
                 self.engine.save(tmp, self._meta())
                 self._barrier()
-                path = ckpt.seal_sharded(self.ckpt_dir, self.step, keep=keep) if self.rank == 0 else \
-                    self.ckpt_dir / f"step_{self.step:08d}.ds"
+                # every rank hashes its share of the files in parallel; rank 0 writes the manifest
+                digests = ckpt.hash_share(tmp, self.rank, self.world)
+                merged = {k: v for part in dist.all_gather_objects(digests) for k, v in part.items()}
+                path = ckpt.seal_sharded(self.ckpt_dir, self.step, keep=keep, digests=merged) if self.rank == 0 \
+                    else self.ckpt_dir / f"step_{self.step:08d}.ds"
                 self._barrier()
+            log.info("rank %d: checkpoint of step %d written (%s)", self.rank, self.step, path)
         finally:
             self._saving = False
         self._last_ckpt_time = time.monotonic()
@@ -272,7 +276,7 @@ class Trainer:
 
         Mid-update (or mid-save) the save is deferred to right after it and None is returned. Across
         several processes a save is collective, so it is always deferred to the next step boundary,
-        where the ranks agree on it."""
+        where the ranks agree on it (use `request_preempt()` there to also stop after it)."""
         if self.engine is None:
             return None
         if self._in_update or self._saving or self.world > 1:
@@ -283,6 +287,11 @@ class Trainer:
     def request_stop(self) -> None:
         """fit() checkpoints and returns KILLED at the next step boundary."""
         self._stop.set()
+
+    def request_preempt(self) -> None:
+        """fit() checkpoints at the next step boundary (every rank, the same step) and returns PREEMPTED:
+        the caller requeues the job. Safe from a signal handler; a request on any rank suffices."""
+        self._preempt.set()
 
     def _restore(self) -> None:
         path = ckpt.latest(self.ckpt_dir)
@@ -295,16 +304,13 @@ class Trainer:
                 f"{self.engine_kind} (train.zero_stage / world size changed?)")
         if sharded:
             err = ""
-            if self.rank == 0:
-                try:
-                    ckpt.verify_sharded(path)
-                except ckpt.CheckpointCorruptError as e:
-                    err = str(e)
-            flag = torch.tensor([1.0 if err else 0.0])
-            if self.world > 1:
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            if flag.item():
-                raise ckpt.CheckpointCorruptError(err or f"{path}: refused by rank 0's verification")
+            try:  # every rank verifies its share of the files, in parallel
+                ckpt.verify_sharded(path, rank=self.rank, world=self.world)
+            except ckpt.CheckpointCorruptError as e:
+                err = str(e)
+            errors = [e for e in dist.all_gather_objects(err) if e]
+            if errors:
+                raise ckpt.CheckpointCorruptError("; ".join(errors))
             st = self.engine.load(path)
         else:
             try:
@@ -335,42 +341,26 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
+    def _score(self, pairs: list[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        b = collate(pairs, self.run.train.collation, row_len=self.row_len, pad_id=self.pad_id,
+                    layout=self.layout).to(self.device)
+        with self._autocast():
+            c, r = self.engine.rewards(b) if self.engine_kind == "deepspeed" else self.model.rewards(b)
+        return c.float().cpu(), r.float().cpu()
+
+    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """BT loss/accuracy per eval set and per category, and style Phi per set."""
+        """BT loss/accuracy per eval set and per category, and style Phi per set; each rank scores
+        1/world of every set (evaluation.py). The whole result is kept in `last_eval`."""
         model = self.model
         was_training = model.training
         model.eval()
-        out: dict[str, float] = {}
-        per_cat: dict[str, list[tuple[float, float]]] = {}
-        chunk = max(self.micro, 16)
-        for es in self._evals():
-            if not es.pairs:
-                continue
-            rc, rr = [], []
-            for i in range(0, len(es.pairs), chunk):
-                b = collate(es.pairs[i:i + chunk], self.run.train.collation, row_len=self.row_len,
-                            pad_id=self.pad_id, layout=self.layout).to(self.device)
-                with self._autocast():
-                    c, r = self.engine.rewards(b) if self.engine_kind == "deepspeed" else model.rewards(b)
-                rc.append(c.float().cpu())
-                rr.append(r.float().cpu())
-            c, j = torch.cat(rc), torch.cat(rr)
-            loss, acc = bt_loss(c, j).mean().item(), (c > j).float().mean().item()
-            out[names.eval_loss(es.name)] = loss
-            out[names.eval_acc(es.name)] = acc
-            prefers = (c > j).tolist()
-            ph_len = style_phi(prefers, [len(p.chosen) for p in es.pairs], [len(p.rejected) for p in es.pairs])
-            ph_md = style_phi(prefers, [float(p.chosen_markdown) for p in es.pairs],
-                              [float(p.rejected_markdown) for p in es.pairs])
-            for feat, v in (("length", ph_len), ("markdown", ph_md)):
-                if math.isfinite(v):
-                    out[names.eval_phi(es.name, feat)] = v
-            per_cat.setdefault(es.category, []).append((loss, acc))
-        for cat, vals in per_cat.items():
-            out[names.eval_loss(cat)] = float(np.mean([v[0] for v in vals]))
-            out[names.eval_acc(cat)] = float(np.mean([v[1] for v in vals]))
-        model.train(was_training)
-        return out
+        try:
+            self.last_eval = sharded_evaluate(self._evals(), self._score, chunk=max(self.micro, 16),
+                                              rank=self.rank, world=self.world)
+        finally:
+            model.train(was_training)
+        return self.last_eval.metrics
 
     # -- the loop -------------------------------------------------------------------------------
     def _already_logged(self, step: int) -> bool:
@@ -395,7 +385,6 @@ class Trainer:
 
     def fit(self, progress: Callable[["Trainer", dict], None] | None = None) -> TrainResult:
         """Train to the pairs budget (resuming from the latest checkpoint), evaluating at milestones."""
-        t = self.run.train
         data = self._data()
         need = math.ceil(self.run.pairs / self.world)
         if len(data) < need:
@@ -407,39 +396,66 @@ class Trainer:
         self._evals()
         last = self.tracker.last_step() if self.rank == 0 else None
         self._logged_upto = max(x for x in (last, self._logged_upto, -1) if x is not None)
-        if self.world > 1:  # rank 0 holds the tracker; all ranks must skip (or run) the same evaluations
-            upto = torch.tensor([self._logged_upto], dtype=torch.int64)
-            torch.distributed.broadcast(upto, src=0)
-            self._logged_upto = int(upto.item())
+        # rank 0 holds the tracker; all ranks must skip (or run) the same evaluations
+        self._logged_upto = dist.broadcast_int(self._logged_upto, src=0)
         self._last_ckpt_time = time.monotonic()
         self._flush_pending()  # a checkpoint taken between an update and its logging
         self._rng = self._capture_rng()
         milestones = list(self.run.milestones)
+        self.model.train()
+        try:
+            status, last_loss = self._train_steps(data, milestones, progress)
+        except BaseException:
+            self.close(clean=False)
+            raise
+        path = self._save() if self.last_checkpoint_step() != self.step else self.last_checkpoint
+        if self.rank == 0:
+            self.tracker.flush()
+        self.close()
+        return TrainResult(status=status, steps=self.step, pairs_seen=self.pairs_seen,
+                           tokens_seen=self.tokens_seen, final_loss=last_loss, checkpoint=path)
+
+    def close(self, clean: bool = True) -> None:
+        """Tear down the engine and the process group this Trainer created (distributed.shutdown);
+        fit() calls it on its way out, so every rank leaves its collectives before the process exits."""
+        if self._owns_group:  # (a group of one that DeepSpeed started itself stays: it caches it globally)
+            dist.shutdown(getattr(self.engine, "engine", None), clean=clean)
+            self._owns_group = False
+
+    def _micro_steps(self, pairs: list[TokenizedPair]) -> tuple[torch.Tensor, list[int]]:
+        """Forward/backward over the step's micro-batches. Returns the (loss sum, correct) tensor, on
+        the device and not yet read back, and the host-side counts (pairs, real, capacity, attn)."""
+        t, n = self.run.train, len(pairs)
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct pairs
+        counts = [0, 0, 0, 0]
+        chunks = [pairs[i:i + self.micro] for i in range(0, n, self.micro)]
+        for k, chunk in enumerate(chunks):
+            last_micro = k == len(chunks) - 1
+            b = collate(chunk, t.collation, row_len=self.row_len, pad_id=self.pad_id,
+                        layout=self.layout).to(self.device)
+            with self.engine.micro_context(last_micro), self._autocast():
+                rc, rr = self.engine.rewards(b)
+                losses = bt_loss(rc.float(), rr.float())
+                self.engine.backward(losses.sum() / n, last_micro)
+            sums += torch.stack([losses.detach().sum().double(), (rc > rr).sum().double()])
+            for i, v in enumerate((b.pairs, b.real_tokens, b.capacity, attention_units(b))):
+                counts[i] += int(v)
+        return sums, counts
+
+    def _train_steps(self, data, milestones, progress) -> tuple[str, float | None]:
+        t = self.run.train
         last_loss = None
         status = "FINISHED"
-        self.model.train()
         while self.step < self.total_steps:
             if self._stop.is_set() and self.world == 1:  # several ranks stop together, below
                 status = "KILLED"
                 break
             t0 = time.perf_counter()
             pairs = self._step_pairs(data)
-            n = len(pairs)
-            stats = torch.zeros(6, dtype=torch.float64)  # loss sum, acc sum, pairs, real, capacity, attn
-            chunks = [pairs[i:i + self.micro] for i in range(0, n, self.micro)]
-            for k, chunk in enumerate(chunks):
-                last_micro = k == len(chunks) - 1
-                b = collate(chunk, t.collation, row_len=self.row_len, pad_id=self.pad_id,
-                            layout=self.layout).to(self.device)
-                with self.engine.micro_context(last_micro), self._autocast():
-                    rc, rr = self.engine.rewards(b)
-                    losses = bt_loss(rc.float(), rr.float())
-                    self.engine.backward(losses.sum() / n, last_micro)
-                stats += torch.tensor([losses.sum().item(), (rc > rr).sum().item(), b.pairs, b.real_tokens,
-                                       b.capacity, attention_units(b)], dtype=torch.float64)
-            if self.world > 1:
-                torch.distributed.all_reduce(stats)
-            loss_sum, acc_sum, n_all, real_all, cap_all, attn_all = stats.tolist()
+            sums, counts = self._micro_steps(pairs)
+            stats = torch.cat([sums, torch.tensor(counts, dtype=torch.float64).to(self.device)])
+            dist.all_reduce_sum(stats)
+            loss_sum, acc_sum, n_all, real_all, cap_all, attn_all = stats.tolist()  # the step's one read-back
             loss = loss_sum / n_all
 
             def allow(gn: float) -> bool:
@@ -494,26 +510,20 @@ class Trainer:
             due_steps = bool(t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0)
             due_time = bool(t.checkpoint_every_minutes and
                             time.monotonic() - self._last_ckpt_time >= 60 * t.checkpoint_every_minutes)
-            save_now, stop_now = self._agree(self._pending_ckpt or due_steps or due_time, self._stop.is_set())
+            preempt_here = self._preempt.is_set()
+            save_now, stop_now, preempt = dist.agree(self._pending_ckpt or due_steps or due_time or preempt_here,
+                                                     self._stop.is_set(), preempt_here)
             if save_now:
                 self._pending_ckpt = False
                 self._save()
+            if preempt:
+                log.warning("rank %d: preemption requested; saved step %d, stopping for requeue", self.rank, self.step)
+                status = "PREEMPTED"
+                break
             if stop_now and self.world > 1:
                 status = "KILLED"
                 break
-        path = self._save() if self.last_checkpoint_step() != self.step else self.last_checkpoint
-        if self.rank == 0:
-            self.tracker.flush()
-        return TrainResult(status=status, steps=self.step, pairs_seen=self.pairs_seen,
-                           tokens_seen=self.tokens_seen, final_loss=last_loss, checkpoint=path)
+        return status, last_loss
 
     def last_checkpoint_step(self) -> int | None:
         return ckpt.step_of(self.last_checkpoint) if self.last_checkpoint is not None else None
-
-    def _agree(self, save: bool, stop: bool) -> tuple[bool, bool]:
-        """Across ranks: save if any rank wants to (a signal, its clock), stop if any was asked to."""
-        if self.world == 1:
-            return save, stop
-        flags = torch.tensor([float(save), float(stop)])
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        return bool(flags[0]), bool(flags[1])

@@ -1,7 +1,7 @@
 """The reward model: a Qwen2 decoder and a scalar head on the last token of each reply.
 
-The head is WorldPM's released design, Linear(h, h) → ReLU → Linear(h, 1) (shared/notes/
-worldpm_paper.md; arXiv 2505.10527 §2 describes a scalar head on the final token), or a single
+The head is WorldPM's released design, Linear(h, h) → ReLU → Linear(h, 1) (docs/paper_constants.md,
+"Reward head"; arXiv 2505.10527 §2.1 describes a scalar head on the final token), or a single
 Linear(h, 1). The loss is Bradley–Terry: −log σ(r_chosen − r_rejected) (arXiv 2505.10527, §2).
 The chat template (Qwen, empty system prompt) is applied when pairs are tokenized (data layer), so
 the last token of each reply is `<|im_end|>`.
@@ -46,20 +46,99 @@ class RewardModel(nn.Module):
         return r[:b.pairs], r[b.pairs:]
 
 
-def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=torch.float32) -> RewardModel:
-    """Random init from the shape (seeded), or the base weights of a local checkpoint (`shape.path`)."""
+def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=torch.float32,
+                device: str | torch.device | None = None, zero3_config: dict | None = None) -> RewardModel:
+    """Random init from the shape (seeded), or the base weights of a local checkpoint (`shape.path`).
+
+    Built where it will train, in the training dtype: no rank ever holds the full fp32 model.
+    - `zero3_config` (a ZeRO-3 DeepSpeed config): created already partitioned. transformers'
+      `HfDeepSpeedConfig` is kept alive around the backbone's construction/`from_pretrained`, which
+      then runs under `deepspeed.zero.Init` (each rank allocates and loads only its partition); the
+      head is built under `deepspeed.zero.Init` too. The returned model keeps the HfDeepSpeedConfig
+      (`model.hf_ds_config`) alive for as long as the model lives, as transformers requires.
+    - otherwise: built directly on `device` (e.g. cuda:LOCAL_RANK) in `dtype`.
+    Random init is the same function of `seed` either way (`seeded_init` for the backbone, then the
+    head from a reseed), so a ZeRO-3 run starts from the weights a single process would.
+    """
+    import contextlib
+
     import transformers
 
+    if shape.init == "pretrained" and not shape.path:  # never train a paper size from random init by accident
+        raise ValueError(f"model {shape.name}: starts from the pretrained base {shape.base} but no folder is set "
+                         "(cluster.models_dir or $WPS_MODELS_DIR; docs/pretrained_bases.md)")
     impl = attention.register()
+    keep = None
+    if zero3_config is not None:
+        import deepspeed
+        from transformers.integrations import HfDeepSpeedConfig
+
+        keep = HfDeepSpeedConfig(zero3_config)  # must outlive construction (a weakref global in transformers)
+        place = contextlib.nullcontext()
+        # dtype from the config's bf16 flag (an explicit dtype= is misread on a CPU accelerator by
+        # DeepSpeed 0.19's operator precedence and becomes bf16)
+        head_ctx = deepspeed.zero.Init(config_dict_or_path=zero3_config)
+    else:
+        place = torch.device(device) if device is not None else contextlib.nullcontext()
+        head_ctx = contextlib.nullcontext()
     torch.manual_seed(seed)
     if shape.path:
+        kw = {"device_map": {"": torch.device(device)}} if (zero3_config is None and device is not None
+                                                           and torch.device(device).type == "cuda") else {}
         backbone = transformers.AutoModel.from_pretrained(shape.path, local_files_only=True, dtype=dtype,
-                                                          attn_implementation=impl)
+                                                          attn_implementation=impl, **kw)
     else:
         cfg = transformers.Qwen2Config(**shape.to_hf_config())
-        cfg._attn_implementation = impl
-        backbone = transformers.Qwen2Model(cfg).to(dtype)
-    return RewardModel(backbone, shape.hidden, head)
+        with place:
+            backbone = transformers.Qwen2Model._from_config(cfg, dtype=dtype, attn_implementation=impl)
+        seeded_init(backbone, std=cfg.initializer_range, seed=seed, partitioned=zero3_config is not None,
+                    padding_idx=cfg.pad_token_id)
+    torch.manual_seed(seed + 1)
+    with place, head_ctx:
+        model = RewardModel(backbone, shape.hidden, head)
+    if zero3_config is None:
+        model.head.to(dtype)
+    model.hf_ds_config = keep
+    if shape.path:  # an exported WorldPM-format folder brings its reward head too (train/export.py)
+        from .export import load_exported_head
+
+        load_exported_head(model, shape.path, head)
+    return model
+
+
+def seeded_init(backbone: nn.Module, *, std: float, seed: int, partitioned: bool = False,
+                padding_idx: int | None = None) -> None:
+    """Qwen2's init (weights N(0, std), biases 0, norms 1 — transformers' Qwen2 `_init_weights`) drawn
+    parameter by parameter from one CPU generator seeded with `seed`, so the values depend on the
+    seed only: not on the device, on how construction consumed the global RNG, or on whether the
+    model is ZeRO-3 partitioned (then each parameter is gathered, filled on rank 0 and re-partitioned)."""
+    g = torch.Generator().manual_seed(seed)
+    if partitioned:
+        import deepspeed
+
+        gather = lambda p: deepspeed.zero.GatheredParameters([p], modifier_rank=0)  # noqa: E731
+        writer = deepspeed.comm.get_rank() == 0
+    else:
+        import contextlib
+
+        gather = lambda p: contextlib.nullcontext()  # noqa: E731
+        writer = True
+    with torch.no_grad():
+        for name, p in backbone.named_parameters():
+            shape = tuple(getattr(p, "ds_shape", p.shape))  # a partitioned parameter's full shape
+            if not writer:
+                value = None
+            elif "norm" in name:
+                value = torch.ones(shape)
+            elif name.endswith(".bias"):
+                value = torch.zeros(shape)
+            else:
+                value = torch.randn(shape, generator=g) * std
+                if name.endswith("embed_tokens.weight") and padding_idx is not None:
+                    value[padding_idx] = 0
+            with gather(p):
+                if writer:
+                    p.data.copy_(value)
 
 
 def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
