@@ -51,6 +51,15 @@ class SynthConfig:
     """How a reply gives its answer: `context` = the value alone, so the key must be looked up in the
     prompt (cross-attention); `fact` = the reply states `key value` side by side, a fact to memorise
     (objective sets as knowledge: more keys = more facts)."""
+    answer_hops: int = 0
+    """0 = the answer is a fixed key→value table learned from the corpus (the recipe above). k ≥ 1 =
+    a compositional answer stated in the prompt: the prompt lists, in shuffled order, two chains of
+    k `x to y` facts over fresh names (bound anew in every pair) and asks about the first chain's
+    start; the preferred reply holds that chain's end, the other reply the distractor chain's end.
+    Only a model that follows k dependent lookups in context tells them apart, which needs depth
+    (each hop is one more attention step). `n_keys` is then unused; names come from `chain_names`."""
+    chain_names: int = 48
+    """Pool of entity names the in-prompt chains draw from (answer_hops ≥ 1; needs ≥ 2·(hops+1))."""
     quality_words: int = 256
     """Size of each of the good and bad marker-word sets."""
     quality_zipf: float = 1.5
@@ -101,6 +110,11 @@ class SynthConfig:
             raise bad("quality_margin", "must be ≥ 0")
         if self.n_keys < 2:
             raise bad("n_keys", "must be ≥ 2")
+        if self.answer_hops < 0:
+            raise bad("answer_hops", "must be ≥ 0")
+        if self.answer_hops and self.chain_names < 2 * (self.answer_hops + 1):
+            raise SynthConfigError(f"chain_names (--chain-names) must be ≥ 2·(answer_hops + 1) = "
+                                   f"{2 * (self.answer_hops + 1)}, got {self.chain_names}")
         if self.answer_form not in ("context", "fact"):
             raise bad("answer_form", "must be 'context' or 'fact'")
         for name in ("prompt_words", "reply_words", "long_extra_words"):
@@ -139,6 +153,8 @@ class Forum:
     keys: list[str] = field(default_factory=list)
     values: list[str] = field(default_factory=list)
     answer_of: dict[str, str] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+    """Entity names of the in-prompt chains (answer_hops ≥ 1)."""
     marker_cum: list[float] | None = None
     """Cumulative Zipf weights of the marker words (None = uniform)."""
 
@@ -155,6 +171,8 @@ class Forum:
         perm = list(range(cfg.n_keys))
         rng.shuffle(perm)
         f.answer_of = {k: f.values[perm[i]] for i, k in enumerate(f.keys)}
+        if cfg.answer_hops:  # drawn last, and only then: the hops-0 world is the same as before
+            f.names = _words(rng, cfg.chain_names, (2, 2), taken)
         if cfg.quality_zipf > 0:
             f.marker_cum = list(itertools.accumulate((i + 1) ** -cfg.quality_zipf for i in range(cfg.quality_words)))
         return f
@@ -192,6 +210,16 @@ class Forum:
         lines[-1] += "."  # both kinds end alike: the reward is read at the last token, where a different
         return "\n".join(lines)  # final token would hand a random-init model a markdown bias for free
 
+    def chain_prompt(self) -> tuple[str, str, str]:
+        """(prompt, right end, distractor end) of a k-hop in-prompt chain pair: two chains
+        a0→…→ak and d0→…→dk over distinct fresh names, their 2k facts shuffled, the question about a0."""
+        k = self.cfg.answer_hops
+        picked = self.rng.sample(self.names, 2 * (k + 1))
+        a, d = picked[:k + 1], picked[k + 1:]
+        facts = [f"{c[i]} to {c[i + 1]}" for c in (a, d) for i in range(k)]
+        self.rng.shuffle(facts)
+        return self.prompt(a[0]) + " notes: " + ", ".join(facts) + ".", a[-1], d[-1]
+
     def _quality_counts(self) -> tuple[tuple[int, int], tuple[int, int]]:
         m = self.cfg.quality_margin
         gc, bc = self.rng.randint(1, 3), self.rng.randint(0, 1)
@@ -219,6 +247,12 @@ class Forum:
             chosen = self.reply(good=gc, bad=bc, long=c_long, markdown=c_md)
             rejected = self.reply(good=gr, bad=br, long=not c_long, markdown=r_md)
             cs, rs = gc - bc, gr - br
+        elif kind == "answer" and self.cfg.answer_hops:
+            prompt, right, wrong = self.chain_prompt()
+            g, b = r.randint(0, 2), r.randint(0, 1)
+            chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=right)
+            rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md, value=wrong)
+            cs, rs = 1, 0
         elif kind == "answer":
             key = r.choice(self.keys)
             wrong = r.choice([v for v in self.values if v != self.answer_of[key]])
