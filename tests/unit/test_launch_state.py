@@ -18,8 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def demo(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     y = tmp_path / "demo.yaml"
-    y.write_text((ROOT / "sweeps" / "demo.yaml").read_text()
-                 + f"out_dir: {tmp_path / 'out'}\ntracking: {{backend: mlflow, uri: 'sqlite:///{tmp_path}/none.db'}}\n")
+    import yaml
+
+    d = yaml.safe_load((ROOT / "sweeps" / "demo.yaml").read_text())
+    d.update(out_dir=str(tmp_path / "out"), tracking={"backend": "mlflow", "uri": f"sqlite:///{tmp_path}/none.db"})
+    y.write_text(yaml.safe_dump(d))
     return plan(load_sweep(y))
 
 
