@@ -1,0 +1,318 @@
+"""Trained cells out as WorldPM-format reward models, and such models back in as sweep models.
+
+`export_cell` turns a cell's checkpoint — a plain `step_N.pt` or a DeepSpeed-sharded `step_N.ds/`
+(ZeRO 1–3 partitions gathered with DeepSpeed's own zero_to_fp32 utilities) — into a Hugging Face
+folder laid out like the released WorldPM models (QwenLM/WorldPM, Qwen/WorldPM-72B):
+
+    config.json              Qwen2 config + architectures [Qwen2ForRewardModel], auto_map → the
+                             modeling file, reward_head (mlp|linear), reward_token
+    modeling_worldpm.py      the model class (a copy of worldpm_modeling.py: torch + transformers only)
+    model*.safetensors       weights (`model.*` = the decoder, `score.*` = the head), sharded when large
+    tokenizer files          the cell's tokenizer with the chat template that renders a conversation
+                             exactly as the cell was trained on it, reward token included
+    wps_export.json          where it came from: sweep, cell id, step, pairs seen, source checkpoint
+
+so the README's usage code (AutoModel.from_pretrained(DIR, trust_remote_code=True),
+apply_chat_template(..., tokenize=False, add_generation_prompt=False), model(input_ids)[0]) scores it
+with nothing of this project installed. `load_exported_head` puts an exported head back on a sweep
+model, so a `models: [{path: EXPORTED}]` sweep fine-tunes the reward model rather than a fresh head.
+See docs/interop.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+
+MODELING_FILE = "modeling_worldpm.py"
+MODEL_CLASS = "Qwen2ForRewardModel"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class ExportError(ValueError):
+    """Bad export input: no such checkpoint/step, an output folder in the way, weights that are not a
+    reward model's, an exported head that does not match the sweep's; names the file or option."""
+
+
+def chat_template(reward_token: str) -> str:
+    """Qwen2.5's chat template (tools left out) with an empty system turn when the conversation has
+    none (its marker kept) and, when not asked for a generation prompt, the reward token after the last
+    turn: `<|im_end|>\\n<|endoftext|>` (reward_token endoftext, the release's) or `<|im_end|>` (im_end).
+    Renders `prompt_text(turns[:-1]) + reply_text(turns[-1])` of data/tokenizer.py exactly."""
+    from ..data.tokenizer import reply_suffix
+
+    suffix = reply_suffix(reward_token)[len("<|im_end|>"):].replace("\n", "\\n")
+    return ("{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\n<|im_end|>\\n' }}{%- endif %}"
+            "{%- for message in messages %}"
+            "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' }}"
+            "{%- if not loop.last or add_generation_prompt %}{{- '\\n' }}{%- endif %}"
+            "{%- endfor %}"
+            "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+            f"{{%- else %}}{{{{- '{suffix}' }}}}{{%- endif %}}")
+
+
+# -- reading a cell's checkpoint -----------------------------------------------------------------
+
+def find_checkpoint(ckpt_dir: Path, step: int | None) -> Path:
+    """The cell's checkpoint at `step` (None = the latest)."""
+    found = ckpt.list_checkpoints(ckpt_dir)
+    if not found:
+        raise ExportError(f"{ckpt_dir}: no checkpoint (has the cell been trained? `wps train` writes them here)")
+    if step is None:
+        return found[-1]
+    for p in found:
+        if ckpt.step_of(p) == step:
+            return p
+    raise ExportError(f"--step {step}: no checkpoint of that step in {ckpt_dir} "
+                      f"(steps there: {', '.join(str(ckpt.step_of(p)) for p in found)})")
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(RewardModel state dict in fp32, the checkpoint's progress metadata) from either kind."""
+    if path.is_dir():  # DeepSpeed: every rank's partition under <path>/state
+        ckpt.verify_sharded(path)
+        tag_dir = path / "state"
+        meta = {}
+        states = sorted(tag_dir.glob("*model_states.pt"))
+        if states:
+            client = torch.load(states[0], map_location="cpu", weights_only=False)
+            meta = {k: client.get(k) for k in ("step", "pairs_seen", "tokens_seen", "cell_id")}
+        if any(tag_dir.glob("*optim_states.pt")) and _zero_stage(client if states else {}) >= 1:
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+            sd = get_fp32_state_dict_from_zero_checkpoint(str(path), tag="state")
+        elif states:  # ZeRO 0: the module is whole in rank 0's model states
+            sd = client["module"]
+        else:
+            raise ExportError(f"{tag_dir}: no DeepSpeed model states in the checkpoint")
+        return {k: v.float() for k, v in sd.items()}, meta
+    st = ckpt.load(path)
+    return {k: v.float() for k, v in st["model"].items()}, {k: st.get(k) for k in ("step", "pairs_seen",
+                                                                                  "tokens_seen", "cell_id")}
+
+
+def _zero_stage(client: dict) -> int:
+    try:
+        return int(client["ds_config"]["zero_optimization"]["stage"])
+    except (KeyError, TypeError, ValueError):
+        return 1  # unknown: let zero_to_fp32 decide (it handles stages 1–3)
+
+
+def to_hf_keys(sd: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    """RewardModel keys (`backbone.*`, `head.*`) → the exported model's (`model.*`, `score.*`)."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("backbone."):
+            out["model." + k[len("backbone."):]] = v
+        elif k.startswith("head."):
+            out["score." + k[len("head."):]] = v
+        else:
+            raise ExportError(f"{where}: weight {k!r} is neither the decoder's (backbone.*) nor the head's (head.*)")
+    return out
+
+
+def head_kind(sd: dict[str, torch.Tensor]) -> str:
+    return "linear" if "head.weight" in sd or "score.weight" in sd else "mlp"
+
+
+# -- writing the folder --------------------------------------------------------------------------
+
+def _hf_config(run, head: str, tok_ids: dict):
+    import transformers
+
+    if run.model.path and (Path(run.model.path) / "config.json").is_file():
+        base = json.loads((Path(run.model.path) / "config.json").read_text())
+        for k in ("architectures", "auto_map", "reward_head", "reward_token", "transformers_version",
+                  "torch_dtype", "dtype"):
+            base.pop(k, None)
+        cfg = transformers.Qwen2Config(**{k: v for k, v in base.items() if k != "model_type"})
+    else:
+        cfg = transformers.Qwen2Config(**run.model.to_hf_config())
+    cfg.architectures = [MODEL_CLASS]
+    cfg.auto_map = {"AutoModel": f"{MODELING_FILE[:-3]}.{MODEL_CLASS}",
+                    "AutoModelForSequenceClassification": f"{MODELING_FILE[:-3]}.{MODEL_CLASS}"}
+    cfg.reward_head = head
+    cfg.reward_token = {"endoftext": "<|endoftext|>", "im_end": "<|im_end|>"}[run.train.reward_token]
+    cfg.pad_token_id, cfg.eos_token_id = tok_ids["pad"], tok_ids["eos"]
+    cfg.use_cache = False
+    return cfg
+
+
+def _tokenizer(run):
+    """The cell's tokenizer as a transformers tokenizer with the export's chat template."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    src = run.data.tokenizer
+    if src is None:
+        raise ExportError("data.tokenizer is not set in the sweep: the exported folder needs the cell's tokenizer")
+    p = Path(src)
+    if p.is_file():
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(p))
+    elif p.is_dir() and (p / "tokenizer_config.json").is_file():
+        tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+    elif p.is_dir() and (p / "tokenizer.json").is_file():
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(p / "tokenizer.json"))
+    else:
+        raise ExportError(f"data.tokenizer {src}: no tokenizer file or folder")
+    for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        i = tok.convert_tokens_to_ids(t)
+        if i is None or tok.convert_ids_to_tokens(i) != t:
+            raise ExportError(f"data.tokenizer {src}: lacks the chat special token {t}")
+    tok.pad_token, tok.eos_token = "<|endoftext|>", "<|im_end|>"
+    tok.chat_template = chat_template(run.train.reward_token)
+    return tok
+
+
+def prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ExportError(f"--out {out}: folder exists and is not empty (pass --force to replace it)")
+
+
+def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "bf16", force: bool = False,
+                max_shard_size: str | int = "5GB") -> Path:
+    """Write `run`'s checkpoint (at `step`, default the latest) as a WorldPM-format folder `out`.
+
+    The folder appears by rename when complete; an existing non-empty `out` is replaced only with
+    `force`. Returns the folder."""
+    from .worldpm_modeling import Qwen2ForRewardModel
+
+    if dtype not in DTYPES:
+        raise ExportError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    out = Path(out)
+    prepare_out(out, force)
+    src = find_checkpoint(Path(run.out_dir) / "checkpoints", step)
+    sd, meta = read_state_dict(src)
+    if meta.get("cell_id") not in (None, run.cell_id):
+        raise ExportError(f"{src}: belongs to cell {meta['cell_id']}, not {run.cell_id}")
+    head = head_kind(sd)
+    tok = _tokenizer(run)
+    cfg = _hf_config(run, head, {"pad": tok.convert_tokens_to_ids("<|endoftext|>"),
+                                 "eos": tok.convert_tokens_to_ids("<|im_end|>")})
+    weights = {k: v.to(DTYPES[dtype]) for k, v in to_hf_keys(sd, str(src)).items()}
+    with torch.device("meta"):
+        model = Qwen2ForRewardModel(cfg)
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    missing = [k for k in missing if not k.endswith("rotary_emb.inv_freq")]
+    if missing or unexpected:
+        raise ExportError(f"{src}: weights do not fit the {run.model.name} shape "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model = model.to(DTYPES[dtype])
+    cfg.dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
+    try:
+        model.save_pretrained(work, max_shard_size=max_shard_size, safe_serialization=True)
+        shutil.copyfile(Path(__file__).with_name("worldpm_modeling.py"), work / MODELING_FILE)
+        tok.save_pretrained(work)
+        (work / "wps_export.json").write_text(json.dumps({
+            "sweep": run.sweep, "cell_id": run.cell_id, "model": run.model.name, "step": ckpt.step_of(src),
+            "pairs_seen": meta.get("pairs_seen"), "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(src),
+            "dtype": dtype, "reward_head": head, "reward_token": run.train.reward_token}, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+# -- exported models back in ---------------------------------------------------------------------
+
+def is_exported(path: str | Path) -> bool:
+    """Whether `path` is a WorldPM-format reward model folder (its config names the reward class)."""
+    f = Path(path) / "config.json"
+    try:
+        cfg = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return False
+    return MODEL_CLASS in (cfg.get("architectures") or [])
+
+
+def _read_weights(folder: Path, prefix: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted({f for k, f in json.loads(index.read_text())["weight_map"].items() if k.startswith(prefix)})
+    else:
+        files = ["model.safetensors"]
+    out = {}
+    for f in files:
+        if not (folder / f).is_file():
+            raise ExportError(f"{folder / f}: weights file missing")
+        out.update({k: v for k, v in load_file(str(folder / f)).items() if k.startswith(prefix)})
+    return out
+
+
+def load_exported_head(model, path: str | Path, head: str) -> bool:
+    """Put the head of the exported folder `path` on `model` (a RewardModel) when `path` is one;
+    False (untouched) for a plain base checkpoint. A head of another kind than `train.head` is an
+    ExportError naming both."""
+    folder = Path(path)
+    if not is_exported(folder):
+        return False
+    cfg = json.loads((folder / "config.json").read_text())
+    kind = cfg.get("reward_head", "mlp")
+    if kind != head:
+        raise ExportError(f"{folder / 'config.json'}: reward_head {kind!r}, but the sweep's train.head is {head!r}")
+    sd = {k[len("score."):]: v for k, v in _read_weights(folder, "score.").items()}
+    if not sd:
+        raise ExportError(f"{folder}: no score.* (reward head) weights")
+    params = list(model.head.parameters())
+    if any(hasattr(q, "ds_id") for q in params):  # built partitioned under deepspeed.zero.Init (ZeRO-3)
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+            _set_head(model, sd, folder)
+    else:
+        _set_head(model, sd, folder)
+    return True
+
+
+def _set_head(model, sd: dict[str, torch.Tensor], folder: Path) -> None:
+    own = model.head.state_dict()
+    if set(own) != set(sd) or any(own[k].shape != sd[k].shape for k in own):
+        raise ExportError(f"{folder}: score.* weights {sorted((k, tuple(v.shape)) for k, v in sd.items())} do not "
+                          f"fit the sweep's head {sorted((k, tuple(v.shape)) for k, v in own.items())}")
+    with torch.no_grad():
+        for name, q in model.head.named_parameters():
+            q.copy_(sd[name].to(q.dtype))
+
+
+def project_rewards(run, conversations: list[list[dict]], *, step: int | None = None) -> list[float]:
+    """The rewards this project computes for `conversations` (each ending with the assistant turn to
+    score) from `run`'s checkpoint: its tokenization, collation and model — what an exported folder's
+    scores must equal."""
+    from ..data.pairs import TokenizedPair
+    from ..data.tokenizer import load_tokenizer, prompt_text, reply_text
+    from .collate import collate
+    from .model import build_model
+
+    import numpy as np
+
+    sd, _ = read_state_dict(find_checkpoint(Path(run.out_dir) / "checkpoints", step))
+    model = build_model(run.model, head=run.train.head, seed=run.seed)
+    model.load_state_dict(sd)
+    model.eval()
+    tok = load_tokenizer(run.data.tokenizer)
+    pairs = []
+    for i, conv in enumerate(conversations):
+        if not conv or conv[-1].get("role") != "assistant":
+            raise ExportError(f"conversation {i}: the last turn must be the assistant reply to score")
+        p = np.asarray(tok.encode(prompt_text(list(conv[:-1]))), dtype=np.int32)
+        r = np.asarray(tok.encode(reply_text(conv[-1]["content"], run.train.reward_token)), dtype=np.int32)
+        pairs.append(TokenizedPair(prompt=p, chosen=r, rejected=r, chosen_markdown=False, rejected_markdown=False))
+    with torch.no_grad():
+        b = collate(pairs, run.train.collation, row_len=run.train.pack_len or run.train.ctx_len, pad_id=tok.pad_id)
+        chosen, _ = model.rewards(b)
+    return chosen.tolist()
