@@ -80,3 +80,14 @@ def test_stackexchange_tokens_per_pair_reach_the_plan(qwen_tokenizer, tmp_path, 
     assert main(["plan", str(tmp_path / "se.yaml"), "--format", "json"]) == 0
     cells = json.loads(capsys.readouterr().out)
     assert cells[0]["tokens"] == pytest.approx(64 * tpp, abs=1)  # the plan prices the measured tokens per pair
+
+    # the same through the CLI: `wps data tokenize` builds the cache with the real tokenizer, its
+    # meta.json is a stats file, and it agrees with the sampled measurement
+    assert main(["data", "tokenize", str(tmp_path / "se.yaml")]) == 0
+    (meta,) = list((out / ".tokcache").glob("*/meta.json"))
+    assert json.loads(meta.read_text())["tokens_per_pair"] == pytest.approx(tpp)
+    sweep["data"]["stats_file"] = str(meta)
+    (tmp_path / "se2.yaml").write_text(yaml.safe_dump(sweep))
+    capsys.readouterr()
+    assert main(["plan", str(tmp_path / "se2.yaml"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["tokens"] == pytest.approx(64 * tpp, abs=1)
