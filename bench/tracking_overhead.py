@@ -17,6 +17,8 @@ sender thread (`time.thread_time()` around each `log_batch`), divided by the tra
 training time. The side-by-side wall ratios (median over adjacent block pairs) and the process-CPU
 comparison (all threads, so the sender included) are printed above it as cross-checks. The server
 runs at nice 10 (on a cluster it is another host; here it would otherwise take CPU from the loop).
+The tracked run also samples MLflow's system metrics (CPU, memory, disk, network; GPU where NVML
+exists) every --system-metrics-interval-s; that thread's CPU time counts in the attributable cost.
 The per-step variant is ~10-20× slower, so it runs few steps (reported per step). Ends with
 `tracking overhead: X.X%` (goal < 1%) and writes bench/results/tracking_overhead.{txt,json}.
 
@@ -99,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--flush-every-s", type=float, default=5.0)
+    ap.add_argument("--system-metrics-interval-s", type=float, default=1.0,
+                    help="MLflow system-metrics sampling on the tracked run (default 1 s: 10x the default "
+                         "tracking.system_metrics_interval_s, a worst case); 0 = off")
     ap.add_argument("--server-nice", type=int, default=10,
                     help="nice level of the local server (default 10): on a cluster it runs on another host, "
                          "here it shares 2 cores with the loop")
@@ -116,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     srv = MlflowServer(f"sqlite:///{tmp / 'mlflow.db'}", tmp / "artifacts", workers=1)
     srv.command = (lambda cmd=srv.command: lambda: ["nice", "-n", str(a.server_nice), *cmd()])()
     with srv:
-        tr = MlflowTracker(srv.url, spool_dir=tmp / "spool", flush_every_s=a.flush_every_s)
+        tr = MlflowTracker(srv.url, spool_dir=tmp / "spool", flush_every_s=a.flush_every_s,
+                           system_metrics=a.system_metrics_interval_s > 0,
+                           system_metrics_interval_s=a.system_metrics_interval_s or 10.0)
         parent = tr.start_sweep("bench-tracking")
         run = tr.start_cell("bench-tracking", "tracker", name="tracker", parent_run_id=parent.run_id)
         none_s, tracked_s, none_cpu, tracked_cpu = [], [], [], []
@@ -135,11 +142,16 @@ def main(argv: list[str] | None = None) -> int:
                 tracked_s.append(run_block(step, a.block_steps, timed_log, tracked_steps, cpu=tracked_cpu))
                 tracked_steps += a.block_steps
                 bar.advance(task)
+        mon = run._sysmon
         t0 = time.perf_counter()
         run.finish("FINISHED")
         finish_s = time.perf_counter() - t0
         sent = sum(len(tr.store.history(run.run_id, k)) for k in names.TRAIN_METRICS)
         assert sent == tracked_steps * len(names.TRAIN_METRICS), (sent, tracked_steps)
+        sys_samples = len(tr.store.history(run.run_id, "system/cpu_utilization_percentage")) if mon else 0
+        sys_keys = sorted(k for k in tr.store.client.get_run(run.run_id).data.metrics if k.startswith("system/"))
+        assert mon is None or sys_samples == mon.samples_logged > 0, (sys_samples, mon and mon.samples_logged)
+        sys_cpu = mon.cpu_s if mon else 0.0
 
         import mlflow
 
@@ -154,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             naive = run_block(step, a.naive_steps, naive_log)
         naive_none2 = run_block(step, a.naive_steps)
 
-    attributable = (in_loop[0] + run.stats["send_cpu_s"]) / (sum(tracked_s) - in_loop[0])
+    attributable = (in_loop[0] + run.stats["send_cpu_s"] + sys_cpu) / (sum(tracked_s) - in_loop[0])
     ratios = [t / n for t, n in zip(tracked_s, none_s)]
     ratios += [t / n for t, n in zip(tracked_s, none_s[1:])]  # each tracker block vs both neighbours
     overhead = statistics.median(ratios) - 1
@@ -175,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_overhead": cpu_overhead, "log_metrics_in_loop_s": in_loop[0], "sender": dict(run.stats),
         "attributable_overhead": attributable, "none_cpu_s": none_cpu, "tracked_cpu_s": tracked_cpu,
         "none_wall_s": none_s, "tracked_wall_s": tracked_s,
+        "system_metrics_interval_s": a.system_metrics_interval_s, "system_metrics_samples": sys_samples,
+        "system_metrics_keys": sys_keys, "system_metrics_thread_cpu_s": sys_cpu,
     }
     lines = [
         "tracking overhead benchmark (bench/tracking_overhead.py), one run, blocks alternating",
@@ -184,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  none                   {per_step['none_ms']:8.2f} ms/step (median block)",
         f"  tracker (this project) {per_step['tracker_ms']:8.2f} ms/step (median block); "
         f"{sent} points on the server, exact; finish() {finish_s:.2f} s",
+        f"  system metrics (MLflow's monitor) every {a.system_metrics_interval_s:g} s: {sys_samples} samples × "
+        f"{len(sys_keys)} keys on the server; sampling thread CPU {sys_cpu:.3f} s"
+        if a.system_metrics_interval_s > 0 else "  system metrics: off",
         f"  per-step log_metric    {per_step['per_step_log_metric_ms']:8.2f} ms/step vs "
         f"{per_step['none_around_per_step_ms']:.2f} ms/step without "
         f"(+{100 * result['per_step_log_metric_overhead']:.0f}%), {a.naive_steps} steps",
@@ -191,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         f"max {max(ratios):.3f}",
         f"  training-process CPU time, tracker vs none blocks (sender thread included): {100 * cpu_overhead:+.1f}%",
         f"  attributable: log_metrics in the loop {1e6 * in_loop[0] / tracked_steps:.1f} µs/step + sender thread "
-        f"CPU {run.stats['send_cpu_s']:.2f} s for {run.stats['requests']} requests = "
+        f"CPU {run.stats['send_cpu_s']:.2f} s for {run.stats['requests']} requests + system-metrics thread CPU "
+        f"{sys_cpu:.3f} s = "
         f"{100 * attributable:.2f}% of the tracked blocks' training time",
         f"  side by side, wall: median tracker/none block ratio − 1 = {100 * overhead:+.1f}% (noise ±10% here)",
         f"tracking overhead: {100 * attributable:.1f}%",
