@@ -42,13 +42,13 @@ EXPECTED = {
     "rmbench_math": (3 * 9 - 3, 3, {"empty reply": 3}),
     "rmbench_humanevalpack": (10 * 9, 10, {}),
     "offsetbias": (80, None, {}),
-    "rewardbench_llmbar": (6, 6, {"subset 'mt-bench-hard' is not LLMBar": 1,
+    "rewardbench_llmbar": (16, 16, {"subset 'mt-bench-hard' is not LLMBar": 1,
                                   "subset 'alpacaeval-easy' is not LLMBar": 1}),
     "ppe_mbpp_plus": (4 + 8 + 3, 3, {"conflict pair of equal correctness": 1,
                                      "model claude-3-haiku-20240307 excluded (WorldPM App. A.4)": 1,
                                      "all responses correct (no pair)": 1}),
-    "ppe_human_preference": (6, 6, {"winner 'tie'": 1, "winner 'tie (bothbad)'": 1}),
-    "helpsteer2": (5, 5, {"tie on helpfulness": 1, "prompt with a single response": 1}),
+    "ppe_human_preference": (16, 16, {"winner 'tie'": 1, "winner 'tie (bothbad)'": 1}),
+    "helpsteer2": (13, 13, {"tie on helpfulness": 1, "prompt with a single response": 1}),
     "rmb_helpfulness": (42, 8, {}),  # RMB pairs several answers to one query: 42 pairs share 8 prompts
 }
 for _s in ("ppe_mmlu_pro", "ppe_gpqa", "ppe_ifeval"):  # the haiku row counts outside MBPP-Plus
@@ -248,7 +248,7 @@ def test_cli_import_exit_codes_and_force(tmp_path, capsys):
     assert main(["data", "evals", "import", "rewardbench_llmbar", str(SOURCES["rewardbench_llmbar"]),
                  "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "6 pairs from 6 prompts" in text and "skipped 1: subset 'mt-bench-hard' is not LLMBar" in text
+    assert "16 pairs from 16 prompts" in text and "skipped 1: subset 'mt-bench-hard' is not LLMBar" in text
     before = (out / "rewardbench_llmbar.jsonl").read_text()
     (out / "rewardbench_llmbar.jsonl").write_text("mine\n")
     assert main(["data", "evals", "import", "rewardbench_llmbar", str(SOURCES["rewardbench_llmbar"]),
@@ -266,7 +266,7 @@ def test_cli_import_exit_codes_and_force(tmp_path, capsys):
     # the listing shows where each imported set came from
     assert main(["data", "evals", "--dir", str(out), "--format", "json"]) == 1
     rows = {r["set"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["rewardbench_llmbar"]["status"] == "found" and rows["rewardbench_llmbar"]["pairs"] == 6
+    assert rows["rewardbench_llmbar"]["status"] == "found" and rows["rewardbench_llmbar"]["pairs"] == 16
     assert rows["rewardbench_llmbar"]["source"].startswith("allenai/reward-bench")
     assert rows["rmbench_chat"]["status"] == "missing"
     # a sweep's listing still takes its options after the YAML (the `import` word is the only sub-command)

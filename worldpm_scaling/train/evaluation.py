@@ -26,6 +26,7 @@ from ..data.pairs import TokenizedPair
 from ..style import style_phi
 from . import distributed as dist
 from .model import bt_loss
+from .set_metrics import extra_metrics
 
 
 @dataclass
@@ -78,6 +79,7 @@ def set_metrics(s: SetScores) -> dict[str, float]:
     for feat, v in (("length", ph_len), ("markdown", ph_md)):
         if math.isfinite(v):
             out[names.eval_phi(s.data.name, feat)] = v
+    out.update(extra_metrics(s.data.name, pairs, c.tolist(), j.tolist()))  # RM-Bench hard/normal/easy, best-of-K
     return out
 
 
