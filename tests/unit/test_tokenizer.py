@@ -75,3 +75,23 @@ def test_cache_keys_on_the_reward_token(tmp_path):
     assert pa.chosen[-1] == tok.pad_id == tok.reward_id("endoftext")
     assert pb.chosen[-1] == tok.eos_id == tok.reward_id("im_end")
     assert len(pa.chosen) == len(pb.chosen) + 2  # "\n" and <|endoftext|>
+
+
+@pytest.mark.parametrize("reward_token", ["endoftext", "im_end"])
+def test_exported_chat_template_renders_the_training_format(reward_token):
+    """The template `wps export` writes renders prompt_text(turns[:-1]) + reply_text(last) exactly, so the
+    exported model reads the tokens the cell was trained on (rendered as transformers renders it)."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from worldpm_scaling.data.tokenizer import reply_text
+    from worldpm_scaling.train.export import chat_template
+
+    tpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(chat_template(reward_token))
+    convs = [[{"role": "system", "content": ""}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+             [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+              {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2\n\nmore"}]]
+    for conv in convs:
+        text = tpl.render(messages=conv, add_generation_prompt=False)
+        assert text == prompt_text(conv[:-1]) + reply_text(conv[-1]["content"], reward_token)
+        assert tpl.render(messages=conv[:-1], add_generation_prompt=True) == prompt_text(conv[:-1])
+    assert text.endswith("<|im_end|>\n<|endoftext|>" if reward_token == "endoftext" else "more<|im_end|>")
