@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
                "  wps export sweeps/demo.yaml --cell 0 --out exported/demo-0\n"
                "  wps export sweeps/demo.yaml --cell 3f9c2a --step 200 --dtype fp32 --out rm --force\n"
+               "  wps export sweeps/demo.yaml --cell 0 --out exported/demo-0 --register demo-rm   # + MLflow registry\n"
                "then: a sweep model {path: exported/demo-0} fine-tunes it (its head included)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="sweep YAML")
@@ -30,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.add_argument("--runs-dir", default=None, metavar="DIR",
                    help="the sweep's output folder if not its out_dir (as `wps train --out`)")
+    p.add_argument("--register", default=None, metavar="NAME",
+                   help="also log the folder to the cell's MLflow run (a logged model) and register it as a new "
+                        "version of registered model NAME (the runs table's Models column links it)")
+    p.add_argument("--uri", default=None,
+                   help="tracking URI for --register (default: the sweep's tracking.uri, else $MLFLOW_TRACKING_URI, "
+                        "else sqlite:///mlflow.db)")
     p.set_defaults(func=run)
 
 
@@ -52,4 +59,28 @@ def export(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     folder = export(args)
     print(f"exported {folder}")
+    if args.register:
+        v = register_export(args, folder)
+        print(f"registered {v.name} version {v.version} (run {v.run_id}, model {v.model_id})")
     return 0
+
+
+def register_export(args: argparse.Namespace, folder: Path):
+    """`--register NAME`: the exported folder onto the cell's run, as a version of model NAME."""
+    import dataclasses
+
+    from ..config import load_sweep
+    from ..plan import plan, select
+    from ..track.mlflow_store import TrackingError
+    from ..track.registry import register_exported_model
+    from . import CLIError
+
+    spec = load_sweep(args.sweep)
+    if args.runs_dir:
+        spec = dataclasses.replace(spec, out_dir=args.runs_dir)
+    run_spec = select(plan(spec), args.cell)
+    try:
+        return register_exported_model(args.uri or spec.tracking.uri, spec.tracking.experiment or spec.name,
+                                       run_spec.cell_id, folder, args.register, sweep=spec.name)
+    except TrackingError as e:
+        raise CLIError(f"--register: {e}") from e
