@@ -5,6 +5,8 @@ check that a resumed run loses and duplicates nothing.
 
     WPS_FAULT=<name>[:<nth>]     kill at the nth time (1-based, default 1) `point(name)` is reached
     WPS_FAULT_RANK=<r>           only on this rank (default: every rank)
+    WPS_FAULT_ACTION=stop        SIGSTOP instead of SIGKILL: the test holds the process there (and
+                                 later sends SIGCONT), e.g. to take the tracking server away mid-run
 
 Unset, `point` is one dictionary lookup. The names in use are listed in POINTS (docs/reliability.md
 says what each guards).
@@ -54,6 +56,7 @@ def point(name: str) -> None:
         return
     _seen[name] = _seen.get(name, 0) + 1
     if _seen[name] == nth:
-        sys.stderr.write(f"faults: SIGKILL at {name} (hit {nth})\n")
+        stop = os.environ.get("WPS_FAULT_ACTION") == "stop"
+        sys.stderr.write(f"faults: {'SIGSTOP' if stop else 'SIGKILL'} at {name} (hit {nth})\n")
         sys.stderr.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGSTOP if stop else signal.SIGKILL)

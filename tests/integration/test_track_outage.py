@@ -1,65 +1,91 @@
-"""Acceptance: the server goes away for 30 s in the middle of a run and comes back.
+"""Acceptance: the tracking server goes away for 60 s in the middle of a real training run.
 
-The job keeps training; its points go to the spool while the server is down and are replayed, in
-order, once it answers again. Afterwards every point is there exactly once and the run FINISHED.
+`wps train` (the real Trainer, tiny model) is held right after step 4 is logged (faults.py's stop
+action), the server is killed, and training goes on without it: every later point goes to the spool.
+The server comes back 60 s later; whatever the job did not replay itself before it ended, `wps sync`
+replays. Afterwards the MLflow run holds every step of every train and eval metric exactly once, with
+the values of an uninterrupted run on the same server (1e-6), and the run is FINISHED.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.fixtures.mlflow_server import REPO_ROOT, unique_name, worker_cmd
-from tests.integration.test_track_mlflow import assert_exact
-from worldpm_scaling.track import query
+from tests.conftest import subprocess_env
+from tests.fixtures.mlflow_server import unique_name
+from tests.integration.test_faults_trainer import (COMPARED, EVAL_KEYS, STEPS, histories, start_server, wps_train,
+                                                   write_sweep)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-OUTAGE_S = 30.0
+REPO = Path(__file__).resolve().parents[2]
+OUTAGE_S = 60.0
 
 
-def test_server_down_30s_mid_run_loses_and_duplicates_nothing(fresh_mlflow_server, tmp_path):
-    srv = fresh_mlflow_server
-    sweep = unique_name("outage")
-    steps = 2000
-    cmd = worker_cmd(uri=srv.url, sweep=sweep, cell="o", steps=steps, metrics=10, spool=tmp_path / "spool",
-                     sleep=0.04, flush_every_s=1.0)
-    log = open(tmp_path / "w.log", "w")
-    p = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+def _stopped(pid: int) -> bool:
     try:
-        # wait until the run exists and has points on the server, then pull the plug
-        deadline = time.monotonic() + 180
-        run = None
-        while time.monotonic() < deadline:
-            assert p.poll() is None, (tmp_path / "w.log").read_text()
-            run = query.find_cell_runs(srv.url, sweep).get("o")
-            if run is not None and (run.last_step or 0) >= 50:
-                break
-            time.sleep(0.5)
-        assert run is not None and run.last_step, "worker never reached the server"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def outage_server(tmp_path):
+    srv = start_server(tmp_path / "mlflow")
+    yield srv
+    srv.stop()
+
+
+def test_server_down_60s_mid_training_loses_and_duplicates_nothing(outage_server, synth_data, tmp_path):
+    srv = outage_server
+    ref_name, name = unique_name("outage-ref"), unique_name("outage")
+    r = wps_train(write_sweep(tmp_path / "ref.yaml", ref_name, synth_data, srv.url, tmp_path / "ref"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    _, want = histories(srv.url, ref_name, COMPARED + EVAL_KEYS)
+
+    sweep = write_sweep(tmp_path / "s.yaml", name, synth_data, srv.url, tmp_path / "out")
+    log = open(tmp_path / "train.log", "w")
+    p = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell", "0"], cwd=REPO,
+                         stdout=log, stderr=subprocess.STDOUT,
+                         env=subprocess_env(WPS_FAULT="train.after_log:4", WPS_FAULT_ACTION="stop"))
+    try:
+        end = time.monotonic() + 300
+        while not _stopped(p.pid):
+            assert p.poll() is None and time.monotonic() < end, (tmp_path / "train.log").read_text()[-3000:]
+            time.sleep(0.1)
         srv.kill()
         down_at = time.monotonic()
-        time.sleep(OUTAGE_S)
-        assert p.poll() is None, "the run ended during the outage; make it longer"
-        srv.start(wait_s=180)
+        os.kill(p.pid, signal.SIGCONT)  # steps 5… train while the server is away
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+        srv.start(wait_s=600)
         downtime = time.monotonic() - down_at
-        p.wait(600)
+        p.wait(300)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait(10)
         log.close()
-    text = (tmp_path / "w.log").read_text()
-    assert p.returncode == 0, text[-3000:]
-    assert "spooling" in text and "is back" in text  # it did go offline and came back
-    done = json.loads([line for line in text.splitlines() if '"event": "done"' in line][-1])
-    assert done["online"] is True
-    info = query.find_cell_runs(srv.url, sweep)["o"]
+    text = (tmp_path / "train.log").read_text()
+    assert p.returncode == 0 and f"FINISHED: {STEPS} steps" in text, text[-3000:]
+    assert "spooling" in text, "the job never noticed the outage"
+    spooled = sum(f.read_text().count("\n") for f in (tmp_path / "out").rglob("spool/*.jsonl"))
+    assert spooled >= 10 * (STEPS - 4), f"only {spooled} points went to the spool"
+    s = subprocess.run([sys.executable, "-m", "worldpm_scaling", "sync", str(tmp_path / "out"), "--uri", srv.url],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert s.returncode == 0, s.stdout[-2000:] + s.stderr[-2000:]
+
+    info, got = histories(srv.url, name, COMPARED + EVAL_KEYS)
     assert info.status == "FINISHED"
-    assert_exact(srv.url, info.run_id, steps, 10)
-    spooled = (tmp_path / "spool" / "cell-o.jsonl").read_text().count("\n")
-    assert spooled >= 10 * 20, "the outage should have spooled at least a few hundred points"
-    print(f"outage {downtime:.0f} s; {spooled} points spooled and replayed; exact")
+    for key in COMPARED:
+        assert [st for st, _ in got[key]] == list(range(1, STEPS + 1)), key
+    for key in COMPARED + EVAL_KEYS:
+        assert [st for st, _ in got[key]] == [st for st, _ in want[key]], key
+        assert max(abs(a - b) for (_, a), (_, b) in zip(got[key], want[key])) <= 1e-6, key
+    print(f"outage {downtime:.0f} s; {spooled} points spooled, replayed exactly")

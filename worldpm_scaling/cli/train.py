@@ -35,6 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 LOCK_NAME = ".wps-train.lock"
 
 
+def _show_trainer_log() -> None:
+    """The trainer's own lines (which checkpoint it resumed from, skipped batches) go to stderr as they
+    happen — a job killed right after its restore still said where it started."""
+    import logging
+
+    lg = logging.getLogger("worldpm_scaling.train.loop")
+    if not any(getattr(h, "_wps", False) for h in lg.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._wps = True
+        lg.addHandler(h)
+    lg.setLevel(min(lg.getEffectiveLevel(), logging.INFO))
+
+
 def _check_vocab(run_spec) -> None:
     """Token ids the model cannot embed fail here, named, not as an IndexError inside torch.embedding."""
     if run_spec.data.tokenizer is None:
@@ -102,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     log_cell_inputs(child, run_spec)  # training pairs and eval sets as MLflow dataset inputs
     trainer = Trainer(run_spec, child)
+    _show_trainer_log()
     print(f"cell {run_spec.cell_id}: {run_spec.model.name}, {run_spec.pairs:,} pairs, "
           f"{len(run_spec.milestones)} milestones, {run_spec.train.collation} collation → {run_spec.out_dir}")
 
@@ -119,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
             task = prog.add_task(run_spec.model.name, total=run_spec.pairs, loss="–")
 
             def show(tr, m):
+                if not trained and tr.resumed_from_step is not None:
+                    print(f"resuming from checkpoint step {tr.resumed_from_step} (first step trained now: "
+                          f"{tr.step})", flush=True)
                 trained.append(tr.step)
                 prog.update(task, completed=tr.pairs_seen, loss=f"{m[names.TRAIN_LOSS]:.4f}")
 
