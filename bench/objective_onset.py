@@ -56,8 +56,25 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
     t0 = time.perf_counter()
     Trainer(run_spec, run).fit()
     acc = [v for _, v in run.history(names.eval_acc("objective"))]
+    hist = {k: [v for _, v in run.history(k)] for k in (names.TRAIN_GRAD_NORM, names.TRAIN_LOSS, names.TRAIN_PAIRS_SEEN)}
     return {"model": model, "seed": seed, "milestones": list(run_spec.milestones), "objective_acc": acc,
-            "seconds": time.perf_counter() - t0}
+            "loss": {c: [v for _, v in run.history(names.eval_loss(c))] for c in names.CATEGORIES},
+            "grad_norm": hist[names.TRAIN_GRAD_NORM], "train_loss": hist[names.TRAIN_LOSS],
+            "pairs_seen": hist[names.TRAIN_PAIRS_SEEN], "seconds": time.perf_counter() - t0}
+
+
+def spike_line(r: dict) -> str:
+    """Grad-norm spikes and emergence flags (spike + train-loss drop) of one cell's run, with the
+    detector's defaults (worldpm_scaling/analysis/spikes.py), and where the objective was learned."""
+    from worldpm_scaling.analysis.spikes import detect_spikes, emergence_flags
+
+    spikes = detect_spikes(r["grad_norm"], pairs=r["pairs_seen"] or None)
+    flags = emergence_flags(spikes, r["train_loss"])
+    at = lambda s: f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}"  # noqa: E731
+    learned = next((m for m, a in zip(r["milestones"], r["objective_acc"]) if a >= LEARNED), None)
+    return (f"  {r['model']:9s} seed {r['seed']}: objective learned by {learned or '-'}; "
+            f"{len(spikes)} spikes" + (f" at pairs {', '.join(at(s) for s in spikes)}" if spikes else "")
+            + f"; {len(flags)} emergence flags" + (f" (drop {', '.join(f'{e.drop:.0%}' for e in flags)})" if flags else ""))
 
 
 def main() -> None:
@@ -115,7 +132,14 @@ def main() -> None:
         rs = [r for r in results if r["model"] == m]
         counts = [sum(r["objective_acc"][i] >= LEARNED for r in rs) for i in range(len(ms))]
         lines.append(f"  {m:9s} " + " ".join(f"2^{p.bit_length() - 1}:{c}" for p, c in zip(ms, counts)))
+    lines.append("eval loss by category at the first → last milestone (adversarial should fall, subjective stay ~0.69):")
+    for r in results:
+        lines.append(f"  {r['model']:9s} seed {r['seed']}: " + "  ".join(
+            f"{c} {r['loss'][c][0]:.3f}→{r['loss'][c][-1]:.3f}" for c in r["loss"]))
+    lines.append("train grad-norm spikes and emergence flags (spike + train-loss drop), detector defaults:")
+    lines += [spike_line(r) for r in results]
     text = "\n".join(lines) + "\n"
+    Path(args.out).with_suffix(".json").write_text(json.dumps(results))
     print(text)
     Path(args.out).write_text(text)
 
