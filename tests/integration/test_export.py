@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import subprocess_env
-from tests.fixtures.qwen_tokenizer import sweep_dict, tiny_qwen2_checkpoint
+from tests.fixtures.qwen_tokenizer import sweep_dict, trained_path_cell
 from worldpm_scaling import names
 from worldpm_scaling.cli import main
 from worldpm_scaling.config import load_sweep
@@ -144,17 +144,10 @@ def bt_losses(scores: list[float], counts: dict[str, int]) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A path: model trained 8 steps (plain torch), checkpoints at every 2nd step."""
-    from worldpm_scaling.data.synth import SynthConfig, write
-
-    tmp = tmp_path_factory.mktemp("export")
-    write(SynthConfig(pairs=120, seed=4, eval_pairs_per_set=8, questions_xml=5, vocab_size=600), tmp / "synth")
-    vocab = json.loads((tmp / "synth" / "tokenizer.json").read_text())["model"]["vocab"]
-    ck = tiny_qwen2_checkpoint(tmp / "Qwen2-tiny", tmp / "synth" / "tokenizer.json", vocab=len(vocab) + 8)
-    sweep = tmp / "cell.yaml"
-    sweep.write_text(yaml.safe_dump(sweep_dict("exp", ck, tmp / "synth", tmp / "runs", sets=SETS, ctx_len=512)))
-    assert main(["train", str(sweep), "--cell", "0"]) == 0
-    return tmp, ck, sweep
+    """A path: model trained 8 steps by `wps train` (killed after 5, resumed), checkpoints every 2nd step."""
+    cell = trained_path_cell(tmp_path_factory)
+    assert cell["resumed_rc"] == 0, cell["killed_log"]
+    return cell["tmp"], cell["base"], cell["sweep"]
 
 
 def test_export_scores_like_the_project_in_a_fresh_process(trained):

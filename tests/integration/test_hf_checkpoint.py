@@ -6,32 +6,26 @@ errors (exit 2)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from tests.conftest import subprocess_env
-from tests.fixtures.qwen_tokenizer import sweep_dict, tiny_qwen2_checkpoint
+from tests.fixtures.qwen_tokenizer import sweep_dict, trained_path_cell
 from worldpm_scaling.cli import main
 
 pytestmark = [pytest.mark.integration]
 
-REPO = Path(__file__).resolve().parents[2]
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory) -> dict:
+    return trained_path_cell(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> tuple[Path, Path]:
-    from worldpm_scaling.data.synth import SynthConfig, write
-
-    tmp = tmp_path_factory.mktemp("hf")
-    write(SynthConfig(pairs=120, seed=1, eval_pairs_per_set=8, questions_xml=5, vocab_size=600), tmp / "synth")
-    vocab = json.loads((tmp / "synth" / "tokenizer.json").read_text())["model"]["vocab"]
-    ck = tiny_qwen2_checkpoint(tmp / "Qwen2-tiny", tmp / "synth" / "tokenizer.json", vocab=len(vocab) + 8)
-    return tmp, ck
+def base(cell) -> tuple[Path, Path]:
+    return cell["tmp"], cell["base"]
 
 
 def _sweep(tmp: Path, ck: Path, name: str, out: str) -> Path:
@@ -44,33 +38,27 @@ def _model_state(ckpt_file: Path) -> dict:
     return torch.load(ckpt_file, map_location="cpu", weights_only=False)["model"]
 
 
-def test_sharded_checkpoint_plans_trains_and_resumes(base, capsys):
+def test_sharded_checkpoint_plans_trains_and_resumes(cell, capsys):
     from safetensors.torch import load_file
 
-    tmp, ck = base
+    ck, sweep, ckdir = cell["base"], cell["sweep"], cell["ckdir"]
     index = json.loads((ck / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) >= 2  # really sharded
-    sweep = _sweep(tmp, ck, "hfck", "runs")
 
     # the plan's shape and parameter count come from config.json
     assert main(["plan", str(sweep), "--format", "json"]) == 0
-    (cell,) = json.loads(capsys.readouterr().out)
+    (row,) = json.loads(capsys.readouterr().out)
     cfg = json.loads((ck / "config.json").read_text())
     d, inter, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     kv = cfg["num_key_value_heads"] * d // cfg["num_attention_heads"]
-    assert cell["params_non_embedding"] == L * ((d * d + d) + 2 * (d * kv + kv) + d * d + 3 * d * inter + 2 * d) + d
+    assert row["params_non_embedding"] == L * ((d * d + d) + 2 * (d * kv + kv) + d * d + 3 * d * inter + 2 * d) + d
 
-    # killed after update 5 (checkpoints at 2 and 4), then resumed to the end
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell", "0"], cwd=tmp,
-                       capture_output=True, text=True, timeout=600,
-                       env=subprocess_env(WPS_FAULT="train.after_update:5"))
-    assert r.returncode == -9, r.stderr[-2000:]
-    ckdir = next((tmp / "runs").rglob("checkpoints"))
-    assert sorted(p.name for p in ckdir.glob("*.pt")) == ["step_00000002.pt", "step_00000004.pt"]
-    assert main(["train", str(sweep), "--cell", "0"]) == 0
-    (meta,) = list((tmp / "runs").rglob("cell-*.meta.json"))
+    # `wps train` killed after update 5 (checkpoints at 2 and 4), then resumed to the end
+    assert cell["killed_rc"] == -9, cell["killed_log"]
+    assert cell["after_kill"] == ["step_00000002.pt", "step_00000004.pt"]
+    assert cell["resumed_rc"] == 0
+    (meta,) = list((cell["tmp"] / "runs").rglob("cell-*.meta.json"))
     assert json.loads(meta.read_text())["tags"]["resumed_from_step"] == "4"
-
     assert (ckdir / "step_00000008.pt").is_file()
 
     # it started from the checkpoint's weights: two small steps moved them a little, not to a fresh init
