@@ -22,8 +22,12 @@ from .model import RewardModel
 def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.Optimizer:
     """Adam(W) with weight decay on matrices only (biases, norms and the head's bias are not decayed)."""
     t = run.train
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+
+    def ndim(p):  # a ZeRO-3 parameter built partitioned is an empty 1-D shard: ask for its full shape
+        return len(getattr(p, "ds_shape", p.shape))
+
+    decay = [p for p in model.parameters() if ndim(p) >= 2]
+    no_decay = [p for p in model.parameters() if ndim(p) < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=t.lr, betas=t.betas, eps=t.eps)
