@@ -74,7 +74,10 @@ def _lock_cell(run_spec):
 
     out = Path(run_spec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / LOCK_NAME
+    # One lock per rank: the ranks of one multi-process job train the same cell together; what the
+    # lock refuses is a second job (a second rank 0, 1, …) on a cell that is already being trained.
+    rank = int(os.environ.get("RANK", "0"))
+    path = out / (LOCK_NAME if rank == 0 else f"{LOCK_NAME}.rank{rank}")
     f = open(path, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
