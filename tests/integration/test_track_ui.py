@@ -98,3 +98,34 @@ def test_wps_ui_help_teaches_postgresql():
     r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "ui", "--help"], capture_output=True, text=True,
                        cwd=REPO_ROOT, timeout=60)
     assert r.returncode == 0 and "postgresql://" in r.stdout and "examples:" in r.stdout
+
+
+def test_headless_chromium_shows_cells_datasets_models_and_category_curves(mlflow_server, tmp_path):
+    """A synthetic sweep logged with the project's tracker into a real `mlflow server`: headless
+    Chromium renders every cell run's name in the runs table with its dataset (name and digest) and
+    the registered model, and the chart view draws each cell's eval/<category>/loss against
+    train/pairs_seen with the values logged."""
+    shot = _screenshot_module()
+    sweep = unique_name("charts")
+    url, run_names, curves = shot.demo_sweep(mlflow_server.url, sweep, workdir=tmp_path, batch=512,
+                                             system_metrics=False)
+    parents = shot.parent_run_ids(url, sweep)
+    assert len(parents) == 1 and len(run_names) == 4
+    text = shot.capture_runs_table(url, run_names, tmp_path / "table.png",
+                                   state=shot.ui_state(expanded=parents, columns=shot.TABLE_COLUMNS),
+                                   expect=["eval/adversarial/loss", "Dataset", "Models"])
+    for n in run_names:
+        assert n in text
+    from worldpm_scaling.track.datasets import file_digest
+
+    digest, _ = file_digest(tmp_path / "data" / "demo" / "train.jsonl")
+    assert f"demo/train.jsonl ({digest})" in text and f"{sweep}-reward-model" in text
+    plots = shot.capture_charts(url, shot.CATEGORY_CHARTS, "train/pairs_seen", expanded=parents, traces=3,
+                                out=tmp_path / "charts.png")
+    assert [p["title"] for p in plots] == shot.CATEGORY_CHARTS
+    for p, key in zip(plots, shot.CATEGORY_CHARTS):
+        got = {t["name"]: (t["x"], t["y"]) for t in p["traces"]}
+        for cell in run_names[1:]:
+            xs, ys = zip(*curves[(cell, key)])
+            assert tuple(got[cell][0]) == xs and got[cell][1] == pytest.approx(list(ys)), (key, cell, got[cell])
+    assert (tmp_path / "table.png").stat().st_size > 10_000 and (tmp_path / "charts.png").stat().st_size > 10_000
