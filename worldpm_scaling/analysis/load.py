@@ -148,9 +148,10 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
             n = float(p["model.params_non_embedding"])
         except (KeyError, ValueError):
             raise AnalysisInputError(f"run {r.info.run_id} lacks param model.params_non_embedding") from None
+        # keys: not system/… (MLflow system metrics are numbered by sample, not by optimizer step)
         runs.append({"run_id": r.info.run_id, "sweep": sweep, "cell": r.data.tags["cell_id"],
                      "model": p.get("model.name", r.info.run_name), "N": n, "status": r.info.status,
-                     "keys": sorted(r.data.metrics)})
+                     "keys": sorted(k for k in r.data.metrics if not k.startswith("system/"))})
 
     def fetch(job):
         rid, key = job
