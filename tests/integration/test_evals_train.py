@@ -16,25 +16,11 @@ import yaml
 
 from worldpm_scaling import names
 from worldpm_scaling.cli import main
+from tests.fixtures.eval_sources import SOURCES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-FIX = REPO / "tests" / "fixtures" / "evals"
-SOURCES = {
-    "rmbench_chat": FIX / "rmbench" / "chat_filtered.json",
-    "rmbench_math": FIX / "rmbench" / "math_filtered.json",
-    "rmbench_humanevalpack": FIX / "rmbench" / "code_filtered.json",
-    "offsetbias": FIX / "offsetbias" / "biasbench.json",
-    "rewardbench_llmbar": FIX / "rewardbench" / "filtered.parquet",
-    "ppe_mbpp_plus": FIX / "ppe" / "mbpp_plus.parquet",
-    "ppe_mmlu_pro": FIX / "ppe" / "mmlu_pro.parquet",
-    "ppe_gpqa": FIX / "ppe" / "gpqa.parquet",
-    "ppe_ifeval": FIX / "ppe" / "ifeval.parquet",
-    "ppe_human_preference": FIX / "ppe" / "human_preference.parquet",
-    "helpsteer2": FIX / "helpsteer2" / "validation.jsonl.gz",
-    "rmb_helpfulness": FIX / "rmb" / "Pairwise_set" / "Helpfulness",
-}
 
 
 def wps(*args: str, cwd: Path, timeout: float = 500) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from worldpm_scaling.cli import main
+from tests.fixtures.eval_sources import SOURCES
 from worldpm_scaling.data import read_pairs
 from worldpm_scaling.data.eval_import import IMPORTERS, EvalImportError, build, import_set
 from worldpm_scaling.data.tokenizer import prompt_text
@@ -19,21 +20,6 @@ from worldpm_scaling.names import EVAL_SETS
 
 pytestmark = pytest.mark.unit
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "evals"
-SOURCES = {
-    "rmbench_chat": FIX / "rmbench" / "chat_filtered.json",
-    "rmbench_math": FIX / "rmbench" / "math_filtered.json",
-    "rmbench_humanevalpack": FIX / "rmbench" / "code_filtered.json",
-    "offsetbias": FIX / "offsetbias" / "biasbench.json",
-    "rewardbench_llmbar": FIX / "rewardbench" / "filtered.parquet",
-    "ppe_mbpp_plus": FIX / "ppe" / "mbpp_plus.parquet",
-    "ppe_mmlu_pro": FIX / "ppe" / "mmlu_pro.parquet",
-    "ppe_gpqa": FIX / "ppe" / "gpqa.parquet",
-    "ppe_ifeval": FIX / "ppe" / "ifeval.parquet",
-    "ppe_human_preference": FIX / "ppe" / "human_preference.parquet",
-    "helpsteer2": FIX / "helpsteer2" / "validation.jsonl.gz",
-    "rmb_helpfulness": FIX / "rmb" / "Pairwise_set" / "Helpfulness",
-}
 
 # set → (pairs, prompts, skipped reasons → count); derived by hand from the fixtures
 # (make_written.py's comments, the README's trims)
