@@ -5,7 +5,8 @@ The paper finds objective loss improves mainly for its largest model (arXiv 2505
 Fig. 1). This study trains every (size, seed) of the demo recipe on one synthetic forum with the
 in-memory tracker and records objective accuracy at each milestone, so the README's account of
 the demo's objective shape rests on a committed table, not on one run. One process per cell, one
-thread each, `--jobs` at a time. Writes bench/results/objective_onset.txt.
+thread each, `--jobs` at a time. Writes bench/results/objective_onset.txt (plus, per cell, category
+losses and grad-norm spikes / emergence flags) and the raw histories in objective_onset.json.
 
     python bench/objective_onset.py --models tiny-xxs tiny-xs tiny-s --seeds 0 1 2 3
 """
