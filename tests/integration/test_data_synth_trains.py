@@ -50,5 +50,6 @@ def test_synth_output_trains_and_its_evals_load_by_category(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "FINISHED" in r.stdout and "128 pairs" in r.stdout
     # the tokenized cache was built next to the pairs and is reused, not rebuilt
-    caches = list((data / ".tokcache").iterdir())
-    assert len([c for c in caches if not c.name.startswith(".")]) == 1
+    caches = [c for c in (data / ".tokcache").iterdir() if c.is_dir() and not c.name.startswith(".")]
+    assert len(caches) == 1
+    assert len((data / ".tokcache" / "builds.log").read_text().splitlines()) == 1  # one build, ever
