@@ -51,11 +51,14 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
     """Random init from the shape (seeded), or the base weights of a local checkpoint (`shape.path`).
 
     Built where it will train, in the training dtype: no rank ever holds the full fp32 model.
-    - `zero3_config` (a ZeRO-3 DeepSpeed config): created already partitioned. transformers'
-      `HfDeepSpeedConfig` is kept alive around the backbone's construction/`from_pretrained`, which
-      then runs under `deepspeed.zero.Init` (each rank allocates and loads only its partition); the
-      head is built under `deepspeed.zero.Init` too. The returned model keeps the HfDeepSpeedConfig
-      (`model.hf_ds_config`) alive for as long as the model lives, as transformers requires.
+    - `zero3_config` (a ZeRO-3 DeepSpeed config): created already partitioned, one parameter at a
+      time (`_build_zero3`): the backbone is laid out on the meta device, then each parameter is
+      materialised on rank 0 (its seeded init, or its tensor read alone from the checkpoint's
+      safetensors), broadcast and partitioned before the next one exists, so a rank's build peak is its
+      partition plus about one parameter. The head is built under `deepspeed.zero.Init`. The returned
+      model keeps a transformers `HfDeepSpeedConfig` (`model.hf_ds_config`) alive for as long as the
+      model lives, so transformers treats it as a ZeRO-3 model. A checkpoint without safetensors
+      weights is loaded by `from_pretrained` under `deepspeed.zero.Init` instead.
     - otherwise: built directly on `device` (e.g. cuda:LOCAL_RANK) in `dtype`.
     Random init is the same function of `seed` either way (`seeded_init` for the backbone, then the
     head from a reseed), so a ZeRO-3 run starts from the weights a single process would.
@@ -68,37 +71,37 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
         raise ValueError(f"model {shape.name}: starts from the pretrained base {shape.base} but no folder is set "
                          "(cluster.models_dir or $WPS_MODELS_DIR; docs/pretrained_bases.md)")
     impl = attention.register()
-    keep = None
-    if zero3_config is not None:
-        import deepspeed
-        from transformers.integrations import HfDeepSpeedConfig
+    if zero3_config is not None and (not shape.path or _safetensors_files(shape.path) is not None):
+        model = _build_zero3(shape, head=head, seed=seed, dtype=dtype, impl=impl, zero3_config=zero3_config)
+    else:
+        keep = None
+        if zero3_config is not None:  # a .bin checkpoint: transformers' own ZeRO-3 loading
+            import deepspeed
+            from transformers.integrations import HfDeepSpeedConfig
 
-        keep = HfDeepSpeedConfig(zero3_config)  # must outlive construction (a weakref global in transformers)
-        place = contextlib.nullcontext()
-        # dtype from the config's bf16 flag (an explicit dtype= is misread on a CPU accelerator by
-        # DeepSpeed 0.19's operator precedence and becomes bf16)
-        head_ctx = deepspeed.zero.Init(config_dict_or_path=zero3_config)
-    else:
-        place = torch.device(device) if device is not None else contextlib.nullcontext()
-        head_ctx = contextlib.nullcontext()
-    torch.manual_seed(seed)
-    if shape.path:
-        kw = {"device_map": {"": torch.device(device)}} if (zero3_config is None and device is not None
-                                                           and torch.device(device).type == "cuda") else {}
-        backbone = transformers.AutoModel.from_pretrained(shape.path, local_files_only=True, dtype=dtype,
-                                                          attn_implementation=impl, **kw)
-    else:
-        cfg = transformers.Qwen2Config(**shape.to_hf_config())
-        with place:
-            backbone = transformers.Qwen2Model._from_config(cfg, dtype=dtype, attn_implementation=impl)
-        seeded_init(backbone, std=cfg.initializer_range, seed=seed, partitioned=zero3_config is not None,
-                    padding_idx=cfg.pad_token_id)
-    torch.manual_seed(seed + 1)
-    with place, head_ctx:
-        model = RewardModel(backbone, shape.hidden, head)
-    if zero3_config is None:
-        model.head.to(dtype)
-    model.hf_ds_config = keep
+            keep = HfDeepSpeedConfig(zero3_config)  # must outlive construction (a weakref global in transformers)
+            place = contextlib.nullcontext()
+            head_ctx = deepspeed.zero.Init(config_dict_or_path=zero3_config)
+        else:
+            place = torch.device(device) if device is not None else contextlib.nullcontext()
+            head_ctx = contextlib.nullcontext()
+        torch.manual_seed(seed)
+        if shape.path:
+            kw = {"device_map": {"": torch.device(device)}} if (zero3_config is None and device is not None
+                                                               and torch.device(device).type == "cuda") else {}
+            backbone = transformers.AutoModel.from_pretrained(shape.path, local_files_only=True, dtype=dtype,
+                                                              attn_implementation=impl, **kw)
+        else:
+            cfg = transformers.Qwen2Config(**shape.to_hf_config())
+            with place:
+                backbone = transformers.Qwen2Model._from_config(cfg, dtype=dtype, attn_implementation=impl)
+            seeded_init(backbone, std=cfg.initializer_range, seed=seed, padding_idx=cfg.pad_token_id)
+        torch.manual_seed(seed + 1)
+        with place, head_ctx:
+            model = RewardModel(backbone, shape.hidden, head)
+        if zero3_config is None:
+            model.head.to(dtype)
+        model.hf_ds_config = keep
     if shape.path:  # an exported WorldPM-format folder brings its reward head too (train/export.py)
         from .export import load_exported_head
 
@@ -106,39 +109,182 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
     return model
 
 
-def seeded_init(backbone: nn.Module, *, std: float, seed: int, partitioned: bool = False,
-                padding_idx: int | None = None) -> None:
+def _build_zero3(shape: ModelShape, *, head: str, seed: int, dtype, impl: str, zero3_config: dict) -> RewardModel:
+    """The reward model created partitioned, parameter by parameter (see `build_model`). Rank 0 makes
+    each value (the same draws, in the same order, as `seeded_init`, or the checkpoint's tensor cast to
+    `dtype`); DeepSpeed's conversion broadcasts it from rank 0 and keeps only this rank's partition."""
+    import deepspeed
+    import transformers
+    from deepspeed.accelerator import get_accelerator
+    from transformers.integrations import HfDeepSpeedConfig
+
+    if shape.path:
+        cfg = transformers.AutoConfig.from_pretrained(shape.path, local_files_only=True)
+        cls = transformers.AutoModel._model_mapping[type(cfg)]
+    else:
+        cfg = transformers.Qwen2Config(**shape.to_hf_config())
+        cls = transformers.Qwen2Model
+    cfg._attn_implementation = impl
+    with torch.device("meta"):  # shapes only: no memory, no init
+        backbone = cls(cfg)
+    rotary = getattr(backbone, "rotary_emb", None)
+    if rotary is not None:  # its buffers (inv_freq) are computed, not loaded: build them for real, where
+        with torch.device(get_accelerator().current_device_name()):  # zero.Init would have (cuda:LOCAL_RANK)
+            backbone.rotary_emb = type(rotary)(config=cfg)
+    keep = HfDeepSpeedConfig(zero3_config)  # must outlive the model (a weakref global in transformers)
+    torch.manual_seed(seed + 1)
+    # dtype from the config's bf16 flag (an explicit dtype= is misread on a CPU accelerator by
+    # DeepSpeed 0.19's operator precedence and becomes bf16)
+    with deepspeed.zero.Init(config_dict_or_path=zero3_config):
+        model = RewardModel(torch.nn.Identity(), shape.hidden, head)
+    model.backbone = backbone  # (the attribute keeps its place: named_parameters still starts with it)
+    anchor = next(model.head.parameters())  # a ZeRO-3 parameter: its conversion partitions the others
+    writer = deepspeed.comm.get_rank() == 0
+    trim, freed = _malloc_trim(), 0
+    values = (_CheckpointReader(shape.path) if shape.path else
+              _SeededValues(std=cfg.initializer_range, seed=seed, padding_idx=cfg.pad_token_id))
+    with torch.no_grad(), values:
+        for mod_name, mod in backbone.named_modules():
+            for p_name, p in list(mod.named_parameters(recurse=False)):
+                name = f"{mod_name}.{p_name}" if mod_name else p_name
+                size = tuple(p.shape)
+                freed += p.numel() * p.element_size()
+                value = values(name, size) if writer else None
+                # the other ranks receive rank 0's value by broadcast into this buffer
+                t = value.to(dtype) if writer else torch.empty(size, dtype=dtype)
+                del value
+                q = torch.nn.Parameter(t, requires_grad=p.requires_grad)
+                del t
+                setattr(mod, p_name, q)
+                anchor.convert_to_zero_parameters([q])
+                del q
+                if freed >= 64 << 20:  # give the full-size transients back (every 64 MiB: trimming is slow)
+                    trim()
+                    freed = 0
+    left = [n for n, t in [*backbone.named_parameters(), *backbone.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"model {shape.name}: tensors left unmaterialised after the ZeRO-3 build: {left[:5]}")
+    model.hf_ds_config = keep
+    return model
+
+
+def _malloc_trim():
+    """glibc's malloc_trim(0) (returns freed heap pages to the OS), or a no-op where there is none. Without
+    it the freed full-size transients stay in the heap, fragmented between the kept partitions."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: fn(0)
+
+
+class _SeededValues:
+    """`seeded_init`'s values, one parameter at a time, in named_parameters order."""
+
+    def __init__(self, *, std: float, seed: int, padding_idx: int | None):
+        self.std, self.padding_idx = std, padding_idx
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, name: str, shape: tuple) -> torch.Tensor:
+        return _seeded_value(name, shape, self.g, self.std, self.padding_idx)
+
+
+def _seeded_value(name: str, shape: tuple, g: torch.Generator, std: float, padding_idx: int | None) -> torch.Tensor:
+    if "norm" in name:
+        return torch.ones(shape)
+    if name.endswith(".bias"):
+        return torch.zeros(shape)
+    value = torch.randn(shape, generator=g)
+    value.mul_(std)  # (in place: the same rounding as `randn * std`, without a second full tensor)
+    if name.endswith("embed_tokens.weight") and padding_idx is not None:
+        value[padding_idx] = 0
+    return value
+
+
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+def _safetensors_files(path) -> list | None:
+    """The safetensors weight files of a checkpoint folder (sharded or not), or None when it has none."""
+    import json
+    from pathlib import Path
+
+    folder = Path(path)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else None
+
+
+class _CheckpointReader:
+    """A checkpoint's tensors read one at a time with plain file reads (no mmap: a mapped file's touched
+    pages would stay in this process's RSS until it is closed). `reader(name, shape)` is the backbone
+    parameter `name` (stored as `name` or, from a *ForCausalLM / reward-model folder, `model.name`)."""
+
+    def __init__(self, path):
+        import json
+        import struct
+
+        self.path = path
+        self.files = _safetensors_files(path)
+        self.where = {}  # tensor name → (file, header entry, data start)
+        for f in self.files:
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: weights file missing")
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            for k, v in header.items():
+                if k != "__metadata__":
+                    self.where[k] = (f, v, 8 + n)
+        self.handles = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for fh in self.handles.values():
+            fh.close()
+        self.handles.clear()
+        return False
+
+    def __call__(self, name: str, shape: tuple) -> torch.Tensor:
+        key = name if name in self.where else f"model.{name}"
+        if key not in self.where:
+            raise ValueError(f"{self.path}: no weight {name!r} in {', '.join(f.name for f in self.files)}")
+        f, entry, base = self.where[key]
+        if tuple(entry["shape"]) != shape or entry["dtype"] not in _ST_DTYPES:
+            raise ValueError(f"{f}: weight {key!r} is {entry['dtype']} {entry['shape']}, the model needs {list(shape)}")
+        start, end = entry["data_offsets"]
+        fh = self.handles.get(f) or self.handles.setdefault(f, open(f, "rb"))
+        raw = torch.empty(end - start, dtype=torch.uint8)
+        fh.seek(base + start)
+        if end > start and fh.readinto(memoryview(raw.numpy())) != end - start:
+            raise ValueError(f"{f}: weight {key!r} is truncated")
+        return raw.view(_ST_DTYPES[entry["dtype"]]).reshape(shape)
+
+
+def seeded_init(backbone: nn.Module, *, std: float, seed: int, padding_idx: int | None = None) -> None:
     """Qwen2's init (weights N(0, std), biases 0, norms 1 — transformers' Qwen2 `_init_weights`) drawn
     parameter by parameter from one CPU generator seeded with `seed`, so the values depend on the
     seed only: not on the device, on how construction consumed the global RNG, or on whether the
-    model is ZeRO-3 partitioned (then each parameter is gathered, filled on rank 0 and re-partitioned)."""
+    model is ZeRO-3 partitioned (`_build_zero3` draws the same values in the same order)."""
     g = torch.Generator().manual_seed(seed)
-    if partitioned:
-        import deepspeed
-
-        gather = lambda p: deepspeed.zero.GatheredParameters([p], modifier_rank=0)  # noqa: E731
-        writer = deepspeed.comm.get_rank() == 0
-    else:
-        import contextlib
-
-        gather = lambda p: contextlib.nullcontext()  # noqa: E731
-        writer = True
     with torch.no_grad():
         for name, p in backbone.named_parameters():
-            shape = tuple(getattr(p, "ds_shape", p.shape))  # a partitioned parameter's full shape
-            if not writer:
-                value = None
-            elif "norm" in name:
-                value = torch.ones(shape)
-            elif name.endswith(".bias"):
-                value = torch.zeros(shape)
-            else:
-                value = torch.randn(shape, generator=g) * std
-                if name.endswith("embed_tokens.weight") and padding_idx is not None:
-                    value[padding_idx] = 0
-            with gather(p):
-                if writer:
-                    p.data.copy_(value)
+            p.copy_(_seeded_value(name, tuple(p.shape), g, std, padding_idx))
 
 
 def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
