@@ -239,7 +239,7 @@ def is_exported(path: str | Path) -> bool:
 
 
 def _read_weights(folder: Path, prefix: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     index = folder / "model.safetensors.index.json"
     if index.is_file():
@@ -250,7 +250,8 @@ def _read_weights(folder: Path, prefix: str) -> dict[str, torch.Tensor]:
     for f in files:
         if not (folder / f).is_file():
             raise ExportError(f"{folder / f}: weights file missing")
-        out.update({k: v for k, v in load_file(str(folder / f)).items() if k.startswith(prefix)})
+        with safe_open(str(folder / f), "pt") as st:  # only the prefixed tensors (a head: not the backbone)
+            out.update({k: st.get_tensor(k) for k in st.keys() if k.startswith(prefix)})
     return out
 
 
