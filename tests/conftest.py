@@ -52,3 +52,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def repo() -> Path:
     """The repository root (sweeps/, slurm/ …)."""
     return REPO
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_launch_command():
+    """`cli.main` records its command and sweep YAML in os.environ for the runs it creates (MLflow
+    source tags, the parent's sweep artifact); an in-process CLI test must not hand them to the next test."""
+    keys = ("WPS_COMMAND", "WPS_SWEEP_FILE", "WPS_COMMAND_PID")
+    for k in keys:
+        os.environ.pop(k, None)
+    yield
+    for k in keys:
+        os.environ.pop(k, None)
