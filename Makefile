@@ -38,15 +38,20 @@ sysdeps:
 	  echo "warning: not root or no apt-get; the integration tier needs: $(SYS_PKGS)" >&2; \
 	fi
 
+# Each tier on 2 pytest-xdist workers: a single-process run leaves one of 2 cores idle while it waits on
+# servers, SLURM and subprocesses. For integration and e2e, tests/conftest.py keeps each file on one
+# worker and every SLURM test on the same one. XDIST=0 runs them in one process.
+XDIST ?= 2
+XDIST_ARGS := $(if $(filter 0,$(XDIST)),,-n $(XDIST) --dist loadgroup)
 test: $(STAMP) sysdeps
-	$(PYTEST) tests/unit -q
-	$(PYTEST) tests/integration tests/e2e -q --durations=15
+	$(PYTEST) tests/unit -q $(if $(filter 0,$(XDIST)),,-n $(XDIST))
+	$(PYTEST) tests/integration tests/e2e -q $(XDIST_ARGS) --durations=25
 
 test-unit: $(STAMP)
 	$(PYTEST) tests/unit -q
 
 test-integration: $(STAMP) sysdeps
-	$(PYTEST) tests/integration -q
+	$(PYTEST) tests/integration -q $(XDIST_ARGS)
 
 test-e2e: $(STAMP) sysdeps
 	$(PYTEST) tests/e2e -q

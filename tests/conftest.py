@@ -41,11 +41,48 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# pytest-xdist (`make test` runs the integration and e2e tiers with `-n 2 --dist loadgroup`): a work unit
+# is a file (module fixtures are built once) or a group of files — everything that submits to the one
+# local SLURM cluster, and files sharing a trained session cell (the `path:` cell of
+# tests/fixtures/qwen_tokenizer.py, the reference run of tests/fixtures/trainer_cell.py). The scheduler
+# below reads the group from the node id, since xdist's own `xdist_group` marks do not reach node ids
+# under pytest 9.
+GROUPS = {"test_slurm_launch.py": "slurm", "test_slurm_preempt_ranks.py": "slurm", "test_demo.py": "slurm",
+          "test_hf_checkpoint.py": "path-cell", "test_export.py": "path-cell",
+          "test_faults_trainer.py": "trainer-ref", "test_track_outage.py": "trainer-ref"}
+LONGEST_FIRST = ("slurm", "trainer-ref", "path-cell")
+"""Groups sorted to the front, so neither worker starts a long one late and runs on alone at the end."""
+
+
+def work_unit(nodeid: str) -> str:
+    """The work unit of a test: its GROUPS entry, else its file."""
+    file = nodeid.split("::", 1)[0]
+    return GROUPS.get(file.rsplit("/", 1)[-1], file)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
+        path = Path(str(item.fspath))
+        tier = path.relative_to(REPO / "tests").parts[0]
         if tier in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, tier))
+        if "slurm_cluster" in getattr(item, "fixturenames", ()) and work_unit(item.nodeid) != "slurm":
+            raise pytest.UsageError(f"{item.nodeid} uses the SLURM cluster: add its file to GROUPS in {__file__}")
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(work_unit(it.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup`: xdist's scope scheduling with work_unit() as the scope."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @pytest.fixture

@@ -12,86 +12,29 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import subprocess_env
 from tests.fixtures.mlflow_server import unique_name
-from worldpm_scaling import faults, names
-from worldpm_scaling.track import query
-from worldpm_scaling.track.server import MlflowServer
+from tests.fixtures.trainer_cell import COMPARED, EVAL_KEYS, STEPS, histories, wps_train, write_sweep
+from worldpm_scaling import faults
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-STEPS = 20          # 640 pairs / 32 per step
-CKPT_EVERY = 2
 # (point, nth hit in that attempt): each of the first six fires after the attempt saved a new checkpoint
 # (saves every 2 steps); the tracker sends are timed by the flusher thread, so those two may not
 CHAIN = [("train.after_update", 3), ("train.after_log", 3), ("ckpt.before_save", 2), ("ckpt.before_rename", 2),
          ("ckpt.after_rename", 2), ("ckpt.before_rotate", 1), ("tracker.before_send", 2), ("tracker.after_send", 2)]
-COMPARED = (names.TRAIN_LOSS, names.TRAIN_ACC, names.TRAIN_GRAD_NORM, names.TRAIN_LR, names.TRAIN_PAIRS_SEEN,
-            names.TRAIN_TOKENS_SEEN)
-EVAL_KEYS = (names.eval_loss("helpsteer2"), names.eval_acc("offsetbias"), names.eval_loss("subjective"))
-
-
-def start_server(folder: Path) -> MlflowServer:
-    """A private SQLite-backed `mlflow server` (a loaded 2-core box can take minutes to answer /health)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    srv = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts", workers=1,
-                       log_path=folder / "server.log")
-    return srv.start(wait_s=600)
-
-
-@pytest.fixture(scope="module")
-def trainer_mlflow(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("mlflow-faults"))
-    yield srv
-    srv.stop()
-
-
-def write_sweep(path: Path, name: str, synth: Path, uri: str, out: Path) -> Path:
-    """The cell every fault test trains. System metrics are off: they are sampled by the wall clock, so
-    the tracker's nth send would land at a different place (even before the restore) from run to run."""
-    path.write_text(f"""name: {name}
-models: [tiny-xs]
-mode: milestones
-data: {{source: {synth}/train.parquet, tokenizer: {synth}/tokenizer.json, pairs: 640, tokens_per_pair: 125}}
-milestones: {{start_log2: 7}}
-train: {{lr: 1.0e-3, schedule: constant, ctx_len: 512, global_batch_pairs: 32, micro_batch_pairs: 16, precision: fp32,
-        zero_stage: 0, checkpoint_every_steps: {CKPT_EVERY}, keep_checkpoints: 2}}
-eval: {{dir: {synth}/evals, sets: [helpsteer2, offsetbias], max_pairs_per_set: 8}}
-tracking: {{backend: mlflow, uri: "{uri}", flush_every_s: 0.5, system_metrics: false}}
-out_dir: {out}
-""")
-    return path
-
-
-def wps_train(sweep: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell", "0"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env=subprocess_env(**env))
-
-
-def histories(uri: str, sweep: str, keys) -> tuple[query.RunInfo, dict[str, list[tuple[int, float]]]]:
-    (info,) = query.find_cell_runs(uri, sweep).values()
-    got = query.histories(uri, [(info.run_id, k) for k in keys])
-    return info, {k: [(s, v) for s, v, _t in got[(info.run_id, k)]] for k in keys}
 
 
 def test_chain_points_are_real_fault_points():
     assert {p for p, _ in CHAIN} == set(faults.POINTS) and len(CHAIN) >= 6
 
 
-def test_kill_9_at_eight_points_loses_and_duplicates_nothing(trainer_mlflow, synth_data, tmp_path):
-    uri = trainer_mlflow.url
-    ref_name, name = unique_name("faults-ref"), unique_name("faults")
-    ref = write_sweep(tmp_path / "ref.yaml", ref_name, synth_data, uri, tmp_path / "ref")
-    r = wps_train(ref)
-    assert r.returncode == 0 and f"FINISHED: {STEPS} steps" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
-    _, want = histories(uri, ref_name, COMPARED + EVAL_KEYS)
+def test_kill_9_at_eight_points_loses_and_duplicates_nothing(mlflow_server, reference_histories, synth_data,
+                                                            tmp_path):
+    uri, want = mlflow_server.url, reference_histories
+    name = unique_name("faults")
 
     sweep = write_sweep(tmp_path / "s.yaml", name, synth_data, uri, tmp_path / "out")
     resumed: list[int] = []

@@ -20,8 +20,7 @@ import pytest
 
 from tests.conftest import subprocess_env
 from tests.fixtures.mlflow_server import unique_name
-from tests.integration.test_faults_trainer import (COMPARED, EVAL_KEYS, STEPS, histories, start_server, wps_train,
-                                                   write_sweep)
+from tests.fixtures.trainer_cell import COMPARED, EVAL_KEYS, STEPS, histories, start_server, write_sweep
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,12 +42,10 @@ def outage_server(tmp_path):
     srv.stop()
 
 
-def test_server_down_60s_mid_training_loses_and_duplicates_nothing(outage_server, synth_data, tmp_path):
-    srv = outage_server
-    ref_name, name = unique_name("outage-ref"), unique_name("outage")
-    r = wps_train(write_sweep(tmp_path / "ref.yaml", ref_name, synth_data, srv.url, tmp_path / "ref"))
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    _, want = histories(srv.url, ref_name, COMPARED + EVAL_KEYS)
+def test_server_down_60s_mid_training_loses_and_duplicates_nothing(outage_server, reference_histories, synth_data,
+                                                                   tmp_path):
+    srv, want = outage_server, reference_histories
+    name = unique_name("outage")
 
     sweep = write_sweep(tmp_path / "s.yaml", name, synth_data, srv.url, tmp_path / "out")
     log = open(tmp_path / "train.log", "w")
