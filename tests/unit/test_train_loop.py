@@ -118,7 +118,11 @@ def test_resume_matches_the_uninterrupted_curve(tmp_path):
         Trainer(run_b, part, train_pairs=pairs, eval_sets=evals()).fit(progress=crash_at_8)
     assert ckpt.latest(tmp_path / "b" / "checkpoints").name == "step_00000006.pt"
     assert part.calls == list(range(1, 9))
-    result = Trainer(run_b, part, train_pairs=pairs, eval_sets=evals()).fit()  # resumes from step 6
+    again = Trainer(run_b, part, train_pairs=pairs, eval_sets=evals())
+    result = again.fit()
+    # the tracker drops steps it already has and a restart from 0 recomputes the same losses, so only
+    # the restored step tells a resume from a restart
+    assert again.resumed_from_step == 6, "did not continue from the step-6 checkpoint"
     assert result.status == "FINISHED" and result.steps == 12
     assert part.calls == list(range(1, 13))  # steps 7 and 8 were recomputed, not logged again
     a = full.inner.history(names.TRAIN_LOSS)
