@@ -8,6 +8,7 @@ loaded as plugins.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,27 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         env["PYTHONPATH"] = os.pathsep.join([str(RESTORE_HOOK), str(REPO)])
     env.update(extra)
     return env
+
+
+def run_ranks(argv: list[str], *, world: int, cwd: Path, timeout: float = 600, **env: str) -> list[tuple[int, str]]:
+    """Run `argv` as ranks 0…world-1 of one gloo job (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT on a
+    free localhost port; a world of 1 gets none of them) in `subprocess_env(**env)`, and wait for all.
+    Returns (returncode, stdout+stderr) per rank; a rank still running when waiting ends is killed."""
+    from worldpm_scaling.track.server import free_port
+
+    port, procs = str(free_port()), []
+    for rank in range(world):
+        dist = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port} if world > 1 else {}
+        procs.append(subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**dist, **env), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    try:
+        logs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [(p.returncode, log) for p, log in zip(procs, logs)]
 
 
 # pytest-xdist (`make test` runs the integration and e2e tiers with `-n 2 --dist loadgroup`): a work unit

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import subprocess_env
+from tests.conftest import run_ranks
 from tests.fixtures.qwen_tokenizer import sweep_dict, trained_path_cell
 from worldpm_scaling import names
 from worldpm_scaling.cli import main
@@ -89,12 +88,6 @@ CONVERSATIONS = [
     [{"role": "system", "content": ""}, {"role": "user", "content": "Write **bold** text"},
      {"role": "assistant", "content": "# Title\n\n- **bold** item\n- `code`"}],
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spooled(out: Path) -> dict[str, list[tuple[int, float]]]:
@@ -232,19 +225,8 @@ def test_zero3_two_rank_checkpoint_exports_like_the_run_scored(trained):
     sweep.write_text(yaml.safe_dump(spec))
     worker = tmp / "rank_worker.py"  # a rank of a 2-task job, as the launcher's job entry runs it
     worker.write_text(RANK_WORKER)
-    port, procs = free_port(), []
-    for rank in range(2):
-        env = subprocess_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                             MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, str(worker), str(sweep)], cwd=tmp, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    try:
-        logs = [p.communicate(timeout=600)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    ranks = run_ranks([sys.executable, str(worker), str(sweep)], world=2, cwd=tmp)
+    assert [rc for rc, _ in ranks] == [0, 0], ranks[0][1][-3000:] + ranks[1][1][-3000:]
     (ds,) = list((tmp / "z3-runs").rglob("step_00000004.ds"))
     assert len(list((ds / "state").glob("zero_pp_rank_*_model_states.pt"))) == 2  # partitioned over 2 ranks
     out = tmp / "rm-z3"

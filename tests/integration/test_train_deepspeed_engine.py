@@ -5,16 +5,13 @@ start them: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import subprocess_env
+from tests.conftest import run_ranks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,39 +70,16 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(tmp: Path, stage: int, engine: str, world: int, *, extra_env: dict | None = None,
            expect_rc: int = 0) -> dict | None:
     script = tmp / "worker.py"
     script.write_text(WORKER)
     out = tmp / f"{engine}-z{stage}-w{world}"
     out.mkdir(exist_ok=True)
-    port = free_port()
-    procs = []
-    for rank in range(world):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": subprocess_env()["PYTHONPATH"], **(extra_env or {})}  # keeps the restore hook
-        if world == 1:
-            for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-                env.pop(k)
-        procs.append(subprocess.Popen([sys.executable, str(script), str(stage), engine, str(out)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp))
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=540)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == expect_rc, log[-3000:]
+    ranks = run_ranks([sys.executable, str(script), str(stage), engine, str(out)], world=world, cwd=tmp, timeout=540,
+                      **(extra_env or {}))
+    for rc, log in ranks:
+        assert rc == expect_rc, log[-3000:]
     return json.loads((out / "losses.json").read_text()) if expect_rc == 0 else None
 
 

@@ -12,14 +12,13 @@ the construction, so the model + engine total cannot be < 1x on CPU; docs/zero3_
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_ranks
 from worldpm_scaling.models import ModelShape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -97,32 +96,12 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(tmp: Path, path: str, port: int) -> list[dict]:
+def _launch(tmp: Path, path: str) -> list[dict]:
     script = tmp / "worker.py"
     script.write_text(WORKER)
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": str(REPO)}
-        procs.append(subprocess.Popen([sys.executable, str(script), json.dumps(SHAPE), path, str(tmp)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp))
-    try:
-        logs = [p.communicate(timeout=600)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    ranks = run_ranks([sys.executable, str(script), json.dumps(SHAPE), path, str(tmp)], world=2, cwd=tmp)
+    for rc, log in ranks:
+        assert rc == 0, log[-3000:]
     return [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
 
 
@@ -143,7 +122,7 @@ def checkpoint_folder(tmp_path_factory):
 def built(request, tmp_path_factory):
     """Both ranks' numbers after building the model + engine, from random init or the HF folder."""
     path = request.getfixturevalue("checkpoint_folder") if request.param == "checkpoint" else ""
-    return request.param, _launch(tmp_path_factory.mktemp(f"z3-{request.param}"), path, free_port())
+    return request.param, _launch(tmp_path_factory.mktemp(f"z3-{request.param}"), path)
 
 
 @pytest.mark.timeout(900)
