@@ -78,3 +78,46 @@ def test_trend_thresholds_calibrated_at_demo_noise():
     emerg8 = np.mean([classify(*planted("emergent", 8, 0.127, rng)[:2]).kind == "emergent" for _ in range(300)])
     power8 = np.mean([classify(*planted("power-law", 8, 0.127, rng)[:2]).kind == "power-law" for _ in range(200)])
     assert flat5 >= 0.93 and emerg8 >= 0.86 and power8 >= 0.93, (flat5, emerg8, power8)
+
+
+def _run(spike_step=None, steps=256, seed=0):
+    rng = np.random.default_rng(seed)
+    pairs = 32.0 * np.arange(1, steps + 1)
+    g = np.exp(rng.normal(0, 0.1, steps))
+    loss = 0.5 * np.exp(rng.normal(0, 0.01, steps))
+    if spike_step is not None:
+        g[spike_step] *= 20
+        loss[spike_step + 1:] *= 0.8
+    return pairs, g, loss
+
+
+def test_break_evidence_sees_a_spike_at_the_break_and_says_none_elsewhere():
+    from worldpm_scaling.analysis.spikes import break_evidence
+
+    ms = 2.0 ** np.arange(9, 14)  # 512 … 8192 pairs, 32 pairs a step
+    pairs, g, loss = _run(spike_step=179)  # pairs 5760, inside [4096, 8192]
+    sp = detect_spikes(g, pairs=pairs)
+    em = emergence_flags(sp, loss)
+    assert len(sp) == 1 and len(em) == 1
+    at = break_evidence("objective", "tiny-s", 5000.0, ms, pairs, g, loss, spikes=sp, emergences=em)
+    assert (at.lo, at.hi) == (4096.0, 8192.0) and at.spikes == tuple(sp) and at.emergences == tuple(em)
+    assert at.max_z > 7 and at.loss_after < 0.85 * at.loss_before
+    assert "1 grad-norm spike(s) at 5760 pairs, 1 with an emergence flag" in at.sentence()
+    early = break_evidence("objective", "tiny-s", 1500.0, ms, pairs, g, loss, spikes=sp, emergences=em)
+    assert (early.lo, early.hi) == (1024.0, 2048.0) and early.spikes == () and early.max_z < 7
+    assert "no grad-norm spike (max robust z" in early.sentence()
+    with pytest.raises(AnalysisInputError, match="milestones"):
+        break_evidence("objective", "tiny-s", 1500.0, ms[:1], pairs, g, loss, spikes=sp, emergences=em)
+
+
+def test_report_checks_each_emergent_break_against_the_grad_norm(tmp_path):
+    from tests.analysis_synth import sweep_frame
+    from worldpm_scaling.analysis.report import analyze
+
+    # tiny-m's objective curve breaks at 2^11 pairs; 16.4 pairs a step, so step 180 is inside [2^11, 2^12]
+    at = analyze(sweep_frame(spike_at=180), tmp_path / "a", bootstrap=50, figures=False)
+    away = analyze(sweep_frame(spike_at=700), tmp_path / "b", bootstrap=50, figures=False)
+    (b,), (c,) = at.break_evidence, away.break_evidence
+    assert (b.category, b.model) == ("objective", "tiny-m") and len(b.spikes) == 1 and len(b.emergences) == 1
+    assert c.spikes == () and len(away.spikes["tiny-m"]) == 1  # the spike is there, but not at the break
+    assert b.sentence() in at.headline() and c.sentence() in (tmp_path / "b/report.md").read_text()

@@ -26,7 +26,7 @@ from .errors import AnalysisInputError
 from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
                    fit_power, frontier_gap, identification)
 from .load import STATUS
-from .spikes import Emergence, Spike, detect_spikes, emergence_flags
+from .spikes import BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags
 from .trends import Trend, classify
 
 MIN_FIT_POINTS = 3
@@ -60,6 +60,8 @@ class Report:
     """curves too short or incomplete: {category, model, points, reason}"""
     spikes: dict[str, list[Spike]] = field(default_factory=dict)
     emergences: dict[str, list[Emergence]] = field(default_factory=dict)
+    break_evidence: list[BreakEvidence] = field(default_factory=list)
+    """Per emergent trend: did its run's grad norm spike, with a loss drop, where the eval curve broke?"""
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     report_path: Path | None = None
@@ -112,6 +114,7 @@ class Report:
         lines.append(f"  grad-norm spikes: {n_sp}; emergence flags (spike then loss drop): {n_em}"
                      + "".join(f"; {m} at {e.spike.pairs:.0f} pairs" for m, es in self.emergences.items() for e in es
                                if e.spike.pairs is not None))
+        lines += [f"  {b.sentence()}" for b in self.break_evidence]
         return "\n".join(lines)
 
 
@@ -275,6 +278,13 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
         loss = df[(df.model == m) & (df.metric == names.TRAIN_LOSS)].set_index("step")["value"]
         loss = loss.reindex(d["step"]).to_numpy(float)
         rep.emergences[m] = emergence_flags(sp, loss, window=max(5, window // 2)) if np.isfinite(loss).all() else []
+        for cat in names.CATEGORIES:  # the eval curve broke: what did the training curves do there?
+            t = rep.trends.get((cat, m))
+            if (not grid and t is not None and t.kind == "emergent" and t.break_x is not None
+                    and m in curves.get(cat, {}) and np.isfinite(loss).all()):  # one run per model: its own steps
+                rep.break_evidence.append(break_evidence(
+                    cat, m, t.break_x, curves[cat][m][0], pairs, g, loss, spikes=sp,
+                    emergences=rep.emergences[m], window=window))
 
     phi: dict[str, dict[str, tuple]] = {}
     for feat in names.STYLE_FEATURES:
@@ -372,6 +382,10 @@ def to_json(rep: Report) -> dict:
         "isoflop_notes": rep.isoflop_notes,
         "spikes": {m: len(v) for m, v in rep.spikes.items()},
         "emergences": {m: len(v) for m, v in rep.emergences.items()},
+        "break_evidence": [{"category": b.category, "model": b.model, "break_pairs": b.break_pairs,
+                            "window_pairs": [b.lo, b.hi], "spikes": [s.pairs for s in b.spikes],
+                            "emergence_flags": len(b.emergences), "max_z": b.max_z,
+                            "loss_before": b.loss_before, "loss_after": b.loss_after} for b in rep.break_evidence],
         "notes": rep.notes, "headline": rep.headline(),
     })
 
@@ -499,6 +513,9 @@ def write_markdown(rep: Report, path: Path, phi: dict, label_sources: dict[str, 
             em = any(e.spike is s for e in rep.emergences.get(m, []))
             L.append(f"- {m}: spike at step {s.step:.0f} ({s.pairs:.0f} pairs), z = {s.z:.1f}"
                      + (" — followed by a significant loss drop (emergence flag)" if em else ""))
+    if rep.break_evidence:
+        L += ["", "Where an eval curve broke (an *emergent* trend), the training curves there:", ""]
+        L += [f"- {b.sentence()}" for b in rep.break_evidence]
     if phi:
         L += ["", "## Style: Phi between the model's preference and style indicators", "",
               "| feature | model | first milestone | last milestone |", "|---|---|---|---|"]

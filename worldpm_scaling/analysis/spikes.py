@@ -104,3 +104,67 @@ def emergence_flags(spikes: list[Spike], loss, *, window: int = 20, min_drop: fl
         if drop >= min_drop and z >= min_z:
             out.append(Emergence(spike=s, drop=drop, z=z))
     return out
+
+
+@dataclass(frozen=True)
+class BreakEvidence:
+    """What the training curves did where an eval curve broke (a trend classed *emergent*): the
+    paper's 72B signature is a grad-norm spike with a training-loss drop at the break (§3.2, Fig. 3);
+    this says whether that run shows one there, or not, with the numbers."""
+
+    category: str
+    model: str
+    break_pairs: float
+    lo: float
+    """The training-pairs window checked: the milestones bracketing the break (where the eval loss fell)."""
+    hi: float
+    spikes: tuple[Spike, ...]
+    """Grad-norm spikes inside [lo, hi]."""
+    emergences: tuple[Emergence, ...]
+    """Of those, the ones with an emergence flag."""
+    max_z: float
+    """Largest robust z of the grad norm inside the window (the spike threshold is `threshold`)."""
+    threshold: float
+    loss_before: float
+    """Median training loss over the steps just before the window, and over its last steps."""
+    loss_after: float
+
+    def sentence(self) -> str:
+        head = (f"{self.category}/{self.model} emergent (break at {self.break_pairs:.0f} pairs): in "
+                f"[{self.lo:.0f}, {self.hi:.0f}] pairs ")
+        tail = f"; training loss {self.loss_before:.3f} → {self.loss_after:.3f}"
+        if not self.spikes:
+            return head + f"no grad-norm spike (max robust z {self.max_z:.1f} < {self.threshold:g})" + tail
+        sp = ", ".join(f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}" for s in self.spikes)
+        return (head + f"{len(self.spikes)} grad-norm spike(s) at {sp} pairs, "
+                + (f"{len(self.emergences)} with an emergence flag" if self.emergences else "none with an emergence flag")
+                + tail)
+
+
+def break_evidence(category: str, model: str, break_pairs: float, milestones, pairs, grad_norm, loss, *,
+                   spikes: list[Spike], emergences: list[Emergence], window: int = 50,
+                   threshold: float = 7.0) -> BreakEvidence:
+    """Check one emergent break against its run's grad norm (`pairs`, `grad_norm`, `loss` per step;
+    `spikes`/`emergences` as detected on that series). The window is from the last milestone at or
+    below the break to the first one above it: the eval loss fell somewhere inside it."""
+    ms = np.sort(np.asarray(milestones, dtype=float))
+    p = np.asarray(pairs, dtype=float)
+    if len(ms) < 2 or len(p) != len(grad_norm) or len(p) != len(loss):
+        raise AnalysisInputError("break_evidence needs ≥ 2 milestones and per-step pairs, grad norm and loss alike")
+    below, above = ms[ms <= break_pairs], ms[ms > break_pairs]
+    lo = float(below[-1]) if len(below) else float(ms[0])
+    hi = float(above[0]) if len(above) else float(ms[-1])
+    inside = (p >= lo) & (p <= hi)
+    z = robust_z(grad_norm, window=window)
+    zin = z[inside & np.isfinite(z)]
+    L = np.asarray(loss, dtype=float)
+    idx = np.flatnonzero(inside)
+    k = max(3, len(idx) // 4)
+    first = idx[0] if len(idx) else len(L) - 1
+    before = L[max(0, first - k):first] if first > 0 else L[:k]
+    after = L[idx[-k:]] if len(idx) else L[-k:]
+    in_win = tuple(s for s in spikes if s.pairs is not None and lo <= s.pairs <= hi)
+    return BreakEvidence(category=category, model=model, break_pairs=float(break_pairs), lo=lo, hi=hi, spikes=in_win,
+                         emergences=tuple(e for e in emergences if e.spike in in_win),
+                         max_z=float(zin.max()) if len(zin) else float("nan"), threshold=threshold,
+                         loss_before=float(np.median(before)), loss_after=float(np.median(after)))
