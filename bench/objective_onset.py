@@ -41,11 +41,17 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
     from worldpm_scaling.track.memory import InMemoryTracker
     from worldpm_scaling.train import Trainer
 
+    from worldpm_scaling.models import ModelShape
+
     torch.set_num_threads(1)
     demo = load_sweep(REPO / "sweeps/demo.yaml")  # the demo's recipe; only data, size, seed and sink change
+    shapes = json.loads(os.environ.get("WPS_ONSET_SHAPES", "{}"))
+    shape = (ModelShape(name=model, vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0,
+                        **shapes[model]) if model in shapes else get(model))
+    train = dc.replace(demo.train, **json.loads(os.environ.get("WPS_ONSET_TRAIN", "{}")))
     tpp = json.loads(Path(data, "stats.json").read_text())["tokens_per_pair"]
     spec = dc.replace(
-        demo, models=(get(model),), seeds=(seed,), out_dir=out,
+        demo, models=(shape,), seeds=(seed,), out_dir=out, train=train,
         data=dc.replace(demo.data, source=f"{data}/train.parquet", tokenizer=f"{data}/tokenizer.json",
                         pairs=pairs, tokens_per_pair=tpp),
         eval=dc.replace(demo.eval, dir=f"{data}/evals", max_pairs_per_set=n_eval),
@@ -66,16 +72,47 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
 
 def spike_line(r: dict) -> str:
     """Grad-norm spikes and emergence flags (spike + train-loss drop) of one cell's run, with the
-    detector's defaults (worldpm_scaling/analysis/spikes.py), and where the objective was learned."""
-    from worldpm_scaling.analysis.spikes import detect_spikes, emergence_flags
+    detector's defaults (worldpm_scaling/analysis/spikes.py), and, where the objective was learned,
+    what the grad norm and training loss did between the last unlearned and the first learned milestone."""
+    import numpy as np
+
+    from worldpm_scaling.analysis.spikes import break_evidence, detect_spikes, emergence_flags
 
     spikes = detect_spikes(r["grad_norm"], pairs=r["pairs_seen"] or None)
     flags = emergence_flags(spikes, r["train_loss"])
     at = lambda s: f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}"  # noqa: E731
-    learned = next((m for m, a in zip(r["milestones"], r["objective_acc"]) if a >= LEARNED), None)
-    return (f"  {r['model']:9s} seed {r['seed']}: objective learned by {learned or '-'}; "
+    ms, acc = r["milestones"], r["objective_acc"]
+    i = next((i for i, a in enumerate(acc) if a >= LEARNED), None)
+    line = (f"  {r['model']:9s} seed {r['seed']}: objective learned by {ms[i] if i is not None else '-'}; "
             f"{len(spikes)} spikes" + (f" at pairs {', '.join(at(s) for s in spikes)}" if spikes else "")
             + f"; {len(flags)} emergence flags" + (f" (drop {', '.join(f'{e.drop:.0%}' for e in flags)})" if flags else ""))
+    if i is not None and i > 0 and r["pairs_seen"]:
+        ev = break_evidence("objective", r["model"], ms[i - 1], ms, np.asarray(r["pairs_seen"], float),
+                            r["grad_norm"], r["train_loss"], spikes=spikes, emergences=flags)
+        line += (f"; onset window [{ev.lo:.0f}, {ev.hi:.0f}]: {len(ev.spikes)} spikes, max grad-norm z {ev.max_z:.1f}, "
+                 f"train loss {ev.loss_before:.3f} → {ev.loss_after:.3f}")
+    return line
+
+
+def summary(results: list[dict], header: str) -> list[str]:
+    """The study's text for one set of cells: objective accuracy per milestone, seeds learned per
+    size, category losses, and grad-norm spikes / emergence flags / onset windows per cell."""
+    ms = results[0]["milestones"]
+    models = list(dict.fromkeys(r["model"] for r in results))
+    lines = [header, "objective accuracy (chance 0.5) at pairs " + " ".join(f"2^{p.bit_length() - 1}" for p in ms)]
+    for r in results:
+        lines.append(f"  {r['model']:9s} seed {r['seed']}: " + " ".join(f"{a:.2f}" for a in r["objective_acc"]))
+    lines.append(f"learned (acc >= {LEARNED}) by each milestone, seeds out of the seeds run per size:")
+    for m in models:
+        rs = [r for r in results if r["model"] == m]
+        counts = [sum(r["objective_acc"][i] >= LEARNED for r in rs) for i in range(len(ms))]
+        lines.append(f"  {m:9s} " + " ".join(f"2^{p.bit_length() - 1}:{c}" for p, c in zip(ms, counts)) + f" (of {len(rs)})")
+    lines.append("eval loss by category at the first → last milestone (adversarial should fall, subjective stay ~0.69):")
+    for r in results:
+        lines.append(f"  {r['model']:9s} seed {r['seed']}: " + "  ".join(
+            f"{c} {r['loss'][c][0]:.3f}→{r['loss'][c][-1]:.3f}" for c in r["loss"]))
+    lines.append("train grad-norm spikes and emergence flags (spike + train-loss drop), detector defaults:")
+    return lines + [spike_line(r) for r in results]
 
 
 def main() -> None:
@@ -86,6 +123,10 @@ def main() -> None:
     ap.add_argument("--eval-pairs", type=int, default=128, help="pairs per eval set (demo: 64)")
     ap.add_argument("--synth", nargs="*", default=[], metavar="KNOB=VALUE",
                     help="wps data synth overrides, e.g. n_keys=8 (default: the demo's generator)")
+    ap.add_argument("--train", nargs="*", default=[], metavar="KNOB=VALUE",
+                    help="train-section overrides (YAML values), e.g. lr=2e-3 lr_width_power=0")
+    ap.add_argument("--shape", nargs="*", default=[], metavar="NAME=H,L,HEADS,KV,FFN",
+                    help="extra tiny shapes (hidden, layers, heads, kv heads, intermediate) usable in --models")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench/results/objective_onset.txt"))
     ap.add_argument("--_cell", nargs=6, help=argparse.SUPPRESS)
@@ -95,6 +136,14 @@ def main() -> None:
         print(json.dumps(cell(d, m, int(s), int(p), int(n), o)))
         return
 
+    import yaml
+
+    train_kw = {kv.split("=", 1)[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in args.train}
+    shapes = {}
+    for spec in args.shape:
+        name, dims = spec.split("=", 1)
+        h, layers, heads, kv, ffn = (int(x) for x in dims.split(","))
+        shapes[name] = {"hidden": h, "layers": layers, "heads": heads, "kv_heads": kv, "intermediate": ffn}
     work = Path(tempfile.mkdtemp(prefix="wps-onset-"))
     data = work / "data"
     synth = ["--" + kv.split("=", 1)[0].replace("_", "-") + "=" + kv.split("=", 1)[1] for kv in args.synth]
@@ -108,7 +157,8 @@ def main() -> None:
         out.mkdir()
         r = subprocess.run([sys.executable, __file__, "--_cell", str(data), m, str(s), str(args.pairs),
                             str(args.eval_pairs), str(out)], capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           env={**os.environ, "OMP_NUM_THREADS": "1", "WPS_ONSET_TRAIN": json.dumps(train_kw),
+                                "WPS_ONSET_SHAPES": json.dumps(shapes)})
         if r.returncode:
             raise RuntimeError(f"{m} seed {s} failed:\n{r.stderr[-2000:]}")
         res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -121,24 +171,13 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:  # largest models first: the pool finishes sooner
         done = dict(zip(cells[::-1], pool.map(one, cells[::-1])))
     results = [done[c] for c in cells]
-    ms = results[0]["milestones"]
-    lines = [f"objective onset study: demo recipe (sweeps/demo.yaml), {args.pairs} pairs, synth "
-             f"{' '.join(args.synth) or 'demo defaults'}, {args.eval_pairs} pairs per eval set, "
-             f"seeds {args.seeds}; {time.perf_counter() - t0:.0f} s with {args.jobs} jobs",
-             "objective accuracy (chance 0.5) at pairs " + " ".join(f"2^{p.bit_length() - 1}" for p in ms)]
-    for r in results:
-        lines.append(f"  {r['model']:9s} seed {r['seed']}: " + " ".join(f"{a:.2f}" for a in r["objective_acc"]))
-    lines.append(f"learned (acc >= {LEARNED}) by each milestone, seeds out of {len(args.seeds)}:")
-    for m in args.models:
-        rs = [r for r in results if r["model"] == m]
-        counts = [sum(r["objective_acc"][i] >= LEARNED for r in rs) for i in range(len(ms))]
-        lines.append(f"  {m:9s} " + " ".join(f"2^{p.bit_length() - 1}:{c}" for p, c in zip(ms, counts)))
-    lines.append("eval loss by category at the first → last milestone (adversarial should fall, subjective stay ~0.69):")
-    for r in results:
-        lines.append(f"  {r['model']:9s} seed {r['seed']}: " + "  ".join(
-            f"{c} {r['loss'][c][0]:.3f}→{r['loss'][c][-1]:.3f}" for c in r["loss"]))
-    lines.append("train grad-norm spikes and emergence flags (spike + train-loss drop), detector defaults:")
-    lines += [spike_line(r) for r in results]
+    header = (f"objective onset study: demo recipe (sweeps/demo.yaml), {args.pairs} pairs, synth "
+              f"{' '.join(args.synth) or 'demo defaults'}"
+              + (f", train {' '.join(args.train)}" if args.train else "")
+              + (f", shapes {' '.join(args.shape)}" if args.shape else "")
+              + f", {args.eval_pairs} pairs per eval set, "
+              f"seeds {args.seeds}; {time.perf_counter() - t0:.0f} s with {args.jobs} jobs")
+    lines = summary(results, header)
     text = "\n".join(lines) + "\n"
     Path(args.out).with_suffix(".json").write_text(json.dumps(results))
     print(text)

@@ -73,3 +73,37 @@ def test_chain_names_are_bound_anew_per_pair():
 def test_bad_hops_knobs_are_named(kw, field):
     with pytest.raises(SynthConfigError, match=re.escape(field)):
         SynthConfig(**kw)
+
+
+def test_the_one_table_recipe_is_unchanged_by_the_parity_option():
+    assert _digest(SynthConfig(pairs=200, eval_pairs_per_set=8, parity_flags=3, parity_k=3)) == HOPS0_DIGEST
+
+
+def test_parity_pairs_prefer_the_verdict_of_the_secret_flags_and_no_flag_alone_predicts_it():
+    cfg = SynthConfig(pairs=4000, eval_pairs_per_set=20, answer_form="parity", parity_flags=6, parity_k=2)
+    train, evals, world = generate(cfg)
+    odd_word, even_word = world.verdicts
+    secret = world.flags[:2]
+    answer = [p for p in train if p["kind"] == "answer"]
+    answer += [p for rows in evals.values() for p in rows if p["kind"] == "answer"]
+    assert len(answer) > 1000
+    words = lambda s: set(re.findall(r"\w+", s))  # noqa: E731
+    agree = {w: 0 for w in world.flags}
+    for p in answer:
+        raised = words(p["prompt"]) & set(world.flags)
+        odd = len(raised & set(secret)) % 2 == 1
+        right, wrong = (odd_word, even_word) if odd else (even_word, odd_word)
+        assert right in words(p["chosen"]) and wrong not in words(p["chosen"]), p
+        assert wrong in words(p["rejected"]) and right not in words(p["rejected"]), p
+        for w in world.flags:
+            agree[w] += (w in raised) == odd
+    # each flag alone agrees with the verdict about half the time (k = 2: only the pair decides)
+    assert all(abs(a / len(answer) - 0.5) < 0.05 for a in agree.values()), agree
+
+
+@pytest.mark.parametrize("kw,field", [({"parity_flags": 0}, "parity_flags (--parity-flags)"),
+                                      ({"parity_flags": 4, "parity_k": 5}, "parity_k (--parity-k)"),
+                                      ({"answer_form": "oracle"}, "answer_form (--answer-form)")])
+def test_bad_parity_knobs_are_named(kw, field):
+    with pytest.raises(SynthConfigError, match=re.escape(field)):
+        SynthConfig(**kw)

@@ -50,7 +50,16 @@ class SynthConfig:
     answer_form: str = "context"
     """How a reply gives its answer: `context` = the value alone, so the key must be looked up in the
     prompt (cross-attention); `fact` = the reply states `key value` side by side, a fact to memorise
-    (objective sets as knowledge: more keys = more facts)."""
+    (objective sets as knowledge: more keys = more facts); `parity` = the prompt raises a random
+    subset of `parity_flags` flag words and the preferred reply gives the right one of two verdict
+    words, `yes` when an odd number of the world's `parity_k` secret flags are raised (a sparse parity:
+    no single flag, and for k ≥ 2 no pair short of the whole secret set, says anything about the
+    label, so it is found only by search over flag combinations, which width parallelises; Barak et al.
+    2022, arXiv 2207.08799; Edelman et al. 2023, arXiv 2309.03800). `n_keys` is then unused.
+    Measured on the demo recipe (bench/results/objective_onset.txt, levers 1-3): k = 2 of 8 flags is
+    learned by no size by 8,192 pairs, the XOR of 2 flags only by the two small ones, and one secret flag
+    of 8 by about as many seeds at every width from 16 to 128 (3, 2, 3 of 4; tiny-s 1 of 2), so parity does
+    not order the sizes either and the demo keeps `context`."""
     answer_hops: int = 0
     """0 = the answer is a fixed key→value table learned from the corpus (the recipe above). k ≥ 1 =
     a compositional answer stated in the prompt: the prompt lists, in shuffled order, two chains of
@@ -60,6 +69,10 @@ class SynthConfig:
     (each hop is one more attention step). `n_keys` is then unused; names come from `chain_names`.
     Measured on the demo recipe: at k = 1 and k = 2 no demo size (tiny-s included) learns it by
     8,192 pairs (bench/results/objective_onset.txt), so the demo keeps k = 0."""
+    parity_flags: int = 16
+    """Flag words a parity prompt draws from (answer_form parity): each is raised with probability 1/2."""
+    parity_k: int = 2
+    """Secret flags whose parity decides the verdict (answer_form parity; 1 ≤ k ≤ parity_flags)."""
     chain_names: int = 48
     """Pool of entity names the in-prompt chains draw from (answer_hops ≥ 1; needs ≥ 2·(hops+1))."""
     quality_words: int = 256
@@ -117,8 +130,13 @@ class SynthConfig:
         if self.answer_hops and self.chain_names < 2 * (self.answer_hops + 1):
             raise SynthConfigError(f"chain_names (--chain-names) must be ≥ 2·(answer_hops + 1) = "
                                    f"{2 * (self.answer_hops + 1)}, got {self.chain_names}")
-        if self.answer_form not in ("context", "fact"):
-            raise bad("answer_form", "must be 'context' or 'fact'")
+        if self.answer_form not in ("context", "fact", "parity"):
+            raise bad("answer_form", "must be 'context', 'fact' or 'parity'")
+        if self.parity_flags < 1:
+            raise bad("parity_flags", "must be ≥ 1")
+        if not 1 <= self.parity_k <= self.parity_flags:
+            raise SynthConfigError(f"parity_k (--parity-k) must be within [1, parity_flags = {self.parity_flags}], "
+                                   f"got {self.parity_k}")
         for name in ("prompt_words", "reply_words", "long_extra_words"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1]:
@@ -157,6 +175,10 @@ class Forum:
     answer_of: dict[str, str] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
     """Entity names of the in-prompt chains (answer_hops ≥ 1)."""
+    flags: list[str] = field(default_factory=list)
+    """Flag words of parity prompts (answer_form parity); the first `parity_k` are the secret ones."""
+    verdicts: tuple[str, str] = ("", "")
+    """(odd, even) verdict words of parity replies."""
     marker_cum: list[float] | None = None
     """Cumulative Zipf weights of the marker words (None = uniform)."""
 
@@ -175,6 +197,9 @@ class Forum:
         f.answer_of = {k: f.values[perm[i]] for i, k in enumerate(f.keys)}
         if cfg.answer_hops:  # drawn last, and only then: the hops-0 world is the same as before
             f.names = _words(rng, cfg.chain_names, (2, 2), taken)
+        if cfg.answer_form == "parity":  # drawn last too: the other forms' worlds are unchanged
+            f.flags = _words(rng, cfg.parity_flags, (2, 2), taken)
+            f.verdicts = tuple(_words(rng, 2, (2, 2), taken))
         if cfg.quality_zipf > 0:
             f.marker_cum = list(itertools.accumulate((i + 1) ** -cfg.quality_zipf for i in range(cfg.quality_words)))
         return f
@@ -222,6 +247,16 @@ class Forum:
         self.rng.shuffle(facts)
         return self.prompt(a[0]) + " notes: " + ", ".join(facts) + ".", a[-1], d[-1]
 
+    def parity_prompt(self) -> tuple[str, str, str]:
+        """(prompt, right verdict, wrong verdict) of a parity pair: each flag raised with p = 1/2."""
+        raised = [w for w in self.flags if self.rng.random() < 0.5]
+        odd = sum(w in raised for w in self.flags[:self.cfg.parity_k]) % 2 == 1
+        words = self._filler(self.cfg.prompt_words)
+        for w in raised:
+            words.insert(self.rng.randint(0, len(words)), w)
+        right, wrong = self.verdicts if odd else self.verdicts[::-1]
+        return " ".join(words) + "?", right, wrong
+
     def _quality_counts(self) -> tuple[tuple[int, int], tuple[int, int]]:
         m = self.cfg.quality_margin
         gc, bc = self.rng.randint(1, 3), self.rng.randint(0, 1)
@@ -251,6 +286,12 @@ class Forum:
             cs, rs = gc - bc, gr - br
         elif kind == "answer" and self.cfg.answer_hops:
             prompt, right, wrong = self.chain_prompt()
+            g, b = r.randint(0, 2), r.randint(0, 1)
+            chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=right)
+            rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md, value=wrong)
+            cs, rs = 1, 0
+        elif kind == "answer" and self.cfg.answer_form == "parity":
+            prompt, right, wrong = self.parity_prompt()
             g, b = r.randint(0, 2), r.randint(0, 1)
             chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=right)
             rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md, value=wrong)
