@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from worldpm_scaling.track.server import free_port
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_reduced_demo(tmp_path, repo):
@@ -42,7 +34,7 @@ def test_reduced_demo(tmp_path, repo):
         cluster: {repo}/slurm/local.yaml
         out_dir: {out}/sweep
         """))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DEMO_SWEEP": str(sweep), "DEMO_OUT": str(out), "DEMO_DATA": str(data),
            "DEMO_PAIRS": "1500", "DEMO_PORT": str(port), "DEMO_STORE": str(tmp_path / "mlflow.db"),
            "DEMO_ARTIFACTS": str(tmp_path / "artifacts"), "BIN": str(repo / ".venv/bin")}

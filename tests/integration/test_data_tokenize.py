@@ -6,8 +6,6 @@ resumable and atomic."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import subprocess_env
+from worldpm_scaling.track.server import free_port
 
 pytestmark = [pytest.mark.integration]
 
@@ -103,14 +102,8 @@ def _builds(source_dir: Path) -> list[dict]:
     return [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_ranks(script: str, *args: str) -> list[subprocess.Popen]:
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank in (0, 1):
         env = subprocess_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
