@@ -106,6 +106,10 @@ def test_break_evidence_sees_a_spike_at_the_break_and_says_none_elsewhere():
     early = break_evidence("objective", "tiny-s", 1500.0, ms, pairs, g, loss, spikes=sp, emergences=em)
     assert (early.lo, early.hi) == (1024.0, 2048.0) and early.spikes == () and early.max_z < 7
     assert "no grad-norm spike (max robust z" in early.sentence()
+    # a break fitted at a milestone (exp(log 4096) is 4095.99…) opens the window at that milestone
+    on = break_evidence("objective", "tiny-s", float(np.exp(np.log(4096.0))) - 1e-9, ms, pairs, g, loss,
+                        spikes=sp, emergences=em)
+    assert (on.lo, on.hi) == (4096.0, 8192.0) and on.spikes == tuple(sp)
     with pytest.raises(AnalysisInputError, match="milestones"):
         break_evidence("objective", "tiny-s", 1500.0, ms[:1], pairs, g, loss, spikes=sp, emergences=em)
 

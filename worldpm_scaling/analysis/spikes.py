@@ -151,7 +151,8 @@ def break_evidence(category: str, model: str, break_pairs: float, milestones, pa
     p = np.asarray(pairs, dtype=float)
     if len(ms) < 2 or len(p) != len(grad_norm) or len(p) != len(loss):
         raise AnalysisInputError("break_evidence needs ≥ 2 milestones and per-step pairs, grad norm and loss alike")
-    below, above = ms[ms <= break_pairs], ms[ms > break_pairs]
+    at = break_pairs * (1 + 1e-6)  # a break fitted at a milestone comes back as 4095.9999…: it is that milestone
+    below, above = ms[ms <= at], ms[ms > at]
     lo = float(below[-1]) if len(below) else float(ms[0])
     hi = float(above[0]) if len(above) else float(ms[-1])
     inside = (p >= lo) & (p <= hi)
