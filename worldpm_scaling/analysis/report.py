@@ -26,7 +26,7 @@ from .errors import AnalysisInputError
 from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
                    fit_power, frontier_gap, identification)
 from .load import STATUS
-from .spikes import BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags
+from .spikes import SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags
 from .trends import Trend, classify
 
 MIN_FIT_POINTS = 3
@@ -277,11 +277,12 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
         rep.spikes[m] = sp
         loss = df[(df.model == m) & (df.metric == names.TRAIN_LOSS)].set_index("step")["value"]
         loss = loss.reindex(d["step"]).to_numpy(float)
-        rep.emergences[m] = emergence_flags(sp, loss, window=max(5, window // 2)) if np.isfinite(loss).all() else []
+        finite = bool(np.isfinite(loss).all())
+        rep.emergences[m] = emergence_flags(sp, loss, window=max(5, window // 2)) if finite else []
         for cat in names.CATEGORIES:  # the eval curve broke: what did the training curves do there?
             t = rep.trends.get((cat, m))
-            if (not grid and t is not None and t.kind == "emergent" and t.break_x is not None
-                    and m in curves.get(cat, {}) and np.isfinite(loss).all()):  # one run per model: its own steps
+            if (not grid and finite and t is not None and t.kind == "emergent" and t.break_x is not None
+                    and m in curves.get(cat, {})):  # one run per model: its own steps
                 rep.break_evidence.append(break_evidence(
                     cat, m, t.break_x, curves[cat][m][0], pairs, g, loss, spikes=sp,
                     emergences=rep.emergences[m], window=window))
@@ -507,7 +508,7 @@ def write_markdown(rep: Report, path: Path, phi: dict, label_sources: dict[str, 
             L.append(f"- {cat}: no IsoFLOP fit: {why}")
     L += ["", "## Gradient spikes and emergence", ""]
     if not any(rep.spikes.values()):
-        L.append("No grad-norm spikes (robust z > 7 over a trailing median/MAD window) in any run.")
+        L.append(f"No grad-norm spikes (robust z > {SPIKE_Z:g} over a trailing median/MAD window) in any run.")
     for m, sp in rep.spikes.items():
         for s in sp:
             em = any(e.spike is s for e in rep.emergences.get(m, []))

@@ -16,6 +16,8 @@ import numpy as np
 from .errors import AnalysisInputError
 
 MAD_TO_SD = 1.4826
+SPIKE_Z = 7.0
+"""Robust z above which a grad-norm point is a spike."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def robust_z(values, *, window: int = 50) -> np.ndarray:
     return z
 
 
-def detect_spikes(values, *, steps=None, pairs=None, window: int = 50, threshold: float = 7.0) -> list[Spike]:
+def detect_spikes(values, *, steps=None, pairs=None, window: int = 50, threshold: float = SPIKE_Z) -> list[Spike]:
     """Spike events in a grad-norm series (one per run of consecutive flagged points)."""
     v = np.asarray(values, dtype=float)
     z = robust_z(v, window=window)
@@ -143,7 +145,7 @@ class BreakEvidence:
 
 def break_evidence(category: str, model: str, break_pairs: float, milestones, pairs, grad_norm, loss, *,
                    spikes: list[Spike], emergences: list[Emergence], window: int = 50,
-                   threshold: float = 7.0) -> BreakEvidence:
+                   threshold: float = SPIKE_Z) -> BreakEvidence:
     """Check one emergent break against its run's grad norm (`pairs`, `grad_norm`, `loss` per step;
     `spikes`/`emergences` as detected on that series). The window is from the last milestone at or
     below the break to the first one above it: the eval loss fell somewhere inside it."""

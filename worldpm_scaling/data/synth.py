@@ -52,7 +52,7 @@ class SynthConfig:
     prompt (cross-attention); `fact` = the reply states `key value` side by side, a fact to memorise
     (objective sets as knowledge: more keys = more facts); `parity` = the prompt raises a random
     subset of `parity_flags` flag words and the preferred reply gives the right one of two verdict
-    words, `yes` when an odd number of the world's `parity_k` secret flags are raised (a sparse parity:
+    words, the `odd` one when an odd number of the world's `parity_k` secret flags are raised (a sparse parity:
     no single flag, and for k ≥ 2 no pair short of the whole secret set, says anything about the
     label, so it is found only by search over flag combinations, which width parallelises; Barak et al.
     2022, arXiv 2207.08799; Edelman et al. 2023, arXiv 2309.03800). `n_keys` is then unused.
@@ -284,14 +284,9 @@ class Forum:
             chosen = self.reply(good=gc, bad=bc, long=c_long, markdown=c_md)
             rejected = self.reply(good=gr, bad=br, long=not c_long, markdown=r_md)
             cs, rs = gc - bc, gr - br
-        elif kind == "answer" and self.cfg.answer_hops:
-            prompt, right, wrong = self.chain_prompt()
-            g, b = r.randint(0, 2), r.randint(0, 1)
-            chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=right)
-            rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md, value=wrong)
-            cs, rs = 1, 0
-        elif kind == "answer" and self.cfg.answer_form == "parity":
-            prompt, right, wrong = self.parity_prompt()
+        elif kind == "answer" and (self.cfg.answer_hops or self.cfg.answer_form == "parity"):
+            # the prompt states what decides the answer: a chain to follow (hops win), or flags to count
+            prompt, right, wrong = self.chain_prompt() if self.cfg.answer_hops else self.parity_prompt()
             g, b = r.randint(0, 2), r.randint(0, 1)
             chosen = self.reply(good=g, bad=b, long=c_long, markdown=c_md, value=right)
             rejected = self.reply(good=g, bad=b, long=not c_long, markdown=r_md, value=wrong)
