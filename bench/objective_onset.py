@@ -41,13 +41,10 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
     from worldpm_scaling.track.memory import InMemoryTracker
     from worldpm_scaling.train import Trainer
 
-    from worldpm_scaling.models import ModelShape
-
     torch.set_num_threads(1)
     demo = load_sweep(REPO / "sweeps/demo.yaml")  # the demo's recipe; only data, size, seed and sink change
-    shapes = json.loads(os.environ.get("WPS_ONSET_SHAPES", "{}"))
-    shape = (ModelShape(name=model, vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0,
-                        **shapes[model]) if model in shapes else get(model))
+    shapes = json.loads(os.environ.get("WPS_ONSET_SHAPES", "{}"))  # --shape: a tiny shape with other dimensions
+    shape = dc.replace(get("tiny-xxs"), name=model, **shapes[model]) if model in shapes else get(model)
     train = dc.replace(demo.train, **json.loads(os.environ.get("WPS_ONSET_TRAIN", "{}")))
     tpp = json.loads(Path(data, "stats.json").read_text())["tokens_per_pair"]
     spec = dc.replace(
@@ -138,7 +135,14 @@ def main() -> None:
 
     import yaml
 
-    train_kw = {kv.split("=", 1)[0]: yaml.safe_load(kv.split("=", 1)[1]) for kv in args.train}
+    def value(text: str):
+        v = yaml.safe_load(text)  # YAML 1.1 reads 2e-3 (no dot) as a string
+        try:
+            return float(v) if isinstance(v, str) else v
+        except ValueError:
+            return v
+
+    train_kw = {kv.split("=", 1)[0]: value(kv.split("=", 1)[1]) for kv in args.train}
     shapes = {}
     for spec in args.shape:
         name, dims = spec.split("=", 1)
