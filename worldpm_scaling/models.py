@@ -160,6 +160,11 @@ TINY: dict[str, ModelShape] = {
                    vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
         ModelShape(name="tiny-s", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512,
                    vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        # tiny-s at the depth of tiny-xxs/xs: the demo's ladder grows width only (32 → 64 → 128, 2 layers),
+        # as Qwen2.5-1.5B → 7B keeps 28 layers; with one LR its extra width, not depth, is what lets it
+        # learn the objective lookup within the demo's budget (bench/results/objective_onset.txt, lever 7).
+        ModelShape(name="tiny-s-2l", hidden=128, layers=2, heads=4, kv_heads=2, intermediate=512,
+                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
         ModelShape(name="tiny-m", hidden=256, layers=6, heads=8, kv_heads=2, intermediate=1024,
                    vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
         ModelShape(name="tiny-l", hidden=512, layers=8, heads=8, kv_heads=4, intermediate=2048,

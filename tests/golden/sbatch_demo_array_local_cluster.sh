@@ -13,7 +13,7 @@
 #SBATCH --partition=debug
 #SBATCH --requeue
 #SBATCH --signal=USR2@30
-#SBATCH --time=23
+#SBATCH --time=17
 #SBATCH --wckey=submitit
 
 # command
