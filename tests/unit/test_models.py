@@ -13,9 +13,10 @@ def test_qwen_counts_match_published_totals(name):
     assert shape.params_non_embedding / 1e9 == pytest.approx(non_emb_b, rel=0.015)
 
 
-def test_counts_match_transformers_model():
+@pytest.mark.parametrize("name", ["tiny-s", "tiny-s-2l"])  # the demo's largest must be counted as built
+def test_counts_match_transformers_model(name):
     transformers = pytest.importorskip("transformers")
-    shape = TINY["tiny-s"]
+    shape = TINY[name]
     m = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**shape.to_hf_config()))
     assert sum(p.numel() for p in m.parameters()) == shape.params_total
     untied = ModelShape(**{**shape.to_dict(), "name": "untied", "tie_embeddings": False})
