@@ -153,7 +153,8 @@ def test_usr2_checkpoints_requeues_resumes(slurm_cluster, make_sweep, tmp_path):
 
 
 def test_scancel_then_launch_again_resumes(slurm_cluster, make_sweep, tmp_path):
-    p = plan(load_sweep(make_sweep(pairs=1024, ckpt_steps=4, cluster="slurm/local-cluster.yaml")))
+    """scancel sends SIGTERM too: 1,024 steps of 1 pair, so the trainer cannot finish inside the kill grace."""
+    p = plan(load_sweep(make_sweep(pairs=1024, ckpt_steps=4, batch=1, cluster="slurm/local-cluster.yaml")))
     (job,) = launch(p, executor="slurm")
     (run,) = p.runs
     first = _running_with_ckpt(p, run)
