@@ -25,6 +25,8 @@ def test_mlflow_loader_roundtrip(tmp_path):
         r = c.create_run(exp, tags={"sweep": "sw", "cell_id": f"c{i}", "mlflow.parentRunId": parent}).info.run_id
         c.log_param(r, "model.name", f"m{i}")
         c.log_param(r, "model.params_non_embedding", n)
+        if i:
+            c.log_param(r, "seed", "3")  # the cell's training seed (flat_params); c0 predates it: seed 0
         ms = []
         for s in range(1, 6):
             ms += [Metric("train/pairs_seen", 64 * s, 0, s), Metric("train/tokens_seen", 6400 * s, 0, s),
@@ -34,6 +36,7 @@ def test_mlflow_loader_roundtrip(tmp_path):
     assert list(df.columns) == load.ALL_COLUMNS and set(df["status"]) == {"RUNNING"}
     adv = df[(df.metric == "eval/adversarial/loss") & (df.model == "m1")].sort_values("step")
     assert adv["pairs"].tolist() == [64, 128, 192, 256, 320]
+    assert df.groupby("model")["seed"].unique().map(list).to_dict() == {"m0": [0], "m1": [3]}
     assert adv["compute"].iloc[0] == pytest.approx(6 * 8000 * 6400)
     assert np.allclose(adv["value"], [0.68, 0.67, 0.66, 0.65, 0.64])
     assert (tmp_path / "cache.parquet").exists()

@@ -1,10 +1,12 @@
-"""Runs → one tidy DataFrame: (sweep, cell, model, N, pairs, tokens, compute, step, metric, value, status).
+"""Runs → one tidy DataFrame: (sweep, cell, model, N, pairs, tokens, compute, step, metric, value, status, seed).
 
 `pairs`/`tokens` are `train/pairs_seen`/`train/tokens_seen` at the point's step (the paper's x-axis is
 pairs; compute is C = 6·N·tokens with N the non-embedding parameters). I/O lives here only: MLflow
 (child runs of the sweep's experiment, histories fetched in parallel, cached to Parquet) or a
 CSV/Parquet export of the same table. `status` is the run's MLflow status (FINISHED, FAILED, KILLED,
-RUNNING, SCHEDULED): analysis fits only FINISHED runs unless told otherwise.
+RUNNING, SCHEDULED): analysis fits only FINISHED runs unless told otherwise. `seed` is the cell's
+training seed (a sweep's `seeds:`): cells that differ only in it are repeats of one measurement, which
+the analysis averages, not points of a grid.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from .errors import AnalysisInputError
 COLUMNS = ["sweep", "cell", "model", "N", "pairs", "tokens", "compute", "step", "metric", "value"]
 """The columns a tidy table must have."""
 STATUS = "status"
-ALL_COLUMNS = COLUMNS + [STATUS]
-"""What `tidy` and `from_mlflow` return: the run status rides along (optional in files)."""
+SEED = "seed"
+ALL_COLUMNS = COLUMNS + [STATUS, SEED]
+"""What `tidy` and `from_mlflow` return: the run status and seed ride along (optional in files: a file
+without `seed` is one seed, 0)."""
 
 
 def from_file(path: str | Path) -> pd.DataFrame:
@@ -37,13 +41,15 @@ def from_file(path: str | Path) -> pd.DataFrame:
         raise AnalysisInputError(f"{p}: missing columns {missing} (expected {COLUMNS})")
     if STATUS not in df.columns:
         df.attrs["status_note"] = f"{p.name} has no {STATUS!r} column: every run in it is taken as FINISHED"
+    if SEED not in df.columns:
+        df[SEED] = 0
     return df
 
 
 def tidy(runs: list[dict], histories: dict[str, dict[str, list[tuple[int, float]]]]) -> pd.DataFrame:
     """Pure: run records + metric histories → the tidy table.
 
-    `runs`: dicts with run_id, sweep, cell, model, N, status. `histories[run_id][metric]` = [(step, value)].
+    `runs`: dicts with run_id, sweep, cell, model, N, status and (optional, default 0) seed. `histories[run_id][metric]` = [(step, value)].
     """
     frames = []
     for r in runs:
@@ -59,7 +65,8 @@ def tidy(runs: list[dict], histories: dict[str, dict[str, list[tuple[int, float]
                 "sweep": r["sweep"], "cell": r["cell"], "model": r["model"], "N": float(r["N"]),
                 "pairs": [pairs.get(int(s), np.nan) for s in steps],
                 "tokens": [tokens.get(int(s), np.nan) for s in steps],
-                "step": steps, "metric": metric, "value": vals, STATUS: r.get("status", "UNKNOWN")}))
+                "step": steps, "metric": metric, "value": vals, STATUS: r.get("status", "UNKNOWN"),
+                SEED: int(r.get("seed", 0))}))
     if not frames:
         return pd.DataFrame(columns=ALL_COLUMNS)
     df = pd.concat(frames, ignore_index=True)
@@ -135,7 +142,7 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     stamp = {r.info.run_id: [r.info.status, r.info.end_time] for r in children}
     # every cell run with its status, also those that logged no metric (a job that failed at start)
     run_list = [{"cell": r.data.tags["cell_id"], "model": r.data.params.get("model.name", r.info.run_name),
-                 "status": r.info.status} for r in children]
+                 "status": r.info.status, "seed": _seed(r)} for r in children]
     cached = _read_cache(cache, stamp)
     if cached is not None:
         cached.attrs["left_out"] = left_out
@@ -150,7 +157,7 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
             raise AnalysisInputError(f"run {r.info.run_id} lacks param model.params_non_embedding") from None
         # keys: not system/… (MLflow system metrics are numbered by sample, not by optimizer step)
         runs.append({"run_id": r.info.run_id, "sweep": sweep, "cell": r.data.tags["cell_id"],
-                     "model": p.get("model.name", r.info.run_name), "N": n, "status": r.info.status,
+                     "model": p.get("model.name", r.info.run_name), "N": n, "status": r.info.status, "seed": _seed(r),
                      "keys": sorted(k for k in r.data.metrics if not k.startswith("system/"))})
 
     def fetch(job):
@@ -170,6 +177,15 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
     return df
 
 
+def _seed(run) -> int:
+    """The cell's training seed (param `seed`, logged by every cell run; 0 for runs that predate it)."""
+    v = run.data.params.get("seed", "0")
+    try:
+        return int(v)
+    except ValueError:
+        raise AnalysisInputError(f"run {run.info.run_id}: param seed={v!r} is not an integer") from None
+
+
 def _stamp_path(cache: str | Path) -> Path:
     return Path(str(cache) + ".runs.json")
 
@@ -185,9 +201,10 @@ def _read_cache(cache: str | Path | None, stamp: dict) -> pd.DataFrame | None:
     try:
         if json.loads(_stamp_path(cache).read_text()) != stamp:
             return None
-        return pd.read_parquet(cache)
+        df = pd.read_parquet(cache)
     except (OSError, ValueError):
         return None
+    return df if all(c in df.columns for c in ALL_COLUMNS) else None  # written by a version with fewer columns
 
 
 def _write_cache(cache: str | Path, df: pd.DataFrame, stamp: dict) -> None:

@@ -140,17 +140,28 @@ def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
 
 
 def gradnorm_figure(series: dict[str, tuple[np.ndarray, np.ndarray]], spikes: dict[str, list], emergences: dict[str, list],
-                    n_of: dict[str, float]):
-    """Grad norm vs pairs seen per model, spikes (▲) and emergence flags (★)."""
+                    n_of: dict[str, float], *, model_of: dict[str, str] | None = None):
+    """Grad norm vs pairs seen per run, spikes (▲) and emergence flags (★). `series` is keyed by run
+    label; `model_of[label]` is its model (default: the label itself): runs of one model (its seeds,
+    or its budgets in a grid) share the model's colour and one legend entry."""
+    model_of = model_of or {k: k for k in series}
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_IN, 2.2))
-        for i, m in enumerate(_sizes_order(list(series), n_of)):
-            x, g = series[m]
-            col = PALETTE[i % len(PALETTE)]
-            ax.plot(x, g, "-", color=col, lw=0.7, label=m)
-            for s in spikes.get(m, []):
+        models = _sizes_order(sorted(set(model_of[k] for k in series)), n_of)
+        colour = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+        runs = sorted(series, key=lambda k: (models.index(model_of[k]), k))
+        several = len(runs) > len(models)
+        labelled = set()
+        for k in runs:
+            x, g = series[k]
+            m = model_of[k]
+            col = colour[m]
+            ax.plot(x, g, "-", color=col, lw=0.5 if several else 0.7, alpha=0.7 if several else 1.0,
+                    label=None if m in labelled else m)
+            labelled.add(m)
+            for s in spikes.get(k, []):
                 ax.plot(x[s.index], g[s.index], "^", color=col, ms=5)
-            for e in emergences.get(m, []):
+            for e in emergences.get(k, []):
                 ax.plot(x[e.spike.index], g[e.spike.index], "*", color="k", ms=8)
         ax.set_yscale("log")
         ax.set_xlabel("training pairs")

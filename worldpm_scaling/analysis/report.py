@@ -25,7 +25,7 @@ from . import plots
 from .errors import AnalysisInputError
 from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
                    fit_power, frontier_gap, identification)
-from .load import STATUS
+from .load import SEED, STATUS
 from .spikes import SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags
 from .trends import Trend, classify
 
@@ -58,7 +58,10 @@ class Report:
     """cells not fitted: {cell, model, status, reason}"""
     curve_notes: list[dict] = field(default_factory=list)
     """curves too short or incomplete: {category, model, points, reason}"""
+    seeds: dict[str, list[int]] = field(default_factory=dict)
+    """model → the seeds of its runs. Eval curves are the mean over them; spikes are per run."""
     spikes: dict[str, list[Spike]] = field(default_factory=dict)
+    """run label (the model, or `model seed s` when it has several seeds) → its grad-norm spikes"""
     emergences: dict[str, list[Emergence]] = field(default_factory=dict)
     break_evidence: list[BreakEvidence] = field(default_factory=list)
     """Per emergent trend: did its run's grad norm spike, with a loss drop, where the eval curve broke?"""
@@ -67,12 +70,20 @@ class Report:
     report_path: Path | None = None
     json_path: Path | None = None
 
+    def seeds_phrase(self) -> str:
+        """', curves averaged over 4 seeds' when some model has several seeds, else ''."""
+        counts = sorted({len(v) for v in self.seeds.values()})
+        if not counts or counts == [1]:
+            return ""
+        k = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        return f", curves averaged over {k} seeds"
+
     def joint_identified(self, cat: str) -> bool:
         return cat in self.joint_fits and not self.joint_caveats.get(cat)
 
     def headline(self) -> str:
         lines = [f"sweep {self.sweep}: fitted L = A·pairs^-α per category and model size "
-                 f"({self.level:.0%} bootstrap CI)"]
+                 f"({self.level:.0%} bootstrap CI)" + self.seeds_phrase()]
         for cat in names.CATEGORIES:
             parts = []
             for m in self.models:
@@ -123,14 +134,29 @@ def _pairs_label(p: float) -> str:
     return f"2^{k:.0f}" if math.isfinite(k) and abs(k - round(k)) < 1e-9 else f"{p:.0f}"
 
 
+def _seed_list(seeds: dict[str, list[int]]) -> str:
+    same = {tuple(v) for v in seeds.values()}
+    if len(same) == 1:
+        return "seeds " + ", ".join(map(str, next(iter(same))))
+    return "; ".join(f"{m}: seeds {', '.join(map(str, v))}" for m, v in seeds.items())
+
+
+def _with_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """A table without a seed column (an older export, a hand-made frame) is one seed, 0."""
+    return df if SEED in df.columns else df.assign(**{SEED: 0})
+
+
 def is_grid(df: pd.DataFrame) -> bool:
-    """Grid mode: some model has more than one cell (one run per model × data budget)."""
-    ev = df[df.metric.astype(str).str.startswith("eval/")]
-    return bool(len(ev)) and int(ev.groupby("model")["cell"].nunique().max()) > 1
+    """Grid mode: some model has more than one cell of one seed (one run per model × data budget).
+    Cells that differ only in their seed repeat one measurement: a milestone sweep with `seeds: [0, 1]`
+    is not a grid."""
+    ev = _with_seed(df[df.metric.astype(str).str.startswith("eval/")])
+    return bool(len(ev)) and int(ev.groupby(["model", SEED])["cell"].nunique().max()) > 1
 
 
 def curve(df: pd.DataFrame, metric: str, model: str, *, grid: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs, value) of one metric for one model, sorted, one point per pairs value.
+    """(pairs, value) of one metric for one model, sorted, one point per pairs value: the mean over the
+    model's seeds where it has several.
 
     Milestone mode: every evaluation of the model's run. Grid mode: each cell's last evaluation (the
     cell's own data budget; its earlier evaluations sit on a schedule decaying towards that budget)."""
@@ -147,6 +173,25 @@ def _runs(df: pd.DataFrame) -> list[dict]:
     status = df[STATUS] if STATUS in df.columns else pd.Series("FINISHED", index=df.index)
     g = pd.DataFrame({"cell": df["cell"], "model": df["model"], "status": status}).groupby("cell", sort=True).first()
     return [{"cell": c, "model": r["model"], "status": str(r["status"])} for c, r in g.iterrows()]
+
+
+def _model_runs(d: pd.DataFrame, model: str, *, grid: bool) -> list[tuple[str, pd.DataFrame]]:
+    """One model's rows split into its runs (cells), each with a label: the model alone when it has one
+    run, else with the seed (`seed 1`) and, in a grid, the run's data budget (its largest pairs seen)."""
+    cells = sorted(d["cell"].astype(str).unique())
+    if len(cells) <= 1:
+        return [(model, d)]
+    many_seeds = d[SEED].nunique() > 1
+    out = []
+    for c in cells:
+        run = d[d["cell"].astype(str) == c]
+        parts = [model]
+        if grid:
+            parts.append(_pairs_label(float(run["pairs"].max())))
+        if many_seeds:
+            parts.append(f"seed {int(run[SEED].iloc[0])}")
+        out.append((" ".join(parts), run))
+    return sorted(out, key=lambda lr: (float(lr[1]["pairs"].max()), int(lr[1][SEED].iloc[0])))
 
 
 def check_out_dir(out: Path) -> None:
@@ -175,6 +220,7 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
     out = Path(out_dir)
     check_out_dir(out)
     sweep = str(df["sweep"].iloc[0])
+    df = _with_seed(df)
     runs = _runs(df)
     notes = [df.attrs["status_note"]] if df.attrs.get("status_note") else []
     left_out = []
@@ -197,8 +243,9 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
     n_of = df.groupby("model")["N"].first().to_dict()
     models = sorted(n_of, key=lambda m: n_of[m])
     grid = is_grid(df)
+    seeds = {m: sorted(int(v) for v in df.loc[df.model == m, SEED].unique()) for m in models}
     rep = Report(sweep=sweep, models=models, n_of=n_of, level=level, mode="grid" if grid else "milestones",
-                 left_out=left_out, notes=notes)
+                 left_out=left_out, notes=notes, seeds=seeds)
 
     curves: dict[str, dict[str, tuple]] = {}
     compute_pts: dict[str, dict[str, tuple]] = {}
@@ -261,31 +308,32 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
         if grid and cat in curves:
             _isoflop(rep, cat, compute_pts[cat], bootstrap, level)
 
-    grad_series = {}
-    for m in models:
-        d = df[(df.model == m) & (df.metric == names.TRAIN_GRAD_NORM)].sort_values("step")
-        if len(d) < 20:
-            continue
-        g = d["value"].to_numpy(float)
-        g = np.where(g > 0, g, np.nan)
-        d = d[np.isfinite(g)]
-        g = d["value"].to_numpy(float)
-        pairs = d["pairs"].to_numpy(float)
-        grad_series[m] = (pairs, g)
-        window = max(10, min(50, len(g) // 4))
-        sp = detect_spikes(g, steps=d["step"].to_numpy(float), pairs=pairs, window=window)
-        rep.spikes[m] = sp
-        loss = df[(df.model == m) & (df.metric == names.TRAIN_LOSS)].set_index("step")["value"]
-        loss = loss.reindex(d["step"]).to_numpy(float)
-        finite = bool(np.isfinite(loss).all())
-        rep.emergences[m] = emergence_flags(sp, loss, window=max(5, window // 2)) if finite else []
-        for cat in names.CATEGORIES:  # the eval curve broke: what did the training curves do there?
-            t = rep.trends.get((cat, m))
-            if (not grid and finite and t is not None and t.kind == "emergent" and t.break_x is not None
-                    and m in curves.get(cat, {})):  # one run per model: its own steps
-                rep.break_evidence.append(break_evidence(
-                    cat, m, t.break_x, curves[cat][m][0], pairs, g, loss, spikes=sp,
-                    emergences=rep.emergences[m], window=window))
+    grad_series, model_of = {}, {}
+    for m in models:  # one series per run (cell): a robust z over runs interleaved by step is noise
+        for label, run in _model_runs(df[df.model == m], m, grid=grid):
+            d = run[run.metric == names.TRAIN_GRAD_NORM].sort_values("step")
+            if len(d) < 20:
+                continue
+            g = d["value"].to_numpy(float)
+            g = np.where(g > 0, g, np.nan)
+            d = d[np.isfinite(g)]
+            g = d["value"].to_numpy(float)
+            pairs = d["pairs"].to_numpy(float)
+            grad_series[label], model_of[label] = (pairs, g), m
+            window = max(10, min(50, len(g) // 4))
+            sp = detect_spikes(g, steps=d["step"].to_numpy(float), pairs=pairs, window=window)
+            rep.spikes[label] = sp
+            loss = run[run.metric == names.TRAIN_LOSS].set_index("step")["value"]
+            loss = loss.reindex(d["step"]).to_numpy(float)
+            finite = bool(np.isfinite(loss).all())
+            rep.emergences[label] = emergence_flags(sp, loss, window=max(5, window // 2)) if finite else []
+            for cat in names.CATEGORIES:  # the eval curve broke: what did each run's training curves do there?
+                t = rep.trends.get((cat, m))
+                if (not grid and finite and t is not None and t.kind == "emergent" and t.break_x is not None
+                        and m in curves.get(cat, {})):  # milestone mode: the run's own steps span the curve
+                    rep.break_evidence.append(break_evidence(
+                        cat, label, t.break_x, curves[cat][m][0], pairs, g, loss, spikes=sp,
+                        emergences=rep.emergences[label], window=window))
 
     phi: dict[str, dict[str, tuple]] = {}
     for feat in names.STYLE_FEATURES:
@@ -307,7 +355,8 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
     if figures and rep.isoflop_profiles:
         rep.figures += plots.save(plots.isoflop_figure(rep.isoflop_profiles, rep.isoflop), figdir, "isoflop")
     if figures and grad_series:
-        rep.figures += plots.save(plots.gradnorm_figure(grad_series, rep.spikes, rep.emergences, n_of), figdir, "grad_norm")
+        rep.figures += plots.save(plots.gradnorm_figure(grad_series, rep.spikes, rep.emergences, n_of,
+                                                                  model_of=model_of), figdir, "grad_norm")
     if figures and phi:
         rep.figures += plots.save(plots.style_figure(phi, n_of), figdir, "style_phi")
     rep.report_path = write_markdown(rep, out / "report.md", phi, label_sources)
@@ -368,7 +417,7 @@ def to_json(rep: Report) -> dict:
     """Everything the report says, as plain data (report.json)."""
     return _clean({
         "sweep": rep.sweep, "mode": rep.mode, "level": rep.level, "models": {m: rep.n_of[m] for m in rep.models},
-        "left_out": rep.left_out, "curve_notes": rep.curve_notes,
+        "seeds": rep.seeds, "left_out": rep.left_out, "curve_notes": rep.curve_notes,
         "fits": [{"category": c, "model": m, **f.to_dict(),
                   "trend": rep.trends[(c, m)].to_dict() if (c, m) in rep.trends else None}
                  for (c, m), f in rep.fits.items()],
@@ -438,7 +487,9 @@ def write_markdown(rep: Report, path: Path, phi: dict, label_sources: dict[str, 
          "All exponents are fitted to this sweep's runs (the paper itself fits none). "
          f"Intervals are {lv} bootstrap intervals over the curve's points; trend classes use the slope's "
          f"{TREND_LEVEL:.0%} t interval and a ΔBIC threshold calibrated in bench/results/trend_calibration.txt. "
-         f"Mode: {rep.mode} ({'each cell' + chr(39) + 's last evaluation is one point' if rep.mode == 'grid' else 'one run per model, evaluated at each milestone'}).", ""]
+         f"Mode: {rep.mode} ({'each cell' + chr(39) + 's last evaluation is one point' if rep.mode == 'grid' else 'one run per model, evaluated at each milestone'})"
+         + (f"; each point is the mean over the runs' seeds ({_seed_list(rep.seeds)}), spikes are "
+            "detected per run" if rep.seeds_phrase() else "") + ".", ""]
     if rep.left_out or rep.curve_notes:
         L += ["## Left out and incomplete", ""]
         if rep.left_out:
