@@ -1,7 +1,7 @@
 #!/bin/bash
 
 # Parameters
-#SBATCH --array=0-2%2
+#SBATCH --array=0-11%2
 #SBATCH --cpus-per-task=1
 #SBATCH --error=out/demo/jobs/%A_%a/%A_%a_0_log.err
 #SBATCH --job-name=demo-tiny-xxs
@@ -13,7 +13,7 @@
 #SBATCH --partition=debug
 #SBATCH --requeue
 #SBATCH --signal=USR2@30
-#SBATCH --time=17
+#SBATCH --time=18
 #SBATCH --wckey=submitit
 
 # command

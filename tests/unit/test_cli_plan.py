@@ -25,7 +25,7 @@ def test_plan_json_keys(repo, capsys):
 def test_plan_csv(repo, capsys):
     assert main(["plan", str(repo / "sweeps/demo.yaml"), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("index,cell_id,model") and len(lines) == 4
+    assert lines[0].startswith("index,cell_id,model") and len(lines) == 1 + 3 * 4  # header, 3 sizes × 4 seeds
 
 
 @pytest.mark.parametrize("text,field", [

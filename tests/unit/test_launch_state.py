@@ -21,7 +21,7 @@ def demo(tmp_path, monkeypatch):
     import yaml
 
     d = yaml.safe_load((ROOT / "sweeps" / "demo.yaml").read_text())
-    d.update(out_dir=str(tmp_path / "out"), tracking={"backend": "mlflow", "uri": f"sqlite:///{tmp_path}/none.db"})
+    d.update(seeds=[0], out_dir=str(tmp_path / "out"), tracking={"backend": "mlflow", "uri": f"sqlite:///{tmp_path}/none.db"})
     y.write_text(yaml.safe_dump(d))
     return plan(load_sweep(y))
 
