@@ -19,6 +19,17 @@ def test_trend_classes(seed):
     assert em.delta_bic > 6
 
 
+def test_a_hump_back_to_chance_is_not_emergent():
+    """The demo's 4-seed mean of tiny-xs objective loss: it climbed above chance and fell back to it.
+    A broken power law fits it (rise, then a drop) but the loss never improved: flat, not emergent.
+    The same curve ending well below its start is emergent."""
+    x = 2.0 ** np.arange(9, 14)
+    hump = classify(x, [0.698, 0.740, 0.739, 0.778, 0.688])
+    assert hump.kind == "flat" and hump.break_x is not None  # the broken fit won; the shape rule said no
+    learned = classify(x, [0.721, 0.785, 0.791, 0.726, 0.342])  # tiny-s-2l in the same demo
+    assert learned.kind == "emergent"
+
+
 def test_planted_spikes_precision_recall():
     rng = np.random.default_rng(7)
     tp = fp = fn = 0
