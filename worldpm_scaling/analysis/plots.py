@@ -142,31 +142,35 @@ def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
 def gradnorm_figure(series: dict[str, tuple[np.ndarray, np.ndarray]], spikes: dict[str, list], emergences: dict[str, list],
                     n_of: dict[str, float], *, model_of: dict[str, str] | None = None):
     """Grad norm vs pairs seen per run, spikes (▲) and emergence flags (★). `series` is keyed by run
-    label; `model_of[label]` is its model (default: the label itself): runs of one model (its seeds,
-    or its budgets in a grid) share the model's colour and one legend entry."""
+    label; `model_of[label]` is its model (default: the label itself). One run per model: one panel.
+    Several (seeds, or budgets in a grid): one panel per model, its runs in the model's colour."""
     model_of = model_of or {k: k for k in series}
+    models = _sizes_order(sorted(set(model_of[k] for k in series)), n_of)
+    colour = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
+    several = len(series) > len(models)
+    panels = models if several else [None]
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(COLUMN_IN, 2.2))
-        models = _sizes_order(sorted(set(model_of[k] for k in series)), n_of)
-        colour = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
-        runs = sorted(series, key=lambda k: (models.index(model_of[k]), k))
-        several = len(runs) > len(models)
-        labelled = set()
-        for k in runs:
-            x, g = series[k]
-            m = model_of[k]
-            col = colour[m]
-            ax.plot(x, g, "-", color=col, lw=0.5 if several else 0.7, alpha=0.7 if several else 1.0,
-                    label=None if m in labelled else m)
-            labelled.add(m)
-            for s in spikes.get(k, []):
-                ax.plot(x[s.index], g[s.index], "^", color=col, ms=5)
-            for e in emergences.get(k, []):
-                ax.plot(x[e.spike.index], g[e.spike.index], "*", color="k", ms=8)
-        ax.set_yscale("log")
-        ax.set_xlabel("training pairs")
-        ax.set_ylabel("grad norm (before clipping)")
-        ax.legend(frameon=False)
+        width = COLUMN_IN if not several else min(PAGE_IN, 2.3 * len(panels))
+        fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.2), squeeze=False, sharey=True)
+        for ax, panel in zip(axes[0], panels):
+            runs = sorted((k for k in series if panel is None or model_of[k] == panel),
+                          key=lambda k: (models.index(model_of[k]), k))
+            for k in runs:
+                x, g = series[k]
+                col = colour[model_of[k]]
+                ax.plot(x, g, "-", color=col, lw=0.5 if several else 0.7, alpha=0.6 if several else 1.0,
+                        label=None if several else k)
+                for s in spikes.get(k, []):
+                    ax.plot(x[s.index], g[s.index], "^", color=col, ms=5, mec="k", mew=0.4)
+                for e in emergences.get(k, []):
+                    ax.plot(x[e.spike.index], g[e.spike.index], "*", color="k", ms=8)
+            ax.set_yscale("log")
+            ax.set_xlabel("training pairs")
+            if panel is not None:
+                ax.set_title(f"{panel} ({len(runs)} runs)")
+        axes[0][0].set_ylabel("grad norm (before clipping)")
+        if not several:
+            axes[0][0].legend(frameon=False)
         fig.tight_layout()
     return fig
 
