@@ -74,6 +74,27 @@ def test_progress_line_for_logs_names_every_cell():
     rows = [{"model": "tiny-xs", "state": "FINISHED", "pairs_seen": 4096, "pairs_budget": 4096, "loss": 0.41234},
             {"model": "tiny-m", "state": "SUBMITTED", "pairs_seen": None, "pairs_budget": 4096, "loss": None}]
     assert _progress_line(rows) == "1/2 finished | tiny-xs FINISHED 4,096/4,096 loss 0.412 | tiny-m SUBMITTED 0/4,096"
+    seeded = [{**r, "seed": s} for r in rows for s in (0, 1)]  # a sweep with seeds: each cell says which
+    assert _progress_line(seeded).startswith("2/4 finished | tiny-xs s0 FINISHED") and "tiny-m s1 SUBMITTED" in _progress_line(seeded)
+
+
+def test_status_table_has_a_seed_column_and_never_wraps_at_80_columns():
+    from rich.console import Console
+
+    from worldpm_scaling.cli.launch import _table
+
+    rows = [{"index": i, "cell_id": f"{i:010x}", "model": "tiny-s-2l", "seed": i % 4, "job_id": f"1234_{i}",
+             "state": "NOT LAUNCHED", "mlflow": "FINISHED", "pairs_seen": 8192, "pairs_budget": 8192, "loss": 0.1234}
+            for i in range(12)]
+    con = Console(width=80, record=True)
+    con.print(_table(rows, "sweep demo"))
+    lines = con.export_text().splitlines()
+    assert "seed" in lines[1] and sum("NOT LAUNCHED" in x for x in lines) == 12
+    assert len([x for x in lines if x.strip()]) == 2 + 1 + 12  # title, header, rule, one line per cell
+    assert all("…" not in x for x in lines)
+    con = Console(width=80, record=True)
+    con.print(_table([{**r, "seed": 0} for r in rows], "sweep demo"))
+    assert "seed" not in con.export_text()  # one seed: no column
 
 
 def test_sweep_outcome_is_the_truth_about_every_cell():

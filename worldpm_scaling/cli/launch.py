@@ -53,23 +53,35 @@ def _plan(args):
     return plan(load_sweep(args.sweep, cluster=getattr(args, "cluster", None)))
 
 
+def _several_seeds(rows) -> bool:
+    return len({r.get("seed", 0) for r in rows}) > 1
+
+
 def _table(rows, title: str):
+    """One row per cell; a seed column when the sweep repeats cells over seeds. No cell wraps: 12 cells
+    with a seed column fit 80 columns (a one-space gap) (a state split over two lines is unreadable and ungreppable)."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
-    for col in ("#", "cell", "model", "job", "state", "mlflow", "pairs seen", "loss"):
-        t.add_column(col)
+    seeds = _several_seeds(rows)
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+              padding=0, collapse_padding=True)
+    for col in ("#", "cell", "model") + (("seed",) if seeds else ()) + ("job", "state", "mlflow", "pairs seen", "loss"):
+        t.add_column(col, no_wrap=True, min_width=10 if col == "cell" else None)
     for r in rows:
-        t.add_row(str(r["index"]), r["cell_id"], r["model"], str(r["job_id"] or "-"), r["state"], str(r["mlflow"] or "-"),
+        t.add_row(str(r["index"]), r["cell_id"], r["model"], *((str(r["seed"]),) if seeds else ()),
+                  str(r["job_id"] or "-"), r["state"], str(r["mlflow"] or "-"),
                   f"{r['pairs_seen']:,.0f}/{r['pairs_budget']:,}" if r["pairs_seen"] else f"0/{r['pairs_budget']:,}",
                   f"{r['loss']:.4f}" if r["loss"] is not None else "-")
     return t
 
 
 def _progress_line(rows: list[dict]) -> str:
-    """`2/3 finished | tiny-xs FINISHED 8,192/8,192 loss 0.41 | …` for logs, where a live table can't draw."""
+    """`2/3 finished | tiny-xs FINISHED 8,192/8,192 loss 0.41 | …` for logs, where a live table can't draw
+    (`tiny-xs s1 …` when the sweep has several seeds)."""
     done = sum(r["state"] == "FINISHED" for r in rows)
-    cells = [f"{r['model']} {r['state']} {r['pairs_seen'] or 0:,.0f}/{r['pairs_budget']:,}"
+    seeds = _several_seeds(rows)
+    cells = [f"{r['model']}{' s' + str(r['seed']) if seeds else ''} {r['state']} {r['pairs_seen'] or 0:,.0f}/{r['pairs_budget']:,}"
              + (f" loss {r['loss']:.3f}" if r["loss"] is not None else "") for r in rows]
     return f"{done}/{len(rows)} finished | " + " | ".join(cells)
 

@@ -94,7 +94,7 @@ def sweep_status(plan: Plan, *, uri: str | None = None) -> list[dict]:
         state = marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED")
         if sched and sched.split()[0] in _DEAD and state in ("RUNNING", "SUBMITTED"):
             state = "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched)
-        rows.append({"index": r.index, "cell_id": r.cell_id, "model": r.model.name, "pairs_budget": r.pairs,
+        rows.append({"index": r.index, "cell_id": r.cell_id, "model": r.model.name, "seed": r.seed, "pairs_budget": r.pairs,
                      "job_id": launch.get("job_id"), "scheduler": sched or launch.get("executor", "-"),
                      "state": state, "mlflow": m.get("status"), "pairs_seen": m.get("pairs") or marker.get("pairs_seen"),
                      "loss": m.get("loss"), "steps": marker.get("steps")})
