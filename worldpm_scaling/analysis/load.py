@@ -41,15 +41,19 @@ def from_file(path: str | Path) -> pd.DataFrame:
         raise AnalysisInputError(f"{p}: missing columns {missing} (expected {COLUMNS})")
     if STATUS not in df.columns:
         df.attrs["status_note"] = f"{p.name} has no {STATUS!r} column: every run in it is taken as FINISHED"
-    if SEED not in df.columns:
-        df[SEED] = 0
-    return df
+    return with_seed(df)
+
+
+def with_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """A table without a seed column (an older export, a hand-made frame) is one seed, 0."""
+    return df if SEED in df.columns else df.assign(**{SEED: 0})
 
 
 def tidy(runs: list[dict], histories: dict[str, dict[str, list[tuple[int, float]]]]) -> pd.DataFrame:
     """Pure: run records + metric histories → the tidy table.
 
-    `runs`: dicts with run_id, sweep, cell, model, N, status and (optional, default 0) seed. `histories[run_id][metric]` = [(step, value)].
+    `runs`: dicts with run_id, sweep, cell, model, N, status and (optional, default 0) seed.
+    `histories[run_id][metric]` = [(step, value)].
     """
     frames = []
     for r in runs:

@@ -25,7 +25,7 @@ from . import plots
 from .errors import AnalysisInputError
 from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
                    fit_power, frontier_gap, identification)
-from .load import SEED, STATUS
+from .load import SEED, STATUS, with_seed
 from .spikes import SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags
 from .trends import Trend, classify
 
@@ -141,16 +141,11 @@ def _seed_list(seeds: dict[str, list[int]]) -> str:
     return "; ".join(f"{m}: seeds {', '.join(map(str, v))}" for m, v in seeds.items())
 
 
-def _with_seed(df: pd.DataFrame) -> pd.DataFrame:
-    """A table without a seed column (an older export, a hand-made frame) is one seed, 0."""
-    return df if SEED in df.columns else df.assign(**{SEED: 0})
-
-
 def is_grid(df: pd.DataFrame) -> bool:
     """Grid mode: some model has more than one cell of one seed (one run per model × data budget).
     Cells that differ only in their seed repeat one measurement: a milestone sweep with `seeds: [0, 1]`
     is not a grid."""
-    ev = _with_seed(df[df.metric.astype(str).str.startswith("eval/")])
+    ev = with_seed(df[df.metric.astype(str).str.startswith("eval/")])
     return bool(len(ev)) and int(ev.groupby(["model", SEED])["cell"].nunique().max()) > 1
 
 
@@ -178,20 +173,13 @@ def _runs(df: pd.DataFrame) -> list[dict]:
 def _model_runs(d: pd.DataFrame, model: str, *, grid: bool) -> list[tuple[str, pd.DataFrame]]:
     """One model's rows split into its runs (cells), each with a label: the model alone when it has one
     run, else with the seed (`seed 1`) and, in a grid, the run's data budget (its largest pairs seen)."""
-    cells = sorted(d["cell"].astype(str).unique())
-    if len(cells) <= 1:
+    runs = [run for _, run in d.groupby(d["cell"].astype(str), sort=True)]
+    if len(runs) <= 1:
         return [(model, d)]
+    runs.sort(key=lambda run: (float(run["pairs"].max()), int(run[SEED].iloc[0])))
     many_seeds = d[SEED].nunique() > 1
-    out = []
-    for c in cells:
-        run = d[d["cell"].astype(str) == c]
-        parts = [model]
-        if grid:
-            parts.append(_pairs_label(float(run["pairs"].max())))
-        if many_seeds:
-            parts.append(f"seed {int(run[SEED].iloc[0])}")
-        out.append((" ".join(parts), run))
-    return sorted(out, key=lambda lr: (float(lr[1]["pairs"].max()), int(lr[1][SEED].iloc[0])))
+    return [(" ".join([model] + ([_pairs_label(float(run["pairs"].max()))] if grid else [])
+                      + ([f"seed {int(run[SEED].iloc[0])}"] if many_seeds else [])), run) for run in runs]
 
 
 def check_out_dir(out: Path) -> None:
@@ -220,7 +208,7 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
     out = Path(out_dir)
     check_out_dir(out)
     sweep = str(df["sweep"].iloc[0])
-    df = _with_seed(df)
+    df = with_seed(df)
     runs = _runs(df)
     notes = [df.attrs["status_note"]] if df.attrs.get("status_note") else []
     left_out = []
@@ -355,8 +343,8 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
     if figures and rep.isoflop_profiles:
         rep.figures += plots.save(plots.isoflop_figure(rep.isoflop_profiles, rep.isoflop), figdir, "isoflop")
     if figures and grad_series:
-        rep.figures += plots.save(plots.gradnorm_figure(grad_series, rep.spikes, rep.emergences, n_of,
-                                                                  model_of=model_of), figdir, "grad_norm")
+        fig = plots.gradnorm_figure(grad_series, rep.spikes, rep.emergences, n_of, model_of=model_of)
+        rep.figures += plots.save(fig, figdir, "grad_norm")
     if figures and phi:
         rep.figures += plots.save(plots.style_figure(phi, n_of), figdir, "style_phi")
     rep.report_path = write_markdown(rep, out / "report.md", phi, label_sources)

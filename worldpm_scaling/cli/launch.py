@@ -58,8 +58,9 @@ def _several_seeds(rows) -> bool:
 
 
 def _table(rows, title: str):
-    """One row per cell; a seed column when the sweep repeats cells over seeds. No cell wraps: 12 cells
-    with a seed column fit 80 columns (a one-space gap) (a state split over two lines is unreadable and ungreppable)."""
+    """One row per cell; a seed column when the sweep repeats cells over seeds. No cell wraps (a state
+    split over two lines is unreadable and ungreppable): with one-space gaps, 12 cells and a seed column
+    fit 80 columns."""
     from rich import box
     from rich.table import Table
 
