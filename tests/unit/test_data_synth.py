@@ -10,6 +10,7 @@ import re
 import pytest
 
 from worldpm_scaling.data.synth import SynthConfig, SynthConfigError, generate
+from worldpm_scaling.names import EVAL_SETS
 
 # sha256 of generate(SynthConfig(pairs=200, eval_pairs_per_set=8)) before the answer_hops option
 # existed (commit 7927051): the demo's recipe must give the same data for the same seed.
@@ -107,3 +108,28 @@ def test_parity_pairs_prefer_the_verdict_of_the_secret_flags_and_no_flag_alone_p
 def test_bad_parity_knobs_are_named(kw, field):
     with pytest.raises(SynthConfigError, match=re.escape(field)):
         SynthConfig(**kw)
+
+
+def test_the_recipe_is_unchanged_by_the_vote_noise_option_at_zero():
+    assert _digest(SynthConfig(pairs=200, eval_pairs_per_set=8, quality_flip=0.0)) == HOPS0_DIGEST
+
+
+def _good_minus_bad(text: str, f) -> int:
+    words = re.findall(r"\w+", text)
+    return sum(w in f.good for w in words) - sum(w in f.bad for w in words)
+
+
+def test_vote_noise_sends_that_share_of_training_quality_votes_to_the_worse_reply_and_leaves_evals_clean():
+    train, evals, f = generate(SynthConfig(pairs=4000, eval_pairs_per_set=64, quality_flip=0.2))
+    quality = [p for p in train if p["kind"] == "quality"]
+    worse_won = [_good_minus_bad(p["chosen"], f) < _good_minus_bad(p["rejected"], f) for p in quality]
+    assert abs(sum(worse_won) / len(quality) - 0.2) < 0.03, sum(worse_won) / len(quality)
+    assert all(p["chosen_score"] > p["rejected_score"] for p in quality)  # the votes still name the winner
+    assert all(p["chosen_markdown"] == p["chosen"].startswith("## ") for p in quality)
+    adversarial = [p for name, rows in evals.items() if EVAL_SETS[name] == "adversarial" for p in rows]
+    assert adversarial and all(_good_minus_bad(p["chosen"], f) > _good_minus_bad(p["rejected"], f) for p in adversarial)
+
+
+def test_bad_vote_noise_is_named():
+    with pytest.raises(SynthConfigError, match=re.escape("quality_flip (--quality-flip)")):
+        SynthConfig(quality_flip=1.5)

@@ -90,6 +90,14 @@ class SynthConfig:
     tiny-xs sat at chance to 2^10 and then dived (measured: README, what the demo shows)."""
     quality_margin: int = 2
     """Minimum good-minus-bad difference between preferred and other reply."""
+    quality_flip: float = 0.0
+    """P(a training quality pair's votes went to the worse reply): the texts of chosen and rejected are
+    swapped, the vote counts kept. Forum votes are noisy, so a reward model trained on them stays unsure
+    and its BT test loss far from 0; without noise the quality signal is separable and, once learned, the
+    loss dives towards 0 as the reward margins grow. Eval sets stay clean (as curated test sets).
+    Measured on the demo recipe (bench/results/objective_onset.txt, issue 20 levers 11 and 14): noise keeps
+    the adversarial curves closer to a power law but delays the objective lookup at every size (at 0.2 no
+    demo size learns it by 8,192 pairs), so the demo keeps 0."""
     style_rate: float = 0.55
     """P(preferred reply is the one given `long_extra_words` more words) and P(it is the markdown one)
     in training pairs. The demo default is a weak cue (0.55): stronger cues are learned before the
@@ -115,7 +123,7 @@ class SynthConfig:
         for name in ("pairs", "eval_pairs_per_set", "lexicon", "questions_xml", "vocab_size"):
             if getattr(self, name) <= 0:
                 raise bad(name, "must be positive")
-        for name in ("mix_quality", "mix_answer", "style_rate"):
+        for name in ("mix_quality", "mix_answer", "style_rate", "quality_flip"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be within [0, 1]")
         if self.mix_quality + self.mix_answer > 1:
@@ -330,6 +338,9 @@ def generate(cfg: SynthConfig) -> tuple[list[dict], dict[str, list[dict]], Forum
         u = f.rng.random()
         kind = "quality" if u < cfg.mix_quality else ("answer" if u < cfg.mix_quality + cfg.mix_answer else "noise")
         p = f.pair(kind, style="train")
+        if kind == "quality" and cfg.quality_flip and f.rng.random() < cfg.quality_flip:  # no draw at 0: same world
+            p.update(chosen=p["rejected"], rejected=p["chosen"],
+                     chosen_markdown=p["rejected_markdown"], rejected_markdown=p["chosen_markdown"])
         p.update(question_id=i, site="synthetic.forum")
         train.append(p)
     evals = {}
