@@ -1,10 +1,10 @@
 #!/bin/bash
 
 # Parameters
-#SBATCH --array=0-11%2
+#SBATCH --array=0-23%2
 #SBATCH --cpus-per-task=1
 #SBATCH --error=out/demo/jobs/%A_%a/%A_%a_0_log.err
-#SBATCH --job-name=demo-tiny-xxs
+#SBATCH --job-name=demo-tiny-xxxs
 #SBATCH --mem=4GB
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
@@ -13,7 +13,7 @@
 #SBATCH --partition=debug
 #SBATCH --requeue
 #SBATCH --signal=USR2@30
-#SBATCH --time=18
+#SBATCH --time=14
 #SBATCH --wckey=submitit
 
 # command

@@ -25,7 +25,7 @@ def test_plan_json_keys(repo, capsys):
 def test_plan_csv(repo, capsys):
     assert main(["plan", str(repo / "sweeps/demo.yaml"), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("index,cell_id,model") and len(lines) == 1 + 3 * 4  # header, 3 sizes × 4 seeds
+    assert lines[0].startswith("index,cell_id,model") and len(lines) == 1 + 3 * 8  # header, 3 sizes × 8 seeds
 
 
 @pytest.mark.parametrize("text,field", [
@@ -47,7 +47,7 @@ def test_plan_bad_input_exits_2(tmp_path, capsys, text, field):
 def test_console_script_and_module(repo):
     r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "plan", str(repo / "sweeps/demo.yaml"),
                         "--format", "json"], capture_output=True, text=True, check=True)
-    assert json.loads(r.stdout)[0]["model"] == "tiny-xxs"
+    assert json.loads(r.stdout)[0]["model"] == "tiny-xxxs"
 
 
 def test_plan_shows_micro_batches_and_compute_comm_eval_hours(repo, capsys):

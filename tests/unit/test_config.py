@@ -30,7 +30,7 @@ def test_load_shipped_sweeps(repo):
     assert [m.name for m in spec.models] == ["qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-72b"]
     assert spec.cluster.gpu_type == "H100-80G"
     assert spec.milestone_pairs()[-1] == 15_000_000
-    assert load_sweep(repo / "sweeps/demo.yaml").models[0].name == "tiny-xxs"
+    assert load_sweep(repo / "sweeps/demo.yaml").models[0].name == "tiny-xxxs"
 
 
 def test_milestones_powers_of_two_plus_budget():

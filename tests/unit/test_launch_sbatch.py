@@ -87,5 +87,5 @@ def test_wps_launch_dry_run_prints_scripts_and_submits_nothing(tmp_path, monkeyp
     sweep.write_text((ROOT / "sweeps" / "demo.yaml").read_text() + f"out_dir: {tmp_path / 'out'}\n")
     assert main(["launch", str(sweep), "--cluster", "slurm/local-cluster.yaml", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.count("#!/bin/bash") == 1 and "#SBATCH --array=0-11%2" in out  # 3 sizes × 4 seeds
+    assert out.count("#!/bin/bash") == 1 and "#SBATCH --array=0-23%2" in out  # 3 sizes × 8 seeds
     assert not (tmp_path / "out" / "launches.jsonl").exists()

@@ -108,7 +108,7 @@ def test_random_init_only_when_asked(repo, sweep, tmp_path):
     assert demo.sweep.init == "random" and {r.model.init for r in demo.runs} == {"random"}
     # a tiny shape has no base: pretrained is an error naming the field, random the only choice
     tiny = dataclasses.replace(demo.sweep, init="pretrained")
-    with pytest.raises(PlanError, match="tiny-xxs has no released base") as e:
+    with pytest.raises(PlanError, match="tiny-xxxs has no released base") as e:
         plan(tiny)
     assert e.value.path == "models[0].init"
     assert {r.model.init for r in plan(dataclasses.replace(demo.sweep, init=None)).runs} == {"random"}
