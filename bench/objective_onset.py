@@ -108,8 +108,32 @@ def summary(results: list[dict], header: str) -> list[str]:
     for r in results:
         lines.append(f"  {r['model']:9s} seed {r['seed']}: " + "  ".join(
             f"{c} {r['loss'][c][0]:.3f}→{r['loss'][c][-1]:.3f}" for c in r["loss"]))
+    lines += trend_lines(results, models)
     lines.append("train grad-norm spikes and emergence flags (spike + train-loss drop), detector defaults:")
     return lines + [spike_line(r) for r in results]
+
+
+def trend_lines(results: list[dict], models: list[str]) -> list[str]:
+    """The trend class `wps analyze` gives each category × size, on the loss averaged over the seeds
+    run (as the demo's headline does), so the study judges the shapes the demo would show."""
+    import numpy as np
+
+    from worldpm_scaling.analysis.trends import classify
+
+    ms = results[0]["milestones"]
+    if len(ms) < 5:
+        return []
+    n_seeds = {len([r for r in results if r["model"] == m]) for m in models}
+    lines = [f"trend class of the seed-mean eval loss (wps analyze's classifier; seeds per size: "
+             f"{', '.join(map(str, sorted(n_seeds)))}):"]
+    for c in results[0]["loss"]:
+        parts = []
+        for m in models:
+            y = np.mean([r["loss"][c] for r in results if r["model"] == m], axis=0)
+            t = classify(ms, y)
+            parts.append(f"{m} {t.kind} (α={-t.slope:.2f})")
+        lines.append(f"  {c:11s} " + "; ".join(parts))
+    return lines
 
 
 def main() -> None:
@@ -126,8 +150,21 @@ def main() -> None:
                     help="extra tiny shapes (hidden, layers, heads, kv heads, intermediate) usable in --models")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench/results/objective_onset.txt"))
+    ap.add_argument("--resummarize", metavar="FILE.json",
+                    help="print the study's text for saved results (a list of cells, or one probe's key of "
+                         "bench/results/objective_onset.json given as FILE.json:KEY) without training")
     ap.add_argument("--_cell", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.resummarize:
+        path, _, key = args.resummarize.partition(".json:")
+        path = path if path.endswith(".json") else path + ".json"
+        saved = json.loads(Path(path).read_text())
+        if isinstance(saved, dict):
+            if key not in saved:
+                ap.error(f"--resummarize: {path} has no key {key!r}; keys: {', '.join(saved)}")
+            saved = saved[key]
+        print("\n".join(summary(saved, f"saved results: {args.resummarize}")))
+        return
     if args._cell:  # child process: one cell, JSON on stdout's last line
         d, m, s, p, n, o = args._cell
         print(json.dumps(cell(d, m, int(s), int(p), int(n), o)))

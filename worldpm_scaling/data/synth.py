@@ -47,10 +47,11 @@ class SynthConfig:
     """Share carrying the key→value answer signal (the rest are coin-flip noise pairs)."""
     n_keys: int = 4
     """Entries in the key→value table: more = harder objective signal. At 4, tiny models learn it
-    abruptly, at a point the seed sets within a range the LR and width set: with per-width LRs every
-    size learns it by 8,192 pairs in about half the seeds; with one LR 3e-4 for every size (the demo)
-    the wider the model the sooner (by 8,192 pairs: widths 32, 64, 128 in 0, 1, 5 of 8 seeds; measured:
-    bench/results/objective_onset.txt); at 64 keys none of the demo sizes learns it by 8,192."""
+    abruptly, at a point the seed sets within a range the LR, the step count and width set: with
+    per-width LRs every size learns it by 8,192 pairs in about half the seeds; with one LR for every
+    size the wider the model the sooner (the demo, LR 2.5e-4 and 512 steps: widths 24, 32, 96 in 0, 0, 7
+    of 8 seeds; measured: bench/results/objective_onset.txt); at 8 keys (and 64) none of the demo sizes of
+    2026-12-02 learned it by 8,192."""
     answer_form: str = "context"
     """How a reply gives its answer: `context` = the value alone, so the key must be looked up in the
     prompt (cross-attention); `fact` = the reply states `key value` side by side, a fact to memorise
