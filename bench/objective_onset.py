@@ -69,14 +69,15 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
 
 def spike_line(r: dict) -> str:
     """Grad-norm spikes and emergence flags (spike + train-loss drop) of one cell's run, with the
-    detector's defaults (worldpm_scaling/analysis/spikes.py), and, where the objective was learned,
+    windows `wps analyze` uses (worldpm_scaling/analysis/spikes.py: run_windows), and, where the objective was learned,
     what the grad norm and training loss did between the last unlearned and the first learned milestone."""
     import numpy as np
 
-    from worldpm_scaling.analysis.spikes import break_evidence, detect_spikes, emergence_flags
+    from worldpm_scaling.analysis.spikes import break_evidence, detect_spikes, emergence_flags, run_windows
 
-    spikes = detect_spikes(r["grad_norm"], pairs=r["pairs_seen"] or None)
-    flags = emergence_flags(spikes, r["train_loss"])
+    window, drop_window = run_windows(len(r["grad_norm"]))  # as wps analyze: the study's flags are the report's
+    spikes = detect_spikes(r["grad_norm"], pairs=r["pairs_seen"] or None, window=window)
+    flags = emergence_flags(spikes, r["train_loss"], window=drop_window)
     at = lambda s: f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}"  # noqa: E731
     ms, acc = r["milestones"], r["objective_acc"]
     i = next((i for i, a in enumerate(acc) if a >= LEARNED), None)
@@ -109,7 +110,7 @@ def summary(results: list[dict], header: str) -> list[str]:
         lines.append(f"  {r['model']:9s} seed {r['seed']}: " + "  ".join(
             f"{c} {r['loss'][c][0]:.3f}→{r['loss'][c][-1]:.3f}" for c in r["loss"]))
     lines += trend_lines(results, models)
-    lines.append("train grad-norm spikes and emergence flags (spike + train-loss drop), detector defaults:")
+    lines.append("train grad-norm spikes and emergence flags (spike + train-loss drop), windows as wps analyze:")
     return lines + [spike_line(r) for r in results]
 
 

@@ -37,3 +37,23 @@ def test_trend_lines_classify_the_seed_mean_per_category_and_size():
     assert lines["subjective"].count("flat") == 2 and lines["objective"].count("flat") == 2
     mean_b = np.mean([[0.69, 0.7, 0.69, 0.7, 0.69], [2 * p - 0.69 for p in power]], axis=0)
     assert np.all(np.diff(mean_b) < 0)
+
+
+def test_the_study_flags_emergence_with_the_windows_wps_analyze_uses():
+    """The study once used the detector's default loss window (20 points) where the report uses
+    run_windows (25 at 512 steps), so a demo run's emergence flag was missing from the study."""
+    from objective_onset import spike_line
+
+    from worldpm_scaling.analysis.spikes import detect_spikes, emergence_flags, run_windows
+
+    assert run_windows(512) == (50, 25) and run_windows(40) == (10, 5) and run_windows(4000) == (50, 25)
+    rng = np.random.default_rng(3)
+    steps = 512
+    g = np.exp(rng.normal(0, 0.1, steps))
+    loss = 0.5 * np.exp(rng.normal(0, 0.005, steps))
+    g[200] *= 20
+    loss[212:] *= 0.8  # the drop starts 12 steps after the spike: in 14 of the next 25 points, 8 of the next 20
+    r = {**_cell("b", 0, [0.7] * 5), "grad_norm": g.tolist(), "train_loss": loss.tolist(),
+         "pairs_seen": (16.0 * np.arange(1, steps + 1)).tolist()}
+    assert "1 spikes at pairs 3216; 1 emergence flags (drop 20%)" in spike_line(r), spike_line(r)
+    assert emergence_flags(detect_spikes(g), loss) == []  # the detector's default window misses it

@@ -78,6 +78,18 @@ def test_progress_line_for_logs_names_every_cell():
     assert _progress_line(seeded).startswith("2/4 finished | tiny-xs s0 FINISHED") and "tiny-m s1 SUBMITTED" in _progress_line(seeded)
 
 
+def test_progress_line_of_a_large_sweep_names_only_the_cells_at_work():
+    from worldpm_scaling.cli.launch import _progress_line
+
+    def row(state, seed, seen=None, loss=None):
+        return {"model": "tiny-sm", "seed": seed, "state": state, "pairs_seen": seen, "pairs_budget": 8192, "loss": loss}
+
+    rows = ([row("FINISHED", s, 8192, 0.3) for s in range(8)] + [row("RUNNING", 8, 4000, 0.6234), row("FAILED", 9, 96)]
+            + [row("SUBMITTED", s) for s in range(10, 24)])
+    assert _progress_line(rows) == ("8/24 finished | 14 SUBMITTED | tiny-sm s8 RUNNING 4,000/8,192 loss 0.623 | "
+                                    "tiny-sm s9 FAILED 96/8,192")
+
+
 def test_status_table_has_a_seed_column_and_never_wraps_at_80_columns():
     from rich.console import Console
 

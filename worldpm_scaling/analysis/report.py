@@ -26,7 +26,8 @@ from .errors import AnalysisInputError
 from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
                    fit_power, frontier_gap, identification)
 from .load import SEED, STATUS, with_seed
-from .spikes import SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags
+from .spikes import (SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags,
+                     run_windows)
 from .trends import Trend, classify
 
 MIN_FIT_POINTS = 3
@@ -308,13 +309,13 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
             g = d["value"].to_numpy(float)
             pairs = d["pairs"].to_numpy(float)
             grad_series[label], model_of[label] = (pairs, g), m
-            window = max(10, min(50, len(g) // 4))
+            window, drop_window = run_windows(len(g))
             sp = detect_spikes(g, steps=d["step"].to_numpy(float), pairs=pairs, window=window)
             rep.spikes[label] = sp
             loss = run[run.metric == names.TRAIN_LOSS].set_index("step")["value"]
             loss = loss.reindex(d["step"]).to_numpy(float)
             finite = bool(np.isfinite(loss).all())
-            rep.emergences[label] = emergence_flags(sp, loss, window=max(5, window // 2)) if finite else []
+            rep.emergences[label] = emergence_flags(sp, loss, window=drop_window) if finite else []
             for cat in names.CATEGORIES:  # the eval curve broke: what did each run's training curves do there?
                 t = rep.trends.get((cat, m))
                 if (not grid and finite and t is not None and t.kind == "emergent" and t.break_x is not None

@@ -39,6 +39,15 @@ class Emergence:
     """Drop in units of the pre-spike loss noise."""
 
 
+def run_windows(n_points: int) -> tuple[int, int]:
+    """(spike window, loss-drop window) for one run's series of `n_points` logged steps: the robust z
+    looks back a quarter of the run (10 to 50 points) and a drop in training loss is looked for over
+    half that (at least 5). `wps analyze` and bench/objective_onset.py both use these, so the study's
+    flags are the report's."""
+    window = max(10, min(50, n_points // 4))
+    return window, max(5, window // 2)
+
+
 def robust_z(values, *, window: int = 50) -> np.ndarray:
     """z_t = (u_t − median(u_{t−w..t−1})) / (1.4826·MAD), u = log v, over a trailing window (NaN
     while warming up). Grad norms are positive and vary multiplicatively, hence the log."""

@@ -77,14 +77,29 @@ def _table(rows, title: str):
     return t
 
 
+_NAME_EVERY_CELL = 6
+"""Up to this many cells the log line names each; above it, waiting and finished cells are counted
+(24 demo cells named one by one made a 1,500-character line every 30 s)."""
+_QUIET = ("FINISHED", "SUBMITTED", "NOT LAUNCHED")
+
+
 def _progress_line(rows: list[dict]) -> str:
     """`2/3 finished | tiny-xs FINISHED 8,192/8,192 loss 0.41 | …` for logs, where a live table can't draw
-    (`tiny-xs s1 …` when the sweep has several seeds)."""
+    (`tiny-xs s1 …` when the sweep has several seeds). Above `_NAME_EVERY_CELL` cells only the cells
+    doing something (running, failed, requeued, …) are named: `8/24 finished | 14 SUBMITTED | tiny-xs s0
+    RUNNING 4,000/8,192 loss 0.62 | …`."""
     done = sum(r["state"] == "FINISHED" for r in rows)
     seeds = _several_seeds(rows)
-    cells = [f"{r['model']}{' s' + str(r['seed']) if seeds else ''} {r['state']} {r['pairs_seen'] or 0:,.0f}/{r['pairs_budget']:,}"
-             + (f" loss {r['loss']:.3f}" if r["loss"] is not None else "") for r in rows]
-    return f"{done}/{len(rows)} finished | " + " | ".join(cells)
+
+    def cell(r: dict) -> str:
+        return (f"{r['model']}{' s' + str(r['seed']) if seeds else ''} {r['state']} {r['pairs_seen'] or 0:,.0f}/"
+                f"{r['pairs_budget']:,}" + (f" loss {r['loss']:.3f}" if r["loss"] is not None else ""))
+
+    head = f"{done}/{len(rows)} finished"
+    if len(rows) <= _NAME_EVERY_CELL:
+        return " | ".join([head, *map(cell, rows)])
+    waiting = [f"{n} {st}" for st in _QUIET[1:] if (n := sum(r["state"] == st for r in rows))]
+    return " | ".join([head, *waiting, *(cell(r) for r in rows if r["state"] not in _QUIET)])
 
 
 def _watch(p, interval: float) -> list[dict]:
