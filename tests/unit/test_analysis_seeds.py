@@ -84,3 +84,34 @@ def test_a_file_without_a_seed_column_is_one_seed(tmp_path):
     df = from_file(p)
     assert set(df["seed"]) == {0}
     assert not is_grid(df) and not is_grid(seeded())
+
+
+def test_a_seed_mean_break_is_one_headline_line_and_one_report_line_per_seed(tmp_path):
+    """The break is of the seed-mean curve: each seed is checked there (a seed whose own curve never broke
+    included), the report lists every seed, and the headline says it once for all of them."""
+    rep = analyze(seeded(), tmp_path, bootstrap=20, figures=False)
+    evs = [b for b in rep.break_evidence if (b.category, b.model) == ("objective", "tiny-m")]
+    assert [b.run for b in evs] == ["seed 0", "seed 1"]
+    assert evs[1].sentence().startswith("objective/tiny-m emergent (break of the seed mean at 2048 pairs): seed 1 in "
+                                        "[2048, 4096] pairs no grad-norm spike")
+    head = [x for x in rep.headline().splitlines() if "objective/tiny-m emergent" in x]
+    assert len(head) == 1 and "(break of the 2-seed mean at 2048 pairs): in [2048, 4096] pairs no grad-norm spike in " \
+        "any seed (max robust z " in head[0] and "training loss falls in 2 of 2 seeds (0.684 → 0.676)" in head[0], head
+    md = (tmp_path / "report.md").read_text()
+    assert "seed 0 in [2048, 4096]" in md and "seed 1 in [2048, 4096]" in md
+
+
+def test_break_sentences_name_the_seeds_that_spiked():
+    from worldpm_scaling.analysis.spikes import BreakEvidence, Emergence, Spike, break_sentences
+
+    sp = Spike(index=300, step=300.0, pairs=4800.0, z=9.1, value=3.0)
+    base = dict(category="objective", model="tiny-sm", break_pairs=4096.0, lo=4096.0, hi=8192.0, threshold=7.0)
+    evs = [BreakEvidence(**base, spikes=(), emergences=(), max_z=3.2, loss_before=0.51, loss_after=0.19, run="seed 0"),
+           BreakEvidence(**base, spikes=(sp,), emergences=(Emergence(spike=sp, drop=0.3, z=8.0),), max_z=9.1,
+                         loss_before=0.43, loss_after=0.44, run="seed 1")]
+    (line,) = break_sentences(evs)
+    assert line == ("objective/tiny-sm emergent (break of the 2-seed mean at 4096 pairs): in [4096, 8192] pairs "
+                    "grad-norm spikes in 1 of 2 seeds (seed 1 at 4800 pairs), 1 with an emergence flag; "
+                    "training loss falls in 1 of 2 seeds (0.430–0.510 → 0.190–0.440)")
+    single = BreakEvidence(**base, spikes=(), emergences=(), max_z=3.2, loss_before=0.5, loss_after=0.2)
+    assert break_sentences([single]) == [single.sentence()] and "break at 4096 pairs): in [4096" in single.sentence()

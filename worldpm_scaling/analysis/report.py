@@ -26,8 +26,8 @@ from .errors import AnalysisInputError
 from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
                    fit_power, frontier_gap, identification)
 from .load import SEED, STATUS, with_seed
-from .spikes import (SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, detect_spikes, emergence_flags,
-                     run_windows)
+from .spikes import (SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, break_sentences, detect_spikes,
+                     emergence_flags, run_windows)
 from .trends import Trend, classify
 
 MIN_FIT_POINTS = 3
@@ -126,7 +126,7 @@ class Report:
         lines.append(f"  grad-norm spikes: {n_sp}; emergence flags (spike then loss drop): {n_em}"
                      + "".join(f"; {m} at {e.spike.pairs:.0f} pairs" for m, es in self.emergences.items() for e in es
                                if e.spike.pairs is not None))
-        lines += [f"  {b.sentence()}" for b in self.break_evidence]
+        lines += [f"  {x}" for x in break_sentences(self.break_evidence)]  # report.md has one line per seed
         return "\n".join(lines)
 
 
@@ -321,8 +321,8 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
                 if (not grid and finite and t is not None and t.kind == "emergent" and t.break_x is not None
                         and m in curves.get(cat, {})):  # milestone mode: the run's own steps span the curve
                     rep.break_evidence.append(break_evidence(
-                        cat, label, t.break_x, curves[cat][m][0], pairs, g, loss, spikes=sp,
-                        emergences=rep.emergences[label], window=window))
+                        cat, m, t.break_x, curves[cat][m][0], pairs, g, loss, spikes=sp,
+                        emergences=rep.emergences[label], window=window, run=label[len(m):].strip() or None))
 
     phi: dict[str, dict[str, tuple]] = {}
     for feat in names.STYLE_FEATURES:
@@ -421,7 +421,7 @@ def to_json(rep: Report) -> dict:
         "isoflop_notes": rep.isoflop_notes,
         "spikes": {m: len(v) for m, v in rep.spikes.items()},
         "emergences": {m: len(v) for m, v in rep.emergences.items()},
-        "break_evidence": [{"category": b.category, "model": b.model, "break_pairs": b.break_pairs,
+        "break_evidence": [{"category": b.category, "model": b.model, "run": b.run, "break_pairs": b.break_pairs,
                             "window_pairs": [b.lo, b.hi], "spikes": [s.pairs for s in b.spikes],
                             "emergence_flags": len(b.emergences), "max_z": b.max_z,
                             "loss_before": b.loss_before, "loss_after": b.loss_after} for b in rep.break_evidence],

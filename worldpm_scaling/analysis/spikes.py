@@ -139,10 +139,17 @@ class BreakEvidence:
     loss_before: float
     """Median training loss over the steps just before the window, and over its last steps."""
     loss_after: float
+    run: str | None = None
+    """Which of the model's runs this is (`seed 1`) when it has several: the break is then one of the
+    model's seed-mean curve, and a seed whose own curve never broke is checked there all the same."""
 
     def sentence(self) -> str:
-        head = (f"{self.category}/{self.model} emergent (break at {self.break_pairs:.0f} pairs): in "
-                f"[{self.lo:.0f}, {self.hi:.0f}] pairs ")
+        if self.run:
+            head = (f"{self.category}/{self.model} emergent (break of the seed mean at {self.break_pairs:.0f} "
+                    f"pairs): {self.run} in [{self.lo:.0f}, {self.hi:.0f}] pairs ")
+        else:
+            head = (f"{self.category}/{self.model} emergent (break at {self.break_pairs:.0f} pairs): in "
+                    f"[{self.lo:.0f}, {self.hi:.0f}] pairs ")
         tail = f"; training loss {self.loss_before:.3f} → {self.loss_after:.3f}"
         if not self.spikes:
             return head + f"no grad-norm spike (max robust z {self.max_z:.1f} < {self.threshold:g})" + tail
@@ -152,9 +159,45 @@ class BreakEvidence:
                 + tail)
 
 
+def _span(values: list[float], fmt: str) -> str:
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def break_sentences(evidence: list[BreakEvidence]) -> list[str]:
+    """One sentence per break: a model with several runs gets one line for all its seeds (how many
+    spiked in the window, the range of their max z and training losses) instead of one per seed."""
+    groups: dict[tuple, list[BreakEvidence]] = {}
+    for b in evidence:
+        groups.setdefault((b.category, b.model, b.break_pairs) if b.run else (id(b),), []).append(b)
+    out = []
+    for g in groups.values():
+        if len(g) == 1:
+            out.append(g[0].sentence())
+            continue
+        b0, n = g[0], len(g)
+        spiked = [b for b in g if b.spikes]
+        zs = [b.max_z for b in g if np.isfinite(b.max_z)]
+        head = (f"{b0.category}/{b0.model} emergent (break of the {n}-seed mean at {b0.break_pairs:.0f} pairs): "
+                f"in [{b0.lo:.0f}, {b0.hi:.0f}] pairs ")
+        if not spiked:
+            head += (f"no grad-norm spike in any seed (max robust z {_span(zs, '.1f')} < {b0.threshold:g})"
+                     if zs else "no grad-norm spike in any seed")
+        else:
+            n_em = sum(len(b.emergences) for b in spiked)
+            head += (f"grad-norm spikes in {len(spiked)} of {n} seeds ("
+                     + ", ".join(f"{b.run} at " + ", ".join(f"{s.pairs:.0f}" for s in b.spikes) for b in spiked)
+                     + f" pairs), {n_em or 'none'} with an emergence flag")
+        before, after = [b.loss_before for b in g], [b.loss_after for b in g]
+        falls = sum(a < b for a, b in zip(after, before))
+        out.append(head + f"; training loss falls in {falls} of {n} seeds ({_span(before, '.3f')} → "
+                          f"{_span(after, '.3f')})")
+    return out
+
+
 def break_evidence(category: str, model: str, break_pairs: float, milestones, pairs, grad_norm, loss, *,
                    spikes: list[Spike], emergences: list[Emergence], window: int = 50,
-                   threshold: float = SPIKE_Z) -> BreakEvidence:
+                   threshold: float = SPIKE_Z, run: str | None = None) -> BreakEvidence:
     """Check one emergent break against its run's grad norm (`pairs`, `grad_norm`, `loss` per step;
     `spikes`/`emergences` as detected on that series). The window is from the last milestone at or
     below the break to the first one above it: the eval loss fell somewhere inside it."""
@@ -179,4 +222,4 @@ def break_evidence(category: str, model: str, break_pairs: float, milestones, pa
     return BreakEvidence(category=category, model=model, break_pairs=float(break_pairs), lo=lo, hi=hi, spikes=in_win,
                          emergences=tuple(e for e in emergences if e.spike in in_win),
                          max_z=float(zin.max()) if len(zin) else float("nan"), threshold=threshold,
-                         loss_before=float(np.median(before)), loss_after=float(np.median(after)))
+                         loss_before=float(np.median(before)), loss_after=float(np.median(after)), run=run)
