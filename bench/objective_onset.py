@@ -119,10 +119,11 @@ def trend_lines(results: list[dict], models: list[str]) -> list[str]:
     run (as the demo's headline does), so the study judges the shapes the demo would show."""
     import numpy as np
 
+    from worldpm_scaling.analysis.report import MIN_TREND_POINTS
     from worldpm_scaling.analysis.trends import classify
 
     ms = results[0]["milestones"]
-    if len(ms) < 5:
+    if len(ms) < MIN_TREND_POINTS:
         return []
     n_seeds = {len([r for r in results if r["model"] == m]) for m in models}
     lines = [f"trend class of the seed-mean eval loss (wps analyze's classifier; seeds per size: "

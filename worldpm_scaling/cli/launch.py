@@ -80,7 +80,8 @@ def _table(rows, title: str):
 _NAME_EVERY_CELL = 6
 """Up to this many cells the log line names each; above it, waiting and finished cells are counted
 (24 demo cells named one by one made a 1,500-character line every 30 s)."""
-_QUIET = ("FINISHED", "SUBMITTED", "NOT LAUNCHED")
+_WAITING = ("SUBMITTED", "NOT LAUNCHED")
+"""States counted, not named, in a large sweep's log line (with FINISHED, which the head counts)."""
 
 
 def _progress_line(rows: list[dict]) -> str:
@@ -98,8 +99,9 @@ def _progress_line(rows: list[dict]) -> str:
     head = f"{done}/{len(rows)} finished"
     if len(rows) <= _NAME_EVERY_CELL:
         return " | ".join([head, *map(cell, rows)])
-    waiting = [f"{n} {st}" for st in _QUIET[1:] if (n := sum(r["state"] == st for r in rows))]
-    return " | ".join([head, *waiting, *(cell(r) for r in rows if r["state"] not in _QUIET)])
+    waiting = [f"{n} {st}" for st in _WAITING if (n := sum(r["state"] == st for r in rows))]
+    at_work = (cell(r) for r in rows if r["state"] != "FINISHED" and r["state"] not in _WAITING)
+    return " | ".join([head, *waiting, *at_work])
 
 
 def _watch(p, interval: float) -> list[dict]:
