@@ -22,6 +22,7 @@ See docs/interop.md.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -169,12 +170,60 @@ def _tokenizer(run):
     return tok
 
 
-def prepare_out(out: Path, force: bool) -> None:
+MARKER = "wps_export.json"
+"""The provenance file every export writes; its presence (with a `cell_id`) marks a folder as a previous
+export, the only kind of non-empty folder `--force` will replace."""
+
+
+def is_previous_export(folder: Path) -> bool:
+    try:
+        return "cell_id" in json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def protected_folders(run) -> list[tuple[str, Path]]:
+    """Folders an export must never replace or write into: the cell's own folder (its checkpoints),
+    the training data's folder, the eval sets, the tokenizer and the base model."""
+    out = [("the cell's folder", Path(run.out_dir))]
+    src = Path(run.data.source)
+    out.append(("the training data's folder", src.parent if src.suffix else src))
+    if getattr(run.eval, "dir", None):
+        out.append(("the eval sets' folder", Path(run.eval.dir)))
+    if run.data.tokenizer:
+        t = Path(run.data.tokenizer)
+        out.append(("the tokenizer's folder", t.parent if t.is_file() else t))
+    if run.model.path:
+        out.append(("the base model's folder", Path(run.model.path)))
+    return out
+
+
+def prepare_out(out: Path, force: bool, protected: list[tuple[str, Path]] = ()) -> None:
+    """Refuse an --out that would destroy something: the current directory or a folder above it, a
+    folder that is (or is inside, or above) one of `protected`, and a non-empty folder that is not a
+    previous export (no MARKER) even with `force`."""
+    o = Path(os.path.abspath(out)).resolve()
+    cwd = Path.cwd().resolve()
+    if o == cwd or o in cwd.parents:
+        raise ExportError(f"--out {out}: is the current directory or a folder above it; an export replaces its "
+                          "--out folder, so choose a new one (e.g. --out exported/<name>)")
+    for what, p in protected:
+        p = Path(os.path.abspath(p)).resolve()
+        if o == p or o in p.parents:
+            raise ExportError(f"--out {out}: is {what} ({p}) or a folder above it; choose another folder "
+                              "(e.g. --out exported/<name>)")
+        if p in o.parents and not (p == cwd or p in cwd.parents):  # data in the working dir: exports go below
+            raise ExportError(f"--out {out}: lies inside {what} ({p}); choose a folder outside it "
+                              "(e.g. --out exported/<name>)")
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise ExportError(f"--out {out}: folder exists and is not empty (pass --force to replace it)")
+        if not is_previous_export(out):
+            raise ExportError(f"--out {out}: folder is not empty and is not a previous `wps export` (no {MARKER}); "
+                              "--force only replaces an earlier export — choose a new folder or empty this one "
+                              "yourself")
 
 
 def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "bf16", force: bool = False,
@@ -188,7 +237,7 @@ def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "
     if dtype not in DTYPES:
         raise ExportError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out = Path(out)
-    prepare_out(out, force)
+    prepare_out(out, force, protected_folders(run))
     src = find_checkpoint(Path(run.out_dir) / "checkpoints", step)
     sd, meta = read_state_dict(src)
     if meta.get("cell_id") not in (None, run.cell_id):
@@ -213,13 +262,17 @@ def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "
         model.save_pretrained(work, max_shard_size=max_shard_size, safe_serialization=True)
         shutil.copyfile(Path(__file__).with_name("worldpm_modeling.py"), work / MODELING_FILE)
         tok.save_pretrained(work)
-        (work / "wps_export.json").write_text(json.dumps({
+        (work / MARKER).write_text(json.dumps({
             "sweep": run.sweep, "cell_id": run.cell_id, "model": run.model.name, "step": ckpt.step_of(src),
             "pairs_seen": meta.get("pairs_seen"), "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(src),
             "dtype": dtype, "reward_head": head, "reward_token": run.train.reward_token}, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
+        old = None
+        if out.exists():  # a previous export (prepare_out checked): set aside, removed once the new one is in
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            out.rename(old / "x")
         work.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
