@@ -179,6 +179,10 @@ TINY: dict[str, ModelShape] = {
                    vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
         ModelShape(name="tiny-l", hidden=512, layers=8, heads=8, kv_heads=4, intermediate=2048,
                    vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        # Head dim 64 (128 / 2 heads), which vLLM's CPU and GPU attention both serve: the shape of the
+        # serving tests (docs/interop.md, vLLM); the demo's shapes have head dim 12-16, which vLLM's CPU build refuses.
+        ModelShape(name="tiny-serve", hidden=128, layers=2, heads=2, kv_heads=1, intermediate=512,
+                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
         # The trainer benchmark's model (hidden 128, 4 layers, vocab 32000), see bench/.
         ModelShape(name="bench-qwen2", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512,
                    vocab=32000, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),

@@ -15,7 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "safetensors weights, and the tokenizer with a chat template that ends each conversation "
                     "with the reward token. The QwenLM/WorldPM README's usage code scores it unchanged "
                     "(AutoModel.from_pretrained(DIR, trust_remote_code=True)). An existing non-empty --out is "
-                    "replaced only with --force. Exit status: 0 written, 2 bad input.",
+                    "replaced only with --force, and only when it is a previous export (it holds wps_export.json); the "
+                    "working directory, the cell's folder and the data's folders are refused. A warning names what "
+                    "vLLM (`vllm serve DIR --runner pooling`) could not serve: a head dim its CPU or GPU attention "
+                    "lacks, a linear head. Exit status: 0 written, 2 bad input.",
         epilog="examples:\n"
                "  wps export sweeps/demo.yaml --cell 0 --out exported/demo-0\n"
                "  wps export sweeps/demo.yaml --cell 3f9c2a --step 200 --dtype fp32 --out rm --force\n"
@@ -28,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="weights dtype (default bf16)")
     p.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (default 5GB)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out when it is a previous export (holds wps_export.json); anything else is refused")
     p.add_argument("--runs-dir", default=None, metavar="DIR",
                    help="the sweep's output folder if not its out_dir (as `wps train --out`)")
     p.add_argument("--register", default=None, metavar="NAME",
@@ -57,8 +61,15 @@ def export(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from ..train.export import serving_warnings
+
     folder = export(args)
     print(f"exported {folder}")
+    for w in serving_warnings(json.loads((folder / "config.json").read_text())):
+        print(f"warning: vLLM cannot serve this shape: {w}", file=sys.stderr)
     if args.register:
         v = register_export(args, folder)
         print(f"registered {v.name} version {v.version} (run {v.run_id}, model {v.model_id})")

