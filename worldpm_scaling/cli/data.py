@@ -313,6 +313,10 @@ def _register_tokenize(dsub) -> None:
         epilog="examples:\n  wps data tokenize sweeps/worldpm.yaml\n  wps data tokenize sweeps/demo.yaml",
         formatter_class=_RAW)
     p.add_argument("sweep", help="sweep YAML whose data section to tokenize")
+    p.add_argument("--no-lock", action="store_true",
+                   help="build without the file lock, for a filesystem that cannot lock (Lustre without "
+                        "-o flock, NFS without lockd: the build then stops with 'cannot take the tokenize "
+                        "lock'); only when no other process builds this cache at the same time")
     p.set_defaults(func=run_tokenize)
 
 
@@ -336,7 +340,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("tokenizing pairs", total=None)
-            build_cache(spec.data.source, tok, reward_token=reward_token,
+            build_cache(spec.data.source, tok, reward_token=reward_token, lock=not args.no_lock,
                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     meta = json.loads((folder / "meta.json").read_text())
     print(f"{'cache already built' if existed else f'tokenized in {time.monotonic() - t0:.1f} s'}: {folder}")

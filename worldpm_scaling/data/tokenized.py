@@ -3,12 +3,16 @@
 Cache layout (next to the pairs file, `.tokcache/<key>/`): `tokens.npy` (all ids, int32, one flat
 array), `spans.npy` (per pair: prompt, chosen, rejected start/length — 6 × int64), `flags.npy`
 (chosen/rejected markdown), `meta.json` (pairs, tokens, `tokens_per_pair`: usable as data.stats_file).
-The key hashes the file's path, size and mtime, the tokenizer file and the reward token, so a changed
-input is re-tokenized.
+The key names what is tokenized, not where a host mounts it: the pairs file's size, mtime and a hash of
+sampled blocks (source_identity), the tokenizer files' content and the reward token, so every host that
+reaches one file by any path (automount, symlink, bind mount) finds one cache, and a changed input is
+re-tokenized.
 
 Built once (`wps data tokenize SWEEP.yaml`, or rank 0 of a job while the others wait): one process
 at a time under a file lock, in chunks that a restart keeps (resumable), assembled by streaming and
-made visible by one rename (atomic). `builds.log` beside the caches records every build. Jobs map
+made visible by one rename (atomic). A failed build, or a lock that cannot be taken, leaves a failure
+marker that ends the other ranks' wait (judged by its attempt id, never by a clock of another host).
+`builds.log` beside the caches records every build. Jobs map
 spans and flags read-only and read each pair's ids with one `pread`, so a rank's memory (RSS) does
 not grow with the corpus: the ids live in the page cache that all ranks of a node share.
 """
@@ -16,6 +20,7 @@ not grow with the corpus: the ids live in the page cache that all ranks of a nod
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import hashlib
 import itertools
 import json
@@ -24,6 +29,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,15 +43,58 @@ from .tokenizer import DEFAULT_REWARD_TOKEN, Tok, load_tokenizer, prompt_text, r
 log = logging.getLogger(__name__)
 
 
-def _fingerprint(p: Path) -> str:
+KEY_FORMAT = "tokcache-2"
+"""Part of every cache key. Bump it when what a cache holds, or how pairs are rendered to text, changes:
+caches of an older format are then rebuilt, never reused. (Format 1 keyed on resolved paths.)"""
+
+SAMPLE_BLOCKS = 16
+SAMPLE_BLOCK_BYTES = 64 * 1024
+"""source_identity reads 16 evenly spaced 64 KiB blocks (1 MiB, head and tail included) of a pairs file:
+a constant cost whatever the file's size (bench/results/tokcache_key.txt), where a full hash reads it all
+on every rank of every job."""
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
+                   "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json")
+"""The files of a tokenizer folder that load_tokenizer reads (a model folder's weights are not hashed)."""
+
+
+def source_identity(p: Path) -> str:
+    """The pairs file as every host sees it, whatever path reaches it: size, mtime (stored by the
+    filesystem, so one value for all clients) and a SHA-256 of sampled blocks (of the whole file when it
+    is no larger than the sample). A same-size edit outside the blocks still changes the mtime."""
     st = p.stat()
-    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    size = st.st_size
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        if size <= SAMPLE_BLOCKS * SAMPLE_BLOCK_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        else:
+            span = size - SAMPLE_BLOCK_BYTES
+            for i in range(SAMPLE_BLOCKS):
+                h.update(os.pread(f.fileno(), SAMPLE_BLOCK_BYTES, span * i // (SAMPLE_BLOCKS - 1)))
+    return f"size={size}:mtime_ns={st.st_mtime_ns}:blocks={h.hexdigest()[:32]}"
+
+
+def tokenizer_identity(tok: Tok) -> str:
+    """A SHA-256 of the tokenizer's files (name and content), not of their path."""
+    tp = Path(tok.path)
+    files = [tp] if tp.is_file() else [tp / n for n in TOKENIZER_FILES if (tp / n).is_file()] if tp.is_dir() else []
+    if not files:  # a tokenizer not read from files: its vocabulary and special ids are all there is
+        return f"unfiled:{tok.path}:{tok.vocab_size}:{tok.eos_id}:{tok.pad_id}"
+    h = hashlib.sha256()
+    for f in files:
+        data = f.read_bytes()
+        h.update(f"{f.name}:{len(data)}:".encode())
+        h.update(data)
+    return h.hexdigest()[:32]
 
 
 def cache_key(source: Path, tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN) -> str:
-    tp = Path(tok.path)
-    tfp = _fingerprint(tp if tp.is_file() else tp / "tokenizer.json") if tp.exists() else tok.path
-    return hashlib.sha256(f"{_fingerprint(source)}|{tfp}|{reward_token}".encode()).hexdigest()[:16]
+    """16 hex digits naming (pairs content, tokenizer content, reward token, KEY_FORMAT): the same on
+    every host, whatever path it mounts the data at."""
+    ident = f"{KEY_FORMAT}|{source_identity(Path(source))}|{tokenizer_identity(tok)}|{reward_token}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
 def _encode_rows(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN
@@ -125,45 +174,133 @@ class _Part:
         return a
 
 
+class CacheLockError(ValueError):
+    """The cache's lock file cannot be locked (a filesystem without flock: Lustre mounted without
+    `-o flock`, NFS without lockd). A ValueError, so the CLI reports it as a named error."""
+
+    def __init__(self, message: str, *, errno: int | None = None, filename: str | None = None):
+        super().__init__(message)
+        self.errno, self.filename = errno, filename
+
+
+LOCK_HINT = ("this filesystem cannot lock files: mount it with flock support (Lustre: `-o flock`; NFS: run "
+             "lockd/rpc.statd), or build the cache once without the lock, from one process, with "
+             "`wps data tokenize SWEEP.yaml --no-lock` before the job (its ranks then only read the cache)")
+
+
 @contextlib.contextmanager
 def _exclusive(lock: Path):
-    """One builder per cache on this filesystem: a second process waits here, then finds it built."""
+    """One builder per cache on this filesystem: a second process waits here, then finds it built.
+    A lock that cannot be taken is a CacheLockError naming the file and the errno."""
     import fcntl
 
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+        f = open(lock, "a")
+    except OSError as e:
+        raise CacheLockError(f"{lock}: cannot open the tokenize lock file ({_errname(e)}: {e.strerror})",
+                             errno=e.errno, filename=str(lock)) from e
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as e:
+            raise CacheLockError(f"{lock}: cannot take the tokenize lock (flock: {_errname(e)}, {e.strerror}); "
+                                 f"{LOCK_HINT}", errno=e.errno, filename=str(lock)) from e
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _errname(e: OSError) -> str:
+    return _errno.errorcode.get(e.errno or 0, f"errno {e.errno}")
+
+
+def launch_token(env=None) -> str | None:
+    """An id that every rank of one launch shares and no earlier launch had: the SLURM job, step and
+    restart count, and/or the torchelastic run id and restart count (None outside both). A failure
+    marker carrying the waiter's own token is this launch's failure, however early it was written."""
+    env = os.environ if env is None else env
+    parts = []
+    if env.get("SLURM_JOB_ID"):
+        parts.append(f"slurm:{env['SLURM_JOB_ID']}.{env.get('SLURM_STEP_ID', '')}:{env.get('SLURM_RESTART_COUNT', '0')}")
+    if env.get("TORCHELASTIC_RUN_ID", "none") != "none":
+        parts.append(f"elastic:{env['TORCHELASTIC_RUN_ID']}:{env.get('TORCHELASTIC_RESTART_COUNT', '0')}")
+    return "|".join(parts) or None
+
+
+def _failure_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.failed"
+
+
+def _write_failure(folder: Path, error: BaseException, *, launch: str | None, hint: str = "") -> None:
+    """Write the failure marker that ends the waits on `folder` (best effort: the error is raised anyway).
+    Its `attempt` is new for every write, so a waiter knows a new failure from an old one without a clock;
+    `written` is the writing host's clock, for people only."""
+    marker = _failure_path(folder)
+    rec = {"attempt": uuid.uuid4().hex, "launch": launch, "host": socket.gethostname(), "pid": os.getpid(),
+           "error": f"{type(error).__name__}: {error}", "hint": hint,
+           "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    tmp = marker.with_name(f"{marker.name}.{rec['attempt']}.tmp")
+    try:
+        tmp.write_text(json.dumps(rec) + "\n")
+        os.replace(tmp, marker)  # atomic: a waiter reads a whole marker or none
+    except OSError as e:
+        log.error("%s: could not write the failure marker (%s); ranks waiting for this cache will not know",
+                  marker, e)
+        tmp.unlink(missing_ok=True)
+
+
+def _read_failure(folder: Path) -> bytes | None:
+    try:
+        return _failure_path(folder).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _describe_failure(raw: bytes) -> tuple[str, str | None]:
+    """(a sentence for the error, the launch token) of a marker; a marker of format 1 is plain text."""
+    try:
+        rec = json.loads(raw)
+        where = f"on host {rec.get('host')} (pid {rec.get('pid')}, written {rec.get('written')} by its clock)"
+        return f"{where}: {rec.get('error')}" + (f"; {rec['hint']}" if rec.get("hint") else ""), rec.get("launch")
+    except (ValueError, AttributeError):
+        return raw.decode(errors="replace").strip(), None
+
+
 def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token: str = DEFAULT_REWARD_TOKEN,
-                chunk_pairs: int = CHUNK_PAIRS, progress: Callable[[int, int | None], None] | None = None) -> Path:
+                chunk_pairs: int = CHUNK_PAIRS, progress: Callable[[int, int | None], None] | None = None,
+                lock: bool = True, launch: str | None = None) -> Path:
     """Tokenize `source` into its cache folder, once (no-op when it exists); docs/tokenization.md.
 
     Resumable: finished chunks of `chunk_pairs` pairs are kept in `.build-<key>/` and a restart skips
-    them. Atomic: the folder appears by rename when complete. One process builds (a file lock);
-    another one asking meanwhile waits and then maps the result. `progress(done, total)` is called
-    after each batch (total None for JSONL)."""
+    them. Atomic: the folder appears by rename when complete. One process builds (a file lock; `lock=False`
+    only where the filesystem cannot lock and this is the only builder); another one asking meanwhile
+    waits and then maps the result. A failed build or a lock that cannot be taken writes the failure
+    marker (with `launch`, default launch_token()) that ends the waits of other ranks. `progress(done,
+    total)` is called after each batch (total None for JSONL)."""
     src = _resolve(source)
     root = src.parent / ".tokcache"
     key = cache_key(src, tok, reward_token)
     final = root / key
     if is_built(final):
         return final
+    launch = launch_token() if launch is None else launch
     root.mkdir(parents=True, exist_ok=True)
-    failed = root / f".{key}.failed"
-    with _exclusive(root / f".{key}.lock"):
-        if is_built(final):
-            return final
-        failed.unlink(missing_ok=True)
-        try:
-            _build_locked(src, tok, root, key, batch=batch, reward_token=reward_token, chunk_pairs=chunk_pairs,
-                          progress=progress)
-        except BaseException as e:
-            failed.write_text(f"{type(e).__name__}: {e}\n")  # ranks waiting on this build stop waiting
-            raise
+    try:
+        guard = _exclusive(root / f".{key}.lock") if lock else contextlib.nullcontext()
+        with guard:
+            if is_built(final):
+                return final
+            _failure_path(final).unlink(missing_ok=True)
+            try:
+                _build_locked(src, tok, root, key, batch=batch, reward_token=reward_token, chunk_pairs=chunk_pairs,
+                              progress=progress)
+            except BaseException as e:
+                _write_failure(final, e, launch=launch)  # ranks waiting on this build stop waiting
+                raise
+    except CacheLockError as e:
+        _write_failure(final, e, launch=launch, hint=LOCK_HINT)
+        raise
     return final
 
 
@@ -252,14 +389,23 @@ class CacheWaitError(RuntimeError):
     """A rank gave up waiting for rank 0's tokenization (it failed, or took longer than allowed)."""
 
 
-def wait_for_cache(folder: Path, *, timeout_s: float = 24 * 3600.0, poll_s: float = 0.5) -> Path:
-    """Wait until another process (rank 0) has built `folder`; raise if its build failed."""
-    failed = folder.parent / f".{folder.name}.failed"
+def wait_for_cache(folder: Path, *, timeout_s: float = 24 * 3600.0, poll_s: float = 0.5,
+                   launch: str | None = None) -> Path:
+    """Wait until another process (rank 0) has built `folder`; raise CacheWaitError if its build failed.
+
+    A failure marker counts when it was written after this wait began (its attempt id differs from the
+    one found at the start) or when it carries this launch's token (`launch`, default launch_token():
+    rank 0 failed before this rank began to wait). No clock is compared: hosts' clocks may disagree."""
+    launch = launch_token() if launch is None else launch
+    at_start = _read_failure(folder)
     t0 = time.monotonic()
     while not is_built(folder):
-        # a failure marker from this build (not one left by an earlier job long ago) ends the wait
-        if failed.is_file() and failed.stat().st_mtime >= time.time() - (time.monotonic() - t0) - 60:
-            raise CacheWaitError(f"{folder}: rank 0's tokenization failed: {failed.read_text().strip()}")
+        raw = _read_failure(folder)
+        if raw is not None:
+            what, marker_launch = _describe_failure(raw)
+            if raw != at_start or (launch is not None and marker_launch == launch):
+                raise CacheWaitError(f"{folder}: the tokenization this rank waits for failed {what} "
+                                     f"(marker {_failure_path(folder)})")
         if time.monotonic() - t0 > timeout_s:
             raise CacheWaitError(f"{folder}: not built after {timeout_s:.0f} s; run `wps data tokenize SWEEP.yaml` "
                                  "before the job")
@@ -350,20 +496,23 @@ class TokenizedPairs(Sequence):
 
 
 def open_train_pairs(data, *, seed: int, rank: int = 0, world: int = 1, max_pairs: int | None = None,
-                     ctx_len: int, reward_token: str = DEFAULT_REWARD_TOKEN) -> TokenizedPairs:
+                     ctx_len: int, reward_token: str = DEFAULT_REWARD_TOKEN,
+                     launch: str | None = None) -> TokenizedPairs:
     """The training stream of a `config.DataSpec`: cached tokens, shuffled by `seed`, sharded by rank.
 
     The cache is built once: `wps data tokenize SWEEP.yaml` beforehand, else rank 0 here while the
-    other ranks wait for it (they never tokenize)."""
+    other ranks wait for it (they never tokenize). `launch`: an id all ranks of this launch share (e.g.
+    broadcast by rank 0), so a failure of rank 0 before another rank begins to wait still ends that wait;
+    default launch_token() (from SLURM / torchelastic)."""
     tok = load_tokenizer(data.tokenizer)
     folder = cache_folder(data.source, tok, reward_token)
     if not is_built(folder):
         log.warning("rank %d: %s is not tokenized yet; %s (run `wps data tokenize SWEEP.yaml` before a job "
                     "to skip this)", rank, data.source, "tokenizing it" if rank == 0 else "waiting for rank 0")
     if rank == 0:
-        folder = build_cache(data.source, tok, reward_token=reward_token)
+        folder = build_cache(data.source, tok, reward_token=reward_token, launch=launch)
     else:
-        folder = wait_for_cache(folder)
+        folder = wait_for_cache(folder, launch=launch)
     return TokenizedPairs(folder, seed=seed, rank=rank, world=world, max_pairs=max_pairs, ctx_len=ctx_len,
                           max_prompt=data.max_prompt_tokens)
 
