@@ -216,6 +216,12 @@ class TrackingSpec:
     system_metrics_interval_s: float = field(default=10.0, metadata=_gt(0))
     """Seconds between system-metric samples (each sample is one logged step of `system/…`)."""
 
+    def __post_init__(self) -> None:
+        # A URI with user:password@ would ride in every pickled job and log (docs/tracking_security.md).
+        from .track.credentials import refuse_secret_in_uri
+
+        refuse_secret_in_uri(self.uri, what="tracking.uri")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterSpec:

@@ -36,17 +36,43 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "  --store postgresql://USER:PASSWORD@dbhost:5432/mlflow\n"
                     "(create the database once: `createdb mlflow`; psycopg2 is installed with this "
                     "package) and point jobs at the server with tracking.uri: http://HOST:PORT or "
-                    "$MLFLOW_TRACKING_URI. SQLite locks under many concurrent writers.",
+                    "$MLFLOW_TRACKING_URI. SQLite locks under many concurrent writers.\n\n"
+                    "Shared clusters: --auth runs MLflow's basic-auth app: users and permissions in a "
+                    "database beside the store (STORE-auth.db), default permission NO_PERMISSIONS (a user "
+                    "sees and changes only the experiments they created or were granted), and at first "
+                    "start a random admin password written to STORE-admin.credentials (mode 0600, "
+                    "MLflow's credentials format; printed as a path, never as the password). Jobs and "
+                    "commands authenticate with MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
+                    "~/.mlflow/credentials (mode 0600) on the nodes, never with a password in the URI. "
+                    "Listening beyond localhost (--host) needs --auth, or --open to say the server is "
+                    "unauthenticated on purpose; either way MLflow gets an explicit --allowed-hosts list "
+                    "(this host's names and addresses, plus the ones you give). See "
+                    "docs/tracking_security.md.",
         epilog="examples:\n"
                "  wps ui --sweep demo\n"
                "  wps ui --store sqlite:///runs/mlflow.db --port 5001 --sweep worldpm\n"
-               "  wps ui --store postgresql://mlflow:$PGPASS@db01:5432/mlflow --host 0.0.0.0 --sweep worldpm",
+               "  wps ui --auth --host 0.0.0.0 --port 5000 --allowed-hosts mlflow.cluster.internal --sweep worldpm\n"
+               "  wps ui --auth --store postgresql://mlflow@db01:5432/mlflow --auth-db postgresql://mlflow@db01:5432/mlflow_auth \\\n"
+               "         --host 0.0.0.0     # database passwords in ~/.pgpass, not in the URI\n"
+               "  wps ui --host 10.213.7.1 --open   # a private test bridge, no authentication (says so)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     u.add_argument("--store", default="sqlite:///mlflow.db",
                    help="backend store URI: sqlite:///FILE (default sqlite:///mlflow.db) or postgresql://…")
     u.add_argument("--artifacts", default="mlartifacts", help="artifact folder (default ./mlartifacts)")
     u.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
-    u.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    u.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only); another address, or "
+                        "0.0.0.0 for all, lets jobs on other hosts log live and needs --auth or --open")
+    u.add_argument("--auth", action="store_true",
+                   help="require users and passwords (MLflow basic-auth app, default permission NO_PERMISSIONS)")
+    u.add_argument("--open", action="store_true",
+                   help="allow --host beyond localhost WITHOUT authentication (anyone who reaches it can "
+                        "read, change and delete every run); printed as a warning")
+    u.add_argument("--allowed-hosts", default="",
+                   help="comma-separated extra Host names clients use for this server (e.g. its DNS alias); "
+                        "this host's own names and addresses are always allowed")
+    u.add_argument("--auth-db", help="user database URI for --auth (default: sqlite STORE-auth.db beside a "
+                                     "SQLite store, ./mlflow-auth.db otherwise)")
     u.add_argument("--sweep", help="sweep (= experiment) whose runs table URL to print")
     u.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
     u.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the server to answer")
@@ -89,12 +115,19 @@ def run_ui(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from ..track.secrets import mask_uri
-    from ..track.server import MlflowServer, ServerError
     from ..track.mlflow_store import Store
+    from ..track.secrets import mask_uri
+    from ..track.server import MlflowServer, ServerConfigError, ServerError
     from . import CLIError
 
-    srv = MlflowServer(args.store, args.artifacts, host=args.host, port=args.port or None, workers=args.workers)
+    try:
+        srv = MlflowServer(args.store, args.artifacts, host=args.host, port=args.port or None, workers=args.workers,
+                           auth=args.auth, open_network=args.open, auth_db=args.auth_db,
+                           allowed_hosts=[h.strip() for h in args.allowed_hosts.split(",") if h.strip()])
+    except ServerConfigError as e:
+        raise CLIError(str(e)) from e
+    if srv.exposure_warning:
+        print(srv.exposure_warning, file=sys.stderr)
 
     def on_term(signum, frame):  # `kill`, or the session's terminal going away: stop the server with us
         raise SystemExit(128 + signum)  # the server runs in its own session, so nothing else would
@@ -107,9 +140,16 @@ def run_ui(args: argparse.Namespace) -> int:
             srv.start(wait_s=args.wait)
         except ServerError as e:
             raise CLIError(mask_uri(str(e))) from e
-        url = srv.url if args.host != "0.0.0.0" else f"http://{_hostname()}:{srv.port}"
-        if args.sweep:
-            store = Store(srv.url)
+        url = srv.url
+        if srv.auth:
+            print(f"authentication on: default permission NO_PERMISSIONS; admin credentials "
+                  f"{'written to' if srv.admin_created else 'in'} {srv.admin_credentials} (mode 0600)"
+                  if srv.admin_created or srv.admin_credentials.exists() else
+                  "authentication on: admin password from $MLFLOW_AUTH_ADMIN_PASSWORD", file=sys.stderr)
+        if args.sweep and srv.auth:  # the experiment id needs a user; the table URL works once logged in
+            print(url)
+        elif args.sweep:
+            store = Store(srv.probe_url)
             exp = store.experiment_id(args.sweep, create=False)
             if exp is None:
                 print(f"warning: no experiment named {args.sweep!r} yet; showing all experiments", file=sys.stderr)
@@ -127,8 +167,3 @@ def run_ui(args: argparse.Namespace) -> int:
     finally:
         srv.stop()
 
-
-def _hostname() -> str:
-    import socket
-
-    return socket.getfqdn()

@@ -375,7 +375,8 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
     sp = np.load(stage / "spans.npy", mmap_mode="r")
     tpp = float((2 * sp[:, 1] + sp[:, 3] + sp[:, 5]).mean()) if pairs else 0.0
     meta = {"source": str(src), "tokenizer": tok.path, "reward_token": reward_token, "pairs": pairs,
-            "tokens": int(offsets[-1]), "tokens_per_pair": tpp}
+            "tokens": int(offsets[-1]), "tokens_per_pair": tpp, "key": key, "key_format": KEY_FORMAT,
+            "source_identity": source_identity(src)}  # the paths are the builder's view, for people
     del sp
     (stage / "meta.json").write_text(json.dumps(meta))
     os.rename(stage, root / key)

@@ -53,9 +53,20 @@ _WARNED: set[str] = set()
 
 def answering(uri: str, *, timeout: float = 3.0, doing: str = "reading runs") -> bool:
     """`reachable`, and if not, one warning on stderr per URI per process (credentials masked):
+    a server that answers but refuses this process's credentials raises TrackingAuthError;
     a read that is only informative (`wps status`) skips the server instead of spending MLflow's
     minutes of client retries on it."""
-    if reachable(uri, timeout):
+    ok = reachable(uri, timeout)
+    if ok and uri.startswith(("http://", "https://")):  # /health needs no credentials; reads do
+        from .mlflow_store import Store, TrackingAuthError
+
+        try:
+            Store(uri, timeout_s=timeout).check_access()
+        except TrackingAuthError:
+            raise  # a named error (exit 2), not a silently empty column
+        except Exception:  # noqa: BLE001 — answered /health, then not: as if away
+            ok = False
+    if ok:
         return True
     if uri not in _WARNED:
         import sys

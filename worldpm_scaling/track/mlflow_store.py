@@ -44,6 +44,70 @@ class TrackingURIError(TrackingError, ValueError):
     """A tracking URI whose scheme MLflow cannot store runs in (bad input: exit 2)."""
 
 
+class TrackingAuthError(TrackingError, ValueError):
+    """The server refused the client: HTTP 401 (no or wrong credentials) or 403 (no permission).
+    Names the URI and the credential source tried, never the secret; never a reason to spool
+    silently (the CLI exits 2 with it, a job stops with it)."""
+
+    def __init__(self, message: str, status: int | None = None, uri: str | None = None):
+        super().__init__(message)
+        self.status, self.uri = status, uri
+
+    def __reduce__(self):  # a failed job's exception is pickled (submitit): keep status and URI
+        return type(self), (str(self), self.status, self.uri)
+
+
+def auth_error(uri: str, status: int, credentials, doing: str = "") -> TrackingAuthError:
+    """The named error for a 401/403 from `uri` (already masked) after trying `credentials`."""
+    what = ("refused the credentials" if status == 401 and credentials is not None and credentials.present
+            else "asked for credentials" if status == 401 else "denied permission")
+    hint = ("set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD where the command or job runs, or write "
+            "~/.mlflow/credentials (mode 0600); an admin creates users (docs/tracking_security.md)" if status == 401 else
+            "ask the experiment's owner or an admin for EDIT or MANAGE on it (docs/tracking_security.md)")
+    who = credentials.describe() if credentials is not None else "no credentials"
+    return TrackingAuthError(f"tracking server {uri} {what} (HTTP {status}{', ' + doing if doing else ''}); "
+                             f"tried {who}; {hint}", status, uri)
+
+
+def auth_status(exc: BaseException) -> int | None:
+    """401 or 403 if `exc` is MLflow's (or requests') answer to an unauthenticated/forbidden request."""
+    if isinstance(exc, TrackingAuthError):
+        return exc.status
+    code = None
+    get = getattr(exc, "get_http_status_code", None)
+    if callable(get) and getattr(exc, "error_code", None) in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        code = get()
+    resp = getattr(exc, "response", None)
+    if code is None and resp is not None:
+        code = getattr(resp, "status_code", None)
+    if code is None:  # an artifact upload's failure keeps only the text
+        msg = str(exc)
+        for c in (401, 403):
+            if f"error code {c} " in msg or f"{c} Client Error" in msg:
+                code = c
+    return code if code in (401, 403) else None
+
+
+class _Guarded:
+    """An MlflowClient whose 401/403 answers become TrackingAuthError (every caller, one place)."""
+
+    def __init__(self, client, store: "Store"):
+        self._client, self._store = client, store
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*a, **kw):
+            try:
+                return attr(*a, **kw)
+            except Exception as e:  # noqa: BLE001 — re-raised unless it is a 401/403
+                self._store.raise_if_auth(e, name)
+                raise
+        return call
+
+
 SCHEMES = ("http", "https", "sqlite", "postgresql", "postgres", "mysql", "mssql", "file", "databricks",
            "databricks-uc", "uc")
 """Tracking URI schemes MLflow's tracking and registry stores accept (`+driver` suffixes allowed)."""
@@ -56,7 +120,12 @@ def resolve_uri(uri: str | None) -> str:
 
 def check_uri(uri: str) -> str:
     """`uri` if MLflow can track to it; TrackingURIError naming it otherwise (MLflow itself fails
-    later, with a traceback about model-registry stores)."""
+    later, with a traceback about model-registry stores). An HTTP URI with credentials in it is
+    refused (SecretInURIError): they belong in the environment or ~/.mlflow/credentials."""
+    if uri.lower().startswith(("http://", "https://")):
+        from .credentials import refuse_secret_in_uri
+
+        refuse_secret_in_uri(uri)
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     if scheme and scheme.split("+", 1)[0] not in SCHEMES:
         raise TrackingURIError(f"tracking URI {mask_uri(uri)!r}: unsupported scheme {scheme!r} "
@@ -97,15 +166,35 @@ class Store:
         from mlflow.tracking import MlflowClient
 
         self.uri = check_uri(resolve_uri(uri))
-        self.client = MlflowClient(self.uri)
         self.is_http = self.uri.startswith(("http://", "https://"))
+        self.client = _Guarded(MlflowClient(self.uri), self)
         self.timeout_s = timeout_s
         self.retries = retries
         self._creds = None
+        self.credentials = None
+        """Where this process's credentials come from (`credentials.resolve`, read now: at job or
+        command start, from the environment or ~/.mlflow/credentials; never from the job's spec)."""
         if self.is_http:
             from mlflow.utils.credentials import get_default_host_creds
 
+            from .credentials import resolve
+
+            self.credentials = resolve()  # CredentialsFileError for a file others can read
             self._creds = get_default_host_creds(self.uri)
+
+    def raise_if_auth(self, exc: BaseException, doing: str = "") -> None:
+        """TrackingAuthError (from `exc`) if the server answered 401/403; else nothing."""
+        if isinstance(exc, TrackingAuthError):
+            raise exc
+        code = auth_status(exc)
+        if code is not None:
+            raise auth_error(self.safe_uri, code, self.credentials, doing) from None
+
+    def check_access(self) -> None:
+        """One authenticated read (HTTP only): TrackingAuthError now, at start, rather than after
+        the first batch of points — /health answers without credentials."""
+        if self.is_http:
+            self._get("/api/2.0/mlflow/experiments/search", {"max_results": 1})
 
     @property
     def safe_uri(self) -> str:
@@ -129,6 +218,8 @@ class Store:
 
         resp = http_request(self._creds, endpoint, "POST", max_retries=self.retries, backoff_factor=1,
                             backoff_jitter=0.5, timeout=self.timeout_s, json=body)
+        if resp.status_code in (401, 403):
+            raise auth_error(self.safe_uri, resp.status_code, self.credentials, endpoint.split("/mlflow/", 1)[-1])
         verify_rest_response(resp, endpoint)
         return json.loads(resp.text or "{}")
 
@@ -137,6 +228,8 @@ class Store:
 
         resp = http_request(self._creds, endpoint, "GET", max_retries=self.retries, backoff_factor=1,
                             backoff_jitter=0.5, timeout=self.timeout_s, params=dict(params))
+        if resp.status_code in (401, 403):
+            raise auth_error(self.safe_uri, resp.status_code, self.credentials, endpoint.split("/mlflow/", 1)[-1])
         verify_rest_response(resp, endpoint)
         return json.loads(resp.text or "{}")
 
@@ -198,6 +291,8 @@ class Store:
         unique name makes this MLflow's one atomic compare-and-set; sync.elect_run builds on it)."""
         try:
             return self.client.create_experiment(name, tags=dict(tags) if tags else None)
+        except TrackingAuthError:
+            raise
         except Exception:  # noqa: BLE001 — another job created it between our two calls
             if self.client.get_experiment_by_name(name) is None:
                 raise
@@ -230,6 +325,8 @@ class Store:
                 for i in range(0, len(new), MAX_PARAMS_PER_BATCH):
                     self.client.log_batch(run_id, params=new[i:i + MAX_PARAMS_PER_BATCH])
                 break
+            except TrackingAuthError:
+                raise
             except Exception:  # noqa: BLE001 — another job attaching to the same run logged them first
                 if attempt == 2:  # (the server answers a duplicate key with a 400); re-read and go on
                     raise

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 from .. import faults
 from .base import STATUSES, SYSTEM_PREFIX, Status
-from .mlflow_store import Store
+from .mlflow_store import Store, TrackingAuthError
 from .secrets import scrub
 from .source import source_tags, sweep_file
 from .spool import Point, Spool, cell_key, sweep_key
@@ -92,6 +92,9 @@ class MlflowRun:
         self._requested = 0
         self._done = 0
         self.errors: list[str] = []            # last failures, for diagnostics (no secrets: URIs masked)
+        self.auth_error: TrackingAuthError | None = None
+        """The server's 401/403 mid-run: points stay in the spool, the error is printed at once and
+        raised by finish() (a run whose metrics were refused must not end as if it had succeeded)."""
         self.stats = {"points_sent": 0, "requests": 0, "points_spooled": 0, "send_wall_s": 0.0, "send_cpu_s": 0.0}
         """What sending cost (the sender's own CPU time included): for benchmarks and diagnostics."""
         self._thread: threading.Thread | None = None
@@ -197,7 +200,7 @@ class MlflowRun:
         # back, or flapping); a server that is away is left to `wps sync` at once instead of holding
         # every job for `wait_s`.
         deadline = time.monotonic() + (self._finish_wait_s if wait_s is None else wait_s)
-        while self.store is not None and self.spool is not None and not self.online \
+        while self.store is not None and self.spool is not None and not self.online and self.auth_error is None \
                 and time.monotonic() < deadline and self.store.healthy(timeout_s=2.0):
             time.sleep(1.0)
             self._send(final=True)
@@ -210,6 +213,8 @@ class MlflowRun:
                 return
             except Exception as e:  # noqa: BLE001
                 self._went_offline(e)
+        if self.auth_error is not None:
+            raise self.auth_error
         if self.store is not None:
             print(f"warning: run {self.run_id} ended {status} while {self.store.safe_uri} was unreachable; "
                   f"its points are in {self.spool.dir if self.spool else '(no spool)'} — run `wps sync`",
@@ -259,6 +264,9 @@ class MlflowRun:
 
     def _went_offline(self, err: BaseException) -> None:
         self.errors.append(repr(err)[:300])
+        if self._auth_refused(err):
+            self._offline = True
+            return
         if not self._offline:
             where = self.store.safe_uri if self.store else "?"
             print(f"warning: tracking server {where} failed ({type(err).__name__}); spooling run "
@@ -299,6 +307,24 @@ class MlflowRun:
             with self._lock:
                 self._buf[:0] = batch
 
+    def _auth_refused(self, err: BaseException) -> bool:
+        """Record a 401/403 (`err` or what it wraps) and say so once, loudly, naming the URI and the
+        credential source; True if it was one."""
+        if self.store is None:
+            return False
+        if not isinstance(err, TrackingAuthError):
+            try:
+                self.store.raise_if_auth(err)
+                return False
+            except TrackingAuthError as e:
+                err = e
+        if self.auth_error is None:
+            print(f"error: {err}; run {self.run_id}'s points are kept in "
+                  f"{self.spool.dir if self.spool else 'memory'} (nothing is sent as if it had succeeded): "
+                  "fix the credentials, then `wps sync`", file=sys.stderr)
+        self.auth_error = err
+        return True
+
     def _send_offline(self, batch: list[Point], final: bool) -> None:
         self._keep(batch)
         if self.store is None or self.spool is None:
@@ -312,8 +338,10 @@ class MlflowRun:
             self._offline = False
             print(f"info: tracking server {self.store.safe_uri} is back; run {self._run_id} replayed "
                   "from the spool", file=sys.stderr)
+            self.auth_error = None
         except Exception as e:  # noqa: BLE001 — still away: the points stay in the spool
             self.errors.append(repr(e)[:300])
+            self._auth_refused(e)
 
     def _at_exit(self) -> None:
         """Interpreter exit: flush; a cell run that was never finished ends KILLED (truthful: this
@@ -398,6 +426,7 @@ class MlflowTracker:
         self._kw = {"flush_every_s": flush_every_s, "flush_every_points": flush_every_points,
                     "finish_wait_s": 0.0 if offline else finish_wait_s}
         self._reachable: bool | None = None
+        self._access_checked = False
         self.system_metrics = bool(system_metrics)
         """Sample MLflow's system metrics into each cell run (`open_tracker`: tracking.system_metrics)."""
         self.system_metrics_interval_s = float(system_metrics_interval_s)
@@ -410,6 +439,15 @@ class MlflowTracker:
         if not self.store.is_http:
             return True
         ok = self.store.healthy(timeout_s=self.start_timeout_s)
+        if ok and not self._access_checked:  # /health needs no credentials: ask once with them
+            try:
+                self.store.check_access()
+            except TrackingAuthError:
+                raise  # at start: a named error, never a silent run in the spool
+            except Exception:  # noqa: BLE001 — went away between the two requests: spool below
+                ok = False
+            else:
+                self._access_checked = True
         if not ok and self.spool is None:
             raise ConnectionError(f"MLflow server {self.store.safe_uri} unreachable and no spool folder given")
         if not ok and self._reachable is not False:
@@ -419,12 +457,13 @@ class MlflowTracker:
         return ok
 
     def _open(self, meta: dict, key: str, role: str, params: Mapping[str, Any] | None) -> MlflowRun:
+        online = self._online_now()  # first: refused credentials stop here, before anything is spooled
         if self.spool is not None:
             self.spool.update_meta(key, **meta)
             if params:
                 self.spool.update_meta(key, params=scrub(params))
         run_id, last = None, {}
-        if self._online_now():
+        if online:
             run_id, last = attach(self.store, {**meta, "params": scrub(params or {})}, self.spool, key)
         if self.spool is not None:  # points spooled by an earlier attempt count as logged too
             pts, _ = self.spool.read(key)

@@ -45,9 +45,12 @@ def mask_uri(value: str) -> str:
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
-    """Values of secret-looking environment variables (≥ 6 chars), to catch tokens passed by value."""
+    """Values of secret-looking environment variables (≥ 6 chars), to catch tokens passed by value,
+    and the tracking password/token from ~/.mlflow/credentials (credentials.known_secrets)."""
+    from .credentials import known_secrets
+
     env = os.environ if environ is None else environ
-    return {v for k, v in env.items() if is_secret_name(k) and len(v) >= 6}
+    return {v for k, v in env.items() if is_secret_name(k) and len(v) >= 6} | known_secrets(environ)
 
 
 def scrub(values: Mapping[str, Any], *, max_len: int = 6000,

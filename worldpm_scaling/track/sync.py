@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .mlflow_store import ROLE_TAG, Store, filter_literal
+from .mlflow_store import ROLE_TAG, Store, TrackingAuthError, filter_literal
 from .secrets import scrub
 from .spool import Point, Spool, SpoolError, find_spools, sweep_key
 
@@ -71,6 +71,8 @@ def _delete_run(store: Store, run_id: str, attempts: int = 5) -> None:
         try:
             store.client.delete_run(run_id)
             return
+        except TrackingAuthError:
+            raise
         except Exception as e:  # noqa: BLE001
             if "RESOURCE_DOES_NOT_EXIST" in str(e) or "already" in str(e).lower() or i == attempts - 1:
                 return
@@ -238,6 +240,8 @@ def replay_key(store: Store, spool: Spool, key: str, *, start: int = 0, status: 
 def _exists(store: Store, run_id: str) -> bool:
     try:
         return store.client.get_run(run_id).info.lifecycle_stage == "active"
+    except TrackingAuthError:  # not "gone": the same credentials cannot create it either
+        raise
     except Exception:  # noqa: BLE001 — RESOURCE_DOES_NOT_EXIST
         return False
 
