@@ -14,7 +14,7 @@ import sys
 from ..config import SpecError
 
 # Order = order in `wps --help`.
-COMMAND_MODULES = ("plan", "launch", "train", "export", "data", "track", "analysis")
+COMMAND_MODULES = ("plan", "launch", "train", "export", "score", "data", "track", "analysis")
 
 EXIT_BAD_INPUT = 2
 
