@@ -70,6 +70,7 @@ def run_ranks(argv: list[str], *, world: int, cwd: Path, timeout: float = 600, *
 # below reads the group from the node id, since xdist's own `xdist_group` marks do not reach node ids
 # under pytest 9.
 GROUPS = {"test_slurm_launch.py": "slurm", "test_slurm_preempt_ranks.py": "slurm", "test_demo.py": "slurm",
+          "test_slurm_multihost.py": "slurm",
           "test_hf_checkpoint.py": "path-cell", "test_export.py": "path-cell",
           "test_faults_trainer.py": "trainer-ref", "test_track_outage.py": "trainer-ref"}
 LONGEST_FIRST = ("slurm", "trainer-ref", "path-cell")
@@ -88,7 +89,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = path.relative_to(REPO / "tests").parts[0]
         if tier in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, tier))
-        if "slurm_cluster" in getattr(item, "fixturenames", ()) and work_unit(item.nodeid) != "slurm":
+        if {"slurm_cluster", "slurm_multihost"} & set(getattr(item, "fixturenames", ())) and work_unit(item.nodeid) != "slurm":
             raise pytest.UsageError(f"{item.nodeid} uses the SLURM cluster: add its file to GROUPS in {__file__}")
     rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda it: rank.get(work_unit(it.nodeid), len(rank)))

@@ -38,6 +38,10 @@ for ns in $NETNS; do
   pids="$(ip netns pids "$ns" 2>/dev/null)"
   [ -n "$pids" ] && kill -9 $pids 2>/dev/null
 done
+# Deleting a netns frees its veth asynchronously: delete our root-side ends (and so their peers) now.
+for link in $(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep "^${PREFIX}v[0-9]*$"); do
+  ip link delete "$link" 2>/dev/null
+done
 for ns in $NETNS; do
   [ -e "/run/netns/$ns" ] || continue
   for _ in $(seq 20); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.25; done
