@@ -237,7 +237,7 @@ def test_stale_marker_of_an_earlier_launch_is_not_this_failure(tmp_path, offset_
 def test_failure_written_while_waiting_ends_the_wait_whatever_its_clock(tmp_path, offset_s):
     """A failure written after the wait began (a new attempt id), by a host whose clock is an hour off."""
     folder = tmp_path / ".tokcache" / "k"
-    _marker(folder, launch=None, mtime_offset_s=0)  # an older failure is there when the wait begins
+    _marker(folder, launch=None, mtime_offset_s=-7200)  # an older failure is there when the wait begins
 
     def fail():
         time.sleep(0.5)
