@@ -232,13 +232,13 @@ def _failure_path(folder: Path) -> Path:
     return folder.parent / f".{folder.name}.failed"
 
 
-def _write_failure(folder: Path, error: BaseException, *, launch: str | None, hint: str = "") -> None:
+def _write_failure(folder: Path, error: BaseException, *, launch: str | None) -> None:
     """Write the failure marker that ends the waits on `folder` (best effort: the error is raised anyway).
     Its `attempt` is new for every write, so a waiter knows a new failure from an old one without a clock;
     `written` is the writing host's clock, for people only."""
     marker = _failure_path(folder)
     rec = {"attempt": uuid.uuid4().hex, "launch": launch, "host": socket.gethostname(), "pid": os.getpid(),
-           "error": f"{type(error).__name__}: {error}", "hint": hint,
+           "error": f"{type(error).__name__}: {error}",
            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = marker.with_name(f"{marker.name}.{rec['attempt']}.tmp")
     try:
@@ -262,7 +262,7 @@ def _describe_failure(raw: bytes) -> tuple[str, str | None]:
     try:
         rec = json.loads(raw)
         where = f"on host {rec.get('host')} (pid {rec.get('pid')}, written {rec.get('written')} by its clock)"
-        return f"{where}: {rec.get('error')}" + (f"; {rec['hint']}" if rec.get("hint") else ""), rec.get("launch")
+        return f"{where}: {rec.get('error')}", rec.get("launch")
     except (ValueError, AttributeError):
         return raw.decode(errors="replace").strip(), None
 
@@ -299,7 +299,7 @@ def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token
                 _write_failure(final, e, launch=launch)  # ranks waiting on this build stop waiting
                 raise
     except CacheLockError as e:
-        _write_failure(final, e, launch=launch, hint=LOCK_HINT)
+        _write_failure(final, e, launch=launch)  # its message names the file, the errno and the way out
         raise
     return final
 
