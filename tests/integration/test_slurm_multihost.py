@@ -68,6 +68,10 @@ def test_one_job_runs_on_both_hosts_and_reaches_the_bridge(slurm_multihost, tmp_
     assert state == "COMPLETED", f"{state}\n{_read(out)}\n{mh.log_tail()}"
     got = sorted(line for line in out.read_text().splitlines() if line.startswith(mh.nodes))
     assert got == [f"{n} {mh.node_ips[n]}/24 {token} {ROOT}" for n in mh.nodes], _read(out)
+    # node_exec sees what a job there sees: the host's name, its /etc/hosts, its eth0.
+    first, second = mh.nodes
+    r = mh.node_exec(second, ["bash", "-c", f"hostname; getent hosts {first}; ip -4 -o addr show eth0 | wc -l"])
+    assert r.returncode == 0 and r.stdout.split() == [second, mh.node_ips[first], first, "1"], r
 
 
 def test_gloo_all_reduce_crosses_hosts(slurm_multihost, tmp_path):
@@ -117,11 +121,12 @@ def test_stop_ends_jobs_and_removes_namespaces_then_starts_again(slurm_multihost
                 tasks[n] = found
         time.sleep(0.5)
     assert sorted(tasks) == sorted(mh.nodes), f"job tasks not seen on every host: {tasks}"
+    inside = {p: _cmdline(p) for n in mh.netns for p in mh.node_pids(n)}  # daemons, slurmstepd, tasks
     onehost = _onehost_daemons()
     try:
         mh.stop()  # raises if a namespace, link or daemon of ours is left
-        alive = [p for ps in tasks.values() for p in ps if Path("/proc", str(p)).exists()]
-        assert not alive, f"job tasks outlived the stop: {alive}"
+        alive = {p: cmd for p, cmd in inside.items() if _cmdline(p) == cmd and cmd}
+        assert not alive, f"processes of the hosts outlived the stop: {alive}"
         assert _onehost_daemons() == onehost, "stopping the two-host cluster touched the one-host cluster"
     finally:
         mh.start()
