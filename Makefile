@@ -26,7 +26,7 @@ venv: $(STAMP)
 # The services the integration and e2e tiers run for real (SLURM + slurmdbd/MariaDB + munge, PostgreSQL,
 # headless Chromium), from Debian packages: installed here when root and missing, so `make test` alone
 # passes on a fresh Debian box; otherwise a warning names them.
-SYS_PKGS := slurm-wlm munge slurmdbd mariadb-server postgresql chromium
+SYS_PKGS := slurm-wlm munge slurmdbd mariadb-server postgresql chromium iproute2
 sysdeps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && command -v dpkg >/dev/null; then \
 	  missing=$$(for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
