@@ -281,6 +281,11 @@ class ClusterSpec:
     """Collective bandwidth per GPU inside one node, GB/s (NVLink; shared memory for CPU ranks)."""
     storage_gb_per_s: float = field(default=2.0, metadata=_gt(0))
     """Write (and read-back) bandwidth one job gets from the checkpoint filesystem, GB/s in all."""
+    network_interface: str | None = None
+    """Network interface the ranks of a multi-node cell talk over (e.g. `ib0`, `eth0`), exported to the
+    job as GLOO_SOCKET_IFNAME and NCCL_SOCKET_IFNAME. None = let gloo/NCCL pick by resolving the node's
+    hostname, which fails where it maps to a loopback address (Debian's `127.0.1.1 host` line): a job
+    whose ranks span hosts then stops at start naming this field (docs/multinode.md)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,6 +364,8 @@ class Resources:
     checkpoint_seconds: float | None = None
     """Planned seconds to save and verify one checkpoint of this cell: what a collective that waits
     on a save (the process-group timeout) must allow."""
+    network_interface: str | None = None
+    """The profile's `network_interface`: what the job exports as GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME."""
 
     @property
     def gpus(self) -> int:

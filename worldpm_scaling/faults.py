@@ -7,6 +7,10 @@ check that a resumed run loses and duplicates nothing.
     WPS_FAULT_RANK=<r>           only on this rank (default: every rank)
     WPS_FAULT_ACTION=stop        SIGSTOP instead of SIGKILL: the test holds the process there (and
                                  later sends SIGCONT), e.g. to take the tracking server away mid-run
+    WPS_FAULT_ACTION=raise       raise InjectedFault (an OSError) there instead: a rank that fails
+                                 where the others do not (e.g. cannot read the chosen checkpoint)
+    WPS_FAULT_HIDE=<name>        checkpoint listings leave out entries of this name (on WPS_FAULT_RANK
+                                 only, if set): a stale directory listing of a shared filesystem
 
 Unset, `point` is one dictionary lookup. The names in use are listed in POINTS (docs/reliability.md
 says what each guards).
@@ -27,7 +31,26 @@ POINTS = (
     "ckpt.before_rotate",     # checkpoint and sidecar complete, older checkpoints not yet deleted
     "tracker.before_send",    # a batch taken out of the tracker's buffer, not yet sent
     "tracker.after_send",     # a batch accepted by the server, the tracker's bookkeeping not updated
+    "ckpt.load",              # a plain-torch checkpoint about to be read on resume
 )
+
+
+class InjectedFault(OSError):
+    """WPS_FAULT_ACTION=raise: the failure a test asked for at a fault point."""
+
+
+def _on_rank() -> bool:
+    rank = os.environ.get("WPS_FAULT_RANK")
+    return rank is None or rank == os.environ.get("RANK", "0")
+
+
+def hide_listed(paths: list) -> list:
+    """`paths` without those named by WPS_FAULT_HIDE (comma-separated names) on the chosen rank."""
+    hide = os.environ.get("WPS_FAULT_HIDE")
+    if not hide or not _on_rank():
+        return paths
+    names = set(hide.split(","))
+    return [p for p in paths if getattr(p, "name", str(p)) not in names]
 
 _seen: dict[str, int] = {}
 
@@ -51,11 +74,12 @@ def point(name: str) -> None:
     want, nth = _parse(spec)
     if want != name:
         return
-    rank = os.environ.get("WPS_FAULT_RANK")
-    if rank is not None and rank != os.environ.get("RANK", "0"):
+    if not _on_rank():
         return
     _seen[name] = _seen.get(name, 0) + 1
     if _seen[name] == nth:
+        if os.environ.get("WPS_FAULT_ACTION") == "raise":
+            raise InjectedFault(f"injected fault at {name} (hit {nth}, rank {os.environ.get('RANK', '0')})")
         stop = os.environ.get("WPS_FAULT_ACTION") == "stop"
         sys.stderr.write(f"faults: {'SIGSTOP' if stop else 'SIGKILL'} at {name} (hit {nth})\n")
         sys.stderr.flush()

@@ -402,7 +402,8 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
     res = Resources(gpu_type=cluster.gpu_type, nodes=nodes, gpus_per_node=per_node,
                     cpus_per_task=cluster.cpus_per_task, mem_gb_per_task=cluster.mem_gb_per_task,
                     time_limit_minutes=limit, zero_stage=zero, grad_accum=accum, micro_batch_pairs=micro,
-                    step_seconds=round(step_s, 3), checkpoint_seconds=round(ckpt_s, 3))
+                    step_seconds=round(step_s, 3), checkpoint_seconds=round(ckpt_s, 3),
+                    network_interface=cluster.network_interface)
     cost = CellCost(pairs=pairs, tokens=tokens, flops=train_flops + best["eval_flops"], flops_attention=flops_attn,
                     memory=best["mem"], gpus=gpus, nodes=nodes, hours=hours, gpu_hours=hours * gpus,
                     time_limit_minutes=limit, segments=segments, micro_batch_pairs=micro,

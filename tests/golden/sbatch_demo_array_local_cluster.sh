@@ -18,4 +18,4 @@
 
 # command
 export SUBMITIT_EXECUTOR=slurm
-srun --unbuffered --output out/demo/jobs/%A_%a/%A_%a_%t_log.out --error out/demo/jobs/%A_%a/%A_%a_%t_log.err python -u -m submitit.core._submit out/demo/jobs/%j
+srun --unbuffered --output out/demo/jobs/%A_%a/%A_%a_%t_log.out --error out/demo/jobs/%A_%a/%A_%a_%t_log.err --kill-on-bad-exit=1 python -u -m submitit.core._submit out/demo/jobs/%j

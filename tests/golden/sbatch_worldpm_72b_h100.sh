@@ -25,4 +25,4 @@ export NCCL_DEBUG=WARN
 
 # command
 export SUBMITIT_EXECUTOR=slurm
-srun --unbuffered --output out/worldpm/jobs/%j/%j_%t_log.out --error out/worldpm/jobs/%j/%j_%t_log.err python -u -m submitit.core._submit out/worldpm/jobs/%j
+srun --unbuffered --output out/worldpm/jobs/%j/%j_%t_log.out --error out/worldpm/jobs/%j/%j_%t_log.err --kill-on-bad-exit=1 python -u -m submitit.core._submit out/worldpm/jobs/%j

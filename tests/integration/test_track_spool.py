@@ -96,6 +96,8 @@ from worldpm_scaling.config import TrackingSpec
 from worldpm_scaling.track import open_tracker
 seen = []
 signal.signal(signal.SIGTERM, lambda s, f: (seen.append(s), print("previous handler ran", flush=True), sys.exit(3)))
+from worldpm_scaling.track.mlflow_tracker import install_signal_flush
+install_signal_flush()  # explicit: a tracker never installs handlers on its own (the cell's owner does)
 tr = open_tracker(TrackingSpec(backend="spool", flush_every_s=3600, flush_every_points=10**9), spool_dir=sys.argv[1])
 run = tr.start_cell("sw", "sig", name="sig")
 for s in range(1, 101):

@@ -7,10 +7,68 @@ import subprocess
 
 from .. import names
 from ..plan import Plan
-from .job import read_marker
 from .submit import launches
 
-TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+UNREADABLE = "UNREADABLE"
+"""The state of a cell whose status.json exists but cannot be read (torn, not JSON, not a record): never
+shown as SUBMITTED or NOT LAUNCHED, which would invite a relaunch that trains a FINISHED cell again."""
+
+
+def read_state(out_dir: str) -> dict:
+    """The cell's status.json as a record: {} when there is none; {"status": UNREADABLE, "problem": …}
+    when it is there but torn, binary, not a JSON object, or its fields have the wrong types."""
+    import json
+    from pathlib import Path
+
+    p = Path(out_dir) / "status.json"
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        return {"status": UNREADABLE, "problem": f"{p}: {e.strerror or e}"}
+    try:
+        d = json.loads(text.decode("utf-8"))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        return {"status": UNREADABLE, "problem": f"{p}: not a JSON record ({e})"}
+    if not isinstance(d, dict) or not isinstance(d.get("status"), str) or not all(
+            isinstance(d.get(k), (int, float, type(None))) and not isinstance(d.get(k), bool)
+            for k in ("pairs_seen", "steps")):
+        return {"status": UNREADABLE, "problem": f"{p}: not a cell status record ({text[:80]!r})"}
+    return d
+
+
+def first_error_line(out_dir: str, job_id) -> tuple[str, str] | None:
+    """(the first line that names an error in the job's log, the log's path), for a cell that failed:
+    the reason a job died at start (a missing file, a bad base) without reading its log by hand. submitit
+    logs sit in `<sweep out>/jobs/<job id>/<job id>_<task>_log.err`; `wps train` subprocesses log to the
+    same folder."""
+    import re
+    from pathlib import Path
+
+    jobs = Path(out_dir) / "jobs"
+    if job_id is None or not jobs.is_dir():
+        return None
+    jid = str(job_id)
+    base = jid.split("_")[0]
+    logs = sorted(p for folder in {jobs / jid, jobs / base} if folder.is_dir()
+                  for p in folder.glob("*_log.err") if p.name.startswith(jid + "_") or p.name.startswith(jid))
+    pat = re.compile(r"^(error:|[A-Za-z_.]*(Error|Exception)\b:?|.*\bFAILED\b|.*\berror\b)", re.IGNORECASE)
+    for log in logs:
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            s = line.strip()
+            if s and pat.match(s) and not s.startswith("Traceback"):
+                return s[:300], str(log)
+    return None
+
+TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+            "PREEMPTED"}
+"""PREEMPTED is terminal only once its job has ended without coming back (cancelled after the save):
+while SLURM requeues it the cell shows REQUEUED (see `cell_state`). `wps launch` resumes either."""
 
 
 _DEAD = {"CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "EXITED", "BOOT_FAIL", "DEADLINE"}
@@ -77,39 +135,77 @@ def mlflow_runs(sweep: str, uri: str | None) -> dict[str, dict]:
         return {}
 
 
-def sweep_status(plan: Plan, *, uri: str | None = None) -> list[dict]:
+def sweep_status(plan: Plan, *, uri: str | None = None, problems: list[str] | None = None) -> list[dict]:
+    """One row per cell. State files that cannot be read are never fatal: a torn launches.jsonl line
+    is skipped and an unreadable status.json shows as UNREADABLE; each is described in `problems`."""
     spec = plan.sweep
-    rec = launches(spec.output_dir)
+    problems = [] if problems is None else problems
+    rec = launches(spec.output_dir, problems=problems)
     ml = mlflow_runs(spec.name, uri or spec.tracking.uri)
     rows = []
     for r in plan.runs:
         launch = rec.get(r.cell_id, {})
-        marker = read_marker(r.out_dir)
+        marker = read_state(r.out_dir)
+        if marker.get("status") == UNREADABLE:
+            problems.append(f"cell {r.cell_id}: {marker['problem']}; shown as {UNREADABLE} (check the cell's "
+                            "checkpoints, then remove the file to let `wps launch` resume the cell)")
         sched = None
         if launch.get("executor") == "slurm":
             sched = slurm_state(launch["job_id"])
         elif launch and not _pid_alive(launch["job_id"]):
             sched = "EXITED"
         m = ml.get(r.cell_id, {})
-        state = marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED")
-        if sched and sched.split()[0] in _DEAD and state in ("RUNNING", "SUBMITTED"):
-            state = "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched)
+        state = cell_state(marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED"), sched)
         rows.append({"index": r.index, "cell_id": r.cell_id, "model": r.model.name, "seed": r.seed, "pairs_budget": r.pairs,
                      "job_id": launch.get("job_id"), "scheduler": sched or launch.get("executor", "-"),
                      "state": state, "mlflow": m.get("status"), "pairs_seen": m.get("pairs") or marker.get("pairs_seen"),
-                     "loss": m.get("loss"), "steps": marker.get("steps")})
+                     "loss": m.get("loss"), "steps": marker.get("steps"), "launched": bool(launch),
+                     "why": _why(state, marker, spec.output_dir, launch.get("job_id"))})
     return rows
 
 
+def _why(state: str, marker: dict, out_dir: str, job_id) -> str | None:
+    """Why a cell ended badly, in one line: the error its job recorded, else the first error line of
+    its log (a job that died before writing status.json, e.g. on a missing data file)."""
+    if state not in ("FAILED", "EXITED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", UNREADABLE):
+        return None
+    if state == UNREADABLE:
+        return marker.get("problem")
+    if isinstance(marker.get("error"), str) and marker["error"]:
+        return marker["error"][:300]
+    found = first_error_line(out_dir, job_id)
+    return f"{found[0]} (log: {found[1]})" if found else None
+
+
+def cell_state(marker: str, sched: str | None) -> str:
+    """What a cell shows, from its marker (written by the job's rank 0) and its scheduler state.
+
+    A cell saved after SLURM's SIGTERM (PREEMPTED) or its own USR2 (REQUEUED) is REQUEUED while its job
+    is pending or running again, PREEMPTED once the job ended without coming back: never KILLED or
+    FAILED, since its checkpoint is whole and a relaunch resumes it."""
+    dead = bool(sched) and sched.split()[0] in _DEAD
+    if marker in ("REQUEUED", "PREEMPTED"):
+        return "PREEMPTED" if dead else "REQUEUED"
+    if dead and marker in ("RUNNING", "SUBMITTED"):
+        return "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched.split()[0])
+    return marker
+
+
 def all_done(rows: list[dict]) -> bool:
-    return all(r["state"] in TERMINAL for r in rows)
+    """Every cell has ended (an UNREADABLE cell counts: nothing will change it but a person)."""
+    return all(r["state"] in TERMINAL or r["state"] == UNREADABLE for r in rows)
+
+
+def nothing_launched(rows: list[dict]) -> bool:
+    """No cell has a launch record or a status of its own: a `--watch` would wait for ever."""
+    return all(not r.get("launched") and r["state"] == "NOT LAUNCHED" for r in rows)
 
 
 def sweep_outcome(rows: list[dict]) -> str | None:
     """The sweep's status once every cell has ended: FINISHED if all finished, FAILED if any failed,
     else KILLED (cancelled or killed cells); None while any cell is still pending or running."""
     states = [r["state"] for r in rows]
-    if not states or any(s not in TERMINAL for s in states):
+    if not states or any(s not in TERMINAL for s in states):  # UNREADABLE too: unknown is not an outcome
         return None
     if all(s in ("FINISHED", "COMPLETED") for s in states):
         return "FINISHED"

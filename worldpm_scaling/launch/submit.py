@@ -16,7 +16,6 @@ from pathlib import Path
 from ..config import ClusterSpec, RunSpec
 from ..models import missing_bases
 from ..plan import Plan
-from .job import read_marker
 
 
 def slurm_parameters(run: RunSpec, cluster: ClusterSpec) -> dict:
@@ -31,6 +30,9 @@ def slurm_parameters(run: RunSpec, cluster: ClusterSpec) -> dict:
         "gpus_per_node": r.gpus_per_node if gpu else None,
         "mem": f"{int(r.mem_gb_per_task * r.gpus_per_node)}GB" if r.mem_gb_per_task else None,
         "signal_delay_s": cluster.signal_delay_s, "setup": list(cluster.setup) or None,
+        # one rank that dies ends the step at once (SLURM's KillWait), instead of its peers idling in a
+        # collective for the group timeout (≥ 30 min on every GPU of the cell)
+        "srun_args": ["--kill-on-bad-exit=1"],
         "array_parallelism": cluster.array_parallelism,
         "additional_parameters": {"requeue": True, **dict(cluster.sbatch_extra)},
     }
@@ -75,28 +77,43 @@ class BaseCheckpointError(ValueError):
 
 
 def pending_cells(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
-    """(cells to submit, cells already FINISHED)."""
+    """(cells to submit, cells already FINISHED). A cell whose status.json cannot be read is pending
+    here; the pre-flight check (launch/preflight.py) refuses it before anything is submitted."""
+    from .status import read_state
+
     todo, done = [], []
     for r in plan.runs:
-        (done if read_marker(r.out_dir).get("status") == "FINISHED" else todo).append(r)
+        (done if read_state(r.out_dir).get("status") == "FINISHED" else todo).append(r)
     return todo, done
 
 
-def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False) -> list:
-    """Submit every unfinished cell; returns submitit jobs (or rendered scripts when dry_run)."""
+def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False, check: bool = True) -> list:
+    """Submit every unfinished cell; returns submitit jobs (or rendered scripts when dry_run).
+
+    Before anything is submitted, the pre-flight check (`preflight.py`: data, tokenizer, eval files,
+    bases, tracking, output folder, cells' state) must pass, else PreflightError names what is not
+    ready. A dry run renders the scripts whatever is missing: the preview of a sweep whose inputs are
+    not on this machine yet (`wps launch --dry-run` prints the readiness table beside it)."""
     from .job import CellJob
 
     spec = plan.sweep
     kind = executor or spec.cluster.executor
+    from .ranks import check_profile_interface
+
+    check_profile_interface(spec.cluster)  # before anything is submitted or rendered
     todo, _ = pending_cells(plan)
     if not todo:
         return []
     bad = missing_bases(plan.runs)
     bad = {r.cell_id: bad[r.cell_id] for r in todo if r.cell_id in bad}
-    if bad:  # before anything is submitted (or rendered): a job would die loading its base
+    if bad and not dry_run:  # before anything is submitted: a job would die loading its base
         reasons = sorted(set(bad.values()))
         raise BaseCheckpointError("; ".join(reasons) + f" ({len(bad)} cell(s); put the Qwen2.5 base folders "
                                   "under cluster.models_dir or $WPS_MODELS_DIR, or set init: random)")
+    if check and not dry_run:
+        from .preflight import preflight, require_ready
+
+        require_ready(preflight(plan))
     out = Path(spec.output_dir)
     if not dry_run:
         _prepare_tracking(spec)
@@ -151,13 +168,32 @@ def _groups(runs: list[RunSpec]) -> list[list[RunSpec]]:
     return out
 
 
-def launches(out_dir: str | Path) -> dict[str, dict]:
-    """Latest launch record per cell."""
+def launches(out_dir: str | Path, *, problems: list[str] | None = None) -> dict[str, dict]:
+    """Latest launch record per cell. A line that is not a record (torn by a crash mid-append, or edited)
+    is skipped and described in `problems` (`FILE:LINE: …`): the other cells' records still count."""
     p = Path(out_dir) / "launches.jsonl"
     recs: dict[str, dict] = {}
-    if p.is_file():
-        for line in p.read_text().splitlines():
-            if line.strip():
-                d = json.loads(line)
-                recs[d["cell_id"]] = d
+    bad: list[str] = []
+    if p.is_dir():
+        bad.append(f"{p}: is a folder, not the sweep's launch log; no launch records read")
+    elif p.is_file():
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            data = b""
+            bad.append(f"{p}: cannot read ({e.strerror or e}); no launch records read")
+        for i, raw in enumerate(data.split(b"\n"), 1):
+            if not raw.strip():
+                continue
+            try:
+                d = json.loads(raw.decode("utf-8"))
+                if not (isinstance(d, dict) and isinstance(d.get("cell_id"), str) and d.get("job_id") is not None
+                        and isinstance(d.get("executor"), str)):
+                    raise ValueError("not a launch record (cell_id, job_id, executor)")
+            except ValueError as e:
+                bad.append(f"{p}:{i}: skipped a line that is not a launch record ({str(e)[:80]}): {raw[:60]!r}")
+                continue
+            recs[d["cell_id"]] = d
+    if problems is not None:
+        problems.extend(bad)
     return recs

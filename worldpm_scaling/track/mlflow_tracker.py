@@ -369,16 +369,23 @@ _HOOK_LOCK = threading.Lock()
 
 
 def _register(run: MlflowRun) -> None:
+    """Flush at interpreter exit. Signals are not touched here: a cell's owner (launch/cell.py) installs
+    its handlers once and flushes through its checkpoint; a standalone script that wants a flush on
+    SIGTERM/USR2 calls `install_signal_flush()`."""
     global _HOOKS_INSTALLED
     _LIVE.add(run)
     with _HOOK_LOCK:
         if _HOOKS_INSTALLED:
             return
         atexit.register(_flush_all_at_exit)
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGUSR2):
-                _chain_signal(sig)
         _HOOKS_INSTALLED = True
+
+
+def install_signal_flush(signals=(signal.SIGTERM, signal.SIGUSR2)) -> None:
+    """Flush every live run on these signals, then do what the previous handler did (main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            _chain_signal(sig)
 
 
 def _flush_all_at_exit() -> None:

@@ -103,11 +103,29 @@ def share(files: dict[str, int], rank: int, world: int) -> list[str]:
     return mine
 
 
-def hash_share(tmp: str | Path, rank: int, world: int) -> dict[str, str]:
-    """sha256 of this rank's share of the files under `tmp` (all ranks' shards already written)."""
+def list_shards(tmp: str | Path) -> dict[str, int]:
+    """The files under a sharded checkpoint's temporary folder (relative path → size): one rank lists,
+    every rank hashes its share of that one list (`hash_listed`)."""
     tmp = Path(tmp)
-    files = {str(p.relative_to(tmp)): p.stat().st_size for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST}
-    return {rel: _sha256(tmp / rel) for rel in share(files, rank, world)}
+    return {str(p.relative_to(tmp)): p.stat().st_size for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST}
+
+
+def hash_listed(tmp: str | Path, files: dict[str, int], rank: int, world: int) -> dict[str, str]:
+    """sha256 of this rank's share of `files` (rank 0's listing); a listed file this rank cannot see
+    with its listed size raises CheckpointCorruptError naming it."""
+    tmp = Path(tmp)
+    mine = share(files, rank, world)
+    for rel in mine:
+        f = tmp / rel
+        if not f.is_file() or f.stat().st_size != files[rel]:
+            raise CheckpointCorruptError(f"{f}: listed with {files[rel]} bytes by rank 0 but "
+                                         + ("missing" if not f.is_file() else f"{f.stat().st_size} bytes") + " here")
+    return {rel: _sha256(tmp / rel) for rel in mine}
+
+
+def hash_share(tmp: str | Path, rank: int, world: int) -> dict[str, str]:
+    """sha256 of this rank's share of the files under `tmp`, listed here (one process: world 1)."""
+    return hash_listed(tmp, list_shards(tmp), rank, world)
 
 
 def seal_sharded(folder: str | Path, step: int, *, keep: int, digests: dict[str, str] | None = None) -> Path:
@@ -169,7 +187,7 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
         return []
     found = [p for p in folder.iterdir() if (_NAME.search(p.name) and p.with_suffix(".sha256").is_file())
              or (_DIR.search(p.name) and (p / MANIFEST).is_file())]
-    return sorted(found, key=step_of)
+    return sorted(faults.hide_listed(found), key=step_of)
 
 
 def load(path: str | Path) -> dict:

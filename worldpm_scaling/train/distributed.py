@@ -166,6 +166,16 @@ def broadcast_int(value: int, src: int = 0) -> int:
     return int(t.item())
 
 
+def broadcast_object(obj, src: int = 0):
+    """Rank `src`'s `obj` (picklable) on every rank: one decision (which checkpoint to resume, which
+    shards to seal) instead of each rank deciding from its own view of a shared filesystem."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """In place, on the tensor's own device (NCCL for CUDA tensors, gloo for CPU ones)."""
     if active():

@@ -60,6 +60,29 @@ class DataTooSmallError(ValueError):
 
 
 @dataclass
+class TrainState:
+    """Where a run is, apart from the model and optimizer: what a checkpoint records beside the engine's
+    state and `Trainer.load_state_dict` puts back (the data position is a pure function of `step`:
+    step k consumes pairs [k·B, (k+1)·B) of the seeded order)."""
+
+    step: int = 0
+    pairs_seen: int = 0
+    tokens_seen: int = 0
+    next_milestone: int = 0
+    """Index of the next milestone (pairs) not yet evaluated."""
+    skipped: int = 0
+    """Batches skipped for a non-finite loss or grad norm."""
+    pending_metrics: dict | None = None
+    """Metrics of `step` not yet logged (a checkpoint taken between an update and its logging)."""
+    evals_due: int = 0
+    """Milestone evaluations owed at `step`."""
+    logged_upto: int | None = None
+    """Highest step already handed to the tracker: a resumed run never logs a step twice."""
+    rng: dict | None = None
+    """torch / numpy / python (and CUDA) RNG states at the last step boundary."""
+
+
+@dataclass
 class TrainResult:
     status: str
     """FINISHED | FAILED | KILLED | PREEMPTED (saved at a step boundary; the job should requeue)"""
@@ -89,15 +112,15 @@ def attention_units(b: Batch) -> int:
 class Trainer:
     """Trains `run` and logs through `tracker_run` (the Tracker protocol's Run).
 
-    `train_pairs`/`eval_sets` inject data (tests, benchmarks); by default they come from the data
-    layer (run.data, run.eval). `engine`: "torch", "deepspeed", or None = DeepSpeed when the run
+    `train_pairs`/`eval_sets` inject data (the cell owner, launch/cell.py, opens them once; tests and
+    benchmarks pass their own); by default they come from the data layer (run.data, run.eval). `engine`: "torch", "deepspeed", or None = DeepSpeed when the run
     asks for ZeRO ≥ 1 on GPUs or on more than one process, plain torch otherwise.
     """
 
     def __init__(self, run: RunSpec, tracker_run, *, device: str | torch.device | None = None,
                  train_pairs: Sequence[TokenizedPair] | None = None, eval_sets: list[EvalData] | None = None,
                  peak_flops: float | None = None, tokenizer=None, engine: str | None = None,
-                 layout: str = "segments"):
+                 layout: str = "segments", train_pairs_sharded: bool = False):
         self.run = run
         self.tracker = tracker_run
         placement = dist.place(device)  # binds cuda:LOCAL_RANK before anything touches CUDA or the group
@@ -111,6 +134,7 @@ class Trainer:
         self.row_len = t.pack_len or t.ctx_len
         self.layout = layout
         self._train_pairs = train_pairs
+        self._sharded = train_pairs_sharded  # True: `train_pairs` is already this rank's share
         self._eval_sets = eval_sets
         self._tokenizer = tokenizer
         self.peak_flops = peak_flops or self._default_peak()
@@ -159,7 +183,7 @@ class Trainer:
                                                  world=self.world, max_pairs=self.run.pairs,
                                                  ctx_len=self.run.train.ctx_len,
                                                  reward_token=self.run.train.reward_token)
-        elif self.world > 1 and not getattr(self, "_sharded", False):
+        elif self.world > 1 and not self._sharded:
             self._train_pairs = [p for i, p in enumerate(self._train_pairs) if i % self.world == self.rank]
             self._sharded = True
         return self._train_pairs
@@ -220,12 +244,26 @@ class Trainer:
             st["cuda"] = torch.cuda.get_rng_state_all()
         return st
 
-    def _meta(self) -> dict:
-        """Everything but the model and optimizer: where the run is, and what it still owes the tracker."""
-        return {"step": self.step, "pairs_seen": self.pairs_seen, "tokens_seen": self.tokens_seen,
-                "next_milestone": self.next_milestone, "skipped": self.skipped, "pending_metrics": self._pending,
-                "evals_due": self._evals_due, "cell_id": self.run.cell_id, "logged_upto": self._logged_upto,
-                "rng": self._rng or self._capture_rng()}
+    def state_dict(self) -> dict:
+        """The training state (TrainState's fields + the cell id) as a checkpoint records it beside the
+        engine's: where the run is, and what it still owes the tracker."""
+        st = TrainState(step=self.step, pairs_seen=self.pairs_seen, tokens_seen=self.tokens_seen,
+                        next_milestone=self.next_milestone, skipped=self.skipped, pending_metrics=self._pending,
+                        evals_due=self._evals_due, logged_upto=self._logged_upto, rng=self._rng or self._capture_rng())
+        return {**st.__dict__, "cell_id": self.run.cell_id}
+
+    def load_state_dict(self, st: dict) -> None:
+        """Put back a `state_dict()` (from a checkpoint): counters, owed metrics and RNG states."""
+        self.step, self.pairs_seen, self.tokens_seen = st["step"], st["pairs_seen"], st["tokens_seen"]
+        self.next_milestone, self.skipped = st["next_milestone"], st["skipped"]
+        self._pending, self._evals_due = st["pending_metrics"], st["evals_due"]
+        rng = st["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self._rng = rng
 
     def _barrier(self) -> None:
         dist.barrier()
@@ -247,23 +285,39 @@ class Trainer:
             self._flush_tracker(from_signal)
             faults.point("ckpt.before_save")
             keep = self.run.train.keep_checkpoints
-            if self.engine_kind == "torch":
-                if self.rank != 0:
-                    return None
-                path = ckpt.save({**self.engine.state_dict(), **self._meta()}, self.ckpt_dir, self.step, keep=keep)
+            if self.engine_kind == "torch":  # rank 0 writes; every rank restarts its clock below
+                path = ckpt.save({**self.engine.state_dict(), **self.state_dict()}, self.ckpt_dir, self.step,
+                                 keep=keep) if self.rank == 0 else self.ckpt_dir / f"step_{self.step:08d}.pt"
             else:
                 tmp = ckpt.sharded_tmp(self.ckpt_dir, self.step)
                 if self.rank == 0:
                     ckpt.prepare_sharded_tmp(tmp)
                 self._barrier()
-                self.engine.save(tmp, self._meta())
+                self.engine.save(tmp, self.state_dict())
                 self._barrier()
-                # every rank hashes its share of the files in parallel; rank 0 writes the manifest
-                digests = ckpt.hash_share(tmp, self.rank, self.world)
-                merged = {k: v for part in dist.all_gather_objects(digests) for k, v in part.items()}
-                path = ckpt.seal_sharded(self.ckpt_dir, self.step, keep=keep, digests=merged) if self.rank == 0 \
-                    else self.ckpt_dir / f"step_{self.step:08d}.ds"
-                self._barrier()
+                # rank 0 lists the shards once (a listing is one host's view of a shared filesystem) and
+                # every rank hashes its share of that list in parallel; rank 0 writes the manifest. A
+                # failure anywhere is every rank's failure (one error, no rank left at a barrier).
+                files = dist.broadcast_object(ckpt.list_shards(tmp) if self.rank == 0 else None)
+                try:
+                    digests, err = ckpt.hash_listed(tmp, files, self.rank, self.world), ""
+                except (OSError, ckpt.CheckpointCorruptError) as e:
+                    digests, err = {}, f"rank {self.rank}: {e}"
+                parts = dist.all_gather_objects((digests, err))
+                errors = [e for _, e in parts if e]
+                if errors:
+                    raise ckpt.CheckpointCorruptError(f"sharded save of step {self.step}: " + "; ".join(errors))
+                merged = {k: v for part, _ in parts for k, v in part.items()}
+                err = ""
+                path = self.ckpt_dir / f"step_{self.step:08d}.ds"
+                if self.rank == 0:
+                    try:
+                        path = ckpt.seal_sharded(self.ckpt_dir, self.step, keep=keep, digests=merged)
+                    except ckpt.CheckpointCorruptError as e:
+                        err = str(e)
+                err = dist.broadcast_object(err)
+                if err:
+                    raise ckpt.CheckpointCorruptError(err)
             log.info("rank %d: checkpoint of step %d written (%s)", self.rank, self.step, path)
         finally:
             self._saving = False
@@ -294,9 +348,13 @@ class Trainer:
         self._preempt.set()
 
     def _restore(self) -> None:
-        path = ckpt.latest(self.ckpt_dir)
-        if path is None:
+        """Resume from the checkpoint rank 0 picks (broadcast: a listing is one host's view of a shared
+        filesystem and may be stale on another); every rank loads that step, or all raise one error."""
+        chosen = ckpt.latest(self.ckpt_dir) if self.rank == 0 else None
+        chosen = dist.broadcast_object(str(chosen) if chosen is not None else None)
+        if chosen is None:
             return
+        path = Path(chosen)
         sharded = path.is_dir()
         if sharded != (self.engine_kind == "deepspeed"):
             raise ckpt.CheckpointCorruptError(
@@ -313,26 +371,24 @@ class Trainer:
                 raise ckpt.CheckpointCorruptError("; ".join(errors))
             st = self.engine.load(path)
         else:
+            st, err = None, ""
             try:
+                faults.point("ckpt.load")
                 st = ckpt.load(path)
-            except ckpt.CheckpointCorruptError as e:  # loud, not a silent step back: the user decides
-                older = ckpt.list_checkpoints(self.ckpt_dir)[:-1]
+            except (ckpt.CheckpointCorruptError, OSError) as e:  # loud, not a silent step back: the user decides
+                older = [p for p in ckpt.list_checkpoints(self.ckpt_dir) if ckpt.step_of(p) < ckpt.step_of(path)]
                 hint = f"; delete it to resume from {older[-1].name}" if older else "; delete it to start over"
-                raise ckpt.CheckpointCorruptError(f"{e}{hint}") from None
+                err = f"{e}{hint}"
+            errors = [f"rank {r}: {e}" if self.world > 1 else e
+                      for r, e in enumerate(dist.all_gather_objects(err)) if e]
+            if errors:  # every rank raises the same error: none is left waiting in a collective
+                raise ckpt.CheckpointCorruptError(f"cannot resume from {path.name} (chosen by rank 0): "
+                                                  + "; ".join(errors) if self.world > 1 else errors[0])
         if st.get("cell_id") != self.run.cell_id:
             raise ckpt.CheckpointCorruptError(f"{path}: belongs to cell {st.get('cell_id')}, not {self.run.cell_id}")
         if not sharded:
             self.engine.load_state_dict(st)
-        self.step, self.pairs_seen, self.tokens_seen = st["step"], st["pairs_seen"], st["tokens_seen"]
-        self.next_milestone, self.skipped = st["next_milestone"], st["skipped"]
-        self._pending, self._evals_due = st["pending_metrics"], st["evals_due"]
-        rng = st["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self._rng = rng
+        self.load_state_dict(st)
         self.last_checkpoint = path
         self.resumed_from_step = self.step
         if self.rank == 0:  # which checkpoint a restart continued from: the resume tests read it
@@ -508,14 +564,16 @@ class Trainer:
             if progress is not None and metrics:
                 progress(self, metrics)
             due_steps = bool(t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0)
-            due_time = bool(t.checkpoint_every_minutes and
+            # the time clock is rank 0's alone (agreed below), and every rank restarts it at each save
+            due_time = bool(self.rank == 0 and t.checkpoint_every_minutes and
                             time.monotonic() - self._last_ckpt_time >= 60 * t.checkpoint_every_minutes)
             preempt_here = self._preempt.is_set()
             save_now, stop_now, preempt = dist.agree(self._pending_ckpt or due_steps or due_time or preempt_here,
                                                      self._stop.is_set(), preempt_here)
             if save_now:
                 self._pending_ckpt = False
-                self._save()
+                if self.last_checkpoint_step() != self.step:  # a signal's save of this step already ran
+                    self._save()
             if preempt:
                 log.warning("rank %d: preemption requested; saved step %d, stopping for requeue", self.rank, self.step)
                 status = "PREEMPTED"
