@@ -56,6 +56,18 @@ def _gt(v: float) -> dict:
     return {"min": v, "strict": True}
 
 
+def _frac(*, below_one: bool = False) -> dict:
+    """A fraction: in [0, 1] (or [0, 1) where 1 breaks the maths, e.g. an Adam beta)."""
+    return {"min": 0.0, "strict": False, "max": 1.0, "max_strict": below_one}
+
+
+SEED_MAX = 2**32 - 1
+"""numpy's and torch's generators take seeds in [0, 2^32 - 1]: larger or negative seeds fail in the job."""
+
+MAX_LOG2 = 62
+"""Milestone exponents stay below 2^63 pairs (an int64): larger ones cannot be counted, only hang the planner."""
+
+
 # ---------------------------------------------------------------------------------------------
 # specs
 
@@ -88,9 +100,9 @@ class DataSpec:
 class MilestoneSpec:
     """The data axis: pairs at which a curve gets a point (the paper's x-axis is log2 pairs)."""
 
-    start_log2: int = field(default=10, metadata=_ge(0))
+    start_log2: int = field(default=10, metadata={**_ge(0), "max": MAX_LOG2})
     """First milestone is 2**start_log2 pairs."""
-    stop_log2: int | None = field(default=None, metadata=_ge(0))
+    stop_log2: int | None = field(default=None, metadata={**_ge(0), "max": MAX_LOG2})
     """Last power of two; None = the largest that fits in the pairs budget."""
     include_budget: bool = True
     """Also evaluate at the budget itself when it is not a power of two."""
@@ -115,17 +127,17 @@ class TrainSpec:
     1/√width (measured better for the demo's 2–4-layer models: README, what the demo shows)."""
     weight_decay: float = field(default=0.1, metadata=_ge(0))
     """Weight decay (arXiv 2505.10527, training setup: 0.1)."""
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=_frac(below_one=True))
     """Adam betas (not stated in the paper: torch defaults)."""
     eps: float = field(default=1e-8, metadata=_gt(0))
     """Adam epsilon."""
-    warmup_frac: float = field(default=0.1, metadata=_ge(0))
+    warmup_frac: float = field(default=0.1, metadata=_frac())
     """Fraction of the run's steps spent in linear warmup (paper: 10%, then constant)."""
     warmup_steps: int | None = field(default=None, metadata=_ge(0))
     """Absolute warmup steps; overrides `warmup_frac` when set."""
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     """LR after warmup. Milestone mode requires `constant` (a decay ties points to one budget)."""
-    min_lr_frac: float = field(default=0.0, metadata=_ge(0))
+    min_lr_frac: float = field(default=0.0, metadata=_frac())
     """Final LR as a fraction of `lr` for decaying schedules."""
     epochs: int = field(default=1, metadata=_gt(0))
     """Passes over the pairs budget (paper: 1)."""
@@ -319,8 +331,8 @@ class SweepSpec:
     """Metrics destination."""
     cluster: ClusterSpec = ClusterSpec()
     """Cluster profile: a path to slurm/*.yaml (relative to the sweep file or the cwd) or inline."""
-    seeds: tuple[int, ...] = (0,)
-    """One cell per seed."""
+    seeds: tuple[int, ...] = field(default=(0,), metadata={**_ge(0), "max": SEED_MAX})
+    """One cell per seed (each in [0, 2^32 - 1], the range numpy's and torch's generators take)."""
     out_dir: str | None = None
     """Where cells write checkpoints and logs; None = out/<name>."""
 
@@ -593,10 +605,11 @@ def _convert(tp: Any, value: Any, path: str, ctx: _Ctx, meta: dict | None = None
         return value
     if meta and isinstance(value, (int, float)):
         lo, strict, hi = meta.get("min"), meta.get("strict", False), meta.get("max")
+        hi_strict = meta.get("max_strict", False)
         if lo is not None and (value <= lo if strict else value < lo):
             raise ctx.error(path, f"must be {'>' if strict else '≥'} {lo}, got {value}")
-        if hi is not None and value > hi:
-            raise ctx.error(path, f"must be ≤ {hi}, got {value}")
+        if hi is not None and (value >= hi if hi_strict else value > hi):
+            raise ctx.error(path, f"must be {'<' if hi_strict else '≤'} {hi}, got {value}")
     return value
 
 
@@ -691,23 +704,76 @@ def _no_duplicate_keys(node, file: Path, path: str = "") -> None:
             _no_duplicate_keys(v, file, f"{path}[{i}]")
 
 
+MAX_YAML_NODES = 100_000
+"""Most nodes a spec document may expand to once its aliases are followed: a sweep is a few hundred;
+ten lines of nested aliases (`b: [*a, *a, …]`, a "billion laughs") expand to 10^9, which every walk
+over the document (line map, duplicate keys, conversion) would spin on for ever."""
+
+
+def _check_aliases(root: yaml.Node, file: Path) -> None:
+    """Refuse a document whose aliases form a cycle or expand past MAX_YAML_NODES (named by line).
+
+    Each distinct node is visited once (sizes are memoised), so the check itself is linear in the text."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = ([c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else
+                    node.value if isinstance(node, yaml.SequenceNode) else [])
+            size[key] = 1 + sum(size[id(c)] for c in kids)
+            if size[key] > MAX_YAML_NODES:
+                raise SpecError(f"YAML aliases expand to more than {MAX_YAML_NODES:,} nodes here (an alias bomb?); "
+                                "write the values out or use fewer nested aliases", file=file,
+                                line=node.start_mark.line + 1)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise SpecError("a YAML alias refers to a node that contains it (a recursive alias); a spec "
+                            "must be a tree", file=file, line=node.start_mark.line + 1)
+        on_path.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((c, False) for kv in node.value for c in kv if id(c) not in size)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((c, False) for c in node.value if id(c) not in size)
+
+
 def read_yaml(file: str | Path) -> tuple[Any, dict[str, int]]:
-    """Parse a YAML file; syntax errors become SpecError with the line."""
+    """Parse a YAML file; syntax errors become SpecError with the line; so do text that is not UTF-8,
+    recursive aliases, alias bombs and nesting too deep to walk."""
     p = Path(file)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise SpecError(f"cannot read: {e.strerror}", file=p) from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise SpecError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); a sweep or profile "
+                        "is a UTF-8 YAML file", file=p, line=line) from None
+    if "\x00" in text:
+        raise SpecError("holds NUL bytes: a binary file, not YAML", file=p) from None
+    try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_aliases(node, p)
         _no_duplicate_keys(node, p)
         data = yaml.safe_load(text)
+        lines = _line_map(node) if node is not None else {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(f"YAML syntax error: {problem}", file=p,
                         line=mark.line + 1 if mark else None) from None
-    return data, (_line_map(node) if node is not None else {})
+    except RecursionError:
+        raise SpecError("nested too deeply to read (a spec is a few levels deep)", file=p) from None
+    return data, lines
 
 
 def load_cluster(file: str | Path) -> ClusterSpec:
@@ -736,13 +802,19 @@ def load_sweep(file: str | Path, *, cluster: str | Path | None = None) -> SweepS
         data["cluster"] = load_cluster(found)
     data_block = data.get("data")
     if isinstance(data_block, dict) and data_block.get("tokens_per_pair") is None and data_block.get("stats_file"):
+        if not isinstance(data_block["stats_file"], str):
+            raise ctx.error("data.stats_file", f"expected a file path, got {data_block['stats_file']!r}")
         sf = Path(data_block["stats_file"])
         sf = sf if sf.is_absolute() or sf.is_file() else file.parent / sf
         try:
             stats = json.loads(Path(sf).read_text())
+            if not isinstance(stats, dict):
+                raise ValueError(f"expected a JSON object, got {type(stats).__name__}")
             data["data"] = {**data_block, "tokens_per_pair": float(stats["tokens_per_pair"])}
-        except (OSError, ValueError, KeyError) as e:
-            raise ctx.error("data.stats_file", f"cannot read tokens_per_pair from {sf}: {e}") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else (
+                "no key 'tokens_per_pair'" if isinstance(e, KeyError) else str(e))
+            raise ctx.error("data.stats_file", f"cannot read tokens_per_pair from {sf}: {why}") from None
     ev = data.get("eval")
     if isinstance(ev, dict) and isinstance(ev.get("extra"), dict) and "sets" not in ev:
         data["eval"] = {**ev, "sets": list(EVAL_SETS) + [n for n in ev["extra"] if n not in EVAL_SETS]}
@@ -817,5 +889,10 @@ def validate_sweep(spec: SweepSpec, ctx: _Ctx | None = None) -> None:
             raise ctx.error(f"eval.sets[{i}]", f"unknown eval set {s!r}"
                             + (f"; did you mean {close[0]!r}?" if close else "")
                             + f" (valid: {', '.join(sorted(known))})")
+    if not spec.seeds:
+        raise ctx.error("seeds", "at least one seed is required (one cell per model and seed)")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ctx.error("seeds", "duplicate seeds")
+    if not spec.eval.sets:
+        raise ctx.error("eval.sets", "at least one eval set is required: a milestone is a point of an eval curve "
+                        "(leave eval.sets out for the 12 WorldPM sets)")

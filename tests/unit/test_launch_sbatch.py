@@ -84,8 +84,11 @@ def test_wps_launch_dry_run_prints_scripts_and_submits_nothing(tmp_path, monkeyp
 
     monkeypatch.chdir(ROOT)
     sweep = tmp_path / "demo.yaml"
-    sweep.write_text((ROOT / "sweeps" / "demo.yaml").read_text() + f"out_dir: {tmp_path / 'out'}\n")
-    assert main(["launch", str(sweep), "--cluster", "slurm/local-cluster.yaml", "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    text = (ROOT / "sweeps" / "demo.yaml").read_text().replace("data/demo/", f"{tmp_path}/nodata/")
+    sweep.write_text(text + f"out_dir: {tmp_path / 'out'}\n")
+    assert main(["launch", str(sweep), "--cluster", "slurm/local-cluster.yaml", "--dry-run"]) == 2  # no data here
+    cap = capsys.readouterr()
+    out = cap.out
     assert out.count("#!/bin/bash") == 1 and "#SBATCH --array=0-23%2" in out  # 3 sizes × 8 seeds
+    assert "data.source" in cap.err and "data.tokenizer" in cap.err and "eval sets" in cap.err
     assert not (tmp_path / "out" / "launches.jsonl").exists()

@@ -72,12 +72,15 @@ def test_plan_marks_missing_bases_and_launch_refuses_them(sweep, tmp_path, capsy
     assert out.count("missing") >= 3 and str(tmp_path / "models" / "Qwen2.5-72B") in out
     assert main(["launch", str(sweep), "--dry-run"]) == 2
     cap = capsys.readouterr()
-    assert "#SBATCH" not in cap.out  # refused before anything is rendered or submitted
+    assert "#SBATCH" in cap.out  # the dry run previews the scripts, and its readiness table names each base
+    assert "base qwen2.5-7b" in cap.err and "does not exist" in cap.out
+    assert main(["launch", str(sweep)]) == 2  # refused before anything is submitted
+    cap = capsys.readouterr()
     assert str(tmp_path / "models" / "Qwen2.5-7B") in cap.err and "does not exist" in cap.err
     for name in ("qwen2.5-1.5b", "qwen2.5-7b"):
         _base(tmp_path / "models", name)
     _base(tmp_path / "models", "qwen2.5-72b", vocab_size=151936)
-    assert main(["launch", str(sweep), "--dry-run"]) == 2
+    assert main(["launch", str(sweep)]) == 2
     err = capsys.readouterr().err
     assert "Qwen2.5-72B/config.json disagrees" in err and "vocab 151936 (catalogue 152064)" in err
     assert "Qwen2.5-7B" not in err
@@ -85,8 +88,9 @@ def test_plan_marks_missing_bases_and_launch_refuses_them(sweep, tmp_path, capsy
     _base(tmp_path / "models" / "fixed", "qwen2.5-72b")
     (tmp_path / "models" / "Qwen2.5-72B" / "config.json").write_text(
         (tmp_path / "models" / "fixed" / "Qwen2.5-72B" / "config.json").read_text())
-    assert main(["launch", str(sweep), "--dry-run"]) == 0
-    assert "#SBATCH" in capsys.readouterr().out
+    assert main(["launch", str(sweep), "--dry-run"]) == 2  # bases ready; the data, evals and server are not
+    cap = capsys.readouterr()
+    assert "#SBATCH" in cap.out and "base qwen2.5" not in cap.err and "data.source" in cap.err
     assert main(["plan", str(sweep), "--format", "json"]) == 0
     assert [r["init"] for r in json.loads(capsys.readouterr().out)] == ["pretrained"] * 3
 

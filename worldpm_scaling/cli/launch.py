@@ -9,7 +9,8 @@ import time
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "launch", help="submit a sweep's unfinished cells (SLURM job array, or local subprocesses)",
-        description="Plan SWEEP.yaml and submit every cell that has not FINISHED through submitit: one job "
+        description="Check that every input the jobs need is there (`wps check`: refuses naming what is not), "
+                    "then plan SWEEP.yaml and submit every cell that has not FINISHED through submitit: one job "
                     "array per resource shape on SLURM (nodes, tasks = GPUs per node, CPUs, memory, time "
                     "limit from the plan; partition/account/qos/constraint/setup from the profile), or "
                     "subprocesses with --executor local. Launching again skips finished cells and "
@@ -20,18 +21,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sweep")
     p.add_argument("--cluster", help="cluster profile (slurm/*.yaml) overriding the sweep's")
     p.add_argument("--executor", choices=("slurm", "local", "debug"), help="override the profile's executor")
-    p.add_argument("--dry-run", action="store_true", help="print the sbatch scripts; submit nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the sbatch scripts and the readiness table (`wps check`); submit nothing. Exit 0 "
+                        "only when every input is ready")
     p.add_argument("--wait", action="store_true", help="show progress until every cell has ended")
     p.set_defaults(func=run_launch)
 
+    k = sub.add_parser(
+        "check", help="pre-flight: is every input a sweep's jobs need ready? (one table; nothing is written)",
+        description="Check, before anything queues, what every job of SWEEP.yaml will need: the training "
+                    "pairs (and that they hold the budget), the tokenizer (and that it fits each model), every "
+                    "eval file, the pretrained base checkpoints, the tracking server (answers /health within "
+                    "3 s, or a spool backend), the output folder (writable), and the cells' own state files. "
+                    "Prints one table of what is ready and what is not. Exit 0 when all is ready, 2 when not "
+                    "(each not-ready row names the file or field to fix). Value ranges (seed ≥ 0, fractions "
+                    "in [0, 1], …) are checked when the sweep is loaded. `wps launch` runs the same check.",
+        epilog="examples:\n  wps check sweeps/demo.yaml\n  wps check sweeps/worldpm.yaml --cluster slurm/h100.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("sweep")
+    k.add_argument("--cluster", help="cluster profile (slurm/*.yaml) overriding the sweep's")
+    k.set_defaults(func=run_check)
+
     s = sub.add_parser("status", help="each cell's scheduler state, MLflow status, last loss and pairs seen",
                        description="One table per sweep: cell, model, job id, state (from the job's marker "
-                                   "and sacct), MLflow run status, pairs seen and last training loss.",
+                                   "and sacct), MLflow run status, pairs seen and last training loss; under it, "
+                                   "why each failed cell failed (its recorded error, else the first error line "
+                                   "of its job log). Read-only: nothing is written, on disk or in MLflow. State "
+                                   "files that cannot be read are reported (the cell shows UNREADABLE) and "
+                                   "make the exit code 1.",
                        epilog="examples:\n  wps status sweeps/demo.yaml\n  wps status sweeps/demo.yaml --watch --interval 10",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("sweep")
     s.add_argument("--cluster")
-    s.add_argument("--watch", action="store_true", help="refresh every few seconds until all cells end")
+    s.add_argument("--watch", action="store_true", help="refresh every few seconds until all cells end (a sweep "
+                   "with nothing launched says so and exits 1)")
     s.add_argument("--interval", type=float, default=5.0)
     s.set_defaults(func=run_status)
 
@@ -104,7 +127,9 @@ def _progress_line(rows: list[dict]) -> str:
     return " | ".join([head, *waiting, *at_work])
 
 
-def _watch(p, interval: float) -> list[dict]:
+def _watch(p, interval: float, *, close: bool = False) -> list[dict]:
+    """Refresh until every cell has ended; `close` (wps launch --wait, the command that started the
+    sweep) then ends the sweep's parent MLflow run. `wps status --watch` only looks."""
     from rich.console import Console
     from rich.live import Live
 
@@ -120,16 +145,17 @@ def _watch(p, interval: float) -> list[dict]:
                 print(f"[{time.monotonic() - t0:5.0f}s] {line}", flush=True)
                 last, last_t = line, time.monotonic()
             if all_done(rows):
-                _close(p, rows)
-                return rows
+                break
             time.sleep(interval)
             rows = sweep_status(p)
-    with Live(_table(rows, f"sweep {p.sweep.name}"), console=console, refresh_per_second=1) as live:
-        while not all_done(rows):
-            time.sleep(interval)
-            rows = sweep_status(p)
-            live.update(_table(rows, f"sweep {p.sweep.name}"))
-    _close(p, rows)
+    else:
+        with Live(_table(rows, f"sweep {p.sweep.name}"), console=console, refresh_per_second=1) as live:
+            while not all_done(rows):
+                time.sleep(interval)
+                rows = sweep_status(p)
+                live.update(_table(rows, f"sweep {p.sweep.name}"))
+    if close:
+        _close(p, rows)
     return rows
 
 
@@ -140,6 +166,48 @@ def _close(p, rows: list[dict]) -> None:
     status = close_sweep_run(p, rows)
     if status is not None:
         print(f"sweep {p.sweep.name}: parent MLflow run marked {status}")
+
+
+def _readiness(rows, title: str) -> None:
+    """The pre-flight table: one row per input, ready or not (to stdout; fits 100 columns)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    t.add_column("ready", no_wrap=True)
+    t.add_column("input", no_wrap=True)
+    t.add_column("where", overflow="fold", max_width=40)
+    t.add_column("detail", overflow="fold")
+    for c in rows:
+        mark = "[green]yes[/]" if c.ok else ("[red]NO[/]" if c.blocking else "[yellow]warn[/]")
+        t.add_row(mark, c.item, c.where, c.detail)
+    con = Console(width=max(100, min(Console().width, 160)) if Console().is_terminal else 100)
+    con.print(t)
+
+
+def _check(p, *, title: str) -> int:
+    """Print the readiness table; 0 when every input is ready, else 2 and one `error:` line naming each."""
+    import sys
+
+    from ..launch.preflight import not_ready, preflight
+
+    rows = preflight(p)
+    _readiness(rows, title)
+    bad = not_ready(rows)
+    for c in rows:
+        if not c.ok and not c.blocking:
+            print(f"warning: {c.item}: {c.detail}", file=sys.stderr)
+    if bad:
+        print(f"error: {len(bad)} input(s) not ready (rows marked NO above): {', '.join(c.item for c in bad)}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_check(args) -> int:
+    p = _plan(args)
+    return _check(p, title=f"sweep {p.sweep.name}: pre-flight check ({len(p.runs)} cells)")
 
 
 def run_launch(args) -> int:
@@ -155,62 +223,95 @@ def run_launch(args) -> int:
         for script in launch(p, executor=args.executor, dry_run=True):
             print(script)
         print(f"# dry run: {len(todo)} cells would be submitted, {len(done)} already finished")
-        return 0
-    jobs = launch(p, executor=args.executor)
+        return _check(p, title=f"sweep {p.sweep.name}: pre-flight check")
+    jobs = launch(p, executor=args.executor)  # refuses (PreflightError) before submitting if an input is not ready
     print(f"sweep {p.sweep.name}: submitted {len(jobs)} cells, skipped {len(done)} finished "
           f"({args.executor or p.sweep.cluster.executor} executor)")
     if args.wait:
-        rows = _watch(p, 3.0)
+        rows = _watch(p, 3.0, close=True)
         bad = [r for r in rows if r["state"] != "FINISHED"]
         for r in bad:
-            print(f"cell {r['cell_id']} ended {r['state']} (see {p.sweep.output_dir}/cells/{r['cell_id']}/ and the job logs)")
+            print(f"cell {r['cell_id']} ended {r['state']}" + (f": {r['why']}" if r.get("why") else
+                  f" (see {p.sweep.output_dir}/cells/{r['cell_id']}/ and the job logs)"))
         return 1 if bad else 0
     return 0
 
 
+def _problems(problems: list[str]) -> int:
+    """Report state files that could not be read; the exit code a command that met them returns."""
+    import sys
+
+    for msg in dict.fromkeys(problems):
+        print(f"warning: {msg}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def run_status(args) -> int:
+    """Read-only: the table, why failed cells failed, and problems with the state files."""
     from rich.console import Console
 
     from ..launch import sweep_status
+    from ..launch.status import nothing_launched
 
     from . import CLIError
 
     if not args.interval > 0:  # also NaN
         raise CLIError(f"--interval must be a positive number of seconds, got {args.interval:g}")
     p = _plan(args)
+    problems: list[str] = []
+    rows = sweep_status(p, problems=problems)
+    if args.watch and nothing_launched(rows):
+        import sys
+
+        print(f"sweep {p.sweep.name}: nothing launched yet under {p.sweep.output_dir} (no launch records, no cell "
+              f"status); `wps launch {args.sweep}` starts it", file=sys.stderr)
+        _problems(problems)
+        return 1
     if args.watch:
-        _watch(p, args.interval)
-        return 0
-    rows = sweep_status(p)
-    Console().print(_table(rows, f"sweep {p.sweep.name}"))
-    _close(p, rows)
-    return 0
+        rows = _watch(p, args.interval)
+        problems = []
+        sweep_status(p, problems=problems)
+    else:
+        Console().print(_table(rows, f"sweep {p.sweep.name}"))
+    for r in rows:
+        if r.get("why"):
+            print(f"cell {r['index']} {r['cell_id']} {r['state']}: {r['why']}")
+    return _problems(problems)
 
 
 def run_cancel(args) -> int:
     import subprocess
 
-    from ..launch import launches, read_marker
+    from ..launch import launches
+    from ..launch.status import UNREADABLE, read_state
     from ..plan import select
 
     p = _plan(args)
     cells = [select(p, args.cell)] if args.cell else list(p.runs)
-    rec = launches(p.sweep.output_dir)
+    problems: list[str] = []
+    rec = launches(p.sweep.output_dir, problems=problems)
     n = 0
     for r in cells:
         lr = rec.get(r.cell_id)
-        if not lr or read_marker(r.out_dir).get("status") in ("FINISHED", "FAILED", "KILLED"):
+        st = read_state(r.out_dir)
+        if st.get("status") == UNREADABLE:  # its job may still run: cancel it all the same, and say so
+            problems.append(f"cell {r.cell_id}: {st['problem']}")
+        if not lr or st.get("status") in ("FINISHED", "FAILED", "KILLED"):
             continue  # nothing running (and a local job's pid may since belong to another process)
         if lr["executor"] == "slurm":
-            subprocess.run(["scancel", str(lr["job_id"])], check=False)
+            try:
+                subprocess.run(["scancel", str(lr["job_id"])], check=False, timeout=30)
+            except (OSError, subprocess.SubprocessError) as e:
+                problems.append(f"cell {r.cell_id}: scancel {lr['job_id']} failed: {e}")
+                continue
         else:
             import os
             import signal
 
             try:
                 os.kill(int(lr["job_id"]), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
+            except (ProcessLookupError, ValueError, TypeError, OverflowError):
                 continue
         n += 1
     print(f"cancelled {n} job(s); `wps launch {args.sweep}` resumes them from their checkpoints")
-    return 0
+    return _problems(problems)
