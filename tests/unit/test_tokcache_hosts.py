@@ -134,6 +134,50 @@ def test_cli_no_lock_flag(tmp_path, tok_file):
     assert len(_builds(src.parent)) == 1
 
 
+PAUSED_BUILDER = textwrap.dedent("""
+    import fcntl, os, sys, time
+    from pathlib import Path
+    fcntl.flock = lambda *a: None  # a lock that holds on this host only (Lustre -o localflock)
+    from worldpm_scaling.data import build_cache, load_tokenizer
+    sync = Path(sys.argv[3])
+
+    def pause(done, total):  # all chunks tokenized, not yet assembled: wait for the other host's build
+        if done == total and not (sync / "ready").exists():
+            (sync / "ready").touch()
+            while not (sync / "go").exists():
+                time.sleep(0.05)
+
+    print(build_cache(sys.argv[1], load_tokenizer(sys.argv[2]), chunk_pairs=16, batch=8, progress=pause))
+""")
+
+
+def test_two_hosts_building_at_once_under_a_host_local_lock_share_one_cache(tmp_path, tok_file):
+    """Host A has tokenized every chunk when host B (its lock not seen by A) builds and publishes the
+    cache and removes the chunks: A then uses B's cache instead of failing its job."""
+    src = _pairs(tmp_path / "data")
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    a = subprocess.Popen([sys.executable, "-c", PAUSED_BUILDER, str(src), str(tok_file), str(sync)], cwd=REPO,
+                         env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (sync / "ready").exists():
+            assert a.poll() is None and time.monotonic() < deadline, a.stderr.read()[-2000:] if a.poll() else "slow"
+            time.sleep(0.05)
+        b = subprocess.run([sys.executable, "-c", PAUSED_BUILDER, str(src), str(tok_file), str(sync)], cwd=REPO,
+                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        assert b.returncode == 0, b.stderr[-2000:]
+        (sync / "go").touch()
+        out, err = a.communicate(timeout=60)
+    finally:
+        a.kill()
+    assert a.returncode == 0, err[-2000:]
+    assert out.strip() == b.stdout.strip() and Path(out.strip()).name == cache_key(src, load_tokenizer(tok_file))
+    assert json.loads((Path(out.strip()) / "meta.json").read_text())["pairs"] == 40
+    assert not list((src.parent / ".tokcache").glob(".stage-*")) and not (src.parent / ".tokcache" / 
+        f".{Path(out.strip()).name}.failed").exists()
+
+
 # -- a key that does not depend on the mount path ---------------------------------------------------
 
 def test_same_file_at_another_path_reads_the_cache_built_at_the_first(tmp_path, tok_file):

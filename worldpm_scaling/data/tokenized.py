@@ -133,8 +133,13 @@ def _count_pairs(src: Path) -> int | None:
     return None
 
 
+def _me() -> str:
+    """This process, unique among the hosts that share a cache folder (its temp and staging names)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{_me()}.tmp")
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
@@ -296,6 +301,10 @@ def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token
                 _build_locked(src, tok, root, key, batch=batch, reward_token=reward_token, chunk_pairs=chunk_pairs,
                               progress=progress)
             except BaseException as e:
+                if isinstance(e, Exception) and is_built(final):  # another host's builder finished it
+                    log.warning("%s: this build stopped (%s: %s) but another process completed the cache; "
+                                "using it", final, type(e).__name__, e)
+                    return final
                 _write_failure(final, e, launch=launch)  # ranks waiting on this build stop waiting
                 raise
     except CacheLockError as e:
@@ -364,8 +373,8 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
         with np.load(c) as z:
             sizes.append((len(z["tokens"]), len(z["spans"])))
     offsets = np.concatenate([[0], np.cumsum([s[0] for s in sizes])]).astype(np.int64)
-    stage = root / f".stage-{key}"
-    shutil.rmtree(stage, ignore_errors=True)
+    stage = root / f".stage-{key}.{_me()}"  # private: a lock that is not shared across hosts (Lustre
+    _drop_dead_stages(root, key)            # -o localflock) may let another host build at the same time
     stage.mkdir()
     _write_npy(stage / "tokens.npy", np.int32, (), [_Part(c, "tokens", s[0]) for c, s in zip(chunks, sizes)])
     _write_npy(stage / "spans.npy", np.int64, (6,),
@@ -379,11 +388,39 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
             "source_identity": source_identity(src)}  # the paths are the builder's view, for people
     del sp
     (stage / "meta.json").write_text(json.dumps(meta))
-    os.rename(stage, root / key)
+    try:
+        os.rename(stage, root / key)
+    except OSError:
+        if not is_built(root / key):
+            raise
+        shutil.rmtree(stage, ignore_errors=True)  # another builder was first: its cache is the same
+        return
     shutil.rmtree(work, ignore_errors=True)
     with open(root / BUILDS_LOG, "a") as f:
         f.write(json.dumps({"key": key, "pid": os.getpid(), "host": socket.gethostname(), "pairs": pairs,
                             "seconds": round(time.monotonic() - t0, 3), "time": time.time()}) + "\n")
+
+
+def _drop_dead_stages(root: Path, key: str) -> None:
+    """Remove staging folders of this host's builders that died (their pid is gone); other hosts'
+    are left alone (their liveness cannot be told from here)."""
+    prefix = f".stage-{key}.{socket.gethostname()}-"
+    for d in root.glob(f".stage-{key}.*"):
+        pid = d.name[len(prefix):] if d.name.startswith(prefix) else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a folder of this pid is a leftover of this same build: start it afresh
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class CacheWaitError(RuntimeError):
