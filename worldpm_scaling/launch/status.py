@@ -65,8 +65,10 @@ def first_error_line(out_dir: str, job_id) -> tuple[str, str] | None:
                 return s[:300], str(log)
     return None
 
-
-TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
+TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+            "PREEMPTED"}
+"""PREEMPTED is terminal only once its job has ended without coming back (cancelled after the save):
+while SLURM requeues it the cell shows REQUEUED (see `cell_state`). `wps launch` resumes either."""
 
 
 _DEAD = {"CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "EXITED", "BOOT_FAIL", "DEADLINE"}
@@ -153,9 +155,7 @@ def sweep_status(plan: Plan, *, uri: str | None = None, problems: list[str] | No
         elif launch and not _pid_alive(launch["job_id"]):
             sched = "EXITED"
         m = ml.get(r.cell_id, {})
-        state = marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED")
-        if sched and sched.split()[0] in _DEAD and state in ("RUNNING", "SUBMITTED"):
-            state = "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched)
+        state = cell_state(marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED"), sched)
         rows.append({"index": r.index, "cell_id": r.cell_id, "model": r.model.name, "seed": r.seed, "pairs_budget": r.pairs,
                      "job_id": launch.get("job_id"), "scheduler": sched or launch.get("executor", "-"),
                      "state": state, "mlflow": m.get("status"), "pairs_seen": m.get("pairs") or marker.get("pairs_seen"),
@@ -175,6 +175,20 @@ def _why(state: str, marker: dict, out_dir: str, job_id) -> str | None:
         return marker["error"][:300]
     found = first_error_line(out_dir, job_id)
     return f"{found[0]} (log: {found[1]})" if found else None
+
+
+def cell_state(marker: str, sched: str | None) -> str:
+    """What a cell shows, from its marker (written by the job's rank 0) and its scheduler state.
+
+    A cell saved after SLURM's SIGTERM (PREEMPTED) or its own USR2 (REQUEUED) is REQUEUED while its job
+    is pending or running again, PREEMPTED once the job ended without coming back: never KILLED or
+    FAILED, since its checkpoint is whole and a relaunch resumes it."""
+    dead = bool(sched) and sched.split()[0] in _DEAD
+    if marker in ("REQUEUED", "PREEMPTED"):
+        return "PREEMPTED" if dead else "REQUEUED"
+    if dead and marker in ("RUNNING", "SUBMITTED"):
+        return "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched.split()[0])
+    return marker
 
 
 def all_done(rows: list[dict]) -> bool:

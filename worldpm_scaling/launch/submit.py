@@ -30,6 +30,9 @@ def slurm_parameters(run: RunSpec, cluster: ClusterSpec) -> dict:
         "gpus_per_node": r.gpus_per_node if gpu else None,
         "mem": f"{int(r.mem_gb_per_task * r.gpus_per_node)}GB" if r.mem_gb_per_task else None,
         "signal_delay_s": cluster.signal_delay_s, "setup": list(cluster.setup) or None,
+        # one rank that dies ends the step at once (SLURM's KillWait), instead of its peers idling in a
+        # collective for the group timeout (≥ 30 min on every GPU of the cell)
+        "srun_args": ["--kill-on-bad-exit=1"],
         "array_parallelism": cluster.array_parallelism,
         "additional_parameters": {"requeue": True, **dict(cluster.sbatch_extra)},
     }
@@ -95,6 +98,9 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False, ch
 
     spec = plan.sweep
     kind = executor or spec.cluster.executor
+    from .ranks import check_profile_interface
+
+    check_profile_interface(spec.cluster)  # before anything is submitted or rendered
     todo, _ = pending_cells(plan)
     if not todo:
         return []
