@@ -128,7 +128,8 @@ def test_cli_no_lock_flag(tmp_path, tok_file):
     cmd = [sys.executable, "-m", "worldpm_scaling", "data", "tokenize", str(sweep)]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert r.stderr.strip().startswith("error: ") and "cannot take the tokenize lock (flock: ENOLCK" in r.stderr, r.stderr
+    assert r.stderr.strip().startswith("error: "), r.stderr
+    assert "cannot take the tokenize lock (flock: ENOLCK" in r.stderr, r.stderr
     r = subprocess.run(cmd + ["--no-lock"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "tokenized in" in r.stdout, r.stderr[-2000:]
     assert len(_builds(src.parent)) == 1
@@ -174,8 +175,8 @@ def test_two_hosts_building_at_once_under_a_host_local_lock_share_one_cache(tmp_
     assert a.returncode == 0, err[-2000:]
     assert out.strip() == b.stdout.strip() and Path(out.strip()).name == cache_key(src, load_tokenizer(tok_file))
     assert json.loads((Path(out.strip()) / "meta.json").read_text())["pairs"] == 40
-    assert not list((src.parent / ".tokcache").glob(".stage-*")) and not (src.parent / ".tokcache" / 
-        f".{Path(out.strip()).name}.failed").exists()
+    cache = src.parent / ".tokcache"
+    assert not list(cache.glob(".stage-*")) and not (cache / f".{Path(out.strip()).name}.failed").exists()
 
 
 # -- a key that does not depend on the mount path ---------------------------------------------------

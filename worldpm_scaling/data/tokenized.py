@@ -227,7 +227,8 @@ def launch_token(env=None) -> str | None:
     env = os.environ if env is None else env
     parts = []
     if env.get("SLURM_JOB_ID"):
-        parts.append(f"slurm:{env['SLURM_JOB_ID']}.{env.get('SLURM_STEP_ID', '')}:{env.get('SLURM_RESTART_COUNT', '0')}")
+        step, restarts = env.get("SLURM_STEP_ID", ""), env.get("SLURM_RESTART_COUNT", "0")
+        parts.append(f"slurm:{env['SLURM_JOB_ID']}.{step}:{restarts}")
     if env.get("TORCHELASTIC_RUN_ID", "none") != "none":
         parts.append(f"elastic:{env['TORCHELASTIC_RUN_ID']}:{env.get('TORCHELASTIC_RESTART_COUNT', '0')}")
     return "|".join(parts) or None
