@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_synth(dsub)
     _register_evals(dsub)
     _register_tokenize(dsub)
+    from .hf import register_hf
+
+    register_hf(dsub)  # `wps data hf`: Hugging Face datasets in (cli/hf.py)
 
 
 # -- stackexchange --------------------------------------------------------------------------------
