@@ -40,3 +40,109 @@ def test_a_read_only_output_folder_is_a_named_error(tmp_path, where, command):
     assert r.stderr.lstrip().startswith("error: permission denied") and str(ro) in r.stderr, r.stderr  # after a bar
     assert "Traceback" not in r.stderr
     assert sorted(p.name for p in ro.iterdir()) == ["keep.txt"] and (ro / "keep.txt").read_text() == "earlier results"
+
+
+# -- wps sync (issue 31): nothing lost silently ------------------------------------------------------
+
+from worldpm_scaling.cli import main as wps_main  # noqa: E402
+from worldpm_scaling.track.spool import Spool, cell_key  # noqa: E402
+
+
+def _spooled_cell(folder: Path, sweep: str, cell: str, *, points: int = 20, status: str | None = "FINISHED",
+                  keys: tuple[str, ...] = ("train/loss",)) -> Spool:
+    """A cell's spool as an offline job leaves it: metadata, points (one per key and step), final status."""
+    sp = Spool(folder)
+    sp.update_meta(cell_key(cell), role="cell", sweep=sweep, cell_id=cell, name=cell, experiment=sweep,
+                   **({"status": status} if status else {}))
+    sp.append(cell_key(cell), [(k, float(s), 1_700_000_000_000 + s, s) for s in range(points) for k in keys])
+    return sp
+
+
+def _run(uri: str, sweep: str, cell: str):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(sweep)
+    (run,) = c.search_runs([exp.experiment_id], filter_string=f"tags.cell_id = '{cell}'")
+    return c, run
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory) -> str:
+    """One SQLite MLflow store for the module (each test its own sweep name): creating one costs seconds."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('sync_store') / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments(max_results=1)
+    return uri
+
+
+def test_sync_of_a_launched_sweep_folder_skips_files_that_are_not_spools(tmp_path, store_uri, capsys):
+    """README's `wps sync out/demo`: launches.jsonl, job logs and eval files sit beside the spools."""
+    out = tmp_path / "out" / "demo"
+    (out / "jobs" / "123").mkdir(parents=True)
+    (out / "launches.jsonl").write_text('{"cell_id": "c1", "job_id": "123", "executor": "local"}\n')
+    (out / "jobs" / "123" / "123_0_log.out").write_text("training …\n")
+    (out / "evals.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    _spooled_cell(out / "cells" / "c1" / "spool", "sync-launched", "c1")
+    before = (out / "launches.jsonl").read_bytes()
+    assert wps_main(["sync", str(out), "--uri", store_uri]) == 0, capsys.readouterr().err
+    assert "20 points sent" in capsys.readouterr().out
+    c, run = _run(store_uri, "sync-launched", "c1")
+    assert run.info.status == "FINISHED" and len(c.get_metric_history(run.info.run_id, "train/loss")) == 20
+    assert (out / "launches.jsonl").read_bytes() == before
+
+
+def test_a_garbage_points_file_is_reported_and_the_run_is_not_marked_finished(tmp_path, store_uri, capsys):
+    sp = _spooled_cell(tmp_path / "spool", "sync-garbage", "c2", points=5)
+    with open(sp.dir / "cell-c2.jsonl", "ab") as f:
+        f.write(b"\x00\x17garbage that is not a record\n{\"k\": \"train/loss\", \"v\": \"x\"}\n")
+    rc = wps_main(["sync", str(tmp_path / "spool"), "--uri", store_uri])
+    err = capsys.readouterr().err
+    assert rc == 2 and "2 point(s) not sent" in err and "cell-c2" in err and "not metric records" in err, err
+    c, run = _run(store_uri, "sync-garbage", "c2")
+    assert run.info.status != "FINISHED" and "wps.sync_incomplete" in run.data.tags
+    assert len(c.get_metric_history(run.info.run_id, "train/loss")) == 5  # the good points are all there
+
+
+def test_a_points_file_that_is_all_garbage_never_gives_a_finished_run_with_no_metrics(tmp_path, store_uri, capsys):
+    sp = Spool(tmp_path / "spool")
+    sp.update_meta(cell_key("c3"), role="cell", sweep="sync-allgarbage", cell_id="c3", name="c3", status="FINISHED")
+    (sp.dir / "cell-c3.jsonl").write_bytes(b"\x89PNG\r\x1a binary, no newline at all")
+    rc = wps_main(["sync", str(tmp_path / "spool"), "--uri", store_uri])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cut short" in err and "1 point(s) not sent" in err, err
+    _, run = _run(store_uri, "sync-allgarbage", "c3")
+    assert run.info.status != "FINISHED"
+
+
+def test_a_resume_cursor_past_the_end_still_sends_everything(tmp_path, store_uri, capsys):
+    sp = _spooled_cell(tmp_path / "spool", "sync-cursor", "c4", points=12)
+    sp.set_cursor(cell_key("c4"), 10**9)
+    assert wps_main(["sync", str(tmp_path / "spool"), "--uri", store_uri, "--resume-cursor"]) == 0
+    cap = capsys.readouterr()
+    assert "12 points sent" in cap.out and "past the end" in cap.err, cap
+    c, run = _run(store_uri, "sync-cursor", "c4")
+    assert len(c.get_metric_history(run.info.run_id, "train/loss")) == 12 and run.info.status == "FINISHED"
+
+
+def test_a_key_the_server_refuses_loses_only_its_points_and_is_reported(tmp_path, store_uri, capsys):
+    _spooled_cell(tmp_path / "spool", "sync-refused", "c5", points=10, keys=("train/loss", "bad@key"))
+    rc = wps_main(["sync", str(tmp_path / "spool"), "--uri", store_uri])
+    err = capsys.readouterr().err
+    assert rc == 2 and "10 point(s) not sent" in err and "'bad@key'" in err, err
+    c, run = _run(store_uri, "sync-refused", "c5")
+    assert len(c.get_metric_history(run.info.run_id, "train/loss")) == 10  # the other key got through
+    assert run.info.status != "FINISHED"
+
+
+def test_an_unreadable_spool_folder_is_an_error_not_nothing_to_sync(tmp_path, store_uri):
+    _spooled_cell(tmp_path / "out" / "cells" / "c6" / "spool", "sync-unreadable", "c6")
+    locked = tmp_path / "out" / "cells"
+    locked.chmod(0o000)
+    try:
+        r = wps_unprivileged("sync", tmp_path / "out", "--uri", store_uri)
+    finally:
+        locked.chmod(0o755)
+    assert r.returncode == 2 and "cannot list" in r.stderr and str(locked) in r.stderr, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "nothing to sync" not in r.stdout

@@ -105,6 +105,30 @@ class Spool:
                 continue  # a record cut by a crash and closed by the next append
         return out, start + end
 
+    def scan(self, key: str, start: int = 0) -> tuple[list[Point], int, int, int]:
+        """`read`, and what it could not read: (points, offset after the last complete line, lines that
+        are not records, bytes of an unterminated last line). `wps sync` reports both: a spool whose
+        writer has ended holds nothing that is not a point, so anything skipped is a point lost."""
+        path = self._path(key, POINTS_SUFFIX)
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read()
+        except FileNotFoundError:
+            return [], start, 0, 0
+        end = data.rfind(b"\n") + 1
+        out: list[Point] = []
+        bad = 0
+        for line in data[:end].splitlines():
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                out.append((str(d["k"]), float(d["v"]), int(d["t"]), int(d["s"])))
+            except (ValueError, KeyError, TypeError, OverflowError):
+                bad += 1
+        return out, start + end, bad, len(data) - end
+
     def size(self, key: str) -> int:
         try:
             return self._path(key, POINTS_SUFFIX).stat().st_size
@@ -158,18 +182,40 @@ class Spool:
             return meta
 
     def keys(self) -> list[str]:
-        """Every run key in this folder (sweep parents first, so children can name their parent)."""
+        """Every run key in this folder (sweep parents first, so children can name their parent); files
+        that are not a spool's (a sweep's launches.jsonl, an eval set) are not keys."""
         if not self.dir.is_dir():
             return []
-        ks = {p.name[: -len(META_SUFFIX)] for p in self.dir.glob(f"*{META_SUFFIX}")}
-        ks |= {p.name[: -len(POINTS_SUFFIX)] for p in self.dir.glob(f"*{POINTS_SUFFIX}")}
+        ks = {k for p in self.dir.iterdir() if (k := spool_key_of(p.name)) is not None}
         return sorted(ks, key=lambda k: (not k.startswith("sweep-"), k))
 
 
+_KEY = re.compile(r"(?:cell|sweep)-[A-Za-z0-9_.\-]+")
+
+
+def spool_key_of(name: str) -> str | None:
+    """The run key a spool file's name stands for (`cell-<id>.jsonl`, `sweep-<name>.meta.json`), else None."""
+    for suffix in (META_SUFFIX, POINTS_SUFFIX):
+        if name.endswith(suffix) and _KEY.fullmatch(name[: -len(suffix)]):
+            return name[: -len(suffix)]
+    return None
+
+
 def find_spools(root: str | os.PathLike) -> list[Path]:
-    """Every folder under `root` (itself included) that holds spooled runs, sorted."""
+    """Every folder under `root` (itself included) that holds spooled runs, sorted. Only a spool's own
+    files count (so `wps sync out/demo` on a launched sweep skips launches.jsonl and the job logs); a
+    folder that cannot be listed is a SpoolError naming it, not "nothing to sync"."""
     root = Path(root)
     if not root.exists():
         raise SpoolError(f"{root}: no such spool folder")
-    hits = {p.parent for pat in (f"*{META_SUFFIX}", f"*{POINTS_SUFFIX}") for p in root.rglob(pat)}
+    if not root.is_dir():
+        raise SpoolError(f"{root}: a file; give the spool folder (or a folder above spool folders)")
+    unreadable: list[str] = []
+    hits: set[Path] = set()
+    for folder, _dirs, files in os.walk(root, onerror=lambda e: unreadable.append(f"{e.filename}: {e.strerror}")):
+        if any(spool_key_of(f) for f in files):
+            hits.add(Path(folder))
+    if unreadable:
+        raise SpoolError(f"cannot list {len(unreadable)} folder(s) under {root}, so spooled runs there would be "
+                         f"missed: {'; '.join(unreadable[:5])} (fix the permissions, or sync a folder below)")
     return sorted(hits)

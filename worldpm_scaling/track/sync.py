@@ -46,11 +46,17 @@ class ReplayResult:
     sent: int = 0
     skipped: int = 0
     status: str | None = None
+    not_sent: int = 0
+    """Points (or lines that should have been points) this replay could not send."""
+    problems: list[str] = field(default_factory=list)
+    """Why, one line each (a garbled line, a key the server refused, a cursor past the end, …)."""
 
 
 @dataclass
 class SyncReport:
     runs: list[ReplayResult] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Spooled runs that could not be replayed at all: `key: why`."""
 
     @property
     def sent(self) -> int:
@@ -59,6 +65,28 @@ class SyncReport:
     @property
     def skipped(self) -> int:
         return sum(r.skipped for r in self.runs)
+
+    @property
+    def not_sent(self) -> int:
+        return sum(r.not_sent for r in self.runs)
+
+    def complete(self) -> bool:
+        return not self.failed and not self.not_sent and not any(r.problems for r in self.runs)
+
+
+class SyncIncomplete(SpoolError):
+    """`wps sync` could not send everything: names each run and how many points it did not send."""
+
+    def __init__(self, report: SyncReport):
+        self.report = report
+        lines = [f"{r.key}: {r.not_sent} point(s) not sent" + (f" ({'; '.join(r.problems)})" if r.problems else "")
+                 for r in report.runs if r.not_sent or r.problems]
+        lines += report.failed
+        super().__init__(
+            f"sync incomplete: {report.sent} points sent, {report.skipped} already on the server, "
+            f"{report.not_sent} NOT sent in {sum(1 for r in report.runs if r.not_sent or r.problems)} run(s), "
+            f"{len(report.failed)} run(s) not replayed at all; those runs keep their status (none is marked "
+            f"finished with points missing): " + " | ".join(lines[:20]) + (" | …" if len(lines) > 20 else ""))
 
 
 LOCK_TAG = "wps.run_id"
@@ -213,9 +241,25 @@ def replay_key(store: Store, spool: Spool, key: str, *, start: int = 0, status: 
         if not meta:
             raise SpoolError(f"{spool.dir}/{key}: points without metadata (no run identity to replay into)")
         run_id, _ = attach(store, meta, spool, key)
-    pts, end = spool.read(key, start)
+    problems: list[str] = []
+    size = spool.size(key)
+    if start > size:  # a cursor from another copy of the file, or a file that was truncated: check it all
+        print(f"warning: {spool.dir}/{key}: replay cursor {start} is past the end of the points file ({size} "
+              "bytes); every point is checked against the server instead", file=sys.stderr)
+        start = 0
+    pts, end, bad, torn = spool.scan(key, start)
+    lost = bad
+    if bad:
+        problems.append(f"{bad} line(s) of {spool.dir / (key + '.jsonl')} are not metric records")
+    if torn and meta.get("status"):
+        # the writer has ended (its run has a final status): an unterminated last line is a point cut short
+        lost += 1
+        problems.append(f"the last line of {spool.dir / (key + '.jsonl')} is cut short ({torn} bytes)")
     todo, skipped = missing_points(store, run_id, pts)
-    store.log_points(run_id, todo)
+    sent, rejected = _send(store, run_id, todo)
+    for k, (n, why) in sorted(rejected.items()):
+        lost += n
+        problems.append(f"the server refused {n} point(s) of {k!r}: {why}")
     spool.set_cursor(key, max(end, spool.cursor(key)))
     if meta.get("tags"):
         tags = dict(meta["tags"])
@@ -232,9 +276,39 @@ def replay_key(store: Store, spool: Spool, key: str, *, start: int = 0, status: 
         else:
             print(f"warning: spooled artifact {path} no longer exists; not uploaded", file=sys.stderr)
     done = meta.get("status") if status else None
-    if done:
+    if done and problems:  # never FINISHED (or any end) with points missing: the run stays as it is, tagged
+        store.set_tags(run_id, {"wps.sync_incomplete": f"{lost} point(s) not sent: {'; '.join(problems)}"[:4000]})
+        done = None
+    elif done:
         store.set_status(run_id, done)
-    return ReplayResult(key=key, run_id=run_id, sent=len(todo), skipped=skipped, status=done)
+    return ReplayResult(key=key, run_id=run_id, sent=sent, skipped=skipped, status=done, not_sent=lost,
+                        problems=problems)
+
+
+def _send(store: Store, run_id: str, todo: list[Point]) -> tuple[int, dict[str, tuple[int, str]]]:
+    """Send points; a key the server refuses (a name MLflow rejects) loses only its own points, not the
+    run's: (points sent, {refused key: (points, why)}). A server that stopped answering raises, as before
+    (the live tracker spools and retries)."""
+    try:
+        store.log_points(run_id, todo)
+        return len(todo), {}
+    except Exception:  # noqa: BLE001 — sorted out below: an outage re-raises, a refusal is per key
+        if store.is_http and not store.healthy(timeout_s=5):
+            raise
+    left, _ = missing_points(store, run_id, todo)  # batches before the failure are on the server already
+    sent, refused = len(todo) - len(left), {}
+    by_key: dict[str, list[Point]] = {}
+    for p in left:
+        by_key.setdefault(p[0], []).append(p)
+    for k, pts in by_key.items():
+        try:
+            store.log_points(run_id, pts)
+            sent += len(pts)
+        except Exception as e:  # noqa: BLE001
+            if store.is_http and not store.healthy(timeout_s=5):
+                raise
+            refused[k] = (len(pts), str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+    return sent, refused
 
 
 def _exists(store: Store, run_id: str) -> bool:
@@ -262,11 +336,17 @@ def sync(root: str | os.PathLike, uri: str | None = None, *, full: bool = True,
         spool = Spool(folder)
         for key in spool.keys():
             start = 0 if full else spool.cursor(key)
-            report.runs.append(replay_key(store, spool, key, start=start))
+            try:
+                report.runs.append(replay_key(store, spool, key, start=start))
+            except (SpoolError, OSError) as e:  # this run's files: the others still sync
+                report.failed.append(f"{folder}/{key}: {e}")
+                continue
             if progress is not None:
                 progress(report.runs[-1])
+    if not report.complete():
+        raise SyncIncomplete(report)
     return report
 
 
 __all__ = ["attach", "replay_key", "sync", "sweep_run", "missing_points", "last_steps", "ReplayResult",
-           "SyncReport", "sweep_key"]
+           "SyncReport", "SyncIncomplete", "sweep_key"]
