@@ -453,7 +453,7 @@ ANALYZE_CASES: list[Case] = [
     ("analyze-bootstrap-negative", ["analyze", "t", "--out", "rep", "--bootstrap", "-1"], None, 2, "--bootstrap", ()),
     ("analyze-yaml-bad", ["analyze", "s.yaml", "--out", "rep"], sweep(train__warmup_frac=3), 2, "warmup_frac", ()),
     ("analyze-yaml-missing", ["analyze", "nope.yaml", "--out", "rep"], None, 2, "nope.yaml", ()),
-    ("analyze-no-experiment", ["analyze", "zz", "--out", "rep", "--tracking-uri", "sqlite:///m.db"], None, 2, "zz", ()),
+    ("analyze-no-store", ["analyze", "zz", "--out", "rep", "--tracking-uri", "sqlite:///m.db"], None, 2, "m.db", ()),
 ]
 
 ALL = PLAN_CASES + STATE_CASES + LAUNCH_CASES + DATA_CASES + ANALYZE_CASES

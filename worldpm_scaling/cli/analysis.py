@@ -178,6 +178,51 @@ def _run_isoflop(args: argparse.Namespace, df, xs: list[str], y) -> int:
     return 0
 
 
+def _from_file(path: str):
+    """load.from_file, with a file pandas or pyarrow cannot parse named as such (not their traceback)."""
+    from ..analysis import load
+    from ..analysis.errors import AnalysisInputError
+
+    try:
+        return load.from_file(path)
+    except AnalysisInputError:
+        raise
+    except Exception as e:  # noqa: BLE001 — any parser error means a bad input file
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise AnalysisInputError(f"{path}: cannot read as a CSV/Parquet table of runs ({why})") from None
+
+
+def _check_store(uri: str, timeout_s: float = 5.0) -> None:
+    """The tracking store answers, or a named error now: an HTTP server that is away is asked once for
+    /health (`wps status` does the same), a SQLite file must be one, a scheme MLflow cannot read is named."""
+    from pathlib import Path
+
+    from ..track import reachable
+    from ..track.mlflow_store import TrackingError, check_uri
+    from ..track.secrets import mask_uri
+    from . import CLIError
+
+    try:
+        check_uri(uri)
+    except TrackingError as e:
+        raise CLIError(str(e)) from None
+    if uri.startswith(("http://", "https://")) and not reachable(uri, timeout_s):
+        raise CLIError(f"tracking server {mask_uri(uri)} is not answering /health within {timeout_s:g} s: start it, "
+                       "pass --tracking-uri (or fix the sweep's tracking.uri), or analyse an export with --from FILE")
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if db.is_dir():
+            raise CLIError(f"{db}: a folder, not an MLflow SQLite store (--tracking-uri)")
+        if db.is_file():
+            try:
+                with open(db, "rb") as f:
+                    head = f.read(16)
+            except OSError as e:
+                raise CLIError(f"{db}: cannot read the MLflow store: {e.strerror or e}") from None
+            if head and head != b"SQLite format 3\x00":
+                raise CLIError(f"{db}: not an SQLite database, so not an MLflow store (--tracking-uri)")
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -203,8 +248,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise AnalysisInputError(f"--bootstrap must be >= 0 (0 = no intervals), got {args.bootstrap}")
     check_out_dir(out)  # a named error before anything is fetched
     if args.from_file:
-        df = load.from_file(args.from_file)
+        df = _from_file(args.from_file)
     else:
+        _check_store(uri)  # seconds, not MLflow's minutes of retries against a server that is away
         df = load.from_mlflow(sweep, tracking_uri=uri, experiment=experiment, cache=out / "runs.parquet", cells=cells)
         if df.attrs.get("left_out"):
             print(f"note: left out {df.attrs['left_out']} run(s) of cells that are not in {args.sweep}'s current "
@@ -216,11 +262,17 @@ def run_analyze(args: argparse.Namespace) -> int:
 
         logged = load.parent_run_id(sweep, tracking_uri=uri, experiment=experiment)
         if logged:
-            client = MlflowClient(uri)
-            client.log_artifact(logged, str(rep.report_path), "analysis")
-            client.log_artifact(logged, str(rep.json_path), "analysis")
-            for p in rep.figures:
-                client.log_artifact(logged, str(p), "analysis/figures")
+            try:
+                client = MlflowClient(uri)
+                client.log_artifact(logged, str(rep.report_path), "analysis")
+                client.log_artifact(logged, str(rep.json_path), "analysis")
+                for p in rep.figures:
+                    client.log_artifact(logged, str(p), "analysis/figures")
+            except Exception as e:  # noqa: BLE001 — the report is written; only its copy in MLflow failed
+                print(f"warning: report written to {out} but not logged to MLflow run {logged}: "
+                      f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}", file=sys.stderr)
+                logged = None
+                args.no_log = True
     print(rep.headline())
     print(f"report: {rep.report_path} (and {rep.json_path.name})")
     print(f"figures: {out / 'figures'} ({len(rep.figures)} files)")

@@ -66,6 +66,9 @@ def run_stackexchange(args: argparse.Namespace) -> int:
 
     from ..data.stackexchange import ConvertOptions, convert
 
+    _out_is_a_folder(args.out)
+    if not 0 <= args.test_frac < 1:  # also NaN
+        raise CLIError(f"--test-frac must be within [0, 1), got {args.test_frac:g}")
     opts = ConvertOptions(accepted_bonus=args.accepted_bonus, min_gap=args.min_gap,
                           max_pairs_per_question=args.max_pairs_per_question, max_chars=args.max_chars,
                           test_frac=args.test_frac, site=args.site, format=args.format)
@@ -83,6 +86,18 @@ def run_stackexchange(args: argparse.Namespace) -> int:
     print("filtered: " + ", ".join(f"{k} {v:,}" for k, v in f.items()))
     print("wrote " + ", ".join(s.outputs.values()))
     return 0
+
+
+def _out_is_a_folder(out) -> None:
+    """--out names a folder (or nothing yet): a file there is named, never written into or replaced."""
+    from pathlib import Path
+
+    p = Path(out)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise CLIError(f"--out {out}: {q} is a file, not a folder; choose another --out")
+            return
 
 
 # -- synth ----------------------------------------------------------------------------------------
@@ -138,6 +153,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from ..data.synth import SynthConfig, write
 
     out = Path(args.out)
+    _out_is_a_folder(out)
     if (out / "train.parquet").exists() and not args.force:
         raise CLIError(f"{out / 'train.parquet'}: already exists (pass --force to replace it)")
     kw = {f.name: (tuple(v) if isinstance(v, list) else v) for f in dataclasses.fields(SynthConfig)
@@ -288,8 +304,15 @@ def run_evals(args: argparse.Namespace) -> int:
             t.add_row(r["set"], r["category"], r["path"], f"[{style}]{r['status']}[/]",
                       "" if r["pairs"] is None else f"{r['pairs']:,}", r["source"] or "")
         Console(width=200).print(t)
-    if any(r["status"].startswith("unreadable") for r in rows):
+    bad = [r for r in rows if r["status"].startswith("unreadable")]
+    if bad:
+        print(f"error: {len(bad)} eval set(s) unreadable: " + "; ".join(f"{r['set']} ({r['status']})" for r in bad),
+              file=sys.stderr)
         return 2
+    missing = [r["set"] for r in rows if r["status"] == "missing"]
+    if missing:
+        print(f"{len(missing)} of {len(rows)} eval sets missing: {', '.join(missing)} (`wps data evals import` "
+              "converts a set's official release)", file=sys.stderr)
     return 0 if all(r["status"] == "found" for r in rows) else 1
 
 
