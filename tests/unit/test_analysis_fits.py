@@ -218,3 +218,25 @@ def test_fit_cli_chinchilla_not_identified_has_no_frontier(tmp_path, capsys):
     assert main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20"]) == 0
     text = capsys.readouterr().out
     assert "not identified" in text and "no compute-optimal frontier" in text and "N_opt ∝" not in text
+
+
+def test_fit_chinchilla_one_model_size_is_not_identified(tmp_path, capsys):
+    """Issue 31: with one N the optimiser stops at its start and the refits (from that optimum) give
+    zero-width intervals; `wps fit --form chinchilla` printed them and a compute-optimal frontier. The
+    design rule (fits.design_identification) now says not identified, in text and JSON, with no frontier."""
+    import pandas as pd
+
+    from worldpm_scaling.cli import main
+
+    D = np.logspace(8, 10, 8)
+    p = tmp_path / "one_size.csv"
+    pd.DataFrame({"N": 1e7, "D": D, "loss": PLANT["E"] + PLANT["A"] / 1e7 ** 0.34 + PLANT["B"] / D ** 0.28}).to_csv(p, index=False)
+    args = ["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "not identified (1 distinct N value (the form needs 3))" in out and "compute-optimal frontier:" not in out
+    assert main(args + ["--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["identified"] is False and d["frontier"] is None and "1 distinct N value" in d["not_identified"][0]
+    f = fit_chinchilla(np.full(8, 1e7), D, PLANT["E"] + PLANT["B"] / D ** 0.28 + 0.1, bootstrap=10)
+    assert (f.n_N, f.n_D) == (1, 8)

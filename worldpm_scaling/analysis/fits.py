@@ -137,6 +137,9 @@ class ChinchillaFit:
     ci: dict[str, Interval] = field(default_factory=dict)
     level: float = 0.9
     loss: float = float("nan")
+    n_N: int = 0
+    """distinct N values fitted (0 = unknown: a fit built by hand); identification needs MIN_DISTINCT."""
+    n_D: int = 0
 
     def predict(self, N, D) -> np.ndarray:
         N = np.asarray(N, dtype=float)
@@ -170,17 +173,30 @@ class ChinchillaFit:
 # the demo's adversarial joint fit had α in [0.11, 2.34] (21×), which made its frontier meaningless.
 # Hoffmann et al.'s own fit (α 0.34, β 0.28) is quoted to ±0.02, a ratio near 1.1.
 IDENT_MAX_RATIO = 3.0
+MIN_DISTINCT = 3
+"""E + A/N^α + B/D^β needs 3 distinct N (the N term has E, A and α to pin) and 3 distinct D: with fewer,
+the optimiser stops where it started, and its bootstrap refits (from that optimum) give zero-width
+intervals that look identified. One model size gave exactly that (issue 31)."""
 EXPONENT_BOUNDS = (0.0, 5.0)  # the L-BFGS-B box of fit_chinchilla
 _AT_BOUND = 1e-3
+
+
+def design_identification(n_N: int, n_D: int, *, need: int = MIN_DISTINCT, names: tuple[str, str] = ("N", "D")) -> list[str]:
+    """Reasons the design (distinct N and D values) cannot identify the joint fit (empty = it can)."""
+    return [f"{k} distinct {name} value{'s' if k != 1 else ''} (the form needs {need})"
+            for k, name in zip((n_N, n_D), names) if 0 < k < need]
 
 
 def identification(fit: "ChinchillaFit") -> list[str]:
     """Reasons the joint fit's exponents are not identified (empty = identified).
 
-    An exponent at (or an interval touching) the optimiser's bound, an interval spanning more than
-    IDENT_MAX_RATIO, or no interval at all (bootstrap 0: nothing can be said) each make it so."""
+    Too few distinct N or D (design_identification), an exponent at (or an interval touching) the
+    optimiser's bound, an interval spanning more than IDENT_MAX_RATIO, or no interval at all (bootstrap
+    0: nothing can be said) each make it so."""
     lo_b, hi_b = EXPONENT_BOUNDS
-    out = []
+    out = design_identification(fit.n_N, fit.n_D)
+    if out:
+        return out
     for k in ("alpha", "beta"):
         v, ci = getattr(fit, k), fit.ci.get(k)
         if not lo_b + _AT_BOUND < v < hi_b - _AT_BOUND:
@@ -382,7 +398,8 @@ def fit_chinchilla(N, D, y, *, bootstrap: int = 200, level: float = 0.9, seed: i
         ci = _intervals({"A": np.exp(s[:, 0]), "B": np.exp(s[:, 1]), "E": np.exp(s[:, 2]),
                          "alpha": s[:, 3], "beta": s[:, 4]}, level)
     return ChinchillaFit(E=float(np.exp(theta[2])), A=float(np.exp(theta[0])), B=float(np.exp(theta[1])),
-                         alpha=float(theta[3]), beta=float(theta[4]), n=len(ys), ci=ci, level=level, loss=float(val))
+                         alpha=float(theta[3]), beta=float(theta[4]), n=len(ys), ci=ci, level=level, loss=float(val),
+                         n_N=len(np.unique(xs[:, 0])), n_D=len(np.unique(xs[:, 1])))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .errors import AnalysisInputError
 from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
                    fit_power, frontier_gap, identification)
 from .load import SEED, STATUS, with_seed
+from .predict import SweepPrediction, backtest, predict_sweep_metric
 from .spikes import (SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, break_sentences, detect_spikes,
                      emergence_flags, run_windows)
 from .trends import Trend, classify
@@ -66,6 +67,10 @@ class Report:
     emergences: dict[str, list[Emergence]] = field(default_factory=dict)
     break_evidence: list[BreakEvidence] = field(default_factory=list)
     """Per emergent trend: did its run's grad norm spike, with a loss drop, where the eval curve broke?"""
+    predictions: dict[str, SweepPrediction] = field(default_factory=dict)
+    """eval category or set → the target size predicted from the smaller ones (analysis/predict.py)."""
+    backtests: dict[str, list[SweepPrediction]] = field(default_factory=dict)
+    """category → each size from the third up, predicted from the sizes below it."""
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     report_path: Path | None = None
@@ -127,6 +132,10 @@ class Report:
                      + "".join(f"; {m} at {e.spike.pairs:.0f} pairs" for m, es in self.emergences.items() for e in es
                                if e.spike.pairs is not None))
         lines += [f"  {x}" for x in break_sentences(self.break_evidence)]  # report.md has one line per seed
+        for cat in names.CATEGORIES:
+            sp = self.predictions.get(cat)
+            if sp is not None:
+                lines.append(f"  {cat:<11} " + prediction_sentence(sp))
         return "\n".join(lines)
 
 
@@ -196,10 +205,12 @@ def check_out_dir(out: Path) -> None:
 
 def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, level: float = 0.9,
             include_unfinished: bool = False, figures: bool = True,
-            label_sources: dict[str, str] | None = None) -> Report:
+            label_sources: dict[str, str] | None = None, target: tuple[str, float] | None = None,
+            target_pairs=None) -> Report:
     """Fit, classify and report one sweep's tidy table into `out_dir` (figures/ unless `figures=False`).
     `label_sources`: eval set → how its markdown labels were obtained (data.evals.label_sources), for the
-    style section."""
+    style section. `target`: (model, N) to predict from the smaller sizes (default: the largest size; a
+    model the sweep never trained is predicted at `target_pairs`, the sweep's milestones)."""
     if df.empty:
         raise AnalysisInputError("no runs to analyse (empty table)")
     if not 0 < level < 1:
@@ -297,6 +308,8 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
         if grid and cat in curves:
             _isoflop(rep, cat, compute_pts[cat], bootstrap, level)
 
+    _predictions(rep, df, grid, bootstrap, level, target, target_pairs)
+
     grad_series, model_of = {}, {}
     for m in models:  # one series per run (cell): a robust z over runs interleaved by step is noise
         for label, run in _model_runs(df[df.model == m], m, grid=grid):
@@ -348,6 +361,11 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
         rep.figures += plots.save(fig, figdir, "grad_norm")
     if figures and phi:
         rep.figures += plots.save(plots.style_figure(phi, n_of), figdir, "style_phi")
+    if figures and any(sp.prediction.loss is not None for sp in rep.predictions.values()):
+        from .plots_predict import prediction_figure
+
+        shown = {c: sp for c, sp in rep.predictions.items() if c in names.CATEGORIES}
+        rep.figures += plots.save(prediction_figure(shown, n_of), figdir, "prediction")
     rep.report_path = write_markdown(rep, out / "report.md", phi, label_sources)
     rep.json_path = write_json(rep, out / "report.json")
     return rep
@@ -425,6 +443,8 @@ def to_json(rep: Report) -> dict:
                             "window_pairs": [b.lo, b.hi], "spikes": [s.pairs for s in b.spikes],
                             "emergence_flags": len(b.emergences), "max_z": b.max_z,
                             "loss_before": b.loss_before, "loss_after": b.loss_after} for b in rep.break_evidence],
+        "predictions": {c: sp.to_dict() for c, sp in rep.predictions.items()},
+        "backtests": {c: [b.to_dict() for b in bs] for c, bs in rep.backtests.items()},
         "notes": rep.notes, "headline": rep.headline(),
     })
 
@@ -546,6 +566,7 @@ def write_markdown(rep: Report, path: Path, phi: dict, label_sources: dict[str, 
             L.append("")
         for cat, why in rep.isoflop_notes.items():
             L.append(f"- {cat}: no IsoFLOP fit: {why}")
+    L += prediction_markdown(rep)
     L += ["", "## Gradient spikes and emergence", ""]
     if not any(rep.spikes.values()):
         L.append(f"No grad-norm spikes (robust z > {SPIKE_Z:g} over a trailing median/MAD window) in any run.")
@@ -575,3 +596,149 @@ def write_markdown(rep: Report, path: Path, phi: dict, label_sources: dict[str, 
     tmp.write_text("\n".join(L) + "\n")
     tmp.replace(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction of the largest size from the smaller ones (analysis/predict.py)
+
+PREDICT_SET_BOOTSTRAP = 200
+"""Replicates for each eval set's prediction and each backtest (the categories use the full count)."""
+
+
+def sweep_metric_names(df: pd.DataFrame) -> list[str]:
+    """Eval categories, then eval sets, that have a loss metric in the table."""
+    have = set(df["metric"].astype(str).unique())
+    return [n for n in list(names.CATEGORIES) + list(names.EVAL_SETS) if names.eval_loss(n) in have]
+
+
+def _predictions(rep: Report, df: pd.DataFrame, grid: bool, bootstrap: int, level: float,
+                 target: tuple[str, float] | None, target_pairs) -> None:
+    """Per category and set: the target (default the largest size) from the smaller sizes; per category a
+    backtest of each size from the third up. Needs two sizes below the target."""
+    n_of = dict(rep.n_of)
+    name, N = target if target else (rep.models[-1], float(n_of[rep.models[-1]]))
+    if sum(n < N for n in n_of.values()) < 2:
+        if target:
+            rep.notes.append(f"no prediction of {name}: fewer than 2 sizes below it")
+        return
+    for metric in sweep_metric_names(df):
+        cat = metric in names.CATEGORIES
+        try:
+            sp = predict_sweep_metric(df, metric, name, N, n_of=n_of, grid=grid, level=level,
+                                      bootstrap=bootstrap if cat else min(bootstrap, PREDICT_SET_BOOTSTRAP),
+                                      pairs=target_pairs)
+        except ValueError as e:
+            rep.notes.append(f"{metric} prediction of {name}: {e}")
+            continue
+        if sp is not None:
+            rep.predictions[metric] = sp
+        if cat and len(rep.models) >= 4:
+            try:
+                bt = backtest(df, metric, n_of, grid=grid, bootstrap=min(bootstrap, PREDICT_SET_BOOTSTRAP), level=level)
+            except ValueError as e:
+                rep.notes.append(f"{metric} backtest: {e}")
+                continue
+            rep.backtests[metric] = bt
+
+
+def _band(b) -> str:
+    return f"{b.pred:.4g} [{b.lo:.4g}, {b.hi:.4g}]"
+
+
+def prediction_sentence(sp: SweepPrediction) -> str:
+    """One line: the target at its budget, predicted vs actual, and the verdict."""
+    p, last = sp.prediction, len(sp.pairs) - 1
+    head = f"predict {sp.target} from {len(sp.ladder)} smaller sizes at {_pairs_label(float(sp.pairs[last]))} pairs: "
+    if p.loss is None:
+        return head + "not identified (" + "; ".join(p.step1.not_identified) + ")"
+    s = head + f"loss {_band(p.loss[last])}"
+    if sp.actual_loss is not None and np.isfinite(sp.actual_loss[last]):
+        s += f", actual {sp.actual_loss[last]:.4g}"
+    v = sp.verdict
+    return s + f" → {v}" + (f" (actual {sp.direction()} than predicted)" if v == "not predictable" else "")
+
+
+def prediction_lines(results: list[SweepPrediction], *, level: float = 0.9) -> list[str]:
+    """`wps predict SWEEP`'s text: per metric a header, one line per milestone, the verdict and notes."""
+    out = []
+    for sp in results:
+        p = sp.prediction
+        out.append(f"{sp.name}: {sp.target} (N={sp.target_N:.3g}) from {', '.join(sp.ladder)}; step 1 "
+                   f"{p.step1.form}, {level:.0%} prediction intervals" + (f" for the mean of {sp.target_runs} runs"
+                                                                          if sp.target_runs > 1 else ""))
+        if p.loss is not None:
+            for i, x in enumerate(sp.pairs):
+                line = f"  {_pairs_label(float(x)):>6} pairs: loss {_band(p.loss[i])}"
+                if sp.actual_loss is not None:
+                    line += f" actual {sp.actual_loss[i]:.4g} ({'inside' if p.loss[i].contains(float(sp.actual_loss[i])) else 'OUTSIDE'})"
+                if p.acc is not None:
+                    line += f"; acc {_band(p.acc[i])}"
+                    if sp.actual_acc is not None and np.isfinite(sp.actual_acc[i]):
+                        line += f" actual {sp.actual_acc[i]:.4g}"
+                out.append(line)
+        out.append(f"  verdict: {sp.verdict}" + (f" (actual {sp.direction()} than predicted)" if sp.direction() else ""))
+        out += [f"  note: {n}" for n in p.notes]
+    return out
+
+
+def prediction_markdown(rep: Report) -> list[str]:
+    if not rep.predictions:
+        return []
+    lv = f"{rep.level:.0%}"
+    first = next(iter(rep.predictions.values()))
+    L = ["", f"## Predicting {first.target} from the smaller sizes", "",
+         "Two steps, as OLMo's model ladder (Bhagia et al. 2024, arXiv 2412.04403): loss L(N, D) fitted to the "
+         "smaller sizes' runs (E + A/N^α + B/D^β when 3 or more sizes identify it, else A·N^-α·D^-β), then accuracy "
+         f"from loss with a sigmoid fitted to every evaluation. {lv} prediction intervals for the target's runs "
+         "(bootstrap over runs, both steps refitted, a run-to-run draw added; bench/results/predict_coverage.txt). "
+         "*Predictable*: the target's actual loss at its last milestone lies inside the interval — the paper's "
+         "\"power law vs emergent\" (arXiv 2505.10527 §3.2) as a test.", ""]
+    for cat in names.CATEGORIES:
+        sp = rep.predictions.get(cat)
+        if sp is None:
+            continue
+        p = sp.prediction
+        L.append(f"**{cat}**: {prediction_sentence(sp)}")
+        L.append("")
+        if p.loss is not None:
+            L += [f"| pairs | predicted loss ({lv}) | actual | error (pred − actual) | inside | predicted acc ({lv}) | actual acc |",
+                  "|---|---|---|---|---|---|---|"]
+            for i, x in enumerate(sp.pairs):
+                act = sp.actual_loss[i] if sp.actual_loss is not None else math.nan
+                acc = sp.actual_acc[i] if sp.actual_acc is not None else math.nan
+                L.append(f"| {_pairs_label(float(x))} | {_band(p.loss[i])} | "
+                         + (f"{act:.4g} | {(p.loss[i].pred - act) / act:+.1%} | {'yes' if p.loss[i].contains(act) else '**no**'}"
+                            if math.isfinite(act) else "– | – | –")
+                         + f" | {_band(p.acc[i]) if p.acc else '–'} | " + (f"{acc:.4g}" if math.isfinite(acc) else "–") + " |")
+            L.append("")
+            s1 = p.step1
+            L.append(f"Step 1 ({s1.form}, {s1.points} points of {s1.runs} runs): "
+                     + ", ".join(f"{k} {v:.4g}" + (f" [{s1.ci[k].lo:.3g}, {s1.ci[k].hi:.3g}]" if k in s1.ci else "")
+                                 for k, v in s1.params.items())
+                     + (f". Step 2 ({p.step2.rows} rows): " + ", ".join(f"{k} {v:.4g}" for k, v in p.step2.params.items())
+                        if p.step2 else "") + ".")
+        L += [f"- {n}" for n in p.notes]
+        L.append("")
+    sets = [(n, sp) for n, sp in rep.predictions.items() if n not in names.CATEGORIES]
+    if sets:
+        L += ["Per eval set, at the last milestone:", "",
+              f"| set | category | predicted loss ({lv}) | actual | verdict |", "|---|---|---|---|---|"]
+        for n, sp in sets:
+            p, last = sp.prediction, len(sp.pairs) - 1
+            act = sp.actual_loss[last] if sp.actual_loss is not None else math.nan
+            L.append(f"| {n} | {names.EVAL_SETS.get(n, '?')} | {_band(p.loss[last]) if p.loss else '–'} | "
+                     + (f"{act:.4g}" if math.isfinite(act) else "–") + f" | {sp.verdict} |")
+        L.append("")
+    if rep.backtests:
+        L += ["Backtest: each size from the third up predicted from the sizes below it, at its last milestone:", "",
+              f"| category | held-out size | from | predicted loss ({lv}) | actual | error | inside |",
+              "|---|---|---|---|---|---|---|"]
+        for cat, bs in rep.backtests.items():
+            for b in bs:
+                p, last = b.prediction, len(b.pairs) - 1
+                act = b.actual_loss[last] if b.actual_loss is not None else math.nan
+                L.append(f"| {cat} | {b.target} | {len(b.ladder)} sizes | {_band(p.loss[last]) if p.loss else 'not identified'} | "
+                         + (f"{act:.4g} | {(p.loss[last].pred - act) / act:+.1%} | {'yes' if p.loss[last].contains(act) else '**no**'}"
+                            if p.loss and math.isfinite(act) else "– | – | –") + " |")
+        L.append("")
+    return L
