@@ -52,7 +52,7 @@ def test_console_script_and_module(repo):
 
 def test_plan_shows_micro_batches_and_compute_comm_eval_hours(repo, capsys):
     args = ["plan", str(repo / "sweeps/worldpm.yaml"), "--cluster", str(repo / "slurm/h100.yaml")]
-    assert main(args) == 0
+    assert main(args + ["--wide"]) == 0
     out = capsys.readouterr().out
     for needle in ("micro", "compute-h", "comm-h", "eval-h", "init"):
         assert needle in out
@@ -63,3 +63,12 @@ def test_plan_shows_micro_batches_and_compute_comm_eval_hours(repo, capsys):
     for r in rows:
         assert r["hours"] == pytest.approx(r["compute_hours"] + r["comm_hours"] + r["eval_hours"], abs=1e-3)
         assert r["step_seconds"] > 0 and r["checkpoint_seconds"] > 0
+
+
+def test_the_plan_table_fits_100_columns_and_wide_shows_the_rest(repo, capsys):
+    """Issue 31: the table was over 200 columns wide, unreadable in an 80- or 100-column terminal."""
+    assert main(["plan", str(repo / "sweeps/worldpm.yaml"), "--cluster", str(repo / "slurm/h100.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100 and "GPU-h" in out and "--wide" in out
+    assert main(["plan", str(repo / "sweeps/demo.yaml"), "--wide"]) == 0
+    assert "compute-h" in capsys.readouterr().out
