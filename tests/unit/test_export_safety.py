@@ -24,6 +24,12 @@ def work(tmp_path_factory):
     return root, sweep, run
 
 
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
 def snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -70,6 +76,7 @@ def test_force_replaces_a_previous_export(work, capsys, monkeypatch):
     assert meta["cell_id"] == run.cell_id and meta["dtype"] == "bf16"
     assert not (root / "exported/rm/stale.txt").exists()
     assert [p.name for p in (root / "exported").iterdir()] == ["rm"]  # no work or set-aside folder left
+    assert (root / "exported/rm").stat().st_mode & 0o055 == 0o055 & ~_umask()  # readable like any folder
     # the checkpoint and data are where they were
     assert (root / run.out_dir / "checkpoints").is_dir() and (root / "data/demo/train.parquet").is_file()
     assert os.getcwd() == str(root)

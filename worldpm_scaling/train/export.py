@@ -296,6 +296,9 @@ def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "
             "sweep": run.sweep, "cell_id": run.cell_id, "model": run.model.name, "step": ckpt.step_of(src),
             "pairs_seen": meta.get("pairs_seen"), "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(src),
             "dtype": dtype, "reward_head": head, "reward_token": run.train.reward_token}, indent=1))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it 0700: the export is a folder like any other
         old = None
         if out.exists():  # a previous export (prepare_out checked): set aside, removed once the new one is in
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
