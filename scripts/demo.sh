@@ -5,7 +5,11 @@
 # Re-running reuses what is done: the data, the server, and every finished cell (sweep resume).
 # Knobs (env): DEMO_SWEEP (sweeps/demo.yaml), DEMO_OUT (out/demo), DEMO_PAIRS (synthetic pairs),
 #              DEMO_DATA (data/demo), DEMO_PORT (MLflow port, default 5077), DEMO_EXECUTOR (auto|slurm|local),
-#              DEMO_STORE (MLflow SQLite file, ./mlflow.db), DEMO_ARTIFACTS (./mlartifacts).
+#              DEMO_STORE (MLflow SQLite file, ./mlflow.db), DEMO_ARTIFACTS (./mlartifacts),
+#              DEMO_HOST (address the MLflow server listens on, default 127.0.0.1; another one lets jobs on
+#              other hosts log live and needs DEMO_AUTH=1, or DEMO_OPEN=1 for an unauthenticated server on
+#              purpose), DEMO_AUTH=1 (MLflow basic-auth; the demo's jobs log as the admin, whose password
+#              is in <store>-admin.credentials, mode 0600: docs/tracking_security.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -14,6 +18,9 @@ OUT=${DEMO_OUT:-out/demo}
 DATA=${DEMO_DATA:-data/demo}
 PAIRS=${DEMO_PAIRS:-8192}
 PORT=${DEMO_PORT:-5077}
+HOST=${DEMO_HOST:-127.0.0.1}
+AUTH=${DEMO_AUTH:-0}
+OPEN=${DEMO_OPEN:-0}
 EXECUTOR=${DEMO_EXECUTOR:-auto}
 STORE=${DEMO_STORE:-$PWD/mlflow.db}
 ARTIFACTS=${DEMO_ARTIFACTS:-$PWD/mlartifacts}
@@ -51,18 +58,39 @@ fi
 SCHEDULER=$([ "$CLUSTER" = slurm/local-cluster.yaml ] && echo slurm || echo local)
 echo "$SCHEDULER" > "$OUT/executor"   # which scheduler ran the cells (tests/e2e checks it)
 
-step "3/6 MLflow server on 127.0.0.1:$PORT"
-URI="http://127.0.0.1:$PORT"
+step "3/6 MLflow server on $HOST:$PORT$([ "$AUTH" = 1 ] && echo ' (authenticated)')"
+URI_HOST=$([ "$HOST" = 0.0.0.0 ] && hostname -f || echo "$HOST")
+URI="http://$URI_HOST:$PORT"
 if curl -sf "$URI/health" >/dev/null 2>&1; then
   echo "reusing the server at $URI"
 else
-  mkdir -p "$ARTIFACTS"
-  setsid nohup "$BIN/mlflow" server --backend-store-uri "sqlite:///$STORE" \
-    --default-artifact-root "$ARTIFACTS" --host 127.0.0.1 --port "$PORT" --workers 2 \
-    >"$OUT/mlflow-server.log" 2>&1 < /dev/null &
-  echo $! > "$OUT/mlflow-server.pid"
-  for _ in $(seq 1 60); do curl -sf "$URI/health" >/dev/null 2>&1 && break; sleep 1; done
-  curl -sf "$URI/health" >/dev/null || { echo "mlflow server did not start: $OUT/mlflow-server.log"; exit 1; }
+  # track/server.py starts it (its own session, so it outlives this script): the exposure policy
+  # (beyond localhost only with auth or the open flag), --allowed-hosts, the basic-auth files.
+  "$BIN/python" - "$STORE" "$ARTIFACTS" "$HOST" "$PORT" "$AUTH" "$OPEN" "$OUT" <<'PY' || exit 1
+import sys
+from pathlib import Path
+from worldpm_scaling.track.server import MlflowServer, ServerConfigError, ServerError
+store, art, host, port, auth, open_, out = sys.argv[1:]
+try:
+    srv = MlflowServer(f"sqlite:///{store}", art, host=host, port=int(port), workers=2, auth=auth == "1",
+                       open_network=open_ == "1", log_path=Path(out) / "mlflow-server.log")
+    if srv.exposure_warning:
+        print(srv.exposure_warning, file=sys.stderr)
+    srv.start(wait_s=300)
+except ServerConfigError as e:
+    sys.exit(f"mlflow server not started: {e} (for make demo: DEMO_AUTH=1 or DEMO_OPEN=1)")
+except ServerError as e:
+    sys.exit(f"mlflow server did not start: {e}")
+(Path(out) / "mlflow-server.pid").write_text(f"{srv.proc.pid}\n")
+if srv.auth:
+    print(f"authentication on; admin credentials in {srv.admin_credentials} (mode 0600)")
+PY
+fi
+if [ "$AUTH" = 1 ]; then  # the demo's jobs and commands log as the admin (read where they run, never in the sweep's files)
+  ADMIN_FILE="${STORE%.db}-admin.credentials"
+  export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
+  MLFLOW_TRACKING_USERNAME=$(sed -n 's/^mlflow_tracking_username *= *//p' "$ADMIN_FILE")
+  MLFLOW_TRACKING_PASSWORD=$(sed -n 's/^mlflow_tracking_password *= *//p' "$ADMIN_FILE")
 fi
 export MLFLOW_TRACKING_URI="$URI"
 
@@ -80,4 +108,4 @@ EXP=$("$BIN/python" -c "import mlflow,sys; e=mlflow.MlflowClient(sys.argv[1]).ge
 step "done in $(( $(date +%s) - t0 )) s"
 echo "report:   $OUT/report.md"
 echo "figures:  $(ls "$OUT"/figures/*.pdf 2>/dev/null | tr '\n' ' ')"
-echo "MLflow:   $URI/#/experiments/$EXP/runs   (server keeps running; stop: kill \$(cat $OUT/mlflow-server.pid))"
+echo "MLflow:   $URI/#/experiments/$EXP/runs   (server keeps running; stop: kill -- -\$(cat $OUT/mlflow-server.pid))"

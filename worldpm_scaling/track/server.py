@@ -289,7 +289,19 @@ class MlflowServer:
         self.wait_healthy(wait_s)
         if self.auth:
             self._check_admin()
+            self._private_files()
         return self
+
+    def _private_files(self) -> None:
+        """With auth, what the server stores is its users' business only: a SQLite store or user
+        database (password hashes) and the artifact folder that others could read would bypass it."""
+        for uri in (self.backend_uri, self.auth_db):
+            if uri.startswith("sqlite:///"):
+                p = Path(uri[len("sqlite:///"):])
+                if p.exists():
+                    os.chmod(p, 0o600)
+        if self.artifacts_dir.is_dir():
+            os.chmod(self.artifacts_dir, 0o700)
 
     @property
     def probe_url(self) -> str:
