@@ -146,3 +146,30 @@ def test_an_unreadable_spool_folder_is_an_error_not_nothing_to_sync(tmp_path, st
         locked.chmod(0o755)
     assert r.returncode == 2 and "cannot list" in r.stderr and str(locked) in r.stderr, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and "nothing to sync" not in r.stdout
+
+
+def test_wps_status_is_read_only_even_when_every_cell_has_ended(tmp_path, store_uri, monkeypatch, capsys):
+    """A view that wrote: `wps status` used to end the sweep's parent MLflow run once all cells ended."""
+    import json
+
+    import yaml
+
+    from worldpm_scaling.config import load_sweep
+    from worldpm_scaling.plan import plan
+    from worldpm_scaling.track.mlflow_store import Store
+    from worldpm_scaling.track.sync import sweep_run
+
+    monkeypatch.chdir(tmp_path)
+    spec = {"name": "status-ro", "models": ["tiny-xxxs"], "init": "random",
+            "data": {"source": "x.parquet", "pairs": 256, "tokens_per_pair": 100}, "milestones": {"start_log2": 6},
+            "train": {"global_batch_pairs": 32, "micro_batch_pairs": 16},
+            "tracking": {"backend": "mlflow", "uri": store_uri}, "out_dir": str(tmp_path / "out")}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    run = plan(load_sweep(tmp_path / "s.yaml")).runs[0]
+    Path(run.out_dir).mkdir(parents=True)
+    (Path(run.out_dir) / "status.json").write_text(json.dumps({"status": "FINISHED", "pairs_seen": 256}))
+    parent = sweep_run(Store(store_uri), "status-ro")
+    before = Store(store_uri).client.get_run(parent).info.status
+    assert wps_main(["status", "s.yaml"]) == 0, capsys.readouterr().err
+    assert "FINISHED" in capsys.readouterr().out
+    assert Store(store_uri).client.get_run(parent).info.status == before == "RUNNING"

@@ -48,7 +48,10 @@ def demo_data(tmp_path_factory) -> Path:
 @pytest.fixture
 def ws(tmp_path, demo_data, monkeypatch) -> Path:
     """A scratch workspace: data/ (a copy), s.yaml (the tiny sweep), slurm/p.yaml (a local profile); cwd."""
-    shutil.copytree(demo_data, tmp_path / "data")
+    import os
+
+    # links, not copies (a case that changes a data file replaces its link, never the shared file)
+    shutil.copytree(demo_data, tmp_path / "data", copy_function=os.symlink)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SWEEP, sort_keys=False))
     (tmp_path / "slurm").mkdir()
     (tmp_path / "slurm" / "p.yaml").write_text("name: p\nexecutor: local\n")
@@ -335,6 +338,10 @@ STATE_CASES: list[Case] = [
      "UNREADABLE", ()),
     ("status-job-id-garbage", ["status", "s.yaml"], launched(lines=['{"cell_id": "CID", "job_id": "abc", '
                                                                    '"executor": "local"}\n']), 0, "", ()),
+    ("status-failed-job-says-why", ["status", "s.yaml"],
+     both(launched(), write("out/t/jobs/999999999/999999999_0_log.err",
+                            "starting\nFileNotFoundError: data/x.parquet: no such pairs file\nmore\n")), 0,
+     "FileNotFoundError: data/x.parquet", ()),
     ("status-tracking-unreachable", ["status", "s.yaml"],
      sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"), 0, "not answering", ()),
     # -- wps cancel
@@ -375,6 +382,7 @@ LAUNCH_CASES: list[Case] = [
      ("out/t/launches.jsonl",)),
     ("check-base-missing", ["check", "s.yaml"],
      sweep(models=["qwen2.5-0.5b"], init="pretrained", cluster__models_dir="models", cluster__mem_gb_per_task=64), 2, "Qwen2.5-0.5B", ()),
+    ("dry-run-ready", ["launch", "s.yaml", "--dry-run"], None, 0, "1 cells would be submitted", ()),
     ("dry-run-source-missing", ["launch", "s.yaml", "--dry-run"], remove("data/train.parquet"), 2,
      "data/train.parquet", ()),
     ("dry-run-evals-missing", ["launch", "s.yaml", "--dry-run"], remove("data/evals"), 2, "data/evals", ()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 
@@ -136,9 +137,7 @@ def _register_synth(dsub) -> None:
 
 def _doc(cls, name: str) -> str:
     """The attribute docstring of a dataclass field (the line after it in the source)."""
-    import inspect
-
-    src = inspect.getsource(cls).splitlines()
+    src = _source_lines(cls)
     for i, line in enumerate(src):
         if line.strip().startswith(f"{name}:") and i + 1 < len(src) and src[i + 1].strip().startswith('"""'):
             return src[i + 1].strip().strip('"').strip()
@@ -164,6 +163,15 @@ def run_synth(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {cfg.pairs:,} train pairs, 12 eval sets × {cfg.eval_pairs_per_set} pairs, "
           f"tokens per pair {stats['tokens_per_pair']:.1f} (stats.json), tokenizer.json, Posts.xml")
     return 0
+
+
+@functools.lru_cache(maxsize=None)
+def _source_lines(cls) -> tuple[str, ...]:
+    """A class's source, read once: `inspect.getsource` per field re-parsed the whole module for each synth
+    knob, on every `wps` command (the parser is built before any command runs)."""
+    import inspect
+
+    return tuple(inspect.getsource(cls).splitlines())
 
 
 # -- evals ----------------------------------------------------------------------------------------
