@@ -493,3 +493,21 @@ def test_bad_input(ws, capsys, case):
 
 def test_the_table_is_large():
     assert len(ALL) >= 150 and len({c[0] for c in ALL}) == len(ALL)
+
+
+def test_a_sacct_that_hangs_is_asked_once_not_once_per_cell(monkeypatch, capsys):
+    """A dead slurmdbd: every sacct call waits its 10 s timeout; a 24-cell sweep's status took minutes."""
+    import subprocess
+
+    from worldpm_scaling.launch import status
+
+    calls = []
+
+    def hang(cmd, **kw):
+        calls.append(cmd)
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout", 10))
+
+    monkeypatch.setattr(status, "_SACCT_AWAY", [])
+    monkeypatch.setattr(status.subprocess, "run", hang)
+    assert [status.slurm_state(str(j)) for j in range(24)] == [None] * 24
+    assert len(calls) == 1 and "sacct did not answer" in capsys.readouterr().err

@@ -85,11 +85,25 @@ def _pid_alive(pid) -> bool:
     return True
 
 
+_SACCT_AWAY: list[str] = []
+"""Set once sacct timed out in this process: a status of a 24-cell sweep would otherwise wait 10 s per cell."""
+
+
 def slurm_state(job_id: str) -> str | None:
-    """State from sacct (needs slurmdbd); None where sacct is unavailable."""
+    """State from sacct (needs slurmdbd); None where sacct is unavailable. After one timeout the others
+    in this process are skipped (one warning): a dead slurmdbd must not make `wps status` hang for minutes."""
+    if _SACCT_AWAY:
+        return None
     try:
         r = subprocess.run(["sacct", "-j", str(job_id), "-n", "-X", "-P", "-o", "State"], capture_output=True,
                            text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        import sys
+
+        _SACCT_AWAY.append(str(job_id))
+        print("warning: sacct did not answer within 10 s (slurmdbd down?); scheduler states are skipped and cells "
+              "show their own status", file=sys.stderr)
+        return None
     except (OSError, subprocess.SubprocessError):
         return None
     states = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]  # "CANCELLED by 0" → CANCELLED
