@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--include-unfinished", action="store_true",
                    help="fit cells whose run is FAILED, KILLED or still RUNNING too (default: FINISHED only)")
     a.add_argument("--no-log", action="store_true", help="do not log the report to the sweep's parent run")
+    a.add_argument("--target", default=None, metavar="MODEL",
+                   help="the size to predict from the smaller ones (default: the largest; a catalogue model the "
+                        "sweep never trained, e.g. qwen2.5-72b, is predicted at the sweep's milestones; `wps predict`)")
     a.set_defaults(func=run_analyze)
 
 
@@ -230,6 +233,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from ..analysis.report import analyze, check_out_dir
 
     sweep, uri, experiment, cells, labels = args.sweep, args.tracking_uri, None, None, None
+    milestones = None
     if sweep.endswith((".yaml", ".yml")):
         from ..config import load_sweep
         from ..data.evals import label_sources
@@ -240,6 +244,10 @@ def run_analyze(args: argparse.Namespace) -> int:
         sweep, experiment = spec.name, spec.tracking.experiment
         uri = uri or spec.tracking.uri
         cells = {r.cell_id for r in plan(spec).runs}  # only this version of the sweep
+        if args.target:
+            from .predict import sweep_milestones
+
+            milestones = sweep_milestones(spec)
     uri = load.default_uri(uri)
     out = Path(args.out)
     if args.bootstrap < 0:
@@ -255,7 +263,13 @@ def run_analyze(args: argparse.Namespace) -> int:
         if df.attrs.get("left_out"):
             print(f"note: left out {df.attrs['left_out']} run(s) of cells that are not in {args.sweep}'s current "
                   f"plan (an earlier version of the sweep)", file=sys.stderr)
-    rep = analyze(df, out, bootstrap=args.bootstrap, include_unfinished=args.include_unfinished, label_sources=labels)
+    target = None
+    if args.target:
+        from .predict import resolve_target
+
+        target = (args.target, resolve_target(args.target, df.groupby("model")["N"].first().to_dict(), sweep))
+    rep = analyze(df, out, bootstrap=args.bootstrap, include_unfinished=args.include_unfinished, label_sources=labels,
+                  target=target, target_pairs=milestones)
     logged = None
     if not args.from_file and not args.no_log:
         from mlflow.tracking import MlflowClient

@@ -170,8 +170,27 @@ def _finite(v):
     return v
 
 
-def _run_sweep(args: argparse.Namespace) -> int:
+def resolve_target(target: str, n_of: dict[str, float], sweep: str) -> float:
+    """N of a size of the sweep, else of a catalogue model (a target never trained), else a named error."""
     from .. import models as catalogue
+
+    if target in n_of:
+        return float(n_of[target])
+    try:
+        return float(catalogue.get(target).params_non_embedding)
+    except Exception as e:  # noqa: BLE001 — an unknown model name is bad input
+        raise _bad(f"--target {target!r}: not a size of sweep {sweep!r} ({', '.join(sorted(n_of))}) nor a "
+                   f"catalogue model ({e})") from None
+
+
+def sweep_milestones(spec) -> list[float] | None:
+    """The milestones (pairs) of a sweep's plan: where a never-trained target is predicted."""
+    from ..plan import plan
+
+    return sorted({float(m) for r in plan(spec).runs for m in r.milestones}) or None
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
     from ..analysis import load
     from ..analysis.predict import predict_sweep_metric
     from ..analysis.report import is_grid, sweep_metric_names
@@ -185,11 +204,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
         spec = load_sweep(sweep)
         sweep, experiment = spec.name, spec.tracking.experiment
         uri = uri or spec.tracking.uri
-        runs = plan(spec).runs
-        cells = {r.cell_id for r in runs}
-        milestones = sorted({float(m) for r in runs for m in r.milestones}) or None
+        cells = {r.cell_id for r in plan(spec).runs}
+        milestones = sweep_milestones(spec)
     if args.from_file:
-        df = load.from_file(args.from_file)
+        from .analysis import _from_file
+
+        df = _from_file(args.from_file)
     else:
         df = load.from_mlflow(sweep, tracking_uri=load.default_uri(uri), experiment=experiment, cells=cells)
     if "status" in df.columns:
@@ -198,14 +218,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         raise _bad(f"sweep {sweep!r}: no FINISHED runs to predict from")
     n_of = df.groupby("model")["N"].first().to_dict()
     target = args.target or max(n_of, key=lambda m: n_of[m])
-    if target in n_of:
-        target_N = float(n_of[target])
-    else:
-        try:
-            target_N = float(catalogue.get(target).params_non_embedding)
-        except Exception as e:  # noqa: BLE001 — an unknown model name is bad input
-            raise _bad(f"--target {target!r}: not a size of sweep {sweep!r} ({', '.join(sorted(n_of))}) nor a "
-                       f"catalogue model ({e})") from None
+    target_N = resolve_target(target, n_of, sweep)
     grid = is_grid(df)
     results = []
     for name in sweep_metric_names(df):
