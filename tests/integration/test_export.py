@@ -238,3 +238,23 @@ def test_zero3_two_rank_checkpoint_exports_like_the_run_scored(trained):
     logged = spooled(tmp / "z3-runs")  # what the 2-rank DeepSpeed engine itself scored at its milestone
     for s, loss in bt_losses(got["scores"][5:], counts).items():
         assert loss == pytest.approx(logged[names.eval_loss(s)][-1][1], abs=1e-5), s
+
+
+def test_wps_score_reproduces_the_logged_eval_loss_and_accuracy(trained, tmp_path, capsys):
+    """`wps score` on the cell's eval files gives the eval loss and accuracy the trainer logged at the
+    exported step (1e-5): the folder's chat template and reward token score what training scored."""
+    import re
+
+    tmp, _, sweep = trained
+    out = tmp_path / "rm"
+    assert main(["export", str(sweep), "--cell", "0", "--out", str(out), "--dtype", "fp32"]) == 0
+    logged = spooled(tmp / "runs")
+    for s in SETS:  # the sweep scores the first 8 pairs of each set; the synthetic sets hold exactly 8
+        src = tmp / "synth" / "evals" / f"{s}.jsonl"
+        assert len(src.read_text().splitlines()) == 8
+        capsys.readouterr()
+        assert main(["score", str(out), str(src), "--batch", "3", "--no-progress"]) == 0
+        m = re.search(r"bt_loss (\S+)\s+accuracy (\S+)", capsys.readouterr().out)
+        step, loss = logged[names.eval_loss(s)][-1]
+        assert step == 8 and float(m.group(1)) == pytest.approx(loss, abs=1e-5), s
+        assert float(m.group(2)) == pytest.approx(logged[names.eval_acc(s)][-1][1], abs=1e-5), s
