@@ -215,9 +215,10 @@ class HFBackend:
 
 
 def vllm_python(explicit: str | None) -> str:
-    """The interpreter with vLLM: --vllm-python, $WPS_VLLM_PYTHON, ./.venv-vllm (made by `make
-    vllm-venv`), else this one."""
-    for c in (explicit, os.environ.get("WPS_VLLM_PYTHON"), ".venv-vllm/bin/python"):
+    """The interpreter with vLLM: --vllm-python, $WPS_VLLM_PYTHON, ./.venv-vllm or the checkout's
+    .venv-vllm (made by `make vllm-venv`), else this one."""
+    checkout = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+    for c in (explicit, os.environ.get("WPS_VLLM_PYTHON"), ".venv-vllm/bin/python", str(checkout)):
         if c and Path(c).is_file():
             return c
         if c == explicit and c:
