@@ -106,8 +106,9 @@ def test_without_credentials_everything_is_refused_and_others_experiments_stay_c
 
         api = f"{auth.url}/api/2.0/mlflow/experiments/search?max_results=1"
         assert requests.get(api, auth=alice, timeout=30).status_code == 200
-        r = requests.get(api, auth=alice, headers={"Host": "rebind.attacker.example"}, timeout=30)
-        assert r.status_code in (400, 403), (r.status_code, r.text[:200])
+        for host in ("rebind.attacker.example", "10.99.99.99"):  # MLflow's default would admit any private IP
+            r = requests.get(api, auth=alice, headers={"Host": host}, timeout=30)
+            assert r.status_code in (400, 403), (host, r.status_code, r.text[:200])
 
 
 def _scan(paths: list[Path], secrets: list[str]) -> list[str]:
