@@ -141,3 +141,6 @@ def test_wps_ui_beyond_localhost_without_auth_exits_2_naming_the_flags():
     r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "ui", "--host", "0.0.0.0"], capture_output=True,
                        text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "--auth" in r.stderr and "--open" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "ui", "--auth", "--open"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "contradict" in r.stderr
