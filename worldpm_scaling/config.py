@@ -64,6 +64,9 @@ def _frac(*, below_one: bool = False) -> dict:
 SEED_MAX = 2**32 - 1
 """numpy's and torch's generators take seeds in [0, 2^32 - 1]: larger or negative seeds fail in the job."""
 
+MAX_NODES = 100_000
+"""Bound on cluster.max_nodes: the planner tries each node count up to it (10^9 spun for ever); no cluster is larger."""
+
 MAX_LOG2 = 62
 """Milestone exponents stay below 2^63 pairs (an int64): larger ones cannot be counted, only hang the planner."""
 
@@ -251,8 +254,8 @@ class ClusterSpec:
     """CPU cores per task."""
     mem_gb_per_task: float | None = field(default=None, metadata=_gt(0))
     """Host memory per task in GB (None = cluster default); for `cpu`, also the device memory."""
-    max_nodes: int = field(default=1, metadata=_gt(0))
-    """Most nodes one cell may take."""
+    max_nodes: int = field(default=1, metadata={**_gt(0), "max": MAX_NODES})
+    """Most nodes one cell may take (≤ 100,000: the planner tries every node count up to it)."""
     max_time_hours: float = field(default=24.0, metadata=_gt(0))
     """Partition time limit; longer cells run as several requeued segments."""
     time_margin: float = field(default=1.3, metadata={"min": 1.0, "strict": False})

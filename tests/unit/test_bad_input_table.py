@@ -301,6 +301,7 @@ PLAN_CASES: list[Case] = [
     ("cluster-flag-missing", ["plan", "s.yaml", "--cluster", "slurm/zz.yaml"], None, 2, "zz.yaml", ()),
     ("cluster-flag-folder", ["plan", "s.yaml", "--cluster", "slurm"], None, 2, "slurm", ()),
     ("cluster-gpus-zero", ["plan", "s.yaml"], sweep(cluster__gpus_per_node=0), 2, "cluster.gpus_per_node", ()),
+    ("cluster-max-nodes-huge", ["plan", "s.yaml"], sweep(cluster__max_nodes=10**9), 2, "cluster.max_nodes", ()),
     ("cluster-mfu-above-1", ["plan", "s.yaml"], sweep(cluster__mfu=2.0), 2, "cluster.mfu", ()),
     ("cluster-executor-bogus", ["plan", "s.yaml"], sweep(cluster__executor="k8s"), 2, "cluster.executor", ()),
     ("cluster-gpu-bogus", ["plan", "s.yaml"], sweep(cluster__gpu_type="V100"), 2, "cluster.gpu_type", ()),
