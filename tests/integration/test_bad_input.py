@@ -173,3 +173,15 @@ def test_wps_status_is_read_only_even_when_every_cell_has_ended(tmp_path, store_
     assert wps_main(["status", "s.yaml"]) == 0, capsys.readouterr().err
     assert "FINISHED" in capsys.readouterr().out
     assert Store(store_uri).client.get_run(parent).info.status == before == "RUNNING"
+
+
+@pytest.mark.parametrize("meta", [b"[1, 2]", b"\xff\xfe\x00binary", b'{"role": "cell"'])
+def test_bad_run_metadata_is_named_and_the_other_runs_still_sync(tmp_path, store_uri, capsys, meta):
+    _spooled_cell(tmp_path / "spool", "sync-meta", "ok1", points=4)
+    bad = _spooled_cell(tmp_path / "spool", "sync-meta", "bad1", points=4)
+    (bad.dir / "cell-bad1.meta.json").write_bytes(meta)
+    rc = wps_main(["sync", str(tmp_path / "spool"), "--uri", store_uri])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cell-bad1" in err and "not replayed" in err and "(a bug" not in err, err
+    c, run = _run(store_uri, "sync-meta", "ok1")
+    assert len(c.get_metric_history(run.info.run_id, "train/loss")) == 4

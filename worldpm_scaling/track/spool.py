@@ -159,11 +159,14 @@ class Spool:
     def meta(self, key: str) -> dict[str, Any]:
         path = self._path(key, META_SUFFIX)
         try:
-            return json.loads(path.read_text())
+            meta = json.loads(path.read_text())
         except FileNotFoundError:
             return {}
-        except ValueError as e:
+        except ValueError as e:  # also UnicodeDecodeError: a binary file
             raise SpoolError(f"{path}: not valid JSON ({e})") from e
+        if not isinstance(meta, dict):
+            raise SpoolError(f"{path}: not a run's metadata (a JSON {type(meta).__name__}, not an object)")
+        return meta
 
     def update_meta(self, key: str, **fields: Any) -> dict[str, Any]:
         """Merge `fields` into the run's metadata (dict fields `params`/`tags` are merged too);
