@@ -117,3 +117,48 @@ def test_srun_ids_without_rank_variables_make_one_two_rank_training(data, tmp_pa
     assert "2 rank(s)" in logs[0] and "FINISHED: 32 steps, 256 pairs" in logs[0]
     (meta,) = list((tmp_path / "out").rglob("cell-*.meta.json"))
     assert '"world_size": "2"' in meta.read_text()
+
+
+@pytest.mark.parametrize("sig,status", [("SIGTERM", "PREEMPTED"), ("SIGUSR2", "REQUEUED")])
+def test_a_signal_before_training_starts_is_kept_and_acted_on(data, tmp_path, monkeypatch, sig, status):
+    """Finding #11: a USR2 before the per-rank handlers existed, or a SIGTERM in a one-rank job, left the
+    marker FAILED/RUNNING though SLURM requeued the job. Here the signal lands while the data opens."""
+    import os
+    import signal
+
+    from worldpm_scaling.config import load_sweep
+    from worldpm_scaling.launch import cell
+    from worldpm_scaling.launch.markers import read_marker
+    from worldpm_scaling.plan import plan, select
+
+    run = select(plan(load_sweep(sweep(data, tmp_path, checkpoint_every_steps=4))), "0")
+    for k in [k for k in os.environ if k.startswith("SLURM_") or k in ("RANK", "WORLD_SIZE")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("SLURM_JOB_ID", "99")
+    opened = cell._open_data
+
+    def opening(*a, **k):
+        os.kill(os.getpid(), getattr(signal, sig))
+        return opened(*a, **k)
+
+    calls = []
+
+    def check_call(argv, **kw):  # the SLURM boundary: record the exact call instead of requeueing
+        calls.append(argv)
+        return 0
+
+    monkeypatch.setattr(cell, "_open_data", opening)
+    monkeypatch.setattr(cell.subprocess, "check_call", check_call)
+    before = signal.getsignal(signal.SIGTERM)
+    if status == "REQUEUED":
+        with pytest.raises(cell.Requeued):
+            cell.run_cell(run)
+        assert calls == [["scontrol", "requeue", "99"]]
+    else:
+        out = cell.run_cell(run)
+        assert out.status == "PREEMPTED" and out.result is None and not out.trained_steps
+        assert calls == []
+    m = read_marker(run.out_dir)
+    assert m["status"] == status and m["before_start"] is True, m
+    assert not (Path(run.out_dir) / "checkpoints").exists() or not any((Path(run.out_dir) / "checkpoints").iterdir())
+    assert signal.getsignal(signal.SIGTERM) == before  # the cell's handlers are removed on the way out

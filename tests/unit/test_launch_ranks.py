@@ -108,9 +108,33 @@ def test_a_lost_peer_is_named_by_rank_host_and_address():
 
 @pytest.mark.parametrize("marker,sched,shown", [
     ("PREEMPTED", "PENDING", "REQUEUED"), ("PREEMPTED", "RUNNING", "REQUEUED"), ("REQUEUED", "REQUEUED", "REQUEUED"),
-    ("PREEMPTED", "CANCELLED by 0", "PREEMPTED"), ("REQUEUED", "CANCELLED", "PREEMPTED"),
+    ("PREEMPTED", "CANCELLED by 0", "CANCELLED"), ("REQUEUED", "CANCELLED", "CANCELLED"),
+    ("PREEMPTED", "TIMEOUT", "PREEMPTED"), ("PREEMPTED", "EXITED", "PREEMPTED"),
     ("RUNNING", "CANCELLED by 0", "CANCELLED"), ("RUNNING", "NODE_FAIL", "NODE_FAIL"), ("RUNNING", "EXITED", "FAILED"),
     ("FINISHED", None, "FINISHED")])
 def test_a_preempted_cell_is_requeued_while_its_job_lives_never_killed(marker, sched, shown):
     assert cell_state(marker, sched) == shown
     assert (shown in TERMINAL) == (shown not in ("REQUEUED", "RUNNING"))
+
+
+def test_the_first_rank_of_every_other_node_samples_its_node_into_rank_zeros_run(monkeypatch):
+    """System metrics from every node (before: rank 0's node only), over HTTP into rank 0's run, keyed by host."""
+    from worldpm_scaling.launch import cell
+    from worldpm_scaling.track import system_metrics
+
+    started = []
+    monkeypatch.setattr(system_metrics, "start_system_metrics",
+                        lambda run, *, interval_s, node_id: started.append((run.run_id, node_id)) or "mon")
+    hosts = ["n1", "n1", "n2", "n2"]
+
+    def run(uri="http://10.0.0.1:5000", backend="mlflow", on=True):
+        return SimpleNamespace(tracking=SimpleNamespace(uri=uri, backend=backend, system_metrics=on,
+                                                        system_metrics_interval_s=5.0))
+
+    def ranks(r):
+        return rank_env({"RANK": str(r), "WORLD_SIZE": "4", "MASTER_ADDR": "n1", "MASTER_PORT": "1"})
+
+    got = {r: cell._node_system_metrics(run(), ranks(r), hosts, "RUN1") for r in range(4)}
+    assert got == {0: None, 1: None, 2: "mon", 3: None} and started == [("RUN1", "n2")]
+    assert cell._node_system_metrics(run(uri="sqlite:///x.db"), ranks(2), hosts, "RUN1") is None  # no store of its own
+    assert cell._node_system_metrics(run(on=False), ranks(2), hosts, "RUN1") is None

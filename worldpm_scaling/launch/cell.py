@@ -211,14 +211,15 @@ def _slurm_job_id(environ) -> str | None:
 def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutcome:
     ranks = setup_ranks(run)
     rank, world = ranks.rank, ranks.world
+    tok = _tokenizer(run)  # bad input fails before anything is written
+    _check_vocab(run, tok)
     host = socket.gethostname()
     markers.write_rank_record(run.out_dir, rank, status="STARTING", host=host, address=_address(run),
                               pid=os.getpid(), job_id=job_id, world=world)
-    tok = _tokenizer(run)
-    _check_vocab(run, tok)
     lock = _lock(run, rank)
     child = None
     trainer = None
+    node_metrics = None
     outcome = CellOutcome(status="FAILED", rank=rank, world=world)
     try:
         if rank == 0:
@@ -231,7 +232,8 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
 
         trainer = Trainer(run, child, train_pairs=train_pairs, eval_sets=eval_sets, tokenizer=tok,
                           train_pairs_sharded=True)
-        _tag_hosts(trainer, child, host)
+        hosts, run_id = _tag_hosts(trainer, child, host)
+        node_metrics = _node_system_metrics(run, ranks, hosts, run_id)
         sig.trainer = trainer
         if sig.reason is not None:
             trainer.close()
@@ -289,6 +291,8 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
             raise
         return outcome
     finally:
+        if node_metrics is not None:
+            node_metrics.finish()
         lock.close()
 
 
@@ -327,14 +331,59 @@ def _open_tracking(run: RunSpec, rank: int, job_id: str | None):
     return child
 
 
-def _tag_hosts(trainer, child, host: str) -> None:
-    """Every rank's host, in rank order, on the tracked run (`hosts`, `world_size`)."""
+def _tag_hosts(trainer, child, host: str) -> tuple[list[str], str | None]:
+    """Every rank's host, in rank order, on the tracked run (`hosts`, `world_size`, `nodes`); returns the
+    hosts and rank 0's run id (broadcast: the other nodes log their system metrics into it)."""
     from ..train import distributed as dist
 
     hosts = dist.all_gather_objects(host)
     if trainer.rank == 0:
         child.set_tags({"hosts": ",".join(hosts), "world_size": str(len(hosts)),
                         "nodes": str(len(dict.fromkeys(hosts)))})
+    run_id = dist.broadcast_object(getattr(child, "run_id", None) if trainer.rank == 0 else None)
+    return hosts, run_id
+
+
+class _NodeMetricsRun:
+    """Where a node other than rank 0's logs its system metrics: straight into rank 0's run on the
+    tracking *server* (`log_batch`; keys `system/<host>/…`, MLflow's node-id convention). It opens no
+    store of its own: with a file or SQLite store only rank 0's node is sampled."""
+
+    def __init__(self, uri: str, run_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id, self._client = run_id, MlflowClient(uri)
+
+    def log_metrics(self, metrics, step: int) -> None:
+        import time as _time
+
+        from mlflow.entities import Metric
+
+        ts = int(_time.time() * 1000)
+        try:
+            self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+        except Exception as e:  # noqa: BLE001 — system metrics never stop training
+            log.warning("system metrics of this node not logged: %s", e)
+
+
+def _node_system_metrics(run: RunSpec, ranks: Ranks, hosts: list[str], run_id: str | None):
+    """The first rank of every node but rank 0's samples that node (None elsewhere, or where the store is
+    not a server)."""
+    t = run.tracking
+    if ranks.rank == 0 or not run_id or t.backend != "mlflow" or not t.system_metrics:
+        return None
+    host = hosts[ranks.rank]
+    if host == hosts[0] or hosts.index(host) != ranks.rank:  # rank 0's node, or not this node's first rank
+        return None
+    from ..track.mlflow_store import resolve_uri
+
+    uri = resolve_uri(t.uri)
+    if not uri.startswith(("http://", "https://")):
+        log.info("system metrics of %s not logged: tracking store %s is not a server", host, uri)
+        return None
+    from ..track.system_metrics import start_system_metrics
+
+    return start_system_metrics(_NodeMetricsRun(uri, run_id), interval_s=t.system_metrics_interval_s, node_id=host)
 
 
 def _stopped_before_start(run: RunSpec, sig: _Signals, outcome: CellOutcome, job_id, *, child=None) -> CellOutcome:

@@ -195,11 +195,14 @@ def cell_state(marker: str, sched: str | None) -> str:
     """What a cell shows, from its marker (written by the job's rank 0) and its scheduler state.
 
     A cell saved after SLURM's SIGTERM (PREEMPTED) or its own USR2 (REQUEUED) is REQUEUED while its job
-    is pending or running again, PREEMPTED once the job ended without coming back: never KILLED or
-    FAILED, since its checkpoint is whole and a relaunch resumes it."""
+    is pending or running again; once the job ended without coming back it is CANCELLED (a user's
+    `scancel` also sends SIGTERM) or PREEMPTED: never KILLED or FAILED, since its checkpoint is whole
+    and a relaunch resumes it."""
     dead = bool(sched) and sched.split()[0] in _DEAD
     if marker in ("REQUEUED", "PREEMPTED"):
-        return "PREEMPTED" if dead else "REQUEUED"
+        if not dead:
+            return "REQUEUED"
+        return "CANCELLED" if sched.startswith("CANCELLED") else "PREEMPTED"
     if dead and marker in ("RUNNING", "SUBMITTED"):
         return "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched.split()[0])
     return marker
