@@ -341,8 +341,10 @@ STATE_CASES: list[Case] = [
                                                                    '"executor": "local"}\n']), 0, "", ()),
     ("status-failed-job-says-why", ["status", "s.yaml"],
      both(launched(), write("out/t/jobs/999999999/999999999_0_log.err",
-                            "starting\nFileNotFoundError: data/x.parquet: no such pairs file\nmore\n")), 0,
-     "FileNotFoundError: data/x.parquet", ()),
+                            "submitit ERROR (2026-12-07) - Submitted job triggered an exception\nTraceback (most "
+                            "recent call last):\n  File \"x.py\", line 1\nworldpm_scaling.data.io.PairsFileError: "
+                            "data/x.parquet: no such pairs file\n")), 0,
+     "FAILED: worldpm_scaling.data.io.PairsFileError: data/x.parquet", ()),
     ("status-tracking-unreachable", ["status", "s.yaml"],
      sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"), 0, "not answering", ()),
     # -- wps cancel

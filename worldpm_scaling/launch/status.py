@@ -53,17 +53,20 @@ def first_error_line(out_dir: str, job_id) -> tuple[str, str] | None:
     base = jid.split("_")[0]
     logs = sorted(p for folder in {jobs / jid, jobs / base} if folder.is_dir()
                   for p in folder.glob("*_log.err") if p.name.startswith(jid + "_") or p.name.startswith(jid))
-    pat = re.compile(r"^(error:|[A-Za-z_.]*(Error|Exception)\b:?|.*\bFAILED\b|.*\berror\b)", re.IGNORECASE)
+    named = re.compile(r"^(error: |[A-Za-z_][\w.]*(Error|Exception|Exit)\b: ?)")  # wps's error line, an exception's
+    loose = re.compile(r"\b(error|failed)\b", re.IGNORECASE)
+    fallback = None
     for log in logs:
         try:
-            lines = log.read_text(errors="replace").splitlines()
+            lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines()]
         except OSError:
             continue
-        for line in lines:
-            s = line.strip()
-            if s and pat.match(s) and not s.startswith("Traceback"):
+        for s in lines:
+            if named.match(s):
                 return s[:300], str(log)
-    return None
+            if fallback is None and s and loose.search(s) and not s.startswith(("Traceback", "submitit")):
+                fallback = (s[:300], str(log))
+    return fallback
 
 TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
             "PREEMPTED"}
