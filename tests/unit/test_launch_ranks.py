@@ -138,3 +138,20 @@ def test_the_first_rank_of_every_other_node_samples_its_node_into_rank_zeros_run
     assert got == {0: None, 1: None, 2: "mon", 3: None} and started == [("RUN1", "n2")]
     assert cell._node_system_metrics(run(uri="sqlite:///x.db"), ranks(2), hosts, "RUN1") is None  # no store of its own
     assert cell._node_system_metrics(run(on=False), ranks(2), hosts, "RUN1") is None
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_wps_launch_refuses_a_profile_interface_this_host_lacks(tmp_path, capsys, dry):
+    from worldpm_scaling.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    prof = tmp_path / "p.yaml"
+    prof.write_text((root / "slurm" / "local-cluster.yaml").read_text() + "network_interface: nosuch9\n")
+    y = tmp_path / "s.yaml"
+    y.write_text(f"name: nif\nmodels: [tiny-xs]\ndata: {{source: x.parquet, pairs: 256, tokens_per_pair: 100}}\n"
+                 f"milestones: {{start_log2: 6}}\ntrain: {{global_batch_pairs: 32, micro_batch_pairs: 16}}\n"
+                 f"tracking: {{backend: none}}\nout_dir: {tmp_path / 'out'}\n")
+    rc = main(["launch", str(y), "--cluster", str(prof), *(["--dry-run"] if dry else [])])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cluster.network_interface 'nosuch9'" in err and "does not exist on this host" in err, err
+    assert not (tmp_path / "out").exists()  # nothing submitted, rendered or written
