@@ -145,6 +145,10 @@ def test_jobs_log_with_env_or_file_credentials_sync_works_and_no_canary_leaks(au
     assert auth.url in err and "asked for credentials" in err and "no credentials" in err and "Traceback" not in err
     with pytest.raises(TrackingAuthError):  # `wps status`'s probe: an error, not a silently empty column
         answering(auth.url)
+    # `wps analyze` reads through MLflow's own client: the same named error, exit 2
+    assert wps(["analyze", sweeps["alice"], "--tracking-uri", auth.url, "--out", str(tmp_path / "an")]) == 2
+    err = capsys.readouterr().err
+    assert auth.url in err and "HTTP 401" in err and "unexpected" not in err, err[-1500:]
     client_env(auth, "alice", "not-" + alice_pw)
     assert wps(["sync", str(out / "offline"), "--uri", auth.url]) == 2
     err = capsys.readouterr().err

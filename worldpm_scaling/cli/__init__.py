@@ -98,6 +98,11 @@ def _report(e: Exception) -> int:
         if what and e.filename:  # a file where a folder is expected (or the reverse), or a path not there
             return say(f"{e.filename}: {what}")
         return say(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1)
+    from ..track.mlflow_store import command_auth_error
+
+    refused = command_auth_error(e)  # a tracking server's 401/403 met through MLflow's client (wps analyze)
+    if refused is not None:
+        return say(str(refused))
     import traceback
 
     where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None

@@ -88,6 +88,36 @@ def auth_status(exc: BaseException) -> int | None:
     return code if code in (401, 403) else None
 
 
+def command_auth_error(exc: BaseException, argv: list[str] | None = None) -> TrackingAuthError | None:
+    """For a CLI command that met a 401/403 through MLflow's own client (not through Store): the
+    TrackingAuthError naming the URI it was given (--tracking-uri/--uri, else $MLFLOW_TRACKING_URI)
+    and the credential source; None if `exc` is no such refusal."""
+    import sys
+
+    code = auth_status(exc)
+    if code is None:
+        return None
+    if isinstance(exc, TrackingAuthError):
+        return exc
+    from .credentials import CredentialsError, resolve
+
+    from .source import LAST_ARGS
+
+    args = list(argv if argv is not None else (LAST_ARGS or sys.argv[1:]))
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or "(the sweep's tracking.uri)"
+    for i, a in enumerate(args):
+        for flag in ("--tracking-uri", "--uri"):
+            if a == flag and i + 1 < len(args):
+                uri = args[i + 1]
+            elif a.startswith(flag + "="):
+                uri = a.split("=", 1)[1]
+    try:
+        creds = resolve()
+    except CredentialsError:
+        creds = None
+    return auth_error(mask_uri(uri), code, creds)
+
+
 class _Guarded:
     """An MlflowClient whose 401/403 answers become TrackingAuthError (every caller, one place)."""
 

@@ -31,13 +31,19 @@ GIT_BRANCH = "mlflow.source.git.branch"
 GIT_REPO = "mlflow.source.git.repoURL"
 
 
+LAST_ARGS: list[str] = []
+"""The arguments of the last `wps` command this process ran (an error may name the URI they gave)."""
+
+
 def remember_command(argv: Sequence[str] | None = None, environ=None) -> None:
     """Record `wps <argv>` and the sweep YAML it names (the first argument that is an existing
     .yaml/.yml file) for the runs this process and the jobs it submits will create. An outer `wps`
     process (the launcher that started this one) wins: its values are kept; a second command in the
     same process (tests calling `cli.main` twice) replaces the first."""
+    global LAST_ARGS
     env = os.environ if environ is None else environ
     args = list(sys.argv[1:] if argv is None else argv)
+    LAST_ARGS = args
     if env.get(COMMAND_ENV) and env.get(_OWNER_ENV) != str(os.getpid()):
         return  # set by the `wps` process that started this one
     env[COMMAND_ENV] = shlex.join(["wps", *args])
