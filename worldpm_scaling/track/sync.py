@@ -292,6 +292,8 @@ def _send(store: Store, run_id: str, todo: list[Point]) -> tuple[int, dict[str, 
     try:
         store.log_points(run_id, todo)
         return len(todo), {}
+    except TrackingAuthError:  # the credentials, not a key: every key would be refused alike
+        raise
     except Exception:  # noqa: BLE001 — sorted out below: an outage re-raises, a refusal is per key
         if store.is_http and not store.healthy(timeout_s=5):
             raise
