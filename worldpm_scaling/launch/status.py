@@ -23,7 +23,7 @@ def read_state(out_dir: str) -> dict:
     p = Path(out_dir) / "status.json"
     try:
         text = p.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file (a file above it: no cell folder, no state)
         return {}
     except OSError as e:
         return {"status": UNREADABLE, "problem": f"{p}: {e.strerror or e}"}
