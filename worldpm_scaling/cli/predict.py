@@ -14,9 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Two steps, as OLMo's model ladder (Bhagia et al. 2024, arXiv 2412.04403): (1) task loss "
                     "L(N, D) = E + A/N^α + B/D^β fitted to the ladder's runs (log-space Huber, a grid of starts); "
                     "(2) accuracy from loss, acc = b + a·σ(k·(L0 − L)), fitted to every row (intermediate "
-                    "checkpoints too). Chained, they predict the target. The 90%% intervals are prediction "
+                    "checkpoints too). Chained, they predict the target. The 90% intervals are prediction "
                     "intervals for one run of the target: whole runs are resampled (within each size when every "
-                    "size has 2 or more), both steps refitted, and a run-to-run draw added (calibration: "
+                    "size has 2 or more; with one run per size each point's residual is redrawn instead), both "
+                    "steps refitted, and a run-to-run draw added (calibration: "
                     "bench/results/predict_coverage.txt). A design that cannot identify step 1 (fewer than 3 "
                     "distinct N or D) prints no number; --form auto then falls back to L = A·N^-α·D^-β (2 sizes "
                     "suffice) and says so. Exponents are always fitted.\n\n"
@@ -211,7 +212,11 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
         df = _from_file(args.from_file)
     else:
-        df = load.from_mlflow(sweep, tracking_uri=load.default_uri(uri), experiment=experiment, cells=cells)
+        from .analysis import _check_store
+
+        uri = load.default_uri(uri)
+        _check_store(uri)  # a named error in seconds when the server is away
+        df = load.from_mlflow(sweep, tracking_uri=uri, experiment=experiment, cells=cells)
     if "status" in df.columns:
         df = df[df["status"] == "FINISHED"]
     if df.empty:
