@@ -514,3 +514,22 @@ def test_a_sacct_that_hangs_is_asked_once_not_once_per_cell(monkeypatch, capsys)
     monkeypatch.setattr(status.subprocess, "run", hang)
     assert [status.slurm_state(str(j)) for j in range(24)] == [None] * 24
     assert len(calls) == 1 and "sacct did not answer" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_the_paper_grid_dry_run_without_its_inputs_names_each_one(tmp_path, monkeypatch, capsys):
+    """Issue 31's acceptance line: on a box without the data, `wps launch sweeps/worldpm.yaml --cluster
+    slurm/h100.yaml --dry-run` prints the readiness table naming each missing input and exits non-zero
+    (it used to approve the grid, which then failed 9 s after it started)."""
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WPS_MODELS_DIR", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    rc = main(["launch", str(repo / "sweeps/worldpm.yaml"), "--cluster", str(repo / "slurm/h100.yaml"), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "#SBATCH" in out, err
+    for item in ("data.source", "data.tokenizer", "eval sets", "base qwen2.5-1.5b", "base qwen2.5-7b",
+                 "base qwen2.5-72b", "tracking.uri"):
+        assert item in err, (item, err)
+    table = out[out.index("pre-flight check"):]
+    assert "data/stackexchange/train.parquet" in table and max(len(line) for line in table.splitlines()) <= 100
