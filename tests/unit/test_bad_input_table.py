@@ -320,6 +320,8 @@ STATE_CASES: list[Case] = [
     ("status-interval-nan", ["status", "s.yaml", "--interval", "nan"], None, 2, "--interval", ()),
     ("status-watch-never-launched", ["status", "s.yaml", "--watch", "--interval", "0.05"], None, 1,
      "nothing launched", ()),
+    ("status-watch-partly-launched", ["status", "s.yaml", "--watch", "--interval", "0.05"],
+     both(sweep(models=["tiny-xxxs", "tiny-xxs"]), launched(marker=FINISHED)), 0, "1 cell(s) never launched", ()),
     ("status-torn-launch-line", ["status", "s.yaml"], launched(lines=['{"cell_id": "CID", "ind']), 1,
      "launches.jsonl", ("out/t/launches.jsonl",)),
     ("status-garbage-launches", ["status", "s.yaml"], launched(lines=["not json at all\n"]), 1, "launches.jsonl:2",

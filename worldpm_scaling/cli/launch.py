@@ -271,6 +271,10 @@ def run_status(args) -> int:
         rows = _watch(p, args.interval)
         problems = []
         sweep_status(p, problems=problems)
+        never = [r for r in rows if r["state"] == "NOT LAUNCHED"]
+        if never:
+            print(f"{len(never)} cell(s) never launched ({', '.join(r['cell_id'] for r in never[:10])}"
+                  f"{' …' if len(never) > 10 else ''}): `wps launch {args.sweep}` submits them")
     else:
         Console().print(_table(rows, f"sweep {p.sweep.name}"))
     for r in rows:

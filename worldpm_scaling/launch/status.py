@@ -212,8 +212,9 @@ def cell_state(marker: str, sched: str | None) -> str:
 
 
 def all_done(rows: list[dict]) -> bool:
-    """Every cell has ended (an UNREADABLE cell counts: nothing will change it but a person)."""
-    return all(r["state"] in TERMINAL or r["state"] == UNREADABLE for r in rows)
+    """No cell will change without a person: each has ended, is UNREADABLE, or was never launched (a
+    model added to the sweep after its launch: waiting for it would wait for ever)."""
+    return all(r["state"] in TERMINAL or r["state"] in (UNREADABLE, "NOT LAUNCHED") for r in rows)
 
 
 def nothing_launched(rows: list[dict]) -> bool:
