@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize
 
 from tests.predict_synth import SIZES, draw_run, ladder_frame, law, sig, target
 from worldpm_scaling.analysis import AnalysisInputError
@@ -39,12 +40,16 @@ def test_planted_ladder_predicts_the_held_out_target_within_its_interval():
 def test_batched_refit_reaches_the_scipy_optimum():
     """The vectorised Levenberg–Marquardt refits (one per bootstrap replicate) minimise the same objective
     as the scipy fits: from a perturbed start, with unit weights, they land on the same parameters."""
-    from worldpm_scaling.analysis.predict import _fit_step1, _fit_step2
+    from tests.predict_synth import LAW
+    from worldpm_scaling.analysis.predict import _fit_step2
 
     df, lad = _ladder(5)
     s = lad.step1
     lN, lD, ly = np.log(lad.N[s]), np.log(lad.D[s]), np.log(lad.loss[s])
-    th = _fit_step1("chinchilla", lN, lD, ly, delta=None)
+    plant = np.log([LAW["A"], LAW["B"], LAW["E"]]).tolist() + [LAW["alpha"], LAW["beta"]]
+    res = optimize.minimize(lambda t: 0.5 * (_chin_fun_jac(lN, lD, ly)(t[None])[0] ** 2).sum(), plant, method="L-BFGS-B",
+                            bounds=[(None, None)] * 3 + [(0, 5)] * 2, options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
+    th = res.x
     start = np.repeat(th[None, :], 3, 0) + np.array([[0.3, -0.3, 0.05, 0.02, -0.02], [0, 0, 0, 0, 0], [-0.2, 0.2, 0, 0, 0.03]])
     got = _lm_batch(_chin_fun_jac(lN, lD, ly), start, np.ones((3, len(ly))), [-np.inf] * 3 + [0, 0],
                     [np.inf] * 3 + [5, 5], delta=None, iters=300)
@@ -207,7 +212,7 @@ def test_five_sizes_backtest_holds_out_each_size_from_the_third(tmp_path):
     from tests.analysis_synth import joint_sweep
     from worldpm_scaling.analysis.report import analyze
 
-    rep = analyze(joint_sweep(5, noise=0.01, milestones=6), tmp_path, bootstrap=60, figures=True)
+    rep = analyze(joint_sweep(5, noise=0.01, milestones=6, flat=False), tmp_path, bootstrap=30, figures=True)
     bt = rep.backtests["adversarial"]
     assert [b.target for b in bt] == ["size2", "size3", "size4"] and [len(b.ladder) for b in bt] == [2, 3, 4]
     assert bt[-1].prediction.step1.form == "chinchilla" and bt[0].prediction.step1.form == "loglinear"
