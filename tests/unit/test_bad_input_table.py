@@ -535,3 +535,24 @@ def test_the_paper_grid_dry_run_without_its_inputs_names_each_one(tmp_path, monk
         assert item in err, (item, err)
     table = out[out.index("pre-flight check"):]
     assert "data/stackexchange/train.parquet" in table and max(len(line) for line in table.splitlines()) <= 100
+
+
+def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    """main()'s last resort: a failure no layer named is `error: unexpected …` with exit 1 (not a
+    traceback); `--debug` (or WPS_DEBUG=1) lets the exception through for the traceback."""
+    import worldpm_scaling.cli.plan as plan_cli
+
+    def boom(args):
+        raise RuntimeError("something nobody named")
+
+    monkeypatch.setattr(plan_cli, "run", boom)
+    monkeypatch.delenv("WPS_DEBUG", raising=False)
+    assert main(["plan", "x.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected RuntimeError" in err and "something nobody named" in err
+    assert "(a bug" in err and "--debug" in err
+    with pytest.raises(RuntimeError):
+        main(["--debug", "plan", "x.yaml"])
+    monkeypatch.setenv("WPS_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["plan", "x.yaml"])
