@@ -209,6 +209,11 @@ def _check_store(uri: str, timeout_s: float = 5.0) -> None:
         check_uri(uri)
     except TrackingError as e:
         raise CLIError(str(e)) from None
+    from ..launch.preflight import database_answers
+
+    if database_answers(uri, timeout_s) is False:
+        raise CLIError(f"tracking database {mask_uri(uri)} does not accept a connection within {timeout_s:g} s: "
+                       "start it, pass --tracking-uri, or analyse an export with --from FILE")
     if uri.startswith(("http://", "https://")) and not reachable(uri, timeout_s):
         raise CLIError(f"tracking server {mask_uri(uri)} is not answering /health within {timeout_s:g} s: start it, "
                        "pass --tracking-uri (or fix the sweep's tracking.uri), or analyse an export with --from FILE")

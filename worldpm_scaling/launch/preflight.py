@@ -135,6 +135,30 @@ def check_bases(plan: Plan) -> list[Check]:
     return rows
 
 
+def database_answers(uri: str, timeout_s: float = 3.0) -> bool | None:
+    """For a database store URI (postgresql://, mysql://…): whether its host accepts a TCP connection
+    within `timeout_s` (MLflow itself retries a dead database for minutes); None for other URIs."""
+    import socket
+    from urllib.parse import urlsplit
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    ports = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+    if scheme not in ports:
+        return None
+    try:
+        u = urlsplit(uri)
+        host, port = u.hostname, u.port or ports[scheme]
+    except ValueError:
+        return False
+    if not host:
+        return None  # a local socket: nothing to probe over TCP
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def check_tracking(plan: Plan, *, timeout_s: float = 3.0) -> Check:
     from ..track import reachable
     from ..track.mlflow_store import TrackingError, check_uri, resolve_uri
@@ -158,7 +182,13 @@ def check_tracking(plan: Plan, *, timeout_s: float = 3.0) -> Check:
             return Check("tracking.uri", shown, True, "answers /health")
         return Check("tracking.uri", shown, False, f"not answering /health within {timeout_s:g} s: start the server, "
                      "fix tracking.uri, or set tracking.backend: spool (then `wps sync` after the jobs)")
-    return Check("tracking.uri", shown, True, "not checked (not an HTTP or SQLite store)", blocking=False)
+    db = database_answers(uri, timeout_s)
+    if db is False:
+        return Check("tracking.uri", shown, False, f"the database does not accept a connection within {timeout_s:g} s: "
+                     "start it or fix tracking.uri")
+    if db:
+        return Check("tracking.uri", shown, True, "the database accepts connections")
+    return Check("tracking.uri", shown, True, "not checked (not an HTTP, SQLite or database store)", blocking=False)
 
 
 def _writable_check(item: str, folder: Path, shown: str, what: str) -> Check:
