@@ -387,6 +387,12 @@ LAUNCH_CASES: list[Case] = [
      "bogus", ()),
     ("check-marker-unreadable", ["check", "s.yaml"], launched(marker=FINISHED[:20]), 2, "status.json",
      ("out/t/launches.jsonl",)),
+    ("check-tokenizer-hint-base", ["check", "s.yaml"],
+     both(sweep(models=["qwen2.5-0.5b"], init="pretrained", cluster__models_dir="models", cluster__mem_gb_per_task=64,
+                data__tokenizer="checkpoints/Qwen2.5-0.5B"),
+          lambda ws: (ws / "models/Qwen2.5-0.5B").mkdir(parents=True) or shutil.copy(
+              ws / "data/tokenizer.json", ws / "models/Qwen2.5-0.5B/tokenizer.json")), 2,
+     "models/Qwen2.5-0.5B holds one", ()),
     ("check-base-missing", ["check", "s.yaml"],
      sweep(models=["qwen2.5-0.5b"], init="pretrained", cluster__models_dir="models", cluster__mem_gb_per_task=64), 2, "Qwen2.5-0.5B", ()),
     ("dry-run-ready", ["launch", "s.yaml", "--dry-run"], None, 0, "1 cells would be submitted", ()),

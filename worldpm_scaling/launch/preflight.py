@@ -77,12 +77,23 @@ def check_tokenizer(plan: Plan) -> Check:
     try:
         tok = load_tokenizer(tok_path)
     except (TokenizerError, OSError, ValueError) as e:
-        return Check("data.tokenizer", str(tok_path), False, str(e))
+        return Check("data.tokenizer", str(tok_path), False, str(e) + _tokenizer_hint(plan, tok_path))
     small = sorted({r.model.name for r in plan.runs if r.model.vocab < tok.vocab_size})
     if small:
         return Check("data.tokenizer", str(tok_path), False, f"{tok.vocab_size:,} tokens, more than the vocabulary "
                      f"of {', '.join(small)}")
     return Check("data.tokenizer", str(tok_path), True, f"{tok.vocab_size:,} tokens")
+
+
+def _tokenizer_hint(plan: Plan, tok_path: str) -> str:
+    """Where a Qwen2.5 tokenizer already is: every base folder under the models directory holds one."""
+    if Path(tok_path).exists():
+        return ""
+    for r in plan.runs:
+        folder = Path(r.model.path) if r.model.path else None
+        if folder is not None and (folder / "tokenizer.json").is_file():
+            return f"; the base folder {folder} holds one (data.tokenizer: {folder})"
+    return ""
 
 
 def check_evals(plan: Plan) -> list[Check]:
