@@ -20,7 +20,11 @@ from .model import RewardModel
 
 
 def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.Optimizer:
-    """Adam(W) with weight decay on matrices only (biases, norms and the head's bias are not decayed)."""
+    """Adam(W) with weight decay on matrices only (biases, norms and the head's bias are not decayed).
+
+    `foreach=True`: one multi-tensor call per update instead of a Python loop over the parameters (torch
+    picks it by itself on CUDA only); the same arithmetic in the same order, so the same bits on a CPU as
+    the per-tensor loop (tests/unit/test_train_engine_foreach.py)."""
     t = run.train
 
     def ndim(p):  # a ZeRO-3 parameter built partitioned is an empty 1-D shard: ask for its full shape
@@ -30,7 +34,7 @@ def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.Optimize
     no_decay = [p for p in model.parameters() if ndim(p) < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=t.lr, betas=t.betas, eps=t.eps)
+    return cls(groups, lr=t.lr, betas=t.betas, eps=t.eps, foreach=True)
 
 
 class TorchEngine:
@@ -61,8 +65,7 @@ class TorchEngine:
     def step(self, lr: float, allow: Callable[[float], bool]) -> tuple[float, bool]:
         """Grad norm before clipping; the update runs only if `allow(norm)` (False = skip the batch)."""
         grads = [p.grad for p in self._params if p.grad is not None]
-        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) \
-            if grads else 0.0
+        norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))) if grads else 0.0
         if not allow(norm):
             self.opt.zero_grad(set_to_none=True)
             return norm, False
