@@ -179,6 +179,15 @@ class _Plan:
             self._cache[key] = (cu.to(device, non_blocking=True), max(self.sizes))
         return self._cache[key]
 
+    # segments: a prefixed segment's mask, built once per batch (every layer of the forward reuses it)
+    def prefix_mask(self, i: int, lq: int, lk: int, device) -> torch.Tensor:
+        """Causal aligned bottom-right: query j sees the whole prefix and its own first j+1 tokens."""
+        key = ("pm", i, str(device))
+        m = self._cache.get(key)
+        if m is None:
+            m = self._cache[key] = torch.ones(lq, lk, dtype=torch.bool, device=device).tril(diagonal=lk - lq)
+        return m
+
     # flex: the block mask over the row padded to its length bucket
     def block_mask(self, device):
         key = ("bm", str(device))
@@ -241,9 +250,7 @@ def _segments(plan: _Plan, query, key, value, dropout, scaling) -> torch.Tensor:
             j, lo, hi = piece
             k = torch.cat([kp[j][:, :, lo:hi], kp[i]], dim=2)
             v = torch.cat([vp[j][:, :, lo:hi], vp[i]], dim=2)
-            lq, lk = q.shape[2], k.shape[2]
-            # causal aligned bottom-right: query i sees the whole prefix and its own first i+1 tokens
-            mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lq)
+            mask = plan.prefix_mask(i, q.shape[2], k.shape[2], q.device)
             outs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling,
                                                        enable_gqa=gqa))
         else:

@@ -21,6 +21,7 @@ Distributed plumbing (device placement, the process group, agreement, teardown) 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -400,7 +401,9 @@ class Trainer:
     def _score(self, pairs: list[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
         b = collate(pairs, self.run.train.collation, row_len=self.row_len, pad_id=self.pad_id,
                     layout=self.layout).to(self.device)
-        with self._autocast():
+        # plain torch: inference mode (no version counters, no view tracking; the same values as
+        # no_grad). DeepSpeed's ZeRO-3 hooks update parameters in place during a forward: no_grad there
+        with self._autocast(), (torch.inference_mode() if self.engine_kind == "torch" else contextlib.nullcontext()):
             c, r = self.engine.rewards(b) if self.engine_kind == "deepspeed" else self.model.rewards(b)
         return c.float().cpu(), r.float().cpu()
 
