@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 CPU_PEAK_FLOPS = 50e9
 """Assumed peak FLOP/s of one CPU process for MFU (the default of ClusterSpec.cpu_gflops)."""
 
+EVAL_CHUNK_FACTOR = 4
+"""Evaluation forwards take this many micro-batches of pairs at once (`Trainer.eval_chunk`)."""
+
 
 class NonFiniteLossError(RuntimeError):
     """Loss or grad norm became NaN/Inf; names the step. The last good checkpoint is kept."""
@@ -415,11 +418,20 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            self.last_eval = sharded_evaluate(self._evals(), self._score, chunk=max(self.micro, 16),
+            self.last_eval = sharded_evaluate(self._evals(), self._score, chunk=self.eval_chunk,
                                               rank=self.rank, world=self.world)
         finally:
             model.train(was_training)
         return self.last_eval.metrics
+
+    @property
+    def eval_chunk(self) -> int:
+        """Pairs per evaluation forward: EVAL_CHUNK_FACTOR micro-batches (at least 16). A forward without
+        grad keeps one layer's activations, not every layer's as a training micro-batch does, so it fits
+        where the micro-batch fits; fewer calls is less per-call overhead at tiny sizes (and fewer
+        parameter all-gathers under ZeRO-3). A pair's reward does not depend on its chunk (each sequence
+        attends only to itself; tests/unit/test_train_loop.py checks the metrics against chunks of 1)."""
+        return max(EVAL_CHUNK_FACTOR * self.micro, 16)
 
     # -- the loop -------------------------------------------------------------------------------
     def _already_logged(self, step: int) -> bool:
