@@ -479,7 +479,28 @@ ANALYZE_CASES: list[Case] = [
     ("analyze-no-store", ["analyze", "zz", "--out", "rep", "--tracking-uri", "sqlite:///m.db"], None, 2, "m.db", ()),
 ]
 
-ALL = PLAN_CASES + STATE_CASES + LAUNCH_CASES + DATA_CASES + ANALYZE_CASES
+OTHER_CASES: list[Case] = [  # the other subcommands' refusals, kept as they are (their code is not issue 31's)
+    ("export-no-cell", ["export", "s.yaml", "--cell", "7", "--out", "exp"], None, 2, "--cell", ()),
+    ("export-not-trained", ["export", "s.yaml", "--cell", "0", "--out", "exp"], None, 2, "checkpoint", ()),
+    ("export-sweep-bad", ["export", "s.yaml", "--cell", "0", "--out", "exp"], sweep(seeds=[-1]), 2, "seeds[0]", ()),
+    ("score-no-model", ["score", "nope", "data/evals/helpsteer2.jsonl"], None, 2, "nope", ()),
+    ("score-model-is-file", ["score", "s.yaml", "data/evals/helpsteer2.jsonl"], None, 2, "s.yaml", ()),
+    ("sync-no-dir", ["sync", "nope", "--uri", "sqlite:///m.db"], None, 2, "nope", ()),
+    ("sync-dir-is-file", ["sync", "s.yaml", "--uri", "sqlite:///m.db"], None, 2, "s.yaml", ()),
+    ("sync-bad-scheme", ["sync", "data", "--uri", "bogus://x"], None, 2, "bogus", ()),
+    ("fit-no-file", ["fit", "nope.csv", "--x", "N", "--y", "L"], None, 2, "nope.csv", ()),
+    ("fit-no-column", ["fit", "w.csv", "--x", "N", "--y", "L"], write("w.csv", "a,b\n1,2\n"), 2, "'L'", ()),
+    ("fit-binary", ["fit", "w.csv", "--x", "N", "--y", "L"], write("w.csv", b"\x00\xff\xfe" * 9), 2, "w.csv", ()),
+    ("fit-level-bad", ["fit", "w.csv", "--x", "a", "--y", "b", "--level", "2"], write("w.csv", "a,b\n1,2\n"), 2,
+     "--level", ()),
+    ("predict-no-file", ["predict", "nope.csv", "--x", "N,D", "--loss", "L", "--at", "N=1e9,D=1e10"], None, 2,
+     "nope.csv", ()),
+    ("hf-no-dataset", ["data", "hf", "nope", "--out", "hfo"], None, 2, "nope", ()),
+    ("hf-out-is-file", ["data", "hf", "data/evals/helpsteer2.jsonl", "--out", "s.yaml"], None, 2, "s.yaml",
+     ("s.yaml",)),
+]
+
+ALL = PLAN_CASES + STATE_CASES + LAUNCH_CASES + DATA_CASES + ANALYZE_CASES + OTHER_CASES
 
 
 def _snapshot(ws: Path, names: tuple[str, ...]) -> dict[str, bytes]:
