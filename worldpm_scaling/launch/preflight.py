@@ -245,7 +245,9 @@ def check_state(plan: Plan) -> list[Check]:
 
 def preflight(plan: Plan, *, tracking_timeout_s: float = 3.0) -> list[Check]:
     """Every check, in the order a job meets them; nothing is written."""
-    rows = [check_data(plan), check_tokenizer(plan), *check_evals(plan), *check_bases(plan),
+    values = Check("sweep values", "-", True, f"{len(plan.runs)} cells; seeds in [0, 2^32), fractions in [0, 1], "
+                   "every range and type checked when the sweep was loaded")
+    rows = [values, check_data(plan), check_tokenizer(plan), *check_evals(plan), *check_bases(plan),
             check_tracking(plan, timeout_s=tracking_timeout_s), check_output(plan), *check_state(plan)]
     return rows
 
