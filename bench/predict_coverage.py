@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.predict_synth import SIZES, draw_run, ladder_frame, law, sig, target  # noqa: E402
-from worldpm_scaling.analysis.predict import make_ladder, predict  # noqa: E402
+from tests.predict_synth import SIZES, draw_run, ladder_frame, law, sig, target
+from worldpm_scaling.analysis.predict import make_ladder, predict
 
 
 def study(draws: int, *, sizes, n_factor: float, delta, outlier: float | None, seed: int, bootstrap: int) -> dict:
@@ -109,7 +109,7 @@ def main() -> int:
             ("4 sizes, one run diverged (loss x1.3)", SIZES[:4], 4.0, 1.3)]
     verdicts = []
     for name, sizes, nf, outl in rows:
-        for fit, delta in (("huber", 1e-3), ("ls", None)):
+        for fit, delta in (("huber", "auto"), ("ls", None)):
             t0 = time.perf_counter()
             n = args.draws if outl is None else max(args.draws // 2, 10)
             r = study(n, sizes=sizes, n_factor=nf, delta=delta,

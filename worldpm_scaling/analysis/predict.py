@@ -34,8 +34,18 @@ import numpy as np
 from scipy import optimize
 
 from .errors import AnalysisInputError
-from .fits import (_LBFGS_REFIT, HUBER_DELTA, ChinchillaFit, Interval, _fit_chin, _intervals, _one_blas_thread,
-                   default_chinchilla_starts, design_identification, identification)
+from .fits import (
+    _LBFGS_REFIT,
+    HUBER_DELTA,
+    ChinchillaFit,
+    Interval,
+    _fit_chin,
+    _intervals,
+    _one_blas_thread,
+    default_chinchilla_starts,
+    design_identification,
+    identification,
+)
 
 FORMS = ("auto", "chinchilla", "loglinear")
 FAR_N = 10.0
@@ -387,10 +397,10 @@ def distance_notes(dist: dict[str, float]) -> list[str]:
 
 @_one_blas_thread
 def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 1000, level: float = 0.9,
-            seed: int = 0, delta: float | None = HUBER_DELTA, target_runs: int = 1) -> Prediction:
+            seed: int = 0, delta: float | str | None = "auto", target_runs: int = 1) -> Prediction:
     """Predict loss (and accuracy, when the ladder has it) at targets (N_t, D_t), with `level` prediction
     intervals for one run of the target (the mean of `target_runs` runs). `delta`: the Huber threshold of
-    step 1 in log loss (None: plain least squares)."""
+    step 1 in log loss ("auto": 1.345 robust σ of the residuals; None: plain least squares)."""
     if form not in FORMS:
         raise AnalysisInputError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
     if not 0 < level < 1:
@@ -448,9 +458,18 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
     f = chosen
     if form == "auto" and f == "loglinear":
         notes.append("step 1 uses the log-linear form L = A·N^-α·D^-β (E = 0) instead")
-    th = _fit_step1(f, lN, lD, ly, delta=delta)
+    th = _fit_step1(f, lN, lD, ly, delta=HUBER_DELTA if delta == "auto" else delta)
     lo1, hi1 = BOUNDS1[f]
     fj1 = (_chin_fun_jac if f == "chinchilla" else _loglin_fun_jac)(lN, lD, ly)
+    if delta == "auto" and f == "chinchilla":
+        # Huber's threshold at 1.345 robust σ of the log residuals (95% of least squares' efficiency under
+        # Gaussian noise, Huber 1964): Chinchilla's fixed 10⁻³ is far below this data's noise (~1%), which
+        # makes the fit least-absolute-deviation, its residual pool too narrow and its intervals too short
+        r0 = ly - np.log(_step1_predict(f, th, N1, D1))
+        delta = max(HUBER_DELTA, 1.345 * 1.4826 * float(np.median(np.abs(r0 - np.median(r0)))))
+        th = _lm_batch(fj1, th[None, :], np.ones((1, len(ly))), lo1, hi1, delta=delta, iters=200)[0]
+    elif delta == "auto":
+        delta = None  # the log-linear form is fitted by least squares
     if f == "chinchilla" and delta is None:  # polish the Huber grid's optimum to least squares
         th = _lm_batch(fj1, th[None, :], np.ones((1, len(ly))), lo1, hi1, delta=None, iters=200)[0]
     # a replicate must keep a design that identifies the form
@@ -702,3 +721,4 @@ def backtest(df, name: str, n_of: dict[str, float], *, grid: bool = False, boots
         if sp is not None:
             out.append(sp)
     return out
+

@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--form", choices=("auto", "chinchilla", "loglinear"), default="auto",
                    help="step-1 form (default auto: chinchilla when the design identifies it, else loglinear)")
     p.add_argument("--fit", choices=("huber", "ls"), default="huber",
-                   help="step-1 loss: Huber in log space (default) or plain least squares")
+                   help="step-1 loss: Huber in log space with its threshold at 1.345 robust σ of the residuals "
+                        "(default) or plain least squares")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000; 0 = no intervals)")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--seed", type=int, default=0)
@@ -118,7 +119,7 @@ def _run_table(args: argparse.Namespace) -> int:
     lad = make_ladder(cols["N"], cols["D"], cols["loss"], acc=acc, run=run,
                       names={"N": xs[0], "D": xs[1], "loss": args.loss, "acc": args.acc or "acc", "run": args.run or "run"})
     p = predict(lad, N_t, D_t, form=args.form, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-                delta=None if args.fit == "ls" else 1e-3)
+                delta=None if args.fit == "ls" else "auto")
     d = p.to_dict(0)
     if args.json:
         json.dump(_finite(d), sys.stdout)
