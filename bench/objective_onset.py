@@ -78,7 +78,7 @@ def spike_line(r: dict) -> str:
     window, drop_window = run_windows(len(r["grad_norm"]))  # as wps analyze: the study's flags are the report's
     spikes = detect_spikes(r["grad_norm"], pairs=r["pairs_seen"] or None, window=window)
     flags = emergence_flags(spikes, r["train_loss"], window=drop_window)
-    at = lambda s: f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}"  # noqa: E731
+    at = lambda s: f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}"
     ms, acc = r["milestones"], r["objective_acc"]
     i = next((i for i, a in enumerate(acc) if a >= LEARNED), None)
     line = (f"  {r['model']:9s} seed {r['seed']}: objective learned by {ms[i] if i is not None else '-'}; "

@@ -219,9 +219,9 @@ def served_scores(folder: Path, convs: list[list[dict]], vllm_python: str, work:
             try:
                 urllib.request.urlopen(url + "/health", timeout=2)
                 break
-            except OSError:
+            except OSError as e:
                 if time.perf_counter() - t0 > 900:
-                    raise RuntimeError("vllm serve did not come up in 900 s")
+                    raise RuntimeError("vllm serve did not come up in 900 s") from e
                 time.sleep(2)
         ready_s = time.perf_counter() - t0
         scores, t1, tokens_checked = [], time.perf_counter(), 0

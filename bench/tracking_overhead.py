@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from worldpm_scaling import names  # noqa: E402
+from worldpm_scaling import names  # noqa: E402 — after the sys.path line above
 
 
 def make_loop(hidden: int, batch: int, seed: int = 0):

@@ -41,7 +41,8 @@ def trl_variant(pairs, shape, steps: int, warmup: int, seed: int) -> float:
     """pairs/s of TRL's RewardTrainer over `steps` steps after `warmup`."""
     import datasets
     import transformers
-    from tokenizers import Tokenizer, models as tok_models
+    from tokenizers import Tokenizer
+    from tokenizers import models as tok_models
     from trl import RewardConfig, RewardTrainer
 
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, **{f"t{i}": i for i in range(3, 64)}}
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     elapsed = time.perf_counter() - t0
     if not a.quick:
-        import trl
         import transformers
+        import trl
 
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": platform.node(), "cpus": os.cpu_count(),
                 "threads": a.threads, "torch": torch.__version__, "transformers": transformers.__version__,

@@ -136,7 +136,7 @@ def main() -> None:
           f"  power-law recovered at 8 milestones: {r8['power-law']:.1%} (goal >= 90%): {'met' if r8['power-law'] >= 0.9 else 'NOT met'}",
           f"  emergent recovered at 8 milestones: {r8['emergent']:.1%} (goal >= 90%): {'met' if r8['emergent'] >= 0.9 else 'NOT met'}",
           f"  (at 5 milestones: power-law {r5['power-law']:.1%}, emergent {r5['emergent']:.1%}; a break needs points on both sides)",
-          f"", f"{time.perf_counter() - t0:.0f} s"]
+          "", f"{time.perf_counter() - t0:.0f} s"]
     text = "\n".join(L) + "\n"
     Path(args.out).write_text(text)
     print(text, end="")

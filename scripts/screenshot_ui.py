@@ -161,7 +161,7 @@ class Chromium:
     def close(self) -> None:
         try:
             self.ws.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 — best effort: the process is killed next
             pass
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)

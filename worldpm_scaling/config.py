@@ -26,7 +26,6 @@ from . import models as catalogue
 from .models import ModelShape
 from .names import EVAL_SETS
 
-
 # ---------------------------------------------------------------------------------------------
 # errors
 

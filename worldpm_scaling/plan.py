@@ -34,8 +34,18 @@ import functools
 import math
 from dataclasses import dataclass, replace
 
-from .config import (ClusterSpec, Resources, RunSpec, SweepSpec, TrainSpec, canonical_json, cell_id_from_fragments,
-                     cell_id_of, model_identity, to_plain)
+from .config import (
+    ClusterSpec,
+    Resources,
+    RunSpec,
+    SweepSpec,
+    TrainSpec,
+    canonical_json,
+    cell_id_from_fragments,
+    cell_id_of,
+    model_identity,
+    to_plain,
+)
 from .models import ModelShape, base_folder
 
 GIB = 1024**3

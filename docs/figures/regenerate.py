@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.analysis_synth import grid_sweep, sweep_frame  # noqa: E402
-from worldpm_scaling.analysis.report import analyze  # noqa: E402
+from tests.analysis_synth import grid_sweep, sweep_frame  # noqa: E402 — after sys.path
+from worldpm_scaling.analysis.report import analyze  # noqa: E402 — after sys.path
 
 if __name__ == "__main__":
     here = Path(__file__).parent

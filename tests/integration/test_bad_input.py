@@ -44,8 +44,8 @@ def test_a_read_only_output_folder_is_a_named_error(tmp_path, where, command):
 
 # -- wps sync (issue 31): nothing lost silently ------------------------------------------------------
 
-from worldpm_scaling.cli import main as wps_main  # noqa: E402
-from worldpm_scaling.track.spool import Spool, cell_key  # noqa: E402
+from worldpm_scaling.cli import main as wps_main  # noqa: E402 — this section (issue 31) keeps its imports
+from worldpm_scaling.track.spool import Spool, cell_key  # noqa: E402 — the same
 
 
 def _spooled_cell(folder: Path, sweep: str, cell: str, *, points: int = 20, status: str | None = "FINISHED",

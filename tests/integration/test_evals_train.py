@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures.eval_sources import SOURCES
 from worldpm_scaling import names
 from worldpm_scaling.cli import main
-from tests.fixtures.eval_sources import SOURCES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -69,7 +69,7 @@ WORKER = textwrap.dedent("""
     total = sum(p.ds_numel for p in ps)
     dtypes = sorted({str(p.ds_tensor.dtype) for p in ps})
     opt = t.engine.engine.optimizer  # DeepSpeedZeroOptimizer_Stage3: its buffers, by kind
-    nbytes = lambda ts: sum(x.numel() * x.element_size() for x in ts)  # noqa: E731
+    nbytes = lambda ts: sum(x.numel() * x.element_size() for x in ts)
     bufs = {"param_partitions_flat": list(opt.fp16_partitioned_groups_flat),  # the partition, re-laid flat
             "fp32_master": list(opt.fp32_partitioned_groups_flat),
             "grad_partitions": [opt.grad_partitions_flat_buffer],

@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from tests.predict_synth import SIZES, draw_run, ladder_frame, law, sig, target
+from tests.predict_synth import SIZES, draw_run, ladder_frame, law, target
 from worldpm_scaling.analysis import AnalysisInputError
-from worldpm_scaling.analysis.predict import (_chin_fun_jac, _lm_batch, _sig_fun_jac, _step2_bounds, make_ladder,
-                                              predict)
+from worldpm_scaling.analysis.predict import _chin_fun_jac, _lm_batch, _sig_fun_jac, _step2_bounds, make_ladder, predict
 from worldpm_scaling.cli import main
 
 pytestmark = pytest.mark.unit
@@ -53,7 +52,7 @@ def test_batched_refit_reaches_the_scipy_optimum():
     start = np.repeat(th[None, :], 3, 0) + np.array([[0.3, -0.3, 0.05, 0.02, -0.02], [0, 0, 0, 0, 0], [-0.2, 0.2, 0, 0, 0.03]])
     got = _lm_batch(_chin_fun_jac(lN, lD, ly), start, np.ones((3, len(ly))), [-np.inf] * 3 + [0, 0],
                     [np.inf] * 3 + [5, 5], delta=None, iters=300)
-    r = lambda t: ((_chin_fun_jac(lN, lD, ly)(t[None])[0]) ** 2).sum()  # noqa: E731
+    r = lambda t: ((_chin_fun_jac(lN, lD, ly)(t[None])[0]) ** 2).sum()
     assert all(r(g) <= r(th) * (1 + 1e-3) for g in got)
     th2 = _fit_step2(lad.loss, lad.acc)
     got2 = _lm_batch(_sig_fun_jac(lad.loss, lad.acc), (th2 * np.array([1.1, 0.95, 0.8, 1.02]))[None], np.ones((1, len(lad.loss))),

@@ -97,7 +97,6 @@ def test_left_out_and_incomplete_cells_listed_and_fits_use_the_rest(tmp_path):
     the rest and listed, a curve too short is listed."""
     df = sweep_frame(steps=200, spike_at=None)
     df.loc[df.cell == "c1", "status"] = "FAILED"
-    adv = names.eval_loss("adversarial")
     m2 = (df.cell == "c2") & df.metric.str.startswith("eval/") & df.pairs.isin([2.0 ** 8, 2.0 ** 12])
     short = (df.cell == "c0") & (df.metric == names.eval_loss("objective")) & (df.pairs > 2.0 ** 7)
     df = df[~m2 & ~short]

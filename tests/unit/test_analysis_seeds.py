@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from tests.analysis_synth import sweep_frame
 from worldpm_scaling import names
 from worldpm_scaling.analysis.load import from_file
 from worldpm_scaling.analysis.report import analyze, curve, is_grid
-from tests.analysis_synth import sweep_frame
 
 
 def seeded(spikes=(700, 300)) -> pd.DataFrame:

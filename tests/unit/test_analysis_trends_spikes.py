@@ -11,7 +11,7 @@ X = 2.0 ** np.arange(6, 20)
 @pytest.mark.parametrize("seed", range(5))
 def test_trend_classes(seed):
     rng = np.random.default_rng(seed)
-    noise = lambda: np.exp(rng.normal(0, 0.005, len(X)))  # noqa: E731
+    noise = lambda: np.exp(rng.normal(0, 0.005, len(X)))
     assert classify(X, 2 * X ** -0.1 * noise()).kind == "power-law"
     assert classify(X, 0.69 * noise()).kind == "flat"
     em = classify(X, np.where(X < 2**14, 0.69, 0.69 * (X / 2**14) ** -0.3) * noise())

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from objective_onset import summary  # noqa: E402
+from objective_onset import summary
 
 MS = [2 ** k for k in range(9, 14)]
 

@@ -2,7 +2,7 @@ import textwrap
 
 import pytest
 
-from worldpm_scaling.config import SpecError, TrainSpec, load_cluster, load_sweep, resolve_milestones, MilestoneSpec
+from worldpm_scaling.config import MilestoneSpec, SpecError, TrainSpec, load_cluster, load_sweep, resolve_milestones
 
 
 def write(tmp_path, text, name="s.yaml"):

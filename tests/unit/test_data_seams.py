@@ -11,8 +11,14 @@ import pytest
 
 from worldpm_scaling.cli import main
 from worldpm_scaling.config import DataSpec, EvalSetSpec, EvalSpec
-from worldpm_scaling.data import (EvalSetMissing, build_cache, load_eval_sets, load_tokenizer, open_train_pairs,
-                                  prompt_text)
+from worldpm_scaling.data import (
+    EvalSetMissing,
+    build_cache,
+    load_eval_sets,
+    load_tokenizer,
+    open_train_pairs,
+    prompt_text,
+)
 from worldpm_scaling.data.synth import SynthConfig, generate, write
 from worldpm_scaling.names import CATEGORIES, EVAL_SETS
 

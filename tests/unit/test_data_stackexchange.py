@@ -10,8 +10,14 @@ import pytest
 
 from worldpm_scaling.cli import main
 from worldpm_scaling.data.htmlmd import html_to_markdown
-from worldpm_scaling.data.stackexchange import (ConvertOptions, StackExchangeError, convert, is_test,
-                                                question_pairs, write_fake_dump)
+from worldpm_scaling.data.stackexchange import (
+    ConvertOptions,
+    StackExchangeError,
+    convert,
+    is_test,
+    question_pairs,
+    write_fake_dump,
+)
 
 pytestmark = pytest.mark.unit
 

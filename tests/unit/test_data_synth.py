@@ -53,7 +53,7 @@ def test_chain_pairs_prefer_the_end_of_the_queried_chain(hops):
         distractor = other
         for _ in range(hops):
             distractor = facts[distractor]
-        words = lambda s: set(re.findall(r"\w+", s))  # noqa: E731
+        words = lambda s: set(re.findall(r"\w+", s))
         assert end in words(p["chosen"]) and end not in words(p["rejected"]), p
         assert distractor in words(p["rejected"]) and distractor not in words(p["chosen"]), p
         assert p["chosen_score"] > p["rejected_score"]
@@ -88,7 +88,7 @@ def test_parity_pairs_prefer_the_verdict_of_the_secret_flags_and_no_flag_alone_p
     answer = [p for p in train if p["kind"] == "answer"]
     answer += [p for rows in evals.values() for p in rows if p["kind"] == "answer"]
     assert len(answer) > 1000
-    words = lambda s: set(re.findall(r"\w+", s))  # noqa: E731
+    words = lambda s: set(re.findall(r"\w+", s))
     agree = {w: 0 for w in world.flags}
     for p in answer:
         raised = words(p["prompt"]) & set(world.flags)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from worldpm_scaling.cli import main
 from tests.fixtures.eval_sources import SOURCES
+from worldpm_scaling.cli import main
 from worldpm_scaling.data import read_pairs
 from worldpm_scaling.data.eval_import import IMPORTERS, EvalImportError, build, import_set
 from worldpm_scaling.data.tokenizer import prompt_text

@@ -11,8 +11,14 @@ from types import SimpleNamespace
 import pytest
 
 from worldpm_scaling.launch import markers
-from worldpm_scaling.launch.ranks import (NetworkSetupError, RankSetupError, check_network, check_profile_interface,
-                                          expand_nodelist, rank_env)
+from worldpm_scaling.launch.ranks import (
+    NetworkSetupError,
+    RankSetupError,
+    check_network,
+    check_profile_interface,
+    expand_nodelist,
+    rank_env,
+)
 from worldpm_scaling.launch.status import TERMINAL, cell_state
 
 SRUN_2x1 = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "0",

@@ -112,7 +112,7 @@ def test_status_table_has_a_seed_column_and_never_wraps_at_80_columns():
 def test_sweep_outcome_is_the_truth_about_every_cell():
     from worldpm_scaling.launch import sweep_outcome
 
-    rows = lambda *states: [{"state": s} for s in states]  # noqa: E731
+    rows = lambda *states: [{"state": s} for s in states]
     assert sweep_outcome(rows("FINISHED", "FINISHED")) == "FINISHED"
     assert sweep_outcome(rows("FINISHED", "RUNNING")) is None  # not over yet: leave the parent alone
     assert sweep_outcome(rows("FINISHED", "SUBMITTED")) is None

@@ -22,7 +22,7 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "stackexchange"
 
 
 @pytest.fixture(scope="module")
-def hf_tok(qwen_tokenizer):
+def hf_tok(qwen_tokenizer):  # noqa: F811 — the fixture imported above
     return AutoTokenizer.from_pretrained(str(qwen_tokenizer), local_files_only=True)
 
 
@@ -37,7 +37,7 @@ def test_known_ids_and_special_tokens(hf_tok):
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
 
 
-def test_three_message_conversation_renders_the_qwen25_template(hf_tok, qwen_tokenizer):
+def test_three_message_conversation_renders_the_qwen25_template(hf_tok, qwen_tokenizer):  # noqa: F811 — the fixture imported above
     tok = hf_tok
     conv = [{"role": "system", "content": ""}, {"role": "user", "content": "Tips for better sleep?"},
             {"role": "assistant", "content": "Keep a schedule."}]
@@ -54,7 +54,7 @@ def test_three_message_conversation_renders_the_qwen25_template(hf_tok, qwen_tok
     assert ids[:3] == [151644, 8948, 198] and ids[-3:] == [151645, 198, 151643]
 
 
-def test_stackexchange_tokens_per_pair_reach_the_plan(qwen_tokenizer, tmp_path, capsys):
+def test_stackexchange_tokens_per_pair_reach_the_plan(qwen_tokenizer, tmp_path, capsys):  # noqa: F811 — the fixture imported above
     from worldpm_scaling.data.tokenizer import write_token_stats
 
     out = tmp_path / "se"

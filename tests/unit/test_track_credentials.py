@@ -16,8 +16,13 @@ from worldpm_scaling.config import SpecError, TrackingSpec, build, load_sweep
 from worldpm_scaling.track import credentials as cr
 from worldpm_scaling.track.mlflow_store import TrackingAuthError, auth_error, check_uri
 from worldpm_scaling.track.secrets import scrub
-from worldpm_scaling.track.server import (MlflowServer, ServerConfigError, check_exposure, default_allowed_hosts,
-                                          is_loopback)
+from worldpm_scaling.track.server import (
+    MlflowServer,
+    ServerConfigError,
+    check_exposure,
+    default_allowed_hosts,
+    is_loopback,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import torch
 from worldpm_scaling.data.pairs import TokenizedPair
 from worldpm_scaling.models import ModelShape
 from worldpm_scaling.train import CollationError, collate
-from worldpm_scaling.train.model import build_model, bt_loss, bt_metrics
+from worldpm_scaling.train.model import bt_loss, bt_metrics, build_model
 from worldpm_scaling.train.synthetic import synthetic_pairs
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]

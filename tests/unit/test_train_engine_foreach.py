@@ -9,7 +9,7 @@ import torch
 from worldpm_scaling.models import ModelShape
 from worldpm_scaling.train import collate
 from worldpm_scaling.train.engine import TorchEngine
-from worldpm_scaling.train.model import build_model, bt_loss
+from worldpm_scaling.train.model import bt_loss, build_model
 from worldpm_scaling.train.synthetic import make_run, synthetic_pairs
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]

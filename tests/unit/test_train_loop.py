@@ -10,8 +10,14 @@ import torch
 from worldpm_scaling import names
 from worldpm_scaling.models import ModelShape
 from worldpm_scaling.track import InMemoryTracker
-from worldpm_scaling.train import (CheckpointCorruptError, DataTooSmallError, EvalData, NonFiniteLossError, Trainer,
-                                   lr_at)
+from worldpm_scaling.train import (
+    CheckpointCorruptError,
+    DataTooSmallError,
+    EvalData,
+    NonFiniteLossError,
+    Trainer,
+    lr_at,
+)
 from worldpm_scaling.train import checkpoint as ckpt
 from worldpm_scaling.train.synthetic import make_run, synthetic_pairs
 

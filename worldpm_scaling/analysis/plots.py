@@ -11,8 +11,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 COLUMN_IN = 3.25   # one column of a two-column paper
 PAGE_IN = 6.75     # full text width
@@ -31,12 +31,12 @@ FORMATS = ("pdf", "svg", "png")
 def _legend_above(fig, axes) -> None:
     handles, labels = {}, []
     for ax in axes.flat:
-        for h, l in zip(*ax.get_legend_handles_labels()):
-            if l not in handles:
-                handles[l] = h
-                labels.append(l)
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = h
+                labels.append(label)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    fig.legend([handles[l] for l in labels], labels, loc="upper center", ncol=len(labels), frameon=False,
+    fig.legend([handles[lb] for lb in labels], labels, loc="upper center", ncol=len(labels), frameon=False,
                bbox_to_anchor=(0.5, 1.0))
 
 

@@ -23,12 +23,31 @@ import pandas as pd
 from .. import names
 from . import plots
 from .errors import AnalysisInputError
-from .fits import (ChinchillaFit, FrontierFit, IsoflopFit, PowerFit, fit_chinchilla, fit_frontier, fit_isoflop,
-                   fit_power, frontier_gap, identification)
+from .fits import (
+    ChinchillaFit,
+    FrontierFit,
+    IsoflopFit,
+    PowerFit,
+    fit_chinchilla,
+    fit_frontier,
+    fit_isoflop,
+    fit_power,
+    frontier_gap,
+    identification,
+)
 from .load import SEED, STATUS, with_seed
 from .predict import SweepPrediction, backtest, predict_sweep_metric
-from .spikes import (SPIKE_Z, BreakEvidence, Emergence, Spike, break_evidence, break_sentences, detect_spikes,
-                     emergence_flags, run_windows)
+from .spikes import (
+    SPIKE_Z,
+    BreakEvidence,
+    Emergence,
+    Spike,
+    break_evidence,
+    break_sentences,
+    detect_spikes,
+    emergence_flags,
+    run_windows,
+)
 from .trends import Trend, classify
 
 MIN_FIT_POINTS = 3
@@ -110,7 +129,7 @@ class Report:
             if self.joint_caveats.get(cat):
                 lines.append(f"  {cat:<11} joint L(N,D): not identified ({self.joint_caveats[cat]}); no frontier")
             else:
-                ci = lambda k: f" [{j.ci[k].lo:.3f}, {j.ci[k].hi:.3f}]" if k in j.ci else ""  # noqa: E731
+                ci = lambda k: f" [{j.ci[k].lo:.3f}, {j.ci[k].hi:.3f}]" if k in j.ci else ""  # noqa: B023 — called in this iteration
                 lines.append(f"  {cat:<11} joint L(N,D): α={j.alpha:.3f}{ci('alpha')} β={j.beta:.3f}{ci('beta')} → "
                              f"N_opt ∝ C^{a:.2f}, D_opt ∝ C^{b:.2f}")
         for cat, iso in self.isoflop.items():
@@ -544,7 +563,7 @@ def write_markdown(rep: Report, path: Path, phi: dict, label_sources: dict[str, 
         for cat, j in rep.joint_fits.items():
             a, b = j.frontier_exponents
             ok = rep.joint_identified(cat)
-            ci = lambda k: f" [{j.ci[k].lo:.3f}, {j.ci[k].hi:.3f}]" if k in j.ci else ""  # noqa: E731
+            ci = lambda k: f" [{j.ci[k].lo:.3f}, {j.ci[k].hi:.3f}]" if k in j.ci else ""  # noqa: B023 — called in this iteration
             L.append(f"| {cat} | {j.E:.4g} | {j.A:.4g} | {j.B:.4g} | {j.alpha:.3f}{ci('alpha')} | "
                      f"{j.beta:.3f}{ci('beta')} | " + (f"{a:.3f} | {b:.3f}" if ok else "– | –") + f" | {j.n} | "
                      + ("yes" if ok else f"**not identified**: {rep.joint_caveats[cat]}") + " |")

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args) or 0)
-    except Exception as e:  # noqa: BLE001 — every failure ends as one line, unless --debug asks for more
+    except Exception as e:
         import os
 
         if (getattr(args, "debug", False) or os.environ.get("WPS_DEBUG")) and not isinstance(e, (SpecError, CLIError)):

@@ -170,7 +170,7 @@ def _run_isoflop(args: argparse.Namespace, df, xs: list[str], y) -> int:
         json.dump(d, sys.stdout)
         print()
         return 0
-    ci = lambda k: f"   [{d[k][0]:.4g}, {d[k][1]:.4g}]" if d.get(k) else ""  # noqa: E731
+    ci = lambda k: f"   [{d[k][0]:.4g}, {d[k][1]:.4g}]" if d.get(k) else ""
     print(f"isoflop fit of {args.y!r}: budgets {xs[0]!r}, sizes {xs[1]!r} ({d['budgets_used']} of {len(d['budgets'])} "
           f"budgets used, {d['points_used']} points, {args.level:.0%} bootstrap intervals)")
     print(f"  N_opt ∝ C^a: a = {d['a']:.4g}{ci('a_ci')}")

@@ -274,7 +274,6 @@ def run_evals_import(a: argparse.Namespace) -> int:
 def run_evals(args: argparse.Namespace) -> int:
     from ..config import EvalSpec, load_sweep
     from ..data.evals import EvalSetMissing, find, read_meta, registry
-    from ..data.io import PairsFileError
 
     if args.sweep:
         spec = load_sweep(args.sweep).eval

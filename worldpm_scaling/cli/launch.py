@@ -211,9 +211,9 @@ def run_check(args) -> int:
 
 
 def run_launch(args) -> int:
-    from ..launch import launch, pending_cells
-
     import sys
+
+    from ..launch import launch, pending_cells
 
     p = _plan(args)
     for w in p.warnings:  # e.g. a signal delay too short to save a checkpoint (docs/planner.md)
@@ -252,7 +252,6 @@ def run_status(args) -> int:
 
     from ..launch import sweep_status
     from ..launch.status import nothing_launched
-
     from . import CLIError
 
     if not args.interval > 0:  # also NaN

@@ -43,9 +43,8 @@ def human(x: float, unit: str = "") -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_sweep
-    from ..plan import plan
-
     from ..models import missing_bases
+    from ..plan import plan
 
     spec = load_sweep(args.sweep, cluster=args.cluster)
     p = plan(spec, attention=args.attention)

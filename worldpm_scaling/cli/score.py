@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"scored {s.rows} {unit} ({s.sequences} sequences) in {s.seconds:.1f} s: {s.rows_per_s:.1f} {unit}/s "
           f"[{args.backend}, {args.dtype}]")
     if s.kind == "pairs":
-        fmt = lambda v: "n/a" if v is None else f"{v:+.4f}"  # noqa: E731
+        fmt = lambda v: "n/a" if v is None else f"{v:+.4f}"
         print(f"bt_loss {s.bt_loss:.6f}  accuracy {s.accuracy:.6f}  phi_length {fmt(s.phi_length)}  "
               f"phi_markdown {fmt(s.phi_markdown)}")
     if args.out:

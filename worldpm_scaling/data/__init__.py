@@ -4,8 +4,17 @@ the StackExchange converter."""
 from .evals import EvalSet, EvalSetMissing, load_eval_sets
 from .io import PairsFileError, iter_pairs, read_pairs, write_pairs
 from .pairs import TokenizedPair
-from .tokenized import (CacheLockError, CacheWaitError, TokenizedPairs, build_cache, cache_folder, is_built, open_train_pairs,
-                        tokenized_stats, wait_for_cache)
+from .tokenized import (
+                        CacheLockError,
+                        CacheWaitError,
+                        TokenizedPairs,
+                        build_cache,
+                        cache_folder,
+                        is_built,
+                        open_train_pairs,
+                        tokenized_stats,
+                        wait_for_cache,
+)
 from .tokenizer import Tok, TokenizerError, load_tokenizer, prompt_text, reply_text, train_bpe
 
 __all__ = ["TokenizedPair", "TokenizedPairs", "Tok", "TokenizerError", "EvalSet", "EvalSetMissing", "PairsFileError",

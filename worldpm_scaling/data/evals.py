@@ -9,8 +9,11 @@ the pairing rule, the skipped rows and how the markdown labels were obtained (do
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..names import EVAL_SETS
 from ..style import has_markdown
@@ -18,10 +21,6 @@ from .io import read_pairs
 from .pairs import TokenizedPair
 from .tokenized import _fit
 from .tokenizer import Tok, prompt_text, reply_text
-
-import json
-
-import numpy as np
 
 LABELS_TRUE = "true labels from the file's chosen_markdown/rejected_markdown columns"
 LABELS_DETECTED = "detected from the reply text (style.has_markdown)"
@@ -131,7 +130,7 @@ def _group(r: dict) -> tuple[str | None, int, int]:
     g = r.get("group")
     if g is None or (isinstance(g, float) and g != g):
         return None, -1, -1
-    slot = lambda v: -1 if v is None or (isinstance(v, float) and v != v) else int(v)  # noqa: E731
+    slot = lambda v: -1 if v is None or (isinstance(v, float) and v != v) else int(v)
     return str(g), slot(r.get("chosen_slot")), slot(r.get("rejected_slot"))
 
 

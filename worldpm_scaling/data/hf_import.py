@@ -405,7 +405,7 @@ def convert(path: str | Path, out: str | Path, opts: ImportOptions = ImportOptio
         s.seconds = time.perf_counter() - t0
         s.outputs = {n: str(p) for n, p in targets.items()}
         (work / "summary.json").write_text(json.dumps(s.to_dict(), indent=1))
-        for n, p in targets.items():
+        for p in targets.values():
             (work / p.name).replace(p)
         (work / "summary.json").replace(out / "summary.json")
     finally:

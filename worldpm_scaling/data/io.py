@@ -151,7 +151,7 @@ def read_pairs(path: str | Path, columns: list[str] | None = None):
         f = _parquet(p)
         try:
             df = f.read().to_pandas()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 — any reader error means a bad file
             raise PairsFileError(f"{p}: cannot read pairs: {e}") from None
         checked = [check_row(r, f"{p}: row {i}") for i, r in enumerate(df.to_dict("records"))]
     else:

@@ -562,7 +562,7 @@ def tokenized_stats(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWA
     p = np.array([len(x) for x in ps])
     c = np.array([len(x) for x in cs])
     r = np.array([len(x) for x in rs])
-    pct = lambda a: {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)}  # noqa: E731
+    pct = lambda a: {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)}
     return {"tokens_per_pair": float(np.mean(2 * p + c + r)), "sample_pairs": len(rows),
             "prompt_tokens": {"mean": float(p.mean()), **pct(p)},
             "reply_tokens": {"mean": float(np.concatenate([c, r]).mean()), **pct(np.concatenate([c, r]))},

@@ -39,8 +39,16 @@ from typing import Callable
 
 from ..config import RunSpec
 from . import markers
-from .ranks import NetworkSetupError, RankSetupError, Ranks, check_network, interface_address, local_interfaces, \
-    rank_env, resolve_host
+from .ranks import (
+    NetworkSetupError,
+    Ranks,
+    RankSetupError,
+    check_network,
+    interface_address,
+    local_interfaces,
+    rank_env,
+    resolve_host,
+)
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +277,7 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
         return outcome
     except (CellSetupError, Requeued):
         raise
-    except BaseException as e:  # noqa: BLE001 — every failure ends as FAILED on disk, with its reason
+    except BaseException as e:
         outcome.error, outcome.status = e, "FAILED"
         if trainer is not None:
             outcome.resumed_from_step = trainer.resumed_from_step

@@ -100,7 +100,6 @@ def command_auth_error(exc: BaseException, argv: list[str] | None = None) -> Tra
     if isinstance(exc, TrackingAuthError):
         return exc
     from .credentials import CredentialsError, resolve
-
     from .source import LAST_ARGS
 
     args = list(argv if argv is not None else (LAST_ARGS or sys.argv[1:]))
@@ -132,7 +131,7 @@ class _Guarded:
         def call(*a, **kw):
             try:
                 return attr(*a, **kw)
-            except Exception as e:  # noqa: BLE001 — re-raised unless it is a 401/403
+            except Exception as e:
                 self._store.raise_if_auth(e, name)
                 raise
         return call
@@ -323,7 +322,7 @@ class Store:
             return self.client.create_experiment(name, tags=dict(tags) if tags else None)
         except TrackingAuthError:
             raise
-        except Exception:  # noqa: BLE001 — another job created it between our two calls
+        except Exception:
             if self.client.get_experiment_by_name(name) is None:
                 raise
             return None
@@ -357,7 +356,7 @@ class Store:
                 break
             except TrackingAuthError:
                 raise
-            except Exception:  # noqa: BLE001 — another job attaching to the same run logged them first
+            except Exception:
                 if attempt == 2:  # (the server answers a duplicate key with a 400); re-read and go on
                     raise
                 have = self.client.get_run(run_id).data.params

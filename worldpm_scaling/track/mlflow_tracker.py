@@ -148,7 +148,7 @@ class MlflowRun:
         if self.online:
             try:
                 self.store.set_tags(self._run_id, clean)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
@@ -156,7 +156,7 @@ class MlflowRun:
             try:
                 self.store.log_artifact(self._run_id, path, artifact_path)
                 return
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
         if self.spool is None:
             raise RuntimeError(f"cannot upload {path}: tracking server unreachable and no spool folder")
@@ -170,7 +170,7 @@ class MlflowRun:
         if self.online:
             try:
                 self.store.log_inputs(self._run_id, records)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
 
     def last_step(self) -> int | None:
@@ -211,7 +211,7 @@ class MlflowRun:
             try:
                 self.store.set_status(self._run_id, status)
                 return
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
         if self.auth_error is not None:
             raise self.auth_error
@@ -401,7 +401,7 @@ def _chain_signal(sig: signal.Signals) -> None:
         for run in list(_LIVE):
             try:
                 run.flush_from_signal()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 — the previous handler must still run
                 pass
         if callable(prev):
             prev(signum, frame)

@@ -77,7 +77,7 @@ def register_exported_model(uri: str | None, experiment: str, cell_id: str, fold
     try:
         client.create_registered_model(name, description="WorldPM-format Bradley-Terry reward models "
                                                           "exported by `wps export`")
-    except Exception as e:  # noqa: BLE001 — it exists already (another export registered it first)
+    except Exception as e:
         if "RESOURCE_ALREADY_EXISTS" not in str(e) and "already exists" not in str(e):
             raise
     source = f"models:/{model.model_id}"

@@ -101,7 +101,7 @@ def _delete_run(store: Store, run_id: str, attempts: int = 5) -> None:
             return
         except TrackingAuthError:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 — retried, or dropped when it already exists
             if "RESOURCE_DOES_NOT_EXIST" in str(e) or "already" in str(e).lower() or i == attempts - 1:
                 return
             time.sleep(0.5 * (i + 1))
@@ -294,7 +294,7 @@ def _send(store: Store, run_id: str, todo: list[Point]) -> tuple[int, dict[str, 
         return len(todo), {}
     except TrackingAuthError:  # the credentials, not a key: every key would be refused alike
         raise
-    except Exception:  # noqa: BLE001 — sorted out below: an outage re-raises, a refusal is per key
+    except Exception:
         if store.is_http and not store.healthy(timeout_s=5):
             raise
     left, _ = missing_points(store, run_id, todo)  # batches before the failure are on the server already
@@ -306,7 +306,7 @@ def _send(store: Store, run_id: str, todo: list[Point]) -> tuple[int, dict[str, 
         try:
             store.log_points(run_id, pts)
             sent += len(pts)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if store.is_http and not store.healthy(timeout_s=5):
                 raise
             refused[k] = (len(pts), str(e).splitlines()[0][:200] if str(e) else type(e).__name__)

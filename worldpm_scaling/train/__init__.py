@@ -9,7 +9,8 @@ Errors: NonFiniteLossError (names the step), CheckpointCorruptError (names the f
 
 from .checkpoint import CheckpointCorruptError
 from .collate import MODES, Batch, CollationError, collate
-from .deepspeed_config import DeepSpeedConfigError, deepspeed_config, validate as validate_deepspeed_config
+from .deepspeed_config import DeepSpeedConfigError, deepspeed_config
+from .deepspeed_config import validate as validate_deepspeed_config
 from .loop import DataTooSmallError, EvalData, NonFiniteLossError, Trainer, TrainResult
 from .schedule import lr_at
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -202,7 +202,7 @@ def load(path: str | Path) -> dict:
         raise CheckpointCorruptError(f"{p}: sha256 {got[:12]}… does not match the recorded {want[:12]}…")
     try:
         return torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 — torch.load raises many types for a bad file
         raise CheckpointCorruptError(f"{p}: cannot be loaded: {e}") from None
 
 

@@ -151,7 +151,7 @@ if __name__ == "__main__":  # python -m worldpm_scaling.train.deepspeed_config -
     if sys.argv[1:] == ["--golden"]:
         out = Path("tests/golden/deepspeed_qwen2.5-72b.json")
         g = golden()
-        for name, cfg in g["configs"].items():
+        for cfg in g["configs"].values():
             validate(cfg, g["cell"]["gpus"])
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(g, indent=2, sort_keys=True) + "\n")

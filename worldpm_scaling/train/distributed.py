@@ -207,6 +207,6 @@ def shutdown(engine=None, *, clean: bool = True) -> None:
     if clean:
         try:
             barrier()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 — teardown must reach destroy_process_group
             log.warning("barrier before teardown failed: %s", e)
     dist.destroy_process_group()

@@ -380,12 +380,12 @@ def project_rewards(run, conversations: list[list[dict]], *, step: int | None = 
     """The rewards this project computes for `conversations` (each ending with the assistant turn to
     score) from `run`'s checkpoint: its tokenization, collation and model — what an exported folder's
     scores must equal."""
+    import numpy as np
+
     from ..data.pairs import TokenizedPair
     from ..data.tokenizer import load_tokenizer, prompt_text, reply_text
     from .collate import collate
     from .model import build_model
-
-    import numpy as np
 
     sd, _ = read_state_dict(find_checkpoint(Path(run.out_dir) / "checkpoints", step))
     model = build_model(run.model, head=run.train.head, seed=run.seed)

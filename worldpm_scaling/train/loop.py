@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -42,7 +41,8 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .collate import Batch, collate
 from .engine import DeepSpeedEngine, TorchEngine
-from .evaluation import EvalData, EvalResult, evaluate as sharded_evaluate
+from .evaluation import EvalData, EvalResult
+from .evaluation import evaluate as sharded_evaluate
 from .model import RewardModel, bt_loss, build_model
 from .schedule import lr_at
 
@@ -530,15 +530,15 @@ class Trainer:
             loss = loss_sum / n_all
 
             def allow(gn: float) -> bool:
-                if math.isfinite(loss) and math.isfinite(gn):
+                if math.isfinite(loss) and math.isfinite(gn):  # noqa: B023 — allow() is called in this step
                     return True
-                what = "loss" if not math.isfinite(loss) else "grad norm"
+                what = "loss" if not math.isfinite(loss) else "grad norm"  # noqa: B023 — the same
                 if t.nonfinite == "skip" and self.skipped < t.max_skipped_batches:
                     log.warning("non-finite %s at step %d: batch skipped (%d/%d)", what, self.step + 1,
                                 self.skipped + 1, t.max_skipped_batches)
                     return False
                 raise NonFiniteLossError(
-                    f"non-finite {what} at step {self.step + 1} (loss={loss}, grad_norm={gn}); "
+                    f"non-finite {what} at step {self.step + 1} (loss={loss}, grad_norm={gn}); "  # noqa: B023 — the same
                     f"last good checkpoint: {self.last_checkpoint or 'none'}")
 
             lr = lr_at(self.step, self.total_steps, t)

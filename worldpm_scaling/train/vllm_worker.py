@@ -33,7 +33,7 @@ def main() -> int:
             outs = llm.encode([{"prompt_token_ids": ids} for ids in batch], pooling_task="token_classify",
                               use_tqdm=False)
             say({"rewards": [float(o.outputs.data[-1].reshape(-1)[0]) for o in outs]})
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 — any vLLM failure goes back to the parent as the reason
             say({"error": f"{type(e).__name__}: {e}"})
             return 1
     return 0
