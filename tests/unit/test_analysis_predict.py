@@ -241,3 +241,14 @@ def test_analyze_target_never_trained_is_predicted_in_the_report(tmp_path, capsy
     assert j["verdict"] == "predicted only" and j["target"] == "qwen2.5-1.5b"
     assert main(["analyze", "demo", "--from", str(src), "--out", str(out), "--target", "nope"]) == 2
     assert "--target 'nope'" in capsys.readouterr().err
+
+
+def test_bootstrap_0_gives_no_interval_and_no_verdict(tmp_path):
+    """Without replicates there is no interval: the verdict says so instead of 'not predictable'."""
+    from tests.predict_synth import demo_frame
+    from worldpm_scaling.analysis.report import analyze
+
+    rep = analyze(demo_frame(), tmp_path, bootstrap=0, figures=False)
+    assert {sp.verdict for sp in rep.predictions.values()} == {"no interval"}
+    assert "0.1333 (no interval), actual 0.108 → no interval" in rep.headline()
+    assert "**no**" not in rep.report_path.read_text().split("## Predicting")[1]

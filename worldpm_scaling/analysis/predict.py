@@ -582,7 +582,7 @@ FORM_TEXT = {"chinchilla": "E + A/N^α + B/D^β", "loglinear": "A·N^-α·D^-β"
 # ---------------------------------------------------------------------------------------------
 # a sweep: predict one size (the largest, or a named one) from the smaller sizes, at each milestone
 
-VERDICTS = ("predictable", "not predictable", "not identified", "predicted only")
+VERDICTS = ("predictable", "not predictable", "not identified", "predicted only", "no interval")
 
 
 @dataclass
@@ -612,6 +612,8 @@ class SweepPrediction:
             return "not identified"
         if self.actual_loss is None or not np.isfinite(self.actual_loss[-1]):
             return "predicted only"
+        if not np.isfinite(p.loss[-1].lo):
+            return "no interval"  # bootstrap 0: nothing to test the actual against
         return "predictable" if p.loss[-1].contains(float(self.actual_loss[-1])) else "not predictable"
 
     def direction(self) -> str:

@@ -660,8 +660,12 @@ def _predictions(rep: Report, df: pd.DataFrame, grid: bool, bootstrap: int, leve
             rep.backtests[metric] = bt
 
 
+def _inside(b, actual: float) -> str:
+    return "–" if not math.isfinite(b.lo) else ("yes" if b.contains(actual) else "**no**")
+
+
 def _band(b) -> str:
-    return f"{b.pred:.4g} [{b.lo:.4g}, {b.hi:.4g}]"
+    return f"{b.pred:.4g} [{b.lo:.4g}, {b.hi:.4g}]" if math.isfinite(b.lo) else f"{b.pred:.4g} (no interval)"
 
 
 def prediction_sentence(sp: SweepPrediction) -> str:
@@ -689,7 +693,9 @@ def prediction_lines(results: list[SweepPrediction], *, level: float = 0.9) -> l
             for i, x in enumerate(sp.pairs):
                 line = f"  {_pairs_label(float(x)):>6} pairs: loss {_band(p.loss[i])}"
                 if sp.actual_loss is not None:
-                    line += f" actual {sp.actual_loss[i]:.4g} ({'inside' if p.loss[i].contains(float(sp.actual_loss[i])) else 'OUTSIDE'})"
+                    line += f" actual {sp.actual_loss[i]:.4g}" + (
+                        "" if not math.isfinite(p.loss[i].lo)
+                        else f" ({'inside' if p.loss[i].contains(float(sp.actual_loss[i])) else 'OUTSIDE'})")
                 if p.acc is not None:
                     line += f"; acc {_band(p.acc[i])}"
                     if sp.actual_acc is not None and np.isfinite(sp.actual_acc[i]):
@@ -726,7 +732,7 @@ def prediction_markdown(rep: Report) -> list[str]:
                 act = sp.actual_loss[i] if sp.actual_loss is not None else math.nan
                 acc = sp.actual_acc[i] if sp.actual_acc is not None else math.nan
                 L.append(f"| {_pairs_label(float(x))} | {_band(p.loss[i])} | "
-                         + (f"{act:.4g} | {(p.loss[i].pred - act) / act:+.1%} | {'yes' if p.loss[i].contains(act) else '**no**'}"
+                         + (f"{act:.4g} | {(p.loss[i].pred - act) / act:+.1%} | {_inside(p.loss[i], act)}"
                             if math.isfinite(act) else "– | – | –")
                          + f" | {_band(p.acc[i]) if p.acc else '–'} | " + (f"{acc:.4g}" if math.isfinite(acc) else "–") + " |")
             L.append("")
@@ -757,7 +763,7 @@ def prediction_markdown(rep: Report) -> list[str]:
                 p, last = b.prediction, len(b.pairs) - 1
                 act = b.actual_loss[last] if b.actual_loss is not None else math.nan
                 L.append(f"| {cat} | {b.target} | {len(b.ladder)} sizes | {_band(p.loss[last]) if p.loss else 'not identified'} | "
-                         + (f"{act:.4g} | {(p.loss[last].pred - act) / act:+.1%} | {'yes' if p.loss[last].contains(act) else '**no**'}"
+                         + (f"{act:.4g} | {(p.loss[last].pred - act) / act:+.1%} | {_inside(p.loss[last], act)}"
                             if p.loss and math.isfinite(act) else "– | – | –") + " |")
         L.append("")
     return L

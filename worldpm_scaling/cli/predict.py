@@ -139,11 +139,10 @@ def describe(p, i: int) -> list[str]:
     if p.loss is None:
         out.append("loss: not identified (" + "; ".join(p.step1.not_identified) + "): no prediction")
     else:
-        b = p.loss[i]
-        out.append(f"loss: {b.pred:.4g}  [{b.lo:.4g}, {b.hi:.4g}]")
+        iv = lambda b: f"  [{b.lo:.4g}, {b.hi:.4g}]" if math.isfinite(b.lo) else "  (no interval: --bootstrap 0)"  # noqa: E731
+        out.append(f"loss: {p.loss[i].pred:.4g}{iv(p.loss[i])}")
         if p.acc is not None:
-            a = p.acc[i]
-            out.append(f"acc:  {a.pred:.4g}  [{a.lo:.4g}, {a.hi:.4g}]")
+            out.append(f"acc:  {p.acc[i].pred:.4g}{iv(p.acc[i])}")
         s1 = p.step1
         form = "L = E + A/N^α + B/D^β" if s1.form == "chinchilla" else "L = A·N^-α·D^-β"
         out.append(f"step 1 ({form}, {s1.points} points, log residual sd {s1.residual_sd:.3g}):")
