@@ -64,13 +64,26 @@ def _loopback(name):
 
 def test_a_multi_host_group_on_a_loopback_hostname_stops_naming_the_field():
     r = rank_env(SRUN_2x1)
+
+    def debian_hosts(name):  # its own name on Debian's 127.0.1.1 line, the other host's real address
+        return ["127.0.1.1"] if name == "wpsnode2" else ["10.213.7.11"]
+
     with pytest.raises(NetworkSetupError, match="cluster.network_interface") as e:
-        check_network(r, None, interfaces=["lo", "eth0"], resolve=_loopback, hostname="wpsnode2")
+        check_network(r, None, interfaces=["lo", "eth0"], resolve=debian_hosts, hostname="wpsnode2")
+    with pytest.raises(NetworkSetupError, match="cluster.network_interface"):  # rank 0's host, where the
+        check_network(rank_env({**SRUN_2x1, "SLURM_PROCID": "0"}), None, interfaces=["lo"],  # master is itself
+                      resolve=lambda n: ["127.0.1.1"], hostname="wpsnode1")
     assert "127.0.1.1" in str(e.value) and "wpsnode2" in str(e.value)
     check_network(r, "eth0", interfaces=["lo", "eth0"], resolve=_loopback, hostname="wpsnode2")  # named: fine
     check_network(r, None, interfaces=["lo"], resolve=lambda n: ["10.0.0.2"], hostname="wpsnode2")  # routable
     one_host = rank_env({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "5"})
     check_network(one_host, None, interfaces=["lo"], resolve=_loopback, hostname="box")  # all ranks on this host
+    # a 2-task job on one node whose name resolves to loopback (the one-host CI cluster's `vm`): fine
+    one_node = rank_env({**SRUN_2x1, "SLURM_STEP_NODELIST": "vm", "SLURM_PROCID": "0"})
+    assert one_node.nodes == 1
+    check_network(one_node, None, interfaces=["lo"], resolve=_loopback, hostname="vm")
+    same_host = rank_env({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "vm", "MASTER_PORT": "5"})
+    check_network(same_host, None, interfaces=["lo"], resolve=_loopback, hostname="vm")  # MASTER_ADDR → loopback
 
 
 def test_an_interface_this_host_lacks_is_named():

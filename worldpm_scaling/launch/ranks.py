@@ -43,6 +43,8 @@ class Ranks:
     master_port: int | None
     source: str
     """Where the layout came from: `torchrun` (RANK/WORLD_SIZE set), `srun` (mapped here), `single`."""
+    nodes: int | None = None
+    """Hosts the group spans, where the launcher says (srun's node list; torchrun's LOCAL_WORLD_SIZE)."""
 
     def env(self) -> dict[str, str]:
         """The variables torch.distributed and the trainer read."""
@@ -101,9 +103,11 @@ def rank_env(environ: Mapping[str, str]) -> Ranks:
             missing = [n for n, v in (("MASTER_ADDR", addr), ("MASTER_PORT", port)) if not v]
             raise RankSetupError(f"WORLD_SIZE={world} but {' and '.join(missing)} not set: every rank must know "
                                  "where rank 0 listens")
+        local_world = _int(environ, "LOCAL_WORLD_SIZE", 0)
         return Ranks(rank=rank, world=world, local_rank=_int(environ, "LOCAL_RANK", rank if world > 1 else 0),
-                     local_world=_int(environ, "LOCAL_WORLD_SIZE", 1), master_addr=addr or None,
-                     master_port=_int(environ, "MASTER_PORT") if port else None, source="torchrun")
+                     local_world=local_world or 1, master_addr=addr or None,
+                     master_port=_int(environ, "MASTER_PORT") if port else None, source="torchrun",
+                     nodes=-(-world // local_world) if local_world else None)
     # srun sets SLURM_STEP_NUM_TASKS for the tasks of a step; a batch script (no srun) has no step tasks
     step_tasks = environ.get("SLURM_STEP_NUM_TASKS")
     if step_tasks and _int(environ, "SLURM_STEP_NUM_TASKS") > 1:
@@ -119,8 +123,17 @@ def rank_env(environ: Mapping[str, str]) -> Ranks:
             PORT_BASE + _int({"j": job}, "j") % PORT_SPAN
         per_node = environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_NTASKS_PER_NODE") or "1"
         return Ranks(rank=rank, world=world, local_rank=_int(environ, "SLURM_LOCALID", 0),
-                     local_world=_int({"n": per_node}, "n"), master_addr=addr, master_port=port, source="srun")
+                     local_world=_int({"n": per_node}, "n"), master_addr=addr, master_port=port, source="srun",
+                     nodes=len(nodes) or None)
     return Ranks(rank=0, world=1, local_rank=0, local_world=1, master_addr=None, master_port=None, source="single")
+
+
+def _is_ip(addr: str) -> bool:
+    try:
+        ipaddress.ip_address(addr)
+        return True
+    except ValueError:
+        return False
 
 
 def _is_loopback(addr: str) -> bool:
@@ -134,16 +147,21 @@ def check_network(ranks: Ranks, interface: str | None, *, interfaces: Iterable[s
                   resolve: Callable[[str], list[str]], hostname: str) -> None:
     """Refuse what would hang or fail at rendezvous (NetworkSetupError naming the profile field):
     - `interface` (cluster.network_interface) that this host does not have;
-    - a group spanning hosts (rank 0 not on a loopback address) with no interface named while this
-      host's name resolves only to loopback addresses: gloo would bind there and peers cannot connect.
-    A world of one, or all ranks on one host (MASTER_ADDR loopback), needs nothing."""
+    - a group spanning hosts with no interface named while this host's name resolves only to loopback
+      addresses: gloo would bind there and peers on other hosts cannot connect.
+    A world of one, or all ranks on one host (one node in the launcher's list, or a MASTER_ADDR that is
+    or resolves to loopback), needs nothing."""
     have = sorted(set(interfaces))
     if interface is not None and interface not in have:
         raise NetworkSetupError(f"cluster.network_interface {interface!r} does not exist on host {hostname} "
                                 f"(its interfaces: {', '.join(have) or 'none'}); name the interface the "
                                 "nodes share (e.g. ib0, eth0) in the cluster profile")
-    if ranks.world <= 1 or interface is not None or ranks.master_addr is None or _is_loopback(ranks.master_addr):
+    if ranks.world <= 1 or interface is not None or ranks.master_addr is None or ranks.nodes == 1:
         return
+    if ranks.nodes is None:  # the launcher did not say: rank 0 on a loopback address = all on this host
+        master = [ranks.master_addr] if _is_ip(ranks.master_addr) else resolve(ranks.master_addr)
+        if not master or all(_is_loopback(a) for a in master):
+            return
     addrs = resolve(hostname)
     if addrs and all(_is_loopback(a) for a in addrs):
         raise NetworkSetupError(f"host {hostname} resolves to {', '.join(addrs)} (loopback): gloo/NCCL would bind "
