@@ -45,9 +45,10 @@ sysdeps:
 # worker and every SLURM test on the same one. XDIST=0 runs them in one process.
 XDIST ?= 2
 XDIST_ARGS := $(if $(filter 0,$(XDIST)),,-n $(XDIST) --dist loadgroup)
-# ruff (the bug-catching rules in pyproject.toml): seconds, so CI runs it first.
+# ruff (the bug-catching rules in pyproject.toml) and mypy on the package: seconds, so CI runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP) sysdeps
 	$(PYTEST) tests/unit -q $(if $(filter 0,$(XDIST)),,-n $(XDIST))

@@ -420,7 +420,7 @@ class RunSpec:
     @property
     def micro_batch_pairs(self) -> int:
         """Pairs per rank per micro-step: the planner's choice, else the train spec's number."""
-        m = self.resources.micro_batch_pairs
+        m: int | str | None = self.resources.micro_batch_pairs
         if m is None:
             m = self.train.micro_batch_pairs
         if not isinstance(m, int):
@@ -563,7 +563,7 @@ def _convert(tp: Any, value: Any, path: str, ctx: _Ctx, meta: dict | None = None
         if value not in choices:
             raise ctx.error(path, f"{value!r} is not one of {', '.join(repr(c) for c in choices)}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):

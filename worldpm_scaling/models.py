@@ -308,4 +308,4 @@ def missing_bases(runs) -> dict[str, str]:
             why[key] = check_base(r.model)
         if why[key]:
             out[r.cell_id] = why[key]
-    return out
+    return out  # type: ignore[return-value]

@@ -300,7 +300,7 @@ def min_gpus(model: ModelShape, spec: SweepSpec, *, path: str = "") -> tuple[int
             f"{g} GPUs ({cluster.max_nodes} nodes × {cluster.gpus_per_node}) with {m}-pair micro-batches; raise "
             f"cluster.max_nodes, train.zero_stage, enable train.offload/activation_checkpointing, "
             f"or lower train.micro_batch_pairs", path=path or "models")
-    return cands[lo], fit_micro(model, spec, cands[lo])[1]
+    return cands[lo], fit_micro(model, spec, cands[lo])[1]  # type: ignore[index]
 
 
 def _elem_bytes(train: TrainSpec) -> float:
@@ -381,7 +381,7 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
     def on(g: int) -> dict:
         key = (model.name, g)
         if key not in memo:
-            micro, mem = fit_micro(model, spec, g)
+            micro, mem = fit_micro(model, spec, g)  # type: ignore[misc]
             accum = max(1, math.ceil(_per_rank(train, g) / micro))
             comm_step = comm_bytes_per_step(model, train, gpus=g, zero_stage=zero, accum=accum)
             ef, es = eval_cost(model, spec, gpus=g, micro=micro, n_milestones=1)

@@ -121,7 +121,7 @@ def run_fit(args: argparse.Namespace) -> int:
         fit = fit_chinchilla(_column(df, xs[0], args.file), _column(df, xs[1], args.file), y,
                              bootstrap=min(args.bootstrap, 200), level=args.level, seed=args.seed,
                              names=(xs[0], xs[1]), y_name=args.y)
-        keys = ("E", "A", "B", "alpha", "beta")
+        keys = ("E", "A", "B", "alpha", "beta")  # type: ignore[assignment]
     d = fit.to_dict()
     if args.json:
         extra = {k: d[k] for k in ("identified", "not_identified", "frontier") if k in d}
@@ -293,7 +293,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                 logged = None
                 args.no_log = True
     print(rep.headline())
-    print(f"report: {rep.report_path} (and {rep.json_path.name})")
+    print(f"report: {rep.report_path} (and {rep.json_path.name})")  # type: ignore[union-attr]
     print(f"figures: {out / 'figures'} ({len(rep.figures)} files)")
     if logged:
         print(f"logged to MLflow run {logged} (artifacts analysis/)")

@@ -157,7 +157,7 @@ def run_synth(args: argparse.Namespace) -> int:
         raise CLIError(f"{out / 'train.parquet'}: already exists (pass --force to replace it)")
     kw = {f.name: (tuple(v) if isinstance(v, list) else v) for f in dataclasses.fields(SynthConfig)
           if (v := getattr(args, f.name, None)) is not None}
-    cfg = SynthConfig(**kw)
+    cfg = SynthConfig(**kw)  # type: ignore[arg-type]
     with Console(stderr=True).status(f"generating {cfg.pairs:,} pairs, 12 eval sets and a BPE tokenizer"):
         stats = write(cfg, out)
     print(f"wrote {out}: {cfg.pairs:,} train pairs, 12 eval sets × {cfg.eval_pairs_per_set} pairs, "
@@ -295,7 +295,7 @@ def run_evals(args: argparse.Namespace) -> int:
             n, meta, status = None, None, f"unreadable: {e}"
         source = (f"{meta.get('release', '?')}: {meta.get('source', '?')}" if meta else
                   "not imported (no .meta.json)" if status == "found" else None)
-        rows.append({"set": name, "category": cat, "path": str(path), "status": status, "pairs": n, "source": source})
+        rows.append({"set": name, "category": cat, "path": str(path), "status": status, "pairs": n, "source": source})  # type: ignore[dict-item]
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=1)
         print()
@@ -311,14 +311,14 @@ def run_evals(args: argparse.Namespace) -> int:
             t.add_row(r["set"], r["category"], r["path"], f"[{style}]{r['status']}[/]",
                       "" if r["pairs"] is None else f"{r['pairs']:,}", r["source"] or "")
         Console(width=200).print(t)
-    bad = [r for r in rows if r["status"].startswith("unreadable")]
+    bad = [r for r in rows if r["status"].startswith("unreadable")]  # type: ignore[union-attr]
     if bad:
         print(f"error: {len(bad)} eval set(s) unreadable: " + "; ".join(f"{r['set']} ({r['status']})" for r in bad),
               file=sys.stderr)
         return 2
     missing = [r["set"] for r in rows if r["status"] == "missing"]
     if missing:
-        print(f"{len(missing)} of {len(rows)} eval sets missing: {', '.join(missing)} (`wps data evals import` "
+        print(f"{len(missing)} of {len(rows)} eval sets missing: {', '.join(missing)} (`wps data evals import` "  # type: ignore[arg-type]
               "converts a set's official release)", file=sys.stderr)
     return 0 if all(r["status"] == "found" for r in rows) else 1
 

@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.format == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))  # type: ignore[assignment]
+        w.writeheader()  # type: ignore[attr-defined]
+        w.writerows(rows)  # type: ignore[attr-defined]
         sys.stdout.write(buf.getvalue())
         return 0
     print_table(p, rows, wide=args.wide)
@@ -97,7 +97,7 @@ def print_table(p, rows: list[dict] | None = None, *, wide: bool = False) -> Non
               box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
     shown = [i for i, (_h, _j, default) in enumerate(COLUMNS) if wide or default]
     for i in shown:
-        t.add_column(COLUMNS[i][0], justify=COLUMNS[i][1], no_wrap=True)
+        t.add_column(COLUMNS[i][0], justify=COLUMNS[i][1], no_wrap=True)  # type: ignore[arg-type]
     if rows is None:
         rows = [{**r, "base_missing": None} for r in p.rows()]
     for r in rows:

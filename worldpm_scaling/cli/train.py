@@ -48,7 +48,7 @@ def _show_trainer_log() -> None:
     if not any(getattr(h, "_wps", False) for h in lg.handlers):
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(message)s"))
-        h._wps = True
+        h._wps = True  # type: ignore[attr-defined]
         lg.addHandler(h)
     lg.setLevel(min(lg.getEffectiveLevel(), logging.INFO))
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                   TextColumn("{task.completed:,.0f}/{task.total:,.0f} pairs"), TextColumn("loss {task.fields[loss]}"),
                   TimeElapsedColumn(), TimeRemainingColumn()) as prog:
         task = prog.add_task(run_spec.model.name, total=run_spec.pairs, loss="–")
-        first = []
+        first = []  # type: ignore[var-annotated]
 
         def show(tr, m):
             if not first and tr.resumed_from_step is not None:
@@ -87,12 +87,12 @@ def run(args: argparse.Namespace) -> int:
     if result is None:  # stopped before training started
         print(f"{out.status}: stopped before training started", file=sys.stderr)
         return EXIT_PREEMPTED if out.status in ("REQUEUED", "PREEMPTED") else 1
-    loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "–"
+    loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "–"  # type: ignore[attr-defined]
     if out.resumed_from_step is not None:
         did = f"steps {out.trained_steps[0]}–{out.trained_steps[-1]}" if out.trained_steps else "no steps"
         print(f"resumed from checkpoint step {out.resumed_from_step}; this run trained {did}")
-    print(f"{out.status}: {result.steps} steps, {result.pairs_seen:,} pairs, {result.tokens_seen:,} tokens, "
-          f"final train loss {loss}; checkpoint {result.checkpoint}")
+    print(f"{out.status}: {result.steps} steps, {result.pairs_seen:,} pairs, {result.tokens_seen:,} tokens, "  # type: ignore[attr-defined]
+          f"final train loss {loss}; checkpoint {result.checkpoint}")  # type: ignore[attr-defined]
     if out.status == "FINISHED":
         return 0
     return EXIT_PREEMPTED if out.status in ("REQUEUED", "PREEMPTED") else 1

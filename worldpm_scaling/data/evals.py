@@ -148,11 +148,11 @@ def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int, reward_token: str
         rs = tokenizer.encode_batch([reply_text(r["rejected"], reward_token) for r in rows])
         pairs = []
         for r, p, c, j in zip(rows, ps, cs, rs):
-            p, c, j = (np.asarray(x, dtype=np.int32) for x in (p, c, j))
-            p1, c = _fit(p, c, ctx_len, None)
-            p2, j = _fit(p, j, ctx_len, None)
+            p, c, j = (np.asarray(x, dtype=np.int32) for x in (p, c, j))  # type: ignore[assignment]
+            p1, c = _fit(p, c, ctx_len, None)  # type: ignore[arg-type, assignment]
+            p2, j = _fit(p, j, ctx_len, None)  # type: ignore[arg-type, assignment]
             g, cslot, rslot = _group(r)
-            pairs.append(TokenizedPair(prompt=p1 if len(p1) <= len(p2) else p2, chosen=c, rejected=j,
+            pairs.append(TokenizedPair(prompt=p1 if len(p1) <= len(p2) else p2, chosen=c, rejected=j,  # type: ignore[arg-type]
                                        chosen_markdown=_flag(r, "chosen_markdown", r["chosen"]),
                                        rejected_markdown=_flag(r, "rejected_markdown", r["rejected"]),
                                        group=g, chosen_slot=cslot, rejected_slot=rslot))

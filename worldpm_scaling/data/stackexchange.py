@@ -199,11 +199,11 @@ def _scan(src: BinaryIO, name: str, work: Path, n_buckets: int, opts: ConvertOpt
                 qid = pid
             else:
                 s.answers += 1
-                qid = _int(attrs.get("ParentId"))
+                qid = _int(attrs.get("ParentId"))  # type: ignore[assignment]
                 if qid is None:
                     s.filtered["orphan_answer"] += 1
                     continue
-                rec = (2, pid, body, qid, _int(attrs.get("Score")) or 0, attrs.get("CreationDate", ""))
+                rec = (2, pid, body, qid, _int(attrs.get("Score")) or 0, attrs.get("CreationDate", ""))  # type: ignore[assignment]
             pickle.dump(rec, files[_bucket_of(qid, n_buckets)], protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         for f in files:
@@ -290,7 +290,7 @@ class _Writer:
     """Batched, schema-fixed writer into a temp path (renamed by the caller when all went well)."""
 
     def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt, self.rows, self.n = path, fmt, [], 0
+        self.path, self.fmt, self.rows, self.n = path, fmt, [], 0  # type: ignore[var-annotated]
         self._pq = None
         self._f = open(path, "w") if fmt == "jsonl" else None
 
@@ -304,7 +304,7 @@ class _Writer:
             return
         self.n += len(self.rows)
         if self.fmt == "jsonl":
-            self._f.write("".join(json.dumps(dict(zip(COLUMNS, r))) + "\n" for r in self.rows))
+            self._f.write("".join(json.dumps(dict(zip(COLUMNS, r))) + "\n" for r in self.rows))  # type: ignore[union-attr]
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -314,7 +314,7 @@ class _Writer:
             t = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, schema)], schema=schema)
             if self._pq is None:
                 self._pq = pq.ParquetWriter(self.path, t.schema)
-            self._pq.write_table(t)
+            self._pq.write_table(t)  # type: ignore[attr-defined]
         self.rows = []
 
     def close(self) -> None:

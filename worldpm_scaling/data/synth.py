@@ -165,7 +165,7 @@ _VOW = "aeiou"
 
 
 def _words(rng: random.Random, n: int, syllables: tuple[int, int], taken: set[str]) -> list[str]:
-    out = []
+    out = []  # type: ignore[var-annotated]
     while len(out) < n:
         w = "".join(rng.choice(_CONS) + rng.choice(_VOW) for _ in range(rng.randint(*syllables)))
         if w not in taken:
@@ -212,7 +212,7 @@ class Forum:
             f.names = _words(rng, cfg.chain_names, (2, 2), taken)
         if cfg.answer_form == "parity":  # drawn last too: the other forms' worlds are unchanged
             f.flags = _words(rng, cfg.parity_flags, (2, 2), taken)
-            f.verdicts = tuple(_words(rng, 2, (2, 2), taken))
+            f.verdicts = tuple(_words(rng, 2, (2, 2), taken))  # type: ignore[assignment]
         if cfg.quality_zipf > 0:
             f.marker_cum = list(itertools.accumulate((i + 1) ** -cfg.quality_zipf for i in range(cfg.quality_words)))
         return f

@@ -141,7 +141,7 @@ def _me() -> str:
 def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
     tmp = path.with_name(f"{path.name}.{_me()}.tmp")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -351,7 +351,9 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
                      flags=np.asarray(flags, dtype=bool).reshape(-1, 2))
         chunks.append(path)
         done += n
-        tokens.clear(), spans.clear(), flags.clear()
+        tokens.clear()
+        spans.clear()
+        flags.clear()
         pos, n = 0, 0
 
     for r in itertools.islice(iter_pairs(src), done, None):

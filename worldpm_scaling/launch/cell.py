@@ -102,7 +102,7 @@ class _Signals:
     def restore(self) -> None:
         for sig, old in self._old.items():
             try:
-                signal.signal(sig, old)
+                signal.signal(sig, old)  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 pass
         self._old.clear()
@@ -242,7 +242,7 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
                           train_pairs_sharded=True)
         hosts, run_id = _tag_hosts(trainer, child, host)
         node_metrics = _node_system_metrics(run, ranks, hosts, run_id)
-        sig.trainer = trainer
+        sig.trainer = trainer  # type: ignore[assignment]
         if sig.reason is not None:
             trainer.close()
             return _stopped_before_start(run, sig, outcome, job_id, child=child)
@@ -395,7 +395,7 @@ def _node_system_metrics(run: RunSpec, ranks: Ranks, hosts: list[str], run_id: s
 
 
 def _stopped_before_start(run: RunSpec, sig: _Signals, outcome: CellOutcome, job_id, *, child=None) -> CellOutcome:
-    status = {"requeue": "REQUEUED", "preempt": "PREEMPTED", "stop": "KILLED"}[sig.reason]
+    status = {"requeue": "REQUEUED", "preempt": "PREEMPTED", "stop": "KILLED"}[sig.reason]  # type: ignore[index]
     outcome.status = status
     markers.write_rank_record(run.out_dir, outcome.rank, status=status, step=None)
     if outcome.rank == 0:
@@ -423,4 +423,4 @@ def with_tracking(run: RunSpec, backend: str | None) -> RunSpec:
     """`run` with its tracking backend replaced (`wps train --tracking`)."""
     if backend is None:
         return run
-    return dataclasses.replace(run, tracking=dataclasses.replace(run.tracking, backend=backend))
+    return dataclasses.replace(run, tracking=dataclasses.replace(run.tracking, backend=backend))  # type: ignore[arg-type]

@@ -66,7 +66,7 @@ def make_executor(kind: str, folder: Path, cluster: ClusterSpec, run: RunSpec):
         ex = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=20)
         ex.update_parameters(**slurm_parameters(run, cluster))
         return ex
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=kind)
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=kind)  # type: ignore[assignment]
     ex.update_parameters(timeout_min=run.resources.time_limit_minutes, tasks_per_node=1,
                          cpus_per_task=run.resources.cpus_per_task)
     return ex
@@ -81,7 +81,7 @@ def pending_cells(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
     here; the pre-flight check (launch/preflight.py) refuses it before anything is submitted."""
     from .status import read_state
 
-    todo, done = [], []
+    todo, done = [], []  # type: ignore[var-annotated]
     for r in plan.runs:
         (done if read_state(r.out_dir).get("status") == "FINISHED" else todo).append(r)
     return todo, done

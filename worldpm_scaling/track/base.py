@@ -20,7 +20,9 @@ SYSTEM_PREFIX = "system/"
 class Run(Protocol):
     """A handle on one tracked run (a sweep's parent or a cell's child)."""
 
-    run_id: str
+    @property
+    def run_id(self) -> str:
+        """The backend's id of this run (read-only: MLflow's is fixed once the run exists)."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Record `metrics` at optimizer step `step`; steps ≤ an already-logged step are dropped."""

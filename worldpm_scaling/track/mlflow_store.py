@@ -13,7 +13,7 @@ import json
 import os
 import time
 import urllib.parse
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 
 from .secrets import mask_uri, scrub
 from .spool import Point
@@ -304,6 +304,11 @@ class Store:
         return max(steps) if steps else None
 
     # -- runs ---------------------------------------------------------------------------------------
+    @overload
+    def experiment_id(self, name: str, *, create: Literal[True] = ...) -> str: ...
+    @overload
+    def experiment_id(self, name: str, *, create: bool) -> str | None: ...
+
     def experiment_id(self, name: str, *, create: bool = True) -> str | None:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
@@ -375,7 +380,7 @@ class Store:
         from .datasets import to_entities
 
         if records:
-            self.client.log_inputs(run_id, datasets=to_entities(list(records)))
+            self.client.log_inputs(run_id, datasets=to_entities([dict(r) for r in records]))
 
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         if os.path.isdir(path):

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import faults
 from .base import STATUSES, SYSTEM_PREFIX, Status
@@ -34,6 +34,9 @@ from .secrets import scrub
 from .source import source_tags, sweep_file
 from .spool import Point, Spool, cell_key, sweep_key
 from .sync import attach, replay_key
+
+if TYPE_CHECKING:  # imports mlflow's monitors: only when a cell run asks for system metrics
+    from .system_metrics import RunSystemMetrics
 
 SPOOL_PREFIX = "spool:"
 
@@ -87,7 +90,7 @@ class MlflowRun:
         self._wake = threading.Event()
         self._closed = False
         self._finished: str | None = None
-        self._sysmon = None                    # system_metrics.RunSystemMetrics, on cell runs
+        self._sysmon: RunSystemMetrics | None = None  # on cell runs
         self._offline = run_id is None or bool(spool and spool.pending(key))
         self._requested = 0
         self._done = 0
@@ -113,6 +116,12 @@ class MlflowRun:
     def online(self) -> bool:
         return self._run_id is not None and not self._offline
 
+    def _live(self) -> tuple[Store, str] | None:
+        """The store and the run's id while the run is online; None while it is offline (spooling)."""
+        if self.store is None or self._run_id is None or self._offline:
+            return None
+        return self.store, self._run_id
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         step = int(step)
         ts = int(time.time() * 1000)
@@ -132,9 +141,9 @@ class MlflowRun:
         clean = scrub(params)
         if self.spool is not None:
             self.spool.update_meta(self.key, params=clean)
-        if self.online:
+        if (live := self._live()) is not None:
             try:
-                changed = self.store.ensure_params(self._run_id, clean)
+                changed = live[0].ensure_params(live[1], clean)
                 if changed:
                     print(f"warning: run {self._run_id} keeps its earlier values of params {changed[:5]} "
                           "(MLflow params are immutable)", file=sys.stderr)
@@ -145,16 +154,16 @@ class MlflowRun:
         clean = scrub(tags, max_len=8000)
         if self.spool is not None:
             self.spool.update_meta(self.key, tags=clean)
-        if self.online:
+        if (live := self._live()) is not None:
             try:
-                self.store.set_tags(self._run_id, clean)
+                live[0].set_tags(live[1], clean)
             except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
-        if self.online:
+        if (live := self._live()) is not None:
             try:
-                self.store.log_artifact(self._run_id, path, artifact_path)
+                live[0].log_artifact(live[1], path, artifact_path)
                 return
             except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
@@ -167,9 +176,9 @@ class MlflowRun:
         for when the run reaches the server."""
         if self.spool is not None:
             self.spool.update_meta(self.key, inputs=records)
-        if self.online:
+        if (live := self._live()) is not None:
             try:
-                self.store.log_inputs(self._run_id, records)
+                live[0].log_inputs(live[1], records)
             except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
 
@@ -207,9 +216,9 @@ class MlflowRun:
         self._finished = status
         if self.spool is not None:
             self.spool.update_meta(self.key, status=status)
-        if self.online:
+        if (live := self._live()) is not None:
             try:
-                self.store.set_status(self._run_id, status)
+                live[0].set_status(live[1], status)
                 return
             except Exception as e:  # noqa: BLE001 — server away: spool, replay later
                 self._went_offline(e)
@@ -281,7 +290,8 @@ class MlflowRun:
                 batch, self._buf = self._buf, []
             finally:
                 self._lock.release()
-            if self._offline or self._run_id is None:
+            live = self._live()
+            if live is None:
                 self._send_offline(batch, final)
                 return
             if not batch:
@@ -289,7 +299,7 @@ class MlflowRun:
             c0, t0 = time.thread_time(), time.perf_counter()
             try:
                 faults.point("tracker.before_send")
-                self.store.log_points(self._run_id, batch)
+                live[0].log_points(live[1], batch)
                 faults.point("tracker.after_send")
                 self.stats["points_sent"] += len(batch)
                 self.stats["requests"] += -(-len(batch) // 1000)
@@ -355,8 +365,8 @@ class MlflowRun:
             if self.role == "cell":
                 if self.spool is not None:
                     self.spool.update_meta(self.key, status="KILLED")
-                if self.online:
-                    self.store.set_status(self._run_id, "KILLED")
+                if (live := self._live()) is not None:
+                    live[0].set_status(live[1], "KILLED")
                 self._finished = "KILLED"
         except Exception:  # noqa: BLE001 — best effort at interpreter exit
             pass
@@ -430,7 +440,7 @@ class MlflowTracker:
         self.experiment = experiment
         self.spool = Spool(spool_dir) if spool_dir is not None else None
         self.start_timeout_s = start_timeout_s
-        self._kw = {"flush_every_s": flush_every_s, "flush_every_points": flush_every_points,
+        self._kw: dict[str, Any] = {"flush_every_s": flush_every_s, "flush_every_points": flush_every_points,
                     "finish_wait_s": 0.0 if offline else finish_wait_s}
         self._reachable: bool | None = None
         self._access_checked = False
@@ -457,7 +467,7 @@ class MlflowTracker:
                 self._access_checked = True
         if not ok and self.spool is None:
             raise ConnectionError(f"MLflow server {self.store.safe_uri} unreachable and no spool folder given")
-        if not ok and self._reachable is not False:
+        if not ok and self._reachable is not False and self.spool is not None:
             print(f"warning: MLflow server {self.store.safe_uri} unreachable; spooling to {self.spool.dir} "
                   "(replayed when it answers again, or with `wps sync`)", file=sys.stderr)
         self._reachable = ok
@@ -469,8 +479,9 @@ class MlflowTracker:
             self.spool.update_meta(key, **meta)
             if params:
                 self.spool.update_meta(key, params=scrub(params))
-        run_id, last = None, {}
-        if online:
+        run_id: str | None = None
+        last: dict[str, int] = {}
+        if online and self.store is not None:
             run_id, last = attach(self.store, {**meta, "params": scrub(params or {})}, self.spool, key)
         if self.spool is not None:  # points spooled by an earlier attempt count as logged too
             pts, _ = self.spool.read(key)

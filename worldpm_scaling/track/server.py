@@ -83,7 +83,7 @@ def default_allowed_hosts(host: str, port: int) -> list[str]:
             names.add(n)
     if wildcard:
         try:
-            names.update(a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET))
+            names.update(str(a[4][0]) for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET))
         except OSError:
             pass
     out: list[str] = []

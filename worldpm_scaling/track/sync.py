@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, overload
 
 from .mlflow_store import ROLE_TAG, Store, TrackingAuthError, filter_literal
 from .secrets import scrub
@@ -147,6 +147,12 @@ def elect_run(store: Store, exp_id: str, filt: str, lock: str, create, *, wait_s
             break  # the elected run was deleted since, the lock was purged, or its winner died
         time.sleep(poll_s)
     return _converge(store, exp_id, filt, create())
+
+
+@overload
+def sweep_run(store: Store, sweep: str, experiment: str | None = None, *, create: Literal[True] = ...) -> str: ...
+@overload
+def sweep_run(store: Store, sweep: str, experiment: str | None = None, *, create: bool) -> str | None: ...
 
 
 def sweep_run(store: Store, sweep: str, experiment: str | None = None, *, create: bool = True) -> str | None:

@@ -117,7 +117,7 @@ def init_group(p: Placement, timeout: _dt.timedelta) -> bool:
     if p.world <= 1 or dist.is_initialized():
         return False
     kw = {"device_id": p.device} if p.device.type == "cuda" else {}
-    dist.init_process_group(backend=backend_for(p.device), rank=p.rank, world_size=p.world, timeout=timeout, **kw)
+    dist.init_process_group(backend=backend_for(p.device), rank=p.rank, world_size=p.world, timeout=timeout, **kw)  # type: ignore[arg-type]
     return True
 
 

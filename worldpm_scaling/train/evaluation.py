@@ -79,7 +79,7 @@ def set_metrics(s: SetScores) -> dict[str, float]:
     for feat, v in (("length", ph_len), ("markdown", ph_md)):
         if math.isfinite(v):
             out[names.eval_phi(s.data.name, feat)] = v
-    out.update(extra_metrics(s.data.name, pairs, c.tolist(), j.tolist()))  # RM-Bench hard/normal/easy, best-of-K
+    out.update(extra_metrics(s.data.name, pairs, c.tolist(), j.tolist()))  # type: ignore[arg-type] # RM-Bench hard/normal/easy, best-of-K
     return out
 
 
@@ -107,8 +107,8 @@ def evaluate(sets: Sequence[EvalData], score: Scorer, *, chunk: int, rank: int =
             continue
         c, j = torch.empty(n), torch.empty(n)
         for per_rank in gathered:
-            idx, rc, rr = per_rank[si]
-            c[idx], j[idx] = rc, rr
+            idx, rc, rr = per_rank[si]  # type: ignore[assignment]
+            c[idx], j[idx] = rc, rr  # type: ignore[assignment]
         scores.append(SetScores(es, c, j))
     out: dict[str, float] = {}
     per_cat: dict[str, list[tuple[float, float]]] = {}

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -228,7 +229,7 @@ def protected_folders(run) -> list[tuple[str, Path]]:
     return out
 
 
-def prepare_out(out: Path, force: bool, protected: list[tuple[str, Path]] = ()) -> None:
+def prepare_out(out: Path, force: bool, protected: Sequence[tuple[str, Path]] = ()) -> None:
     """Refuse an --out that would destroy something: the current directory or a folder above it, a
     folder that is (or is inside, or above) one of `protected`, and a non-empty folder that is not a
     previous export (no MARKER) even with `force`."""

@@ -27,7 +27,7 @@ class RewardModel(nn.Module):
         if head == "mlp":
             self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         elif head == "linear":
-            self.head = nn.Linear(hidden, 1)
+            self.head = nn.Linear(hidden, 1)  # type: ignore[assignment]
         else:
             raise ValueError(f"train.head must be one of {HEADS}, got {head!r}")
 
@@ -83,7 +83,7 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
             place = contextlib.nullcontext()
             head_ctx = deepspeed.zero.Init(config_dict_or_path=zero3_config)
         else:
-            place = torch.device(device) if device is not None else contextlib.nullcontext()
+            place = torch.device(device) if device is not None else contextlib.nullcontext()  # type: ignore[assignment]
             head_ctx = contextlib.nullcontext()
         torch.manual_seed(seed)
         if shape.path:
@@ -101,7 +101,7 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
             model = RewardModel(backbone, shape.hidden, head)
         if zero3_config is None:
             model.head.to(dtype)
-        model.hf_ds_config = keep
+        model.hf_ds_config = keep  # type: ignore[assignment]
     if shape.path:  # an exported WorldPM-format folder brings its reward head too (train/export.py)
         from .export import load_exported_head
 
@@ -151,12 +151,12 @@ def _build_zero3(shape: ModelShape, *, head: str, seed: int, dtype, impl: str, z
                 freed += p.numel() * p.element_size()
                 value = values(name, size) if writer else None
                 # the other ranks receive rank 0's value by broadcast into this buffer
-                t = value.to(dtype) if writer else torch.empty(size, dtype=dtype)
+                t = value.to(dtype) if writer else torch.empty(size, dtype=dtype)  # type: ignore[union-attr]
                 del value
                 q = torch.nn.Parameter(t, requires_grad=p.requires_grad)
                 del t
                 setattr(mod, p_name, q)
-                anchor.convert_to_zero_parameters([q])
+                anchor.convert_to_zero_parameters([q])  # type: ignore[attr-defined]
                 del q
                 if freed >= 64 << 20:  # give the full-size transients back (every 64 MiB: trimming is slow)
                     trim()
@@ -271,7 +271,7 @@ class _CheckpointReader:
         fh = self.handles.get(f) or self.handles.setdefault(f, open(f, "rb"))
         raw = torch.empty(end - start, dtype=torch.uint8)
         fh.seek(base + start)
-        if end > start and fh.readinto(memoryview(raw.numpy())) != end - start:
+        if end > start and fh.readinto(memoryview(raw.numpy())) != end - start:  # type: ignore[arg-type]
             raise ValueError(f"{f}: weight {key!r} is truncated")
         return raw.view(_ST_DTYPES[entry["dtype"]]).reshape(shape)
 

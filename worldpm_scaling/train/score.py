@@ -129,9 +129,9 @@ def iter_items(path: Path, kind: str) -> Iterator[tuple[dict, list[list[dict]]]]
                 yield r, [_check_conversation(r[key], f"{path}: row {n}")]
                 n += 1
         return
-    for where, r in _jsonl(path):
+    for where, r in _jsonl(path):  # type: ignore[assignment]
         turns = r if isinstance(r, list) else next((r[k] for k in CONVERSATION_KEYS if isinstance(r, dict) and k in r),
-                                                   None)
+                                                   None)  # type: ignore[arg-type]
         if turns is None:
             raise ScoreError(f"{where}: a row must be a list of turns or an object with 'messages'")
         yield (r if isinstance(r, dict) else {"messages": r}), [_check_conversation(turns, where)]
@@ -170,13 +170,13 @@ class Folder:
     def encode(self, conv: list[dict], where: str) -> tuple[list[int], int]:
         """Token ids of the conversation as the folder's template renders it, and how many of them are
         the reply's (for the length Phi). The last id must be the reward token."""
-        text = self.tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False)
-        ids = self.tok.encode(text, add_special_tokens=False)
+        text = self.tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False)  # type: ignore[attr-defined]
+        ids = self.tok.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
         if not ids or ids[-1] != self.reward_id:
             raise ScoreError(f"{where}: the chat template of {self.path} does not end the conversation with the "
                              f"reward token {self.reward_token}")
-        head = self.tok.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True)
-        return ids, len(ids) - len(self.tok.encode(head, add_special_tokens=False))
+        head = self.tok.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
+        return ids, len(ids) - len(self.tok.encode(head, add_special_tokens=False))  # type: ignore[attr-defined]
 
 
 # -- backends ------------------------------------------------------------------------------------
@@ -249,17 +249,17 @@ class VLLMBackend:
 
     def _tail(self) -> str:
         self.proc.wait(timeout=60)
-        return (self.proc.stderr.read() or "")[-2000:]
+        return (self.proc.stderr.read() or "")[-2000:]  # type: ignore[union-attr]
 
     def _read(self) -> dict | None:
-        for line in self.proc.stdout:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
             if line.startswith("WPS-SCORE "):
                 return json.loads(line[len("WPS-SCORE "):])
         return None
 
     def score(self, batch: list[list[int]]) -> list[float]:
-        self.proc.stdin.write(json.dumps(batch) + "\n")
-        self.proc.stdin.flush()
+        self.proc.stdin.write(json.dumps(batch) + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
         got = self._read()
         if got is None or "rewards" not in got:
             raise ScoreError(f"--backend vllm: the vLLM worker stopped: {got.get('error') if got else self._tail()}")
@@ -267,7 +267,7 @@ class VLLMBackend:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            self.proc.stdin.close()  # type: ignore[union-attr]
             try:
                 self.proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
@@ -316,7 +316,7 @@ def score_file(model_dir: str | Path, input_path: str | Path, *, out: str | Path
     total = count_rows(src)
     be = HFBackend(folder, dtype) if backend == "hf" else VLLMBackend(folder, dtype, vllm_python_path)
     summary = ScoreSummary(kind=kind)
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     bar = tqdm(total=total, unit="pair" if kind == "pairs" else "conv", file=sys.stderr,
                disable=(not progress) if progress is not None else None, desc=f"scoring ({be.name})")
@@ -324,7 +324,7 @@ def score_file(model_dir: str | Path, input_path: str | Path, *, out: str | Path
     feats = []  # (reply tokens chosen, rejected, markdown chosen, rejected) per pair, for the style Phi
     t0 = time.perf_counter()
     try:
-        chunk = []
+        chunk = []  # type: ignore[var-annotated]
         for row, convs in _chain(iter_items(src, kind), None):
             if row is not None:
                 where = f"{src}: row {summary.rows + len(chunk)}"
@@ -383,7 +383,7 @@ class _Writer:
     """Rows with their rewards, streamed to a temp file beside `dest` and renamed onto it at the end."""
 
     def __init__(self, dest: Path, kind: str):
-        self.dest, self.kind, self.rows = dest, kind, []
+        self.dest, self.kind, self.rows = dest, kind, []  # type: ignore[var-annotated]
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = dest.with_name(f".{dest.name}.tmp")
         self.f = open(self.tmp, "w") if dest.suffix == ".jsonl" else None

@@ -54,7 +54,7 @@ def make_run(model: ModelShape, *, pairs: int, out_dir: str, milestones: tuple[i
     ms = tuple(milestones) if milestones is not None else (pairs,)
     identity = {"sweep": sweep, "model": to_plain(model), "data": to_plain(data), "pairs": pairs,
                 "milestones": list(ms), "train": to_plain(t), "eval": to_plain(ev), "seed": seed}
-    accum = max(1, -(-t.global_batch_pairs // (world * t.micro_batch_pairs)))
+    accum = max(1, -(-t.global_batch_pairs // (world * t.micro_batch_pairs)))  # type: ignore[operator]
     res = Resources(gpu_type="cpu", nodes=1, gpus_per_node=world, cpus_per_task=1, mem_gb_per_task=None,
                     time_limit_minutes=60, zero_stage=zero_stage, grad_accum=accum)
     return RunSpec(sweep=sweep, cell_id=cell_id_of(identity), index=0, model=model, data=data, pairs=pairs,
