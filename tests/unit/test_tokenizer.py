@@ -83,15 +83,20 @@ def test_exported_chat_template_renders_the_training_format(reward_token):
     exported model reads the tokens the cell was trained on (rendered as transformers renders it)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from worldpm_scaling.data.tokenizer import reply_text
-    from worldpm_scaling.train.export import chat_template
+    from worldpm_scaling.data.chat import chat_template, reply_text
+    from worldpm_scaling.train import export
 
+    assert export.chat_template is chat_template  # the exporter writes the one format, not a copy
     tpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(chat_template(reward_token))
     convs = [[{"role": "system", "content": ""}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
              [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
-              {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2\n\nmore"}]]
+              {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2\n\nmore"}],
+             [{"role": "system", "content": "Be brief. Quote 'this' \\ that."}, {"role": "user", "content": "q1"},
+              {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"},
+              {"role": "assistant", "content": ""}, {"role": "user", "content": "q3 {{ not jinja }}"},
+              {"role": "assistant", "content": "a3"}]]
     for conv in convs:
         text = tpl.render(messages=conv, add_generation_prompt=False)
         assert text == prompt_text(conv[:-1]) + reply_text(conv[-1]["content"], reward_token)
         assert tpl.render(messages=conv[:-1], add_generation_prompt=True) == prompt_text(conv[:-1])
-    assert text.endswith("<|im_end|>\n<|endoftext|>" if reward_token == "endoftext" else "more<|im_end|>")
+    assert text.endswith("<|im_end|>\n<|endoftext|>" if reward_token == "endoftext" else "a3<|im_end|>")

@@ -55,7 +55,7 @@ def test_three_message_conversation_renders_the_qwen25_template(hf_tok, qwen_tok
 
 
 def test_stackexchange_tokens_per_pair_reach_the_plan(qwen_tokenizer, tmp_path, capsys):  # noqa: F811 — the fixture imported above
-    from worldpm_scaling.data.tokenizer import write_token_stats
+    from worldpm_scaling.data.tokenized import write_token_stats
 
     out = tmp_path / "se"
     assert main(["data", "stackexchange", str(FIX / "Posts.xml"), "--out", str(out), "--test-frac", "0"]) == 0

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from .inputs import check_store, column, frame_from_file, read_table
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser(
@@ -70,47 +72,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=run_analyze)
 
 
-def _read_table(path: str):
-    from pathlib import Path
-
-    import pandas as pd
-
-    from ..analysis.errors import AnalysisInputError
-
-    p = Path(path)
-    if not p.is_file():
-        raise AnalysisInputError(f"{p}: no such file")
-    try:
-        return pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
-    except Exception as e:  # noqa: BLE001 — any parser error is a bad input file
-        raise AnalysisInputError(f"{p}: cannot read as a table: {e}") from None
-
-
-def _column(df, name: str, path: str):
-    from ..analysis.errors import AnalysisInputError
-
-    if name not in df.columns:
-        raise AnalysisInputError(f"{path}: no column {name!r} (columns: {', '.join(map(str, df.columns))})")
-    import pandas as pd
-
-    col = pd.to_numeric(df[name], errors="coerce")
-    return col.to_numpy(float)
-
-
 def run_fit(args: argparse.Namespace) -> int:
     from ..analysis.errors import AnalysisInputError
     from ..analysis.fits import fit_chinchilla, fit_power
 
     _check_level_bootstrap(args)
-    df = _read_table(args.file)
+    df = read_table(args.file)
     xs = [c.strip() for c in args.x.split(",")]
-    y = _column(df, args.y, args.file)
+    y = column(df, args.y, args.file)
     if args.form == "isoflop":
         return _run_isoflop(args, df, xs, y)
     if args.form == "power":
         if len(xs) != 1:
             raise AnalysisInputError(f"--form power takes one --x column, got {xs}")
-        fit = fit_power(_column(df, xs[0], args.file), y, fix_E=args.fix_E, bootstrap=args.bootstrap,
+        fit = fit_power(column(df, xs[0], args.file), y, fix_E=args.fix_E, bootstrap=args.bootstrap,
                         level=args.level, seed=args.seed, x_name=xs[0], y_name=args.y)
         keys = ("E", "A", "alpha")
     else:
@@ -118,7 +93,7 @@ def run_fit(args: argparse.Namespace) -> int:
             raise AnalysisInputError(f"--form chinchilla takes two --x columns 'N,D', got {xs}")
         if args.fix_E is not None:
             raise AnalysisInputError("--fix-E applies to --form power only")
-        fit = fit_chinchilla(_column(df, xs[0], args.file), _column(df, xs[1], args.file), y,
+        fit = fit_chinchilla(column(df, xs[0], args.file), column(df, xs[1], args.file), y,
                              bootstrap=min(args.bootstrap, 200), level=args.level, seed=args.seed,
                              names=(xs[0], xs[1]), y_name=args.y)
         keys = ("E", "A", "B", "alpha", "beta")  # type: ignore[assignment]
@@ -162,7 +137,7 @@ def _run_isoflop(args: argparse.Namespace, df, xs: list[str], y) -> int:
         raise AnalysisInputError(f"--form isoflop takes --x BUDGET,N[,D] (2 or 3 columns), got {xs}")
     if args.fix_E is not None:
         raise AnalysisInputError("--fix-E applies to --form power only")
-    cols = [_column(df, c, args.file) for c in xs]
+    cols = [column(df, c, args.file) for c in xs]
     fit = fit_isoflop(cols[0], cols[1], y, cols[2] if len(cols) == 3 else None, bootstrap=args.bootstrap,
                       level=args.level, seed=args.seed, names=tuple(xs) + ("D",) * (3 - len(xs)), y_name=args.y)
     d = fit.to_dict()
@@ -179,56 +154,6 @@ def _run_isoflop(args: argparse.Namespace, df, xs: list[str], y) -> int:
         print(f"  C={b['C']:.4g}: N_opt={b['N_opt']:.4g} D_opt={b['D_opt']:.4g} ({b['points']} points)"
               + ("" if b["used"] else f"  NOT USED: {b['flag']}"))
     return 0
-
-
-def _from_file(path: str):
-    """load.from_file, with a file pandas or pyarrow cannot parse named as such (not their traceback)."""
-    from ..analysis import load
-    from ..analysis.errors import AnalysisInputError
-
-    try:
-        return load.from_file(path)
-    except AnalysisInputError:
-        raise
-    except Exception as e:  # noqa: BLE001 — any parser error means a bad input file
-        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise AnalysisInputError(f"{path}: cannot read as a CSV/Parquet table of runs ({why})") from None
-
-
-def _check_store(uri: str, timeout_s: float = 5.0) -> None:
-    """The tracking store answers, or a named error now: an HTTP server that is away is asked once for
-    /health (`wps status` does the same), a SQLite file must be one, a scheme MLflow cannot read is named."""
-    from pathlib import Path
-
-    from ..track import reachable
-    from ..track.mlflow_store import TrackingError, check_uri
-    from ..track.secrets import mask_uri
-    from . import CLIError
-
-    try:
-        check_uri(uri)
-    except TrackingError as e:
-        raise CLIError(str(e)) from None
-    from ..launch.preflight import database_answers
-
-    if database_answers(uri, timeout_s) is False:
-        raise CLIError(f"tracking database {mask_uri(uri)} does not accept a connection within {timeout_s:g} s: "
-                       "start it, pass --tracking-uri, or analyse an export with --from FILE")
-    if uri.startswith(("http://", "https://")) and not reachable(uri, timeout_s):
-        raise CLIError(f"tracking server {mask_uri(uri)} is not answering /health within {timeout_s:g} s: start it, "
-                       "pass --tracking-uri (or fix the sweep's tracking.uri), or analyse an export with --from FILE")
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if db.is_dir():
-            raise CLIError(f"{db}: a folder, not an MLflow SQLite store (--tracking-uri)")
-        if db.is_file():
-            try:
-                with open(db, "rb") as f:
-                    head = f.read(16)
-            except OSError as e:
-                raise CLIError(f"{db}: cannot read the MLflow store: {e.strerror or e}") from None
-            if head and head != b"SQLite format 3\x00":
-                raise CLIError(f"{db}: not an SQLite database, so not an MLflow store (--tracking-uri)")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -261,9 +186,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise AnalysisInputError(f"--bootstrap must be >= 0 (0 = no intervals), got {args.bootstrap}")
     check_out_dir(out)  # a named error before anything is fetched
     if args.from_file:
-        df = _from_file(args.from_file)
+        df = frame_from_file(args.from_file)
     else:
-        _check_store(uri)  # seconds, not MLflow's minutes of retries against a server that is away
+        check_store(uri)  # seconds, not MLflow's minutes of retries against a server that is away
         df = load.from_mlflow(sweep, tracking_uri=uri, experiment=experiment, cache=out / "runs.parquet", cells=cells)
         if df.attrs.get("left_out"):
             print(f"note: left out {df.attrs['left_out']} run(s) of cells that are not in {args.sweep}'s current "

@@ -7,6 +7,8 @@ import json
 import math
 import sys
 
+from .inputs import check_store, column, frame_from_file, read_table
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -101,7 +103,6 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _run_table(args: argparse.Namespace) -> int:
     from ..analysis.predict import make_ladder, predict
-    from .analysis import _column, _read_table
 
     for o in ("x", "loss", "at"):
         if getattr(args, o) is None:
@@ -110,9 +111,9 @@ def _run_table(args: argparse.Namespace) -> int:
     if len(xs) != 2:
         raise _bad(f"--x takes two columns 'N,D', got {xs}")
     N_t, D_t = parse_at(args.at)
-    df = _read_table(args.source)
-    cols = {k: _column(df, c, args.source) for k, c in (("N", xs[0]), ("D", xs[1]), ("loss", args.loss))}
-    acc = _column(df, args.acc, args.source) if args.acc else None
+    df = read_table(args.source)
+    cols = {k: column(df, c, args.source) for k, c in (("N", xs[0]), ("D", xs[1]), ("loss", args.loss))}
+    acc = column(df, args.acc, args.source) if args.acc else None
     if args.run is not None and args.run not in df.columns:
         raise _bad(f"{args.source}: no column {args.run!r} (columns: {', '.join(map(str, df.columns))})")
     run = df[args.run].astype(str).to_numpy() if args.run else None
@@ -139,7 +140,7 @@ def describe(p, i: int) -> list[str]:
     if p.loss is None:
         out.append("loss: not identified (" + "; ".join(p.step1.not_identified) + "): no prediction")
     else:
-        iv = lambda b: f"  [{b.lo:.4g}, {b.hi:.4g}]" if math.isfinite(b.lo) else "  (no interval: --bootstrap 0)"  # noqa: E731
+        iv = lambda b: f"  [{b.lo:.4g}, {b.hi:.4g}]" if math.isfinite(b.lo) else "  (no interval: --bootstrap 0)"
         out.append(f"loss: {p.loss[i].pred:.4g}{iv(p.loss[i])}")
         if p.acc is not None:
             out.append(f"acc:  {p.acc[i].pred:.4g}{iv(p.acc[i])}")
@@ -208,14 +209,12 @@ def _run_sweep(args: argparse.Namespace) -> int:
         cells = {r.cell_id for r in plan(spec).runs}
         milestones = sweep_milestones(spec)
     if args.from_file:
-        from .analysis import _from_file
 
-        df = _from_file(args.from_file)
+        df = frame_from_file(args.from_file)
     else:
-        from .analysis import _check_store
 
         uri = load.default_uri(uri)
-        _check_store(uri)  # a named error in seconds when the server is away
+        check_store(uri)  # a named error in seconds when the server is away
         df = load.from_mlflow(sweep, tracking_uri=uri, experiment=experiment, cells=cells)
     if "status" in df.columns:
         df = df[df["status"] == "FINISHED"]

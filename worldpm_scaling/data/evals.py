@@ -19,7 +19,7 @@ from ..names import EVAL_SETS
 from ..style import has_markdown
 from .io import read_pairs
 from .pairs import TokenizedPair
-from .tokenized import _fit
+from .tokenized import truncate_to_context
 from .tokenizer import Tok, prompt_text, reply_text
 
 LABELS_TRUE = "true labels from the file's chosen_markdown/rejected_markdown columns"
@@ -147,12 +147,12 @@ def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int, reward_token: str
         cs = tokenizer.encode_batch([reply_text(r["chosen"], reward_token) for r in rows])
         rs = tokenizer.encode_batch([reply_text(r["rejected"], reward_token) for r in rows])
         pairs = []
-        for r, p, c, j in zip(rows, ps, cs, rs):
-            p, c, j = (np.asarray(x, dtype=np.int32) for x in (p, c, j))  # type: ignore[assignment]
-            p1, c = _fit(p, c, ctx_len, None)  # type: ignore[arg-type, assignment]
-            p2, j = _fit(p, j, ctx_len, None)  # type: ignore[arg-type, assignment]
+        for r, p_ids, c_ids, j_ids in zip(rows, ps, cs, rs):
+            p, c, j = (np.asarray(x, dtype=np.int32) for x in (p_ids, c_ids, j_ids))
+            p1, c = truncate_to_context(p, c, ctx_len, None)
+            p2, j = truncate_to_context(p, j, ctx_len, None)
             g, cslot, rslot = _group(r)
-            pairs.append(TokenizedPair(prompt=p1 if len(p1) <= len(p2) else p2, chosen=c, rejected=j,  # type: ignore[arg-type]
+            pairs.append(TokenizedPair(prompt=p1 if len(p1) <= len(p2) else p2, chosen=c, rejected=j,
                                        chosen_markdown=_flag(r, "chosen_markdown", r["chosen"]),
                                        rejected_markdown=_flag(r, "rejected_markdown", r["rejected"]),
                                        group=g, chosen_slot=cslot, rejected_slot=rslot))

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .chat import ConversationError, conversation
 from .pairs import REQUIRED
 
 SUFFIXES = (".parquet", ".jsonl")
@@ -41,8 +42,6 @@ def _turns(prompt) -> list[dict] | None:
 def normalize_prompt(prompt):
     """A string, or the conversation as a list of {"role", "content"}; a conversation of one user
     turn becomes that turn's string (the two render identically). Raises ConversationError."""
-    from .tokenizer import conversation
-
     if isinstance(prompt, str):
         return prompt
     turns = _turns(prompt) if isinstance(prompt, (list, tuple)) or hasattr(prompt, "tolist") else prompt
@@ -55,8 +54,6 @@ def normalize_prompt(prompt):
 def check_row(row, where: str) -> dict:
     """`row` with its prompt normalized; a PairsFileError naming `where` and the field when a required
     field is missing or of the wrong type (a reply must be a string; a prompt a string or turns)."""
-    from .tokenizer import ConversationError
-
     if not isinstance(row, dict):
         raise PairsFileError(f"{where}: expected an object with {list(REQUIRED)}, got {type(row).__name__}")
     missing = [c for c in REQUIRED if c not in row]
@@ -113,7 +110,9 @@ def _plain(o):
 
 # -- reading --------------------------------------------------------------------------------------
 
-def _resolve(path: str | Path) -> Path:
+def pairs_file(path: str | Path) -> Path:
+    """The pairs file `data.source` names: the file itself, or a folder's train/pairs file; a
+    PairsFileError naming the path when there is none, or it is empty or not .parquet/.jsonl."""
     p = Path(path)
     if p.is_dir():
         for name in ("train.parquet", "train.jsonl", "pairs.parquet", "pairs.jsonl"):
@@ -146,7 +145,7 @@ def read_pairs(path: str | Path, columns: list[str] | None = None):
     """The whole file as a DataFrame, every row checked (check_row); prompts normalized."""
     import pandas as pd
 
-    p = _resolve(path)
+    p = pairs_file(path)
     if p.suffix == ".parquet":
         f = _parquet(p)
         try:
@@ -176,7 +175,7 @@ def _jsonl_rows(p: Path) -> Iterator[tuple[int, dict]]:
 
 def iter_pairs(path: str | Path, batch_rows: int = 4096) -> Iterator[dict]:
     """Stream rows without loading the file (Parquet row groups or JSONL lines), each one checked."""
-    p = _resolve(path)
+    p = pairs_file(path)
     if p.suffix == ".jsonl":
         for i, r in _jsonl_rows(p):
             yield check_row(r, f"{p}:{i}")

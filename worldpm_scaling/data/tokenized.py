@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..style import has_markdown
-from .io import _resolve, iter_pairs
+from .io import iter_pairs, pairs_file
 from .pairs import TokenizedPair
 from .tokenizer import DEFAULT_REWARD_TOKEN, Tok, load_tokenizer, prompt_text, reply_text
 
@@ -113,7 +113,7 @@ BUILDS_LOG = "builds.log"
 
 def cache_folder(source: str | Path, tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN) -> Path:
     """Where the cache of (`source`, `tok`, `reward_token`) lives (built or not)."""
-    src = _resolve(source)
+    src = pairs_file(source)
     return src.parent / ".tokcache" / cache_key(src, tok, reward_token)
 
 
@@ -284,7 +284,7 @@ def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token
     waits and then maps the result. A failed build or a lock that cannot be taken writes the failure
     marker (with `launch`, default launch_token()) that ends the waits of other ranks. `progress(done,
     total)` is called after each batch (total None for JSONL)."""
-    src = _resolve(source)
+    src = pairs_file(source)
     root = src.parent / ".tokcache"
     key = cache_key(src, tok, reward_token)
     final = root / key
@@ -454,8 +454,10 @@ def wait_for_cache(folder: Path, *, timeout_s: float = 24 * 3600.0, poll_s: floa
     return folder
 
 
-def _fit(prompt: np.ndarray, reply: np.ndarray, ctx_len: int, max_prompt: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Make prompt + reply ≤ ctx_len: cut the prompt from the left, then the reply (keeping its end token)."""
+def truncate_to_context(prompt: np.ndarray, reply: np.ndarray, ctx_len: int,
+                        max_prompt: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Truncate to prompt + reply ≤ ctx_len: the prompt from the left (first to `max_prompt`), then the
+    reply from the right, keeping its last (reward) token."""
     if max_prompt is not None and len(prompt) > max_prompt:
         prompt = prompt[-max_prompt:]
     if len(prompt) + len(reply) <= ctx_len:
@@ -529,8 +531,8 @@ class TokenizedPairs(Sequence):
             p, c, r = ids[:s[1]], ids[s[1]:s[1] + s[3]], ids[s[1] + s[3]:]
         else:
             p, c, r = (self.tokens.read(s[j], s[j + 1]) for j in (0, 2, 4))
-        p1, c = _fit(p, c, self.ctx_len, self.max_prompt)
-        p2, r = _fit(p, r, self.ctx_len, self.max_prompt)
+        p1, c = truncate_to_context(p, c, self.ctx_len, self.max_prompt)
+        p2, r = truncate_to_context(p, r, self.ctx_len, self.max_prompt)
         p = p1 if len(p1) <= len(p2) else p2  # one prompt for both replies
         return TokenizedPair(prompt=p, chosen=c, rejected=r, chosen_markdown=bool(self.flags[k, 0]),
                              rejected_markdown=bool(self.flags[k, 1]))
@@ -569,3 +571,24 @@ def tokenized_stats(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWA
             "prompt_tokens": {"mean": float(p.mean()), **pct(p)},
             "reply_tokens": {"mean": float(np.concatenate([c, r]).mean()), **pct(np.concatenate([c, r]))},
             "tokenizer": tok.path, "reward_token": reward_token}
+
+
+def write_token_stats(pairs: str | Path, tokenizer: str | Path, out: str | Path, *,
+                      reward_token: str = DEFAULT_REWARD_TOKEN, sample: int = 10_000) -> dict:
+    """Measure tokens per pair on (up to `sample` of) a pairs file with a real tokenizer, in the training
+    format (chat template, reward token), and write the stats JSON a sweep's `data.stats_file` reads
+    (`tokens_per_pair` = mean tokens of prompt+chosen and prompt+rejected together). Returns it."""
+    rows = []
+    for r in iter_pairs(pairs):
+        rows.append(r)
+        if len(rows) >= sample:
+            break
+    if not rows:
+        raise ValueError(f"{pairs}: no pairs to measure")
+    stats = {**tokenized_stats(rows, load_tokenizer(tokenizer), reward_token), "source": str(pairs)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stats, indent=1))
+    tmp.replace(out)
+    return stats

@@ -1,15 +1,9 @@
-"""Tokenizers and the Qwen2.5 chat template, in the WorldPM release's input format.
+"""Tokenizers: a local tokenizer.json or HF tokenizer folder behind one small interface (`Tok`).
 
 A user with a real Qwen2.5 checkpoint points `data.tokenizer` at its local folder (AutoTokenizer,
 never the hub); the demo and the tests use a byte-level BPE trained here on the generated corpus,
-with the same special tokens. The prompt side of a pair is the chat-formatted prefix up to the
-assistant header; the reply side is the assistant turn and the reward token.
-
-Input format (QwenLM/WorldPM README, "Quick Start / Key Notes"): the system prompt is empty but its
-marker is kept, the conversation goes through the Qwen2.5 chat template, and the reward is read at
-the hidden state of the `<|endoftext|>` token appended after the templated conversation. A prompt is
-a string (one user turn) or a conversation: a list of {"role", "content"} turns, roles system / user /
-assistant, ending with the user turn the reply answers. See docs/interop.md.
+with the same special tokens. The text a pair becomes (chat format, reward token) is data/chat.py's;
+its names are re-exported here for the modules that import them from the tokenizer.
 """
 
 from __future__ import annotations
@@ -17,80 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-SYSTEM = ""  # empty system prompt
-
-REWARD_TOKENS = {"endoftext": "<|endoftext|>", "im_end": "<|im_end|>"}
-"""`train.reward_token` → the token whose hidden state the reward head reads (the last of a reply)."""
-DEFAULT_REWARD_TOKEN = "endoftext"
-"""The released WorldPM models' choice (QwenLM/WorldPM README: "Reward computation uses the hidden
-state of <|endoftext|> token")."""
-
-
-ROLES = ("system", "user", "assistant")
-
-
-class ConversationError(ValueError):
-    """A prompt that is neither a string nor a well-formed conversation; names the bad turn/field."""
-
-
-def _turn(text_role: str, content: str) -> str:
-    return f"<|im_start|>{text_role}\n{content}<|im_end|>\n"
-
-
-def conversation(prompt) -> list[dict]:
-    """The prompt as a list of {"role", "content"} turns starting with the (empty) system turn.
-
-    A string is one user turn. Extra keys on a turn (RMB's "language", ...) are ignored."""
-    if isinstance(prompt, str):
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
-    if hasattr(prompt, "tolist"):  # a numpy array of turns, as pandas reads a list column from parquet
-        prompt = prompt.tolist()
-    if not isinstance(prompt, (list, tuple)) or not prompt:
-        raise ConversationError(f"prompt: expected a string or a non-empty list of turns, got {type(prompt).__name__}")
-    turns = []
-    for i, t in enumerate(prompt):
-        if not isinstance(t, dict) or "role" not in t or "content" not in t:
-            raise ConversationError(f"prompt turn {i}: expected a dict with 'role' and 'content', got {t!r:.80}")
-        if t["role"] not in ROLES:
-            raise ConversationError(f"prompt turn {i}: role {t['role']!r} is not one of {ROLES}")
-        if not isinstance(t["content"], str):
-            raise ConversationError(f"prompt turn {i}: content must be a string, got {type(t['content']).__name__}")
-        if t["role"] == "system" and i > 0:
-            raise ConversationError(f"prompt turn {i}: a system turn may only come first")
-        turns.append({"role": t["role"], "content": t["content"]})
-    if turns[-1]["role"] != "user":
-        raise ConversationError(f"prompt turn {len(turns) - 1}: the last turn must be the user's, "
-                                f"got {turns[-1]['role']!r}")
-    if turns[0]["role"] != "system":
-        turns.insert(0, {"role": "system", "content": SYSTEM})
-    return turns
-
-
-def prompt_text(prompt) -> str:
-    """The chat-templated prefix of a pair, up to and including the assistant header.
-
-    `prompt` is a string (one user turn) or a conversation (see `conversation`); either way an empty
-    system turn leads unless the conversation brings its own. Equals Qwen2.5's
-    `apply_chat_template(turns, add_generation_prompt=True)`."""
-    return "".join(_turn(t["role"], t["content"]) for t in conversation(prompt)) + "<|im_start|>assistant\n"
-
-
-def reply_suffix(reward_token: str = DEFAULT_REWARD_TOKEN) -> str:
-    """What follows a reply's content: its `<|im_end|>`, then, for `endoftext`, the newline the Qwen2.5
-    template puts after every turn and the `<|endoftext|>` the reward is read at."""
-    if reward_token == "endoftext":
-        return "<|im_end|>\n<|endoftext|>"
-    if reward_token == "im_end":
-        return "<|im_end|>"
-    raise ValueError(f"train.reward_token must be one of {tuple(REWARD_TOKENS)}, got {reward_token!r}")
-
-
-def reply_text(reply: str, reward_token: str = DEFAULT_REWARD_TOKEN) -> str:
-    """The reply side of a sequence; its last token is the reward token. `prompt_text(p) +
-    reply_text(r)` is exactly what the exported model's chat template renders for the conversation
-    p + [assistant r] (train/export.py), so in-project and exported rewards read the same tokens."""
-    return reply + reply_suffix(reward_token)
+from .chat import (  # noqa: F401 — re-exported: the format's names, where users have imported them
+    DEFAULT_REWARD_TOKEN,
+    REWARD_TOKENS,
+    ROLES,
+    SPECIAL,
+    SYSTEM,
+    ConversationError,
+    conversation,
+    prompt_text,
+    reply_suffix,
+    reply_text,
+)
 
 
 class TokenizerError(FileNotFoundError, ValueError):
@@ -182,28 +114,3 @@ def train_bpe(texts: Iterable[str], out: str | Path, *, vocab_size: int = 4096) 
     tmp.replace(out)
     return Tok(tok, path=str(out))
 
-
-def write_token_stats(pairs: str | Path, tokenizer: str | Path, out: str | Path, *,
-                      reward_token: str = DEFAULT_REWARD_TOKEN, sample: int = 10_000) -> dict:
-    """Measure tokens per pair on (up to `sample` of) a pairs file with a real tokenizer, in the training
-    format (chat template, reward token), and write the stats JSON a sweep's `data.stats_file` reads
-    (`tokens_per_pair` = mean tokens of prompt+chosen and prompt+rejected together). Returns it."""
-    import json
-
-    from .io import iter_pairs
-    from .tokenized import tokenized_stats
-
-    rows = []
-    for r in iter_pairs(pairs):
-        rows.append(r)
-        if len(rows) >= sample:
-            break
-    if not rows:
-        raise ValueError(f"{pairs}: no pairs to measure")
-    stats = {**tokenized_stats(rows, load_tokenizer(tokenizer), reward_token), "source": str(pairs)}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stats, indent=1))
-    tmp.replace(out)
-    return stats

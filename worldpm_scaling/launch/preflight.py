@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..plan import Plan
+from .records import UNREADABLE, launches, read_state
 
 
 @dataclass
@@ -51,13 +52,13 @@ def _count_pairs(path: Path) -> int:
 
 
 def check_data(plan: Plan) -> Check:
-    from ..data.io import PairsFileError, _resolve
+    from ..data.io import PairsFileError, pairs_file
 
     spec = plan.sweep
     src = spec.data.source
     need = max((r.pairs for r in plan.runs), default=0)
     try:
-        path = _resolve(src)
+        path = pairs_file(src)
         n = _count_pairs(path)
     except (PairsFileError, OSError) as e:
         hint = "" if Path(src).exists() else " (make it with `wps data synth` or `wps data stackexchange`)"
@@ -227,9 +228,6 @@ def check_output(plan: Plan) -> Check:
 def check_state(plan: Plan) -> list[Check]:
     """Cells whose status.json cannot be read (a relaunch could train a FINISHED cell again), and
     launch-log lines that are skipped."""
-    from .status import UNREADABLE, read_state
-    from .submit import launches
-
     rows = []
     for r in plan.runs:
         st = read_state(r.out_dir)

@@ -7,35 +7,7 @@ import subprocess
 
 from .. import names
 from ..plan import Plan
-from .submit import launches
-
-UNREADABLE = "UNREADABLE"
-"""The state of a cell whose status.json exists but cannot be read (torn, not JSON, not a record): never
-shown as SUBMITTED or NOT LAUNCHED, which would invite a relaunch that trains a FINISHED cell again."""
-
-
-def read_state(out_dir: str) -> dict:
-    """The cell's status.json as a record: {} when there is none; {"status": UNREADABLE, "problem": …}
-    when it is there but torn, binary, not a JSON object, or its fields have the wrong types."""
-    import json
-    from pathlib import Path
-
-    p = Path(out_dir) / "status.json"
-    try:
-        text = p.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):  # no file (a file above it: no cell folder, no state)
-        return {}
-    except OSError as e:
-        return {"status": UNREADABLE, "problem": f"{p}: {e.strerror or e}"}
-    try:
-        d = json.loads(text.decode("utf-8"))
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-        return {"status": UNREADABLE, "problem": f"{p}: not a JSON record ({e})"}
-    if not isinstance(d, dict) or not isinstance(d.get("status"), str) or not all(
-            isinstance(d.get(k), (int, float, type(None))) and not isinstance(d.get(k), bool)
-            for k in ("pairs_seen", "steps")):
-        return {"status": UNREADABLE, "problem": f"{p}: not a cell status record ({text[:80]!r})"}
-    return d
+from .records import UNREADABLE, launches, read_state
 
 
 def first_error_line(out_dir: str, job_id) -> tuple[str, str] | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import ClusterSpec, RunSpec
 from ..models import missing_bases
 from ..plan import Plan
+from .records import launches, read_state  # noqa: F401 — launches re-exported
 
 
 def slurm_parameters(run: RunSpec, cluster: ClusterSpec) -> dict:
@@ -79,8 +80,6 @@ class BaseCheckpointError(ValueError):
 def pending_cells(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
     """(cells to submit, cells already FINISHED). A cell whose status.json cannot be read is pending
     here; the pre-flight check (launch/preflight.py) refuses it before anything is submitted."""
-    from .status import read_state
-
     todo, done = [], []  # type: ignore[var-annotated]
     for r in plan.runs:
         (done if read_state(r.out_dir).get("status") == "FINISHED" else todo).append(r)
@@ -168,32 +167,3 @@ def _groups(runs: list[RunSpec]) -> list[list[RunSpec]]:
     return out
 
 
-def launches(out_dir: str | Path, *, problems: list[str] | None = None) -> dict[str, dict]:
-    """Latest launch record per cell. A line that is not a record (torn by a crash mid-append, or edited)
-    is skipped and described in `problems` (`FILE:LINE: …`): the other cells' records still count."""
-    p = Path(out_dir) / "launches.jsonl"
-    recs: dict[str, dict] = {}
-    bad: list[str] = []
-    if p.is_dir():
-        bad.append(f"{p}: is a folder, not the sweep's launch log; no launch records read")
-    elif p.is_file():
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            data = b""
-            bad.append(f"{p}: cannot read ({e.strerror or e}); no launch records read")
-        for i, raw in enumerate(data.split(b"\n"), 1):
-            if not raw.strip():
-                continue
-            try:
-                d = json.loads(raw.decode("utf-8"))
-                if not (isinstance(d, dict) and isinstance(d.get("cell_id"), str) and d.get("job_id") is not None
-                        and isinstance(d.get("executor"), str)):
-                    raise ValueError("not a launch record (cell_id, job_id, executor)")
-            except ValueError as e:
-                bad.append(f"{p}:{i}: skipped a line that is not a launch record ({str(e)[:80]}): {raw[:60]!r}")
-                continue
-            recs[d["cell_id"]] = d
-    if problems is not None:
-        problems.extend(bad)
-    return recs

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .uri_mask import mask_uri
+
 USER_VAR = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_VAR = "MLFLOW_TRACKING_PASSWORD"
 TOKEN_VAR = "MLFLOW_TRACKING_TOKEN"
@@ -143,8 +145,6 @@ def refuse_secret_in_uri(uri: str | None, *, what: str = "tracking URI") -> None
     http = scheme in ("http", "https")
     if ":" not in userinfo and not http:
         return  # postgresql://user@host/db: a user name, no secret
-    from .secrets import mask_uri
-
     where = ("$MLFLOW_TRACKING_USERNAME/$MLFLOW_TRACKING_PASSWORD on the nodes, or ~/.mlflow/credentials (mode 0600)"
              if http else "~/.pgpass (mode 0600) or $PGPASSWORD on the nodes")
     raise SecretInURIError(

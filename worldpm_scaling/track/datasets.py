@@ -109,10 +109,10 @@ def cell_inputs(run_spec) -> list[dict[str, Any]]:
     """The dataset inputs of a cell (a `config.RunSpec`): its training pairs file and every eval
     set file that exists (a missing one is the trainer's error to report, not the tracker's)."""
     from ..data.evals import registry
-    from ..data.io import _resolve
+    from ..data.io import pairs_file
 
     out = []
-    train = _resolve(run_spec.data.source)
+    train = pairs_file(run_spec.data.source)
     out.append(describe(train, name=f"{train.parent.name}/{train.name}", context=TRAIN_CONTEXT,
                         pairs_used=int(run_spec.pairs)))
     for set_name, (category, paths) in registry(run_spec.eval).items():

@@ -11,14 +11,13 @@ import os
 import re
 from typing import Any, Mapping
 
+from .credentials import known_secrets
+from .uri_mask import MASK, mask_uri  # noqa: F401 — re-exported: where callers import them from
+
 SECRET_NAME = re.compile(r"(token|passw(or)?d|pwd|secret|api[_-]?key|(^|[_\-])key($|[_\-])|credential|(^|[_\-])auth($|[_\-]|orization)|"
                          r"cookie|private[_\-]?key)", re.I)
 """Key names whose values are never logged (MLFLOW_TRACKING_TOKEN, db.password, aws_secret_key …)."""
 
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/@:\s]*)(:(?P<pw>[^/@\s]*))?@", re.I)
-_QUERY_SECRET = re.compile(r"(?P<k>[?&;](?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key|sig)=)"
-                           r"(?P<v>[^&;#\s]*)", re.I)
-MASK = "***"
 
 # Values that are not secrets although their names look like one (a tokenizer is not a token).
 _ALLOWED_NAMES = re.compile(r"(tokens?_seen|tokenizer|tokens_per|max_[a-z_]*tokens|(^|_)tokens$|sort_key)", re.I)
@@ -33,22 +32,9 @@ def is_secret_name(name: str) -> bool:
     return bool(SECRET_NAME.search(last))
 
 
-def mask_uri(value: str) -> str:
-    """`postgresql://u:pw@h/db?password=x` → `postgresql://u:***@h/db?password=***`."""
-    def userinfo(m: re.Match) -> str:
-        if m.group("pw") is None:  # user only (token-as-user, e.g. https://ghp_x@github.com)
-            return f"{m.group('scheme')}{MASK}@"
-        return f"{m.group('scheme')}{m.group('user')}:{MASK}@"
-
-    value = _URI_USERINFO.sub(userinfo, value)
-    return _QUERY_SECRET.sub(lambda m: m.group("k") + MASK, value)
-
-
 def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
     """Values of secret-looking environment variables (≥ 6 chars), to catch tokens passed by value,
     and the tracking password/token from ~/.mlflow/credentials (credentials.known_secrets)."""
-    from .credentials import known_secrets
-
     env = os.environ if environ is None else environ
     return {v for k, v in env.items() if is_secret_name(k) and len(v) >= 6} | known_secrets(environ)
 

@@ -14,7 +14,7 @@ folder laid out like the released WorldPM models (QwenLM/WorldPM, Qwen/WorldPM-7
 
 so the README's usage code (AutoModel.from_pretrained(DIR, trust_remote_code=True),
 apply_chat_template(..., tokenize=False, add_generation_prompt=False), model(input_ids)[0]) scores it
-with nothing of this project installed. `load_exported_head` puts an exported head back on a sweep
+with nothing of this project installed. `load_exported_head` (train/exported.py) puts an exported head back on a sweep
 model, so a `models: [{path: EXPORTED}]` sweep fine-tunes the reward model rather than a fresh head.
 See docs/interop.md.
 """
@@ -28,35 +28,19 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
+from ..data.chat import chat_template, prompt_text, reply_text
+from ..data.pairs import TokenizedPair
+from ..data.tokenizer import load_tokenizer
 from . import checkpoint as ckpt
+from .collate import collate
+from .exported import MODEL_CLASS, ExportError, is_exported, load_exported_head  # noqa: F401 — re-exported
+from .model import build_model
 
 MODELING_FILE = "modeling_worldpm.py"
-MODEL_CLASS = "Qwen2ForRewardModel"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-class ExportError(ValueError):
-    """Bad export input: no such checkpoint/step, an output folder in the way, weights that are not a
-    reward model's, an exported head that does not match the sweep's; names the file or option."""
-
-
-def chat_template(reward_token: str) -> str:
-    """Qwen2.5's chat template (tools left out) with an empty system turn when the conversation has
-    none (its marker kept) and, when not asked for a generation prompt, the reward token after the last
-    turn: `<|im_end|>\\n<|endoftext|>` (reward_token endoftext, the release's) or `<|im_end|>` (im_end).
-    Renders `prompt_text(turns[:-1]) + reply_text(turns[-1])` of data/tokenizer.py exactly."""
-    from ..data.tokenizer import reply_suffix
-
-    suffix = reply_suffix(reward_token)[len("<|im_end|>"):].replace("\n", "\\n")
-    return ("{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\n<|im_end|>\\n' }}{%- endif %}"
-            "{%- for message in messages %}"
-            "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' }}"
-            "{%- if not loop.last or add_generation_prompt %}{{- '\\n' }}{%- endif %}"
-            "{%- endfor %}"
-            "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
-            f"{{%- else %}}{{{{- '{suffix}' }}}}{{%- endif %}}")
 
 
 # -- what vLLM can serve -------------------------------------------------------------------------
@@ -313,81 +297,10 @@ def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "
     return out
 
 
-# -- exported models back in ---------------------------------------------------------------------
-
-def is_exported(path: str | Path) -> bool:
-    """Whether `path` is a WorldPM-format reward model folder (its config names the reward class)."""
-    f = Path(path) / "config.json"
-    try:
-        cfg = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return False
-    return MODEL_CLASS in (cfg.get("architectures") or [])
-
-
-def _read_weights(folder: Path, prefix: str) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted({f for k, f in json.loads(index.read_text())["weight_map"].items() if k.startswith(prefix)})
-    else:
-        files = ["model.safetensors"]
-    out = {}
-    for f in files:
-        if not (folder / f).is_file():
-            raise ExportError(f"{folder / f}: weights file missing")
-        with safe_open(str(folder / f), "pt") as st:  # only the prefixed tensors (a head: not the backbone)
-            out.update({k: st.get_tensor(k) for k in st.keys() if k.startswith(prefix)})
-    return out
-
-
-def load_exported_head(model, path: str | Path, head: str) -> bool:
-    """Put the head of the exported folder `path` on `model` (a RewardModel) when `path` is one;
-    False (untouched) for a plain base checkpoint. A head of another kind than `train.head` is an
-    ExportError naming both."""
-    folder = Path(path)
-    if not is_exported(folder):
-        return False
-    cfg = json.loads((folder / "config.json").read_text())
-    kind = cfg.get("reward_head", "mlp")
-    if kind != head:
-        raise ExportError(f"{folder / 'config.json'}: reward_head {kind!r}, but the sweep's train.head is {head!r}")
-    sd = {k[len("score."):]: v for k, v in _read_weights(folder, "score.").items()}
-    if not sd:
-        raise ExportError(f"{folder}: no score.* (reward head) weights")
-    params = list(model.head.parameters())
-    if any(hasattr(q, "ds_id") for q in params):  # built partitioned under deepspeed.zero.Init (ZeRO-3)
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
-            _set_head(model, sd, folder)
-    else:
-        _set_head(model, sd, folder)
-    return True
-
-
-def _set_head(model, sd: dict[str, torch.Tensor], folder: Path) -> None:
-    own = model.head.state_dict()
-    if set(own) != set(sd) or any(own[k].shape != sd[k].shape for k in own):
-        raise ExportError(f"{folder}: score.* weights {sorted((k, tuple(v.shape)) for k, v in sd.items())} do not "
-                          f"fit the sweep's head {sorted((k, tuple(v.shape)) for k, v in own.items())}")
-    with torch.no_grad():
-        for name, q in model.head.named_parameters():
-            q.copy_(sd[name].to(q.dtype))
-
-
 def project_rewards(run, conversations: list[list[dict]], *, step: int | None = None) -> list[float]:
     """The rewards this project computes for `conversations` (each ending with the assistant turn to
     score) from `run`'s checkpoint: its tokenization, collation and model — what an exported folder's
     scores must equal."""
-    import numpy as np
-
-    from ..data.pairs import TokenizedPair
-    from ..data.tokenizer import load_tokenizer, prompt_text, reply_text
-    from .collate import collate
-    from .model import build_model
-
     sd, _ = read_state_dict(find_checkpoint(Path(run.out_dir) / "checkpoints", step))
     model = build_model(run.model, head=run.train.head, seed=run.seed)
     model.load_state_dict(sd)

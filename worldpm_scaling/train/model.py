@@ -16,6 +16,7 @@ from torch import nn
 from ..models import ModelShape
 from . import attention
 from .collate import Batch
+from .exported import load_exported_head
 
 HEADS = ("mlp", "linear")
 
@@ -103,8 +104,6 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
             model.head.to(dtype)
         model.hf_ds_config = keep  # type: ignore[assignment]
     if shape.path:  # an exported WorldPM-format folder brings its reward head too (train/export.py)
-        from .export import load_exported_head
-
         load_exported_head(model, shape.path, head)
     return model
 

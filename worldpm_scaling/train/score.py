@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .export import is_exported
+from .exported import is_exported
 
 CONVERSATION_KEYS = ("messages", "conversation")
 """Keys under which a conversations file's row may hold its turns (or the row is the list itself)."""
