@@ -66,14 +66,16 @@ def run_ranks(argv: list[str], *, world: int, cwd: Path, timeout: float = 600, *
 # pytest-xdist (`make test` runs the integration and e2e tiers with `-n 2 --dist loadgroup`): a work unit
 # is a file (module fixtures are built once) or a group of files — everything that submits to the one
 # local SLURM cluster, and files sharing a trained session cell (the `path:` cell of
-# tests/fixtures/qwen_tokenizer.py, the reference run of tests/fixtures/trainer_cell.py). The scheduler
+# tests/fixtures/qwen_tokenizer.py, the reference run of tests/fixtures/trainer_cell.py). The two-host
+# cluster (tests/fixtures/slurm_multihost.py) is a cluster of its own: its files form a second group that
+# runs beside the one-host cluster's on the other worker. The scheduler
 # below reads the group from the node id, since xdist's own `xdist_group` marks do not reach node ids
 # under pytest 9.
 GROUPS = {"test_slurm_launch.py": "slurm", "test_slurm_preempt_ranks.py": "slurm", "test_demo.py": "slurm",
-          "test_slurm_multihost.py": "slurm", "test_slurm_multihost_cell.py": "slurm",
+          "test_slurm_multihost.py": "slurm-mh", "test_slurm_multihost_cell.py": "slurm-mh",
           "test_hf_checkpoint.py": "path-cell", "test_export.py": "path-cell",
           "test_faults_trainer.py": "trainer-ref", "test_track_outage.py": "trainer-ref"}
-LONGEST_FIRST = ("slurm", "trainer-ref", "path-cell")
+LONGEST_FIRST = ("slurm", "slurm-mh", "trainer-ref", "path-cell")
 """Groups sorted to the front, so neither worker starts a long one late and runs on alone at the end."""
 
 
@@ -89,8 +91,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = path.relative_to(REPO / "tests").parts[0]
         if tier in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, tier))
-        if {"slurm_cluster", "slurm_multihost"} & set(getattr(item, "fixturenames", ())) and work_unit(item.nodeid) != "slurm":
-            raise pytest.UsageError(f"{item.nodeid} uses the SLURM cluster: add its file to GROUPS in {__file__}")
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, group in (("slurm_cluster", "slurm"), ("slurm_multihost", "slurm-mh")):
+            if fixture in fixtures and work_unit(item.nodeid) != group:
+                raise pytest.UsageError(f"{item.nodeid} uses {fixture}: add its file to GROUPS ({group!r}) in {__file__}")
     rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda it: rank.get(work_unit(it.nodeid), len(rank)))
 

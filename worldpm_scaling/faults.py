@@ -31,8 +31,12 @@ POINTS = (
     "ckpt.before_rotate",     # checkpoint and sidecar complete, older checkpoints not yet deleted
     "tracker.before_send",    # a batch taken out of the tracker's buffer, not yet sent
     "tracker.after_send",     # a batch accepted by the server, the tracker's bookkeeping not updated
-    "ckpt.load",              # a plain-torch checkpoint about to be read on resume
 )
+
+OTHER_POINTS = (
+    "ckpt.load",              # a plain-torch checkpoint about to be read on resume (with WPS_FAULT_ACTION=raise)
+)
+"""Points outside the kill chain of tests/integration/test_faults_trainer.py: failures of one rank."""
 
 
 class InjectedFault(OSError):
@@ -61,8 +65,9 @@ def _parse(spec: str) -> tuple[str, int]:
         n = int(nth) if nth else 1
     except ValueError:
         raise ValueError(f"WPS_FAULT={spec!r}: the part after ':' must be an integer (the nth hit)") from None
-    if name not in POINTS or n < 1:
-        raise ValueError(f"WPS_FAULT={spec!r}: expected <point>[:<nth ≥ 1>] with point one of {', '.join(POINTS)}")
+    if name not in POINTS + OTHER_POINTS or n < 1:
+        raise ValueError(f"WPS_FAULT={spec!r}: expected <point>[:<nth ≥ 1>] with point one of "
+                         f"{', '.join(POINTS + OTHER_POINTS)}")
     return name, n
 
 

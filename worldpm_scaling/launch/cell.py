@@ -150,11 +150,11 @@ def _lock(run: RunSpec, rank: int):
         f.seek(0)
         holder = f.read().strip() or "?"
         f.close()
-        raise CellBusyError(f"cell {run.cell_id} is already being trained (lock {path} held by {holder}); "
+        raise CellBusyError(f"cell {run.cell_id} is already being trained (lock {path} held by pid {holder}); "
                             "wait for it or stop it, then re-run") from None
     f.seek(0)
     f.truncate()
-    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.write(f"{os.getpid()}\n")
     f.flush()
     return f
 
