@@ -145,10 +145,10 @@ class Phases:
 def child_cell(cfg: dict) -> dict:
     clock = ImportClock().install()
     t_imports0 = time.perf_counter()
+    import torch
+
     from worldpm_scaling.launch import cell as cellmod
     from worldpm_scaling.launch.job import CellJob  # what a SLURM array task unpickles and calls
-
-    import torch  # noqa: F401  (CellJob imports it too)
 
     t_setup = time.perf_counter()
     from worldpm_scaling import train as trainmod
@@ -471,7 +471,7 @@ def report(a, cells: list[dict], bares: list[dict], load0, elapsed: float, bases
     walls = [c["wall_s"] for c in cells]
     base_parts = [breakdown(c) for c in bases]
     lines.append("")
-    for label, cs, ps in (("this checkout", cells, parts), (f"base ({a.base})", bases, base_parts)):
+    for label, cs, _parts in (("this checkout", cells, parts), (f"base ({a.base})", bases, base_parts)):
         if not cs:
             continue
         w = [c["wall_s"] for c in cs]
