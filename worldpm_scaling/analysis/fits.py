@@ -19,6 +19,7 @@ assumed anywhere here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -177,7 +178,9 @@ MIN_DISTINCT = 3
 """E + A/N^α + B/D^β needs 3 distinct N (the N term has E, A and α to pin) and 3 distinct D: with fewer,
 the optimiser stops where it started, and its bootstrap refits (from that optimum) give zero-width
 intervals that look identified. One model size gave exactly that (issue 31)."""
-EXPONENT_BOUNDS = (0.0, 5.0)  # the L-BFGS-B box of fit_chinchilla
+EXPONENT_BOUNDS = (0.0, 5.0)
+"""α and β of E + A/N^α + B/D^β are searched in this box (fit_chinchilla, and predict's step 1);
+an estimate at its edge is reported as not identified."""
 _AT_BOUND = 1e-3
 
 
@@ -356,7 +359,7 @@ def _fit_chin(logN, logD, logy, delta, starts, options=None, refine: int = 24):
     r = np.abs(logsumexp(t, axis=1) - logy)
     vals = np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)).sum(axis=1)  # ranking only
     order = np.argsort(vals)[: min(refine, len(starts))]
-    bounds = [(None, None), (None, None), (None, None), (0.0, 5.0), (0.0, 5.0)]
+    bounds = [(None, None), (None, None), (None, None), EXPONENT_BOUNDS, EXPONENT_BOUNDS]
 
     def run(x0, opts):
         res = optimize.minimize(_chin_objective, np.asarray(x0, float), args=(logN, logD, logy, delta),
@@ -601,7 +604,8 @@ def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, s
         order = np.argsort(Ns[m], kind="stable")
         groups.append((float(c), np.log(Ns[m][order]), ys[m][order],
                        np.log(Ds[m][order]) if Ds is not None else None))
-    budgets, used = [], []
+    budgets: list[IsoflopBudget] = []
+    used = []
     for c, u, y, ud in groups:
         if window and len(u) > 2 * window + 1:  # a symmetric window around the lowest measured loss
             i = int(np.argmin(y))
@@ -621,16 +625,16 @@ def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, s
             flag = flag_d and f"D profile: {flag_d}"
         else:
             d_opt = c / (6.0 * n_opt) if math.isfinite(n_opt) else math.nan
-        budgets.append([c, n_opt, d_opt, len(y), not flag, flag])
+        budgets.append(IsoflopBudget(C=c, N_opt=n_opt, D_opt=d_opt, points=len(y), used=not flag, flag=flag))
         if not flag:
             used.append((c, u, y, ud, p))
     if len(used) < 3:
-        flagged = "; ".join(f"C={b[0]:.3g}: {b[5]}" for b in budgets if b[5])
+        flagged = "; ".join(f"C={bud.C:.3g}: {bud.flag}" for bud in budgets if bud.flag)
         raise AnalysisInputError(f"IsoFLOP fit needs 3 budgets with an interior loss minimum, got {len(used)} of "
                                  f"{len(budgets)}" + (f" ({flagged})" if flagged else ""))
     lc = np.log([g[0] for g in used])
-    ln = np.log([b[1] for b in budgets if b[4]])
-    ldd = np.log([b[2] for b in budgets if b[4]])
+    ln = np.log([bud.N_opt for bud in budgets if bud.used])
+    ldd = np.log([bud.D_opt for bud in budgets if bud.used])
     kN, negA = _ols_loglog(lc, ln)
     kD, negB = _ols_loglog(lc, ldd)
     a, b = -float(negA), -float(negB)
@@ -665,8 +669,7 @@ def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, s
             per_budget = [Interval(*[float(math.exp(q)) for q in np.quantile(vn[ok, j], [(1 - level) / 2, (1 + level) / 2])])
                           for j in range(len(used))]
     out, j = [], 0
-    for c, n_opt, d_opt, pts, use, flag in budgets:
-        out.append(IsoflopBudget(C=c, N_opt=n_opt, D_opt=d_opt, points=pts, used=use, flag=flag,
-                                 N_opt_ci=per_budget[j] if use else None))
-        j += use
+    for bud in budgets:
+        out.append(dataclasses.replace(bud, N_opt_ci=per_budget[j]) if bud.used else bud)
+        j += bud.used
     return IsoflopFit(a=a, b=b, kN=float(math.exp(kN)), kD=float(math.exp(kD)), budgets=tuple(out), ci=ci, level=level)

@@ -36,6 +36,7 @@ from scipy import optimize
 from .errors import AnalysisInputError
 from .fits import (
     _LBFGS_REFIT,
+    EXPONENT_BOUNDS,
     HUBER_DELTA,
     ChinchillaFit,
     Interval,
@@ -572,7 +573,7 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
 
 
 MIN_FOR = {"chinchilla": 3, "loglinear": LOGLINEAR_MIN}
-BOUNDS1 = {"chinchilla": ([-np.inf] * 3 + [0.0, 0.0], [np.inf] * 3 + [5.0, 5.0]),
+BOUNDS1 = {"chinchilla": ([-np.inf] * 3 + [EXPONENT_BOUNDS[0]] * 2, [np.inf] * 3 + [EXPONENT_BOUNDS[1]] * 2),
            "loglinear": ([-np.inf] * 3, [np.inf] * 3)}
 FORM_TEXT = {"chinchilla": "E + A/N^α + B/D^β", "loglinear": "A·N^-α·D^-β"}
 

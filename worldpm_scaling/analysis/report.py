@@ -24,6 +24,7 @@ from .. import names
 from . import plots
 from .errors import AnalysisInputError
 from .fits import (
+    EXPONENT_BOUNDS,
     ChinchillaFit,
     FrontierFit,
     IsoflopFit,
@@ -316,7 +317,7 @@ def analyze(df: pd.DataFrame, out_dir: str | Path, *, bootstrap: int = 1000, lev
                 j = rep.joint_fits[cat] = fit_chinchilla(Ns, Ds, Ls, bootstrap=min(bootstrap, 100), level=level,
                                                          names=("N", "tokens"), y_name=key)
                 why = identification(j)
-                why += [w for w in joint_caveat(j, Ns, Ds, Ls).split("; ") if w and "at its bound" not in w]
+                why += joint_caveats(j, Ns, Ds, Ls, bounds=False)  # identification(j) names a bound already
                 if cat in frontier:
                     poor = poor_fit_caveat(j, Ns, Ds, Ls, *frontier[cat])
                     if poor:
@@ -487,17 +488,25 @@ def poor_fit_caveat(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarra
     return ""
 
 
-def joint_caveat(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarray, *, min_share: float = 0.01) -> str:
+def joint_caveats(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarray, *, min_share: float = 0.01,
+                  bounds: bool = True) -> list[str]:
     """Why a joint fit's exponents may mean nothing: a term that moves the loss by < 1% over the
-    data, or an exponent pinned at its bound, is not identified by these runs."""
+    data, or (with `bounds`) an exponent pinned at its bound, is not identified by these runs."""
+    lo, hi = EXPONENT_BOUNDS
     out = []
     for k, term in (("alpha", j.A * N ** -j.alpha), ("beta", j.B * D ** -j.beta)):
         span = float(np.ptp(term) / np.median(L))
-        if not 1e-3 < getattr(j, k) < 4.99:
-            out.append(f"{k} at its bound")
+        if not lo + 1e-3 < getattr(j, k) < hi - 1e-2:
+            if bounds:
+                out.append(f"{k} at its bound")
         elif span < min_share:
             out.append(f"{'N' if k == 'alpha' else 'D'} term moves L by {span:.1%}: {k} not identified")
-    return "; ".join(out)
+    return out
+
+
+def joint_caveat(j: ChinchillaFit, N: np.ndarray, D: np.ndarray, L: np.ndarray, *, min_share: float = 0.01) -> str:
+    """`joint_caveats` as one line."""
+    return "; ".join(joint_caveats(j, N, D, L, min_share=min_share))
 
 
 def _tokens_per_pair(df: pd.DataFrame, model: str) -> float:

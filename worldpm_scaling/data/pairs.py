@@ -21,15 +21,16 @@ class TokenizedPair:
 
     The reward model reads `prompt ++ chosen` and `prompt ++ rejected`. `prompt` is the chat-formatted
     prefix (Qwen template, empty system prompt; one user turn or a whole multi-turn conversation) up to
-    and including the assistant header; each reply
-    ends with the end-of-turn token, whose position the reward head reads. Keeping the prompt apart
+    and including the assistant header; each reply ends with the reward token (`train.reward_token`:
+    `<|endoftext|>` by default, or `<|im_end|>`; data/chat.py), whose position the reward head reads.
+    Keeping the prompt apart
     lets collation pack it once for both replies (shared-prompt packing).
     """
 
     prompt: np.ndarray
     """int32 token ids of the formatted prompt."""
     chosen: np.ndarray
-    """int32 token ids of the preferred reply (ends with end-of-turn)."""
+    """int32 token ids of the preferred reply (ends with the reward token)."""
     rejected: np.ndarray
     """int32 token ids of the other reply."""
     chosen_markdown: bool = False

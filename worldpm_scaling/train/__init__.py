@@ -1,9 +1,8 @@
 """Training: a Bradley–Terry reward model per RunSpec, on a CPU or GPUs, logged through a Tracker run.
 
-Public API (the launcher calls exactly this):
+Public API (launch/cell.py's `run_cell`, which `wps train` and every launched job call, uses this):
     Trainer(run, tracker_run, *, device=None).fit() -> TrainResult   # resumes from run.out_dir/checkpoints
     Trainer.checkpoint_now() -> Path | None   # signal-safe;   Trainer.request_stop()
-    train_cell(run, tracker_run) -> TrainResult
 Errors: NonFiniteLossError (names the step), CheckpointCorruptError (names the file).
 """
 
@@ -14,12 +13,6 @@ from .deepspeed_config import validate as validate_deepspeed_config
 from .loop import DataTooSmallError, EvalData, NonFiniteLossError, Trainer, TrainResult
 from .schedule import lr_at
 
-
-def train_cell(run, tracker_run, **kw) -> TrainResult:
-    """Train one cell to its budget (resuming if a checkpoint exists) and return how it ended."""
-    return Trainer(run, tracker_run, **kw).fit()
-
-
-__all__ = ["Trainer", "TrainResult", "train_cell", "NonFiniteLossError", "CheckpointCorruptError",
+__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "CheckpointCorruptError",
            "DataTooSmallError", "EvalData", "lr_at", "collate", "Batch", "MODES", "CollationError",
            "deepspeed_config", "validate_deepspeed_config", "DeepSpeedConfigError"]

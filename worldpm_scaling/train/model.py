@@ -3,8 +3,9 @@
 The head is WorldPM's released design, Linear(h, h) → ReLU → Linear(h, 1) (docs/paper_constants.md,
 "Reward head"; arXiv 2505.10527 §2.1 describes a scalar head on the final token), or a single
 Linear(h, 1). The loss is Bradley–Terry: −log σ(r_chosen − r_rejected) (arXiv 2505.10527, §2).
-The chat template (Qwen, empty system prompt) is applied when pairs are tokenized (data layer), so
-the last token of each reply is `<|im_end|>`.
+The chat format (data/chat.py: Qwen template, empty system prompt) is applied when pairs are
+tokenized, so the last token of each reply is the reward token `train.reward_token` names:
+`<|endoftext|>` by default (the released WorldPM models'), or `<|im_end|>`.
 """
 
 from __future__ import annotations
