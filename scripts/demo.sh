@@ -108,4 +108,6 @@ EXP=$("$BIN/python" -c "import mlflow,sys; e=mlflow.MlflowClient(sys.argv[1]).ge
 step "done in $(( $(date +%s) - t0 )) s"
 echo "report:   $OUT/report.md"
 echo "figures:  $(ls "$OUT"/figures/*.pdf 2>/dev/null | tr '\n' ' ')"
-echo "MLflow:   $URI/#/experiments/$EXP/runs   (server keeps running; stop: kill -- -\$(cat $OUT/mlflow-server.pid))"
+# workflowType=machine_learning: MLflow 3.18's UI opens the model-training view (runs, metric charts) for
+# this link whatever the browser last chose; without it a fresh browser starts in the GenAI view
+echo "MLflow:   $URI/#/experiments/$EXP/runs?workflowType=machine_learning   (server keeps running; stop: kill -- -\$(cat $OUT/mlflow-server.pid))"
