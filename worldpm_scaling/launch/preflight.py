@@ -6,7 +6,7 @@ pairs (and that they hold the budget), the tokenizer (and that it fits each mode
 files, the pretrained bases, the tracking server, the output folder and the cells' own state files. Each
 is a `Check` row of one readiness table (`wps check`, `wps launch --dry-run`); `wps launch` refuses with
 `PreflightError` naming every row that is not ready. Value ranges (seeds ≥ 0, fractions in [0, 1], …)
-are checked earlier, when the sweep is loaded (config.py).
+are checked earlier, when the sweep is loaded (config/).
 """
 
 from __future__ import annotations
