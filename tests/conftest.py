@@ -72,6 +72,7 @@ def run_ranks(argv: list[str], *, world: int, cwd: Path, timeout: float = 600, *
 # below reads the group from the node id, since xdist's own `xdist_group` marks do not reach node ids
 # under pytest 9.
 GROUPS = {"test_slurm_launch.py": "slurm", "test_slurm_preempt_ranks.py": "slurm", "test_demo.py": "slurm",
+          "test_slurm_auth_sweep.py": "slurm",
           "test_slurm_multihost.py": "slurm-mh", "test_slurm_multihost_cell.py": "slurm-mh",
           "test_hf_checkpoint.py": "path-cell", "test_export.py": "path-cell",
           "test_faults_trainer.py": "trainer-ref", "test_track_outage.py": "trainer-ref"}
