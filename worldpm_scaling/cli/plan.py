@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.format == "csv":
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))  # type: ignore[assignment]
-        w.writeheader()  # type: ignore[attr-defined]
-        w.writerows(rows)  # type: ignore[attr-defined]
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
         return 0
     print_table(p, rows, wide=args.wide)

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                   TextColumn("{task.completed:,.0f}/{task.total:,.0f} pairs"), TextColumn("loss {task.fields[loss]}"),
                   TimeElapsedColumn(), TimeRemainingColumn()) as prog:
         task = prog.add_task(run_spec.model.name, total=run_spec.pairs, loss="–")
-        first = []  # type: ignore[var-annotated]
+        first: list[int] = []
 
         def show(tr, m):
             if not first and tr.resumed_from_step is not None:

@@ -290,7 +290,8 @@ class _Writer:
     """Batched, schema-fixed writer into a temp path (renamed by the caller when all went well)."""
 
     def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt, self.rows, self.n = path, fmt, [], 0  # type: ignore[var-annotated]
+        self.path, self.fmt, self.n = path, fmt, 0
+        self.rows: list[tuple] = []
         self._pq = None
         self._f = open(path, "w") if fmt == "jsonl" else None
 

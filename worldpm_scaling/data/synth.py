@@ -165,7 +165,7 @@ _VOW = "aeiou"
 
 
 def _words(rng: random.Random, n: int, syllables: tuple[int, int], taken: set[str]) -> list[str]:
-    out = []  # type: ignore[var-annotated]
+    out: list[str] = []
     while len(out) < n:
         w = "".join(rng.choice(_CONS) + rng.choice(_VOW) for _ in range(rng.randint(*syllables)))
         if w not in taken:

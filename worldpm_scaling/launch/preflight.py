@@ -194,11 +194,11 @@ def check_tracking(plan: Plan, *, timeout_s: float = 3.0) -> Check:
             return Check("tracking.uri", shown, True, "answers /health")
         return Check("tracking.uri", shown, False, f"not answering /health within {timeout_s:g} s: start the server, "
                      "fix tracking.uri, or set tracking.backend: spool (then `wps sync` after the jobs)")
-    db = database_answers(uri, timeout_s)  # type: ignore[assignment]
-    if db is False:
+    answers = database_answers(uri, timeout_s)
+    if answers is False:
         return Check("tracking.uri", shown, False, f"the database does not accept a connection within {timeout_s:g} s: "
                      "start it or fix tracking.uri")
-    if db:
+    if answers:
         return Check("tracking.uri", shown, True, "the database accepts connections")
     return Check("tracking.uri", shown, True, "not checked (not an HTTP, SQLite or database store)", blocking=False)
 

@@ -173,13 +173,14 @@ def cell_state(marker: str, sched: str | None) -> str:
     is pending or running again; once the job ended without coming back it is CANCELLED (a user's
     `scancel` also sends SIGTERM) or PREEMPTED: never KILLED or FAILED, since its checkpoint is whole
     and a relaunch resumes it."""
-    dead = bool(sched) and sched.split()[0] in _DEAD  # type: ignore[union-attr]
+    state = sched or ""
+    dead = bool(state) and state.split()[0] in _DEAD
     if marker in ("REQUEUED", "PREEMPTED"):
         if not dead:
             return "REQUEUED"
-        return "CANCELLED" if sched.startswith("CANCELLED") else "PREEMPTED"  # type: ignore[union-attr]
+        return "CANCELLED" if state.startswith("CANCELLED") else "PREEMPTED"
     if dead and marker in ("RUNNING", "SUBMITTED"):
-        return "CANCELLED" if sched.startswith("CANCELLED") else ("FAILED" if sched == "EXITED" else sched.split()[0])  # type: ignore[union-attr]
+        return "CANCELLED" if state.startswith("CANCELLED") else ("FAILED" if state == "EXITED" else state.split()[0])
     return marker
 
 

@@ -80,7 +80,8 @@ class BaseCheckpointError(ValueError):
 def pending_cells(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
     """(cells to submit, cells already FINISHED). A cell whose status.json cannot be read is pending
     here; the pre-flight check (launch/preflight.py) refuses it before anything is submitted."""
-    todo, done = [], []  # type: ignore[var-annotated]
+    todo: list[RunSpec] = []
+    done: list[RunSpec] = []
     for r in plan.runs:
         (done if read_state(r.out_dir).get("status") == "FINISHED" else todo).append(r)
     return todo, done

@@ -324,7 +324,7 @@ def score_file(model_dir: str | Path, input_path: str | Path, *, out: str | Path
     feats = []  # (reply tokens chosen, rejected, markdown chosen, rejected) per pair, for the style Phi
     t0 = time.perf_counter()
     try:
-        chunk = []  # type: ignore[var-annotated]
+        chunk: list[tuple[dict, list[tuple[list[int], int]]]] = []
         for row, convs in _chain(iter_items(src, kind), None):
             if row is not None:
                 where = f"{src}: row {summary.rows + len(chunk)}"
@@ -383,7 +383,8 @@ class _Writer:
     """Rows with their rewards, streamed to a temp file beside `dest` and renamed onto it at the end."""
 
     def __init__(self, dest: Path, kind: str):
-        self.dest, self.kind, self.rows = dest, kind, []  # type: ignore[var-annotated]
+        self.dest, self.kind = dest, kind
+        self.rows: list[dict] = []
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = dest.with_name(f".{dest.name}.tmp")
         self.f = open(self.tmp, "w") if dest.suffix == ".jsonl" else None
