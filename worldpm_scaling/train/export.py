@@ -1,4 +1,4 @@
-"""Trained cells out as WorldPM-format reward models, and such models back in as sweep models.
+"""Trained cells out as WorldPM-format reward models (train/exported.py reads them back in).
 
 `export_cell` turns a cell's checkpoint — a plain `step_N.pt` or a DeepSpeed-sharded `step_N.ds/`
 (ZeRO 1–3 partitions gathered with DeepSpeed's own zero_to_fp32 utilities) — into a Hugging Face
