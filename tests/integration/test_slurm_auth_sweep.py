@@ -68,7 +68,7 @@ def test_a_slurm_sweep_against_an_authenticated_server_logs_everything_once_and_
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", canary)  # what sbatch hands the jobs (--export=ALL)
-    y = make_sweep(pairs=512, batch=2, seeds=(0, 1), ckpt_steps=64, name="authsweep",
+    y = make_sweep(pairs=256, batch=2, seeds=(0, 1), ckpt_steps=64, name="authsweep",
                    cluster="slurm/local-cluster.yaml")
     y.write_text(re.sub(r"(?m)^tracking: .*$", f'tracking: {{backend: mlflow, uri: "{auth.url}", flush_every_s: 0.5}}',
                         y.read_text()))
@@ -102,11 +102,11 @@ def test_a_slurm_sweep_against_an_authenticated_server_logs_everything_once_and_
         time.sleep(3)
     assert wps(["sync", p.sweep.output_dir, "--uri", auth.url]) == 0  # whatever the jobs could not send
     printed = capsys.readouterr()
-    counts = _exact(auth.url, p.sweep.name, cells, steps=256)
+    counts = _exact(auth.url, p.sweep.name, cells, steps=128)
     assert wps(["sync", p.sweep.output_dir, "--uri", auth.url]) == 0
     again = capsys.readouterr()
     assert "0 points sent" in again.out, again.out
-    assert _exact(auth.url, p.sweep.name, cells, steps=256) == counts
+    assert _exact(auth.url, p.sweep.name, cells, steps=128) == counts
     # an exported model of one cell
     export = tmp_path / "export"
     assert wps(["export", str(y), "--cell", cells[0], "--out", str(export)]) == 0
