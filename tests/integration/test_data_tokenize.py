@@ -79,7 +79,7 @@ def _corpus(folder: Path, pairs: int, tokenizer: Path) -> Path:
         train: {{lr: 1.0e-3, warmup_frac: 0.0, ctx_len: 256, global_batch_pairs: 32, micro_batch_pairs: 16,
                 precision: fp32, collation: packed, zero_stage: 0, checkpoint_every_steps: null,
                 checkpoint_every_minutes: null}}
-        eval: {{sets: []}}
+        eval: {{sets: [helpsteer2], dir: {folder / 'evals'}}}  # never read: these tests tokenize and read pairs
         tracking: {{backend: memory}}
         cluster: {{executor: local, gpu_type: cpu, mem_gb_per_task: 8}}
         out_dir: {folder / 'out'}
