@@ -50,18 +50,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Each pytest run gets a folder of its own for tmp_path (kept when it fails, removed when it passes): pytest's
+# default /tmp/pytest-of-$$USER keeps only its 3 newest sessions, so a second run on the same machine deleted
+# a running session's files under it (a trained fixture cell vanished mid-setup in one CI run).
+RUN_PYTEST = bt=$$(mktemp -d "$${TMPDIR:-/tmp}/wps-pytest.XXXXXX"); $(PYTEST) --basetemp="$$bt"
+KEEP_ON_FAIL = rc=$$?; if [ $$rc = 0 ]; then rm -rf "$$bt"; else echo "pytest files kept in $$bt" >&2; fi; exit $$rc
+
 test: $(STAMP) sysdeps
-	$(PYTEST) tests/unit -q $(if $(filter 0,$(XDIST)),,-n $(XDIST))
-	$(PYTEST) tests/integration tests/e2e -q $(XDIST_ARGS) --durations=25
+	$(RUN_PYTEST) tests/unit -q $(if $(filter 0,$(XDIST)),,-n $(XDIST)); $(KEEP_ON_FAIL)
+	$(RUN_PYTEST) tests/integration tests/e2e -q $(XDIST_ARGS) --durations=25; $(KEEP_ON_FAIL)
 
 test-unit: $(STAMP)
-	$(PYTEST) tests/unit -q
+	$(RUN_PYTEST) tests/unit -q; $(KEEP_ON_FAIL)
 
 test-integration: $(STAMP) sysdeps
-	$(PYTEST) tests/integration -q $(XDIST_ARGS)
+	$(RUN_PYTEST) tests/integration -q $(XDIST_ARGS); $(KEEP_ON_FAIL)
 
 test-e2e: $(STAMP) sysdeps
-	$(PYTEST) tests/e2e -q
+	$(RUN_PYTEST) tests/e2e -q; $(KEEP_ON_FAIL)
 
 demo: $(STAMP)
 	bash scripts/demo.sh
