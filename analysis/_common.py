@@ -25,7 +25,11 @@ def parse(description: str) -> argparse.Namespace:
 def frame(args):
     from worldpm_scaling.analysis import load
 
-    return load.from_file(args.from_file) if args.from_file else load.from_mlflow(args.sweep, tracking_uri=args.tracking_uri)
+    return (
+        load.from_file(args.from_file)
+        if args.from_file
+        else load.from_mlflow(args.sweep, tracking_uri=args.tracking_uri)
+    )
 
 
 def run(stem: str, description: str) -> None:

@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     shape = get("bench-qwen2")
     model = build_model(shape, seed=0).eval()
     t0 = time.perf_counter()
-    lines = [f"{'collation':<15}{'pairs':>6}{'segments':>10}{'backend':>10}{'SDPA calls':>12}{'flex calls':>12}"
-             f"{'attention calls / layer':>25}"]
+    lines = [
+        f"{'collation':<15}{'pairs':>6}{'segments':>10}{'backend':>10}{'SDPA calls':>12}{'flex calls':>12}"
+        f"{'attention calls / layer':>25}"
+    ]
     ok = True
     for micro in a.micro:
         pairs = synthetic_pairs(micro, vocab=shape.vocab, seed=micro, prompt_len=(32, 128), reply_len=(32, 512))
@@ -68,19 +70,24 @@ def main(argv: list[str] | None = None) -> int:
                 per_layer = (c["sdpa"] + c["flex"]) / shape.layers
                 want = len(b.segments) if backend == "segments" else 1
                 ok &= per_layer == want and (c["flex"] == 0 if backend == "segments" else c["sdpa"] == 0)
-                lines.append(f"{mode:<15}{micro:>6}{len(b.segments):>10}{backend:>10}{c['sdpa']:>12}{c['flex']:>12}"
-                             f"{per_layer:>25g}")
-    lines.append(f"model {shape.name}: {shape.layers} layers, {shape.heads} query / {shape.kv_heads} KV heads; "
-                 f"one forward per row, counted by torch.profiler (events {EVENTS['sdpa']}, {EVENTS['flex']})")
-    lines.append("flex = 1 call per layer, segments = 1 call per segment per layer: "
-                 + ("yes" if ok else "NO"))
+                lines.append(
+                    f"{mode:<15}{micro:>6}{len(b.segments):>10}{backend:>10}{c['sdpa']:>12}{c['flex']:>12}"
+                    f"{per_layer:>25g}"
+                )
+    lines.append(
+        f"model {shape.name}: {shape.layers} layers, {shape.heads} query / {shape.kv_heads} KV heads; "
+        f"one forward per row, counted by torch.profiler (events {EVENTS['sdpa']}, {EVENTS['flex']})"
+    )
+    lines.append("flex = 1 call per layer, segments = 1 call per segment per layer: " + ("yes" if ok else "NO"))
     table = "\n".join(lines)
     print(table)
     if not a.no_write:
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(f"# {COMMAND}  ({time.strftime('%Y-%m-%d %H:%M:%S %Z')}, torch {torch.__version__}, "
-                       f"{time.perf_counter() - t0:.0f} s, {os.cpu_count()} CPUs)\n{table}\n")
+        out.write_text(
+            f"# {COMMAND}  ({time.strftime('%Y-%m-%d %H:%M:%S %Z')}, torch {torch.__version__}, "
+            f"{time.perf_counter() - t0:.0f} s, {os.cpu_count()} CPUs)\n{table}\n"
+        )
     return 0 if ok else 1
 
 

@@ -52,8 +52,11 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[250_000, 1_000_000], help="posts per dump")
-    ap.add_argument("--out", default=str(HERE / "results" / "convert_stackexchange"),
-                    help="results path without suffix (.txt and .json are written)")
+    ap.add_argument(
+        "--out",
+        default=str(HERE / "results" / "convert_stackexchange"),
+        help="results path without suffix (.txt and .json are written)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wps-bench-se-"))
     rows = []
@@ -64,37 +67,61 @@ def main() -> int:
             gen_s = time.perf_counter() - t0
             load = os.getloadavg()[0]
             summary, wall, cpu, rss = run_child(dump, work / f"out-{n}")
-            rows.append({"posts": summary["posts_read"], "dump_mb": dump.stat().st_size / 2**20,
-                         "pairs": summary["pairs"], "convert_s": summary["seconds"], "process_wall_s": wall,
-                         "posts_per_s": summary["posts_per_s"], "cpu_s": cpu,
-                         "posts_per_cpu_s": summary["posts_read"] / cpu, "peak_rss_mb": rss, "generate_s": gen_s,
-                         "load_avg_1min": load})
+            rows.append(
+                {
+                    "posts": summary["posts_read"],
+                    "dump_mb": dump.stat().st_size / 2**20,
+                    "pairs": summary["pairs"],
+                    "convert_s": summary["seconds"],
+                    "process_wall_s": wall,
+                    "posts_per_s": summary["posts_per_s"],
+                    "cpu_s": cpu,
+                    "posts_per_cpu_s": summary["posts_read"] / cpu,
+                    "peak_rss_mb": rss,
+                    "generate_s": gen_s,
+                    "load_avg_1min": load,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
             dump.unlink()
             shutil.rmtree(work / f"out-{n}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs: timings are noisy)",
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "goals": {"posts_per_s": 20000, "peak_rss_mb": 500}}
+    meta = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs: timings are noisy)",
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "goals": {"posts_per_s": 20000, "peak_rss_mb": 500},
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = ["wps data stackexchange — generated dumps, each converted in its own process",
-             f"{meta['machine']}; python {meta['python']}; {meta['date']}", "",
-             f"{'posts':>10} {'dump MB':>8} {'pairs':>10} {'convert s':>10} {'posts/s':>9} {'posts/CPU-s':>12} "
-             f"{'peak RSS MB':>12} {'load':>5}"]
-    lines += [f"{r['posts']:>10,} {r['dump_mb']:>8.0f} {r['pairs']:>10,} {r['convert_s']:>10.1f} "
-              f"{r['posts_per_s']:>9,.0f} {r['posts_per_cpu_s']:>12,.0f} {r['peak_rss_mb']:>12.0f} "
-              f"{r['load_avg_1min']:>5.1f}" for r in rows]
+    lines = [
+        "wps data stackexchange — generated dumps, each converted in its own process",
+        f"{meta['machine']}; python {meta['python']}; {meta['date']}",
+        "",
+        f"{'posts':>10} {'dump MB':>8} {'pairs':>10} {'convert s':>10} {'posts/s':>9} {'posts/CPU-s':>12} "
+        f"{'peak RSS MB':>12} {'load':>5}",
+    ]
+    lines += [
+        f"{r['posts']:>10,} {r['dump_mb']:>8.0f} {r['pairs']:>10,} {r['convert_s']:>10.1f} "
+        f"{r['posts_per_s']:>9,.0f} {r['posts_per_cpu_s']:>12,.0f} {r['peak_rss_mb']:>12.0f} "
+        f"{r['load_avg_1min']:>5.1f}"
+        for r in rows
+    ]
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
-        lines += ["", f"size ratio {b['posts'] / a['posts']:.1f}x → peak RSS ratio {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x, "
-                      f"throughput ratio {b['posts_per_s'] / a['posts_per_s']:.2f}x"]
-    lines += ["posts/s = posts read / conversion wall time (scan + pair + write, excluding interpreter start);",
-              "posts/CPU-s = posts / (user + sys) of the converting process: the load-robust number;",
-              "load = 1-min load average when the conversion started (2 cores shared with other jobs).",
-              "goals: ≥ 20,000 posts/s, < 500 MB peak RSS not growing with size"]
+        lines += [
+            "",
+            f"size ratio {b['posts'] / a['posts']:.1f}x → peak RSS ratio {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x, "
+            f"throughput ratio {b['posts_per_s'] / a['posts_per_s']:.2f}x",
+        ]
+    lines += [
+        "posts/s = posts read / conversion wall time (scan + pair + write, excluding interpreter start);",
+        "posts/CPU-s = posts / (user + sys) of the converting process: the load-robust number;",
+        "load = 1-min load average when the conversion started (2 cores shared with other jobs).",
+        "goals: ≥ 20,000 posts/s, < 500 MB peak RSS not growing with size",
+    ]
     out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

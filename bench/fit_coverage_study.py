@@ -37,14 +37,20 @@ def main() -> None:
     ap.add_argument("--sets", type=int, default=200)
     ap.add_argument("--free-E-bootstrap", type=int, default=200)
     args = ap.parse_args()
-    lines = [f"fit coverage study: {args.sets} synthetic curves, 30 log-spaced points over 6 decades, "
-             "alpha ~ U(0.05, 0.4), multiplicative log-normal noise"]
+    lines = [
+        f"fit coverage study: {args.sets} synthetic curves, 30 log-spaced points over 6 decades, "
+        "alpha ~ U(0.05, 0.4), multiplicative log-normal noise"
+    ]
     med, cov, dt = study(args.sets, free_E=False, bootstrap=1000)
-    lines.append(f"pure power law (noise 3%, 1000 bootstraps): median |err| {med:.4f} (goal <= 0.005), "
-                 f"90% CI coverage {cov:.1%} (goal >= 85%), {dt:.1f} s")
+    lines.append(
+        f"pure power law (noise 3%, 1000 bootstraps): median |err| {med:.4f} (goal <= 0.005), "
+        f"90% CI coverage {cov:.1%} (goal >= 85%), {dt:.1f} s"
+    )
     med, cov, dt = study(args.sets, free_E=True, bootstrap=args.free_E_bootstrap)
-    lines.append(f"E + A x^-alpha, E ~ U(0.2, 0.6) (noise 1%, {args.free_E_bootstrap} bootstraps): median |err| "
-                 f"{med:.4f}, 90% CI coverage {cov:.1%}, {dt:.1f} s")
+    lines.append(
+        f"E + A x^-alpha, E ~ U(0.2, 0.6) (noise 1%, {args.free_E_bootstrap} bootstraps): median |err| "
+        f"{med:.4f}, 90% CI coverage {cov:.1%}, {dt:.1f} s"
+    )
     print("\n".join(lines))
     (Path(__file__).parent / "results/fit_coverage.txt").write_text("\n".join(lines) + "\n")
 

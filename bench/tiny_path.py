@@ -53,26 +53,48 @@ CLUSTER = ROOT / "slurm" / "local-cluster.yaml"
 
 # ----------------------------------------------------------------------------- shared set-up
 
+
 def synth_data(folder: Path, pairs: int) -> Path:
     """The demo's synthetic forum (generator defaults, seed 0), written once into `folder`."""
     if not (folder / "train.parquet").is_file():
-        subprocess.run([sys.executable, "-m", "worldpm_scaling", "data", "synth", "--pairs", str(pairs), "--seed", "0",
-                        "--out", str(folder), "--force"], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "worldpm_scaling",
+                "data",
+                "synth",
+                "--pairs",
+                str(pairs),
+                "--seed",
+                "0",
+                "--out",
+                str(folder),
+                "--force",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
     return folder
 
 
-def demo_run(data: Path, out: Path, *, model: str, seed: int, pairs: int, tracking: str, uri: str | None,
-             experiment: str):
+def demo_run(
+    data: Path, out: Path, *, model: str, seed: int, pairs: int, tracking: str, uri: str | None, experiment: str
+):
     """The demo sweep's cell for `model`/`seed`, its data pointed at `data`, output under `out`."""
     from worldpm_scaling.config import load_sweep
     from worldpm_scaling.plan import plan
 
     spec = load_sweep(SWEEP, cluster=CLUSTER)
     r = dataclasses.replace
-    spec = r(spec, data=r(spec.data, source=str(data / "train.parquet"), tokenizer=str(data / "tokenizer.json"),
-                          pairs=pairs),
-             eval=r(spec.eval, dir=str(data / "evals")), out_dir=str(out),
-             tracking=r(spec.tracking, backend=tracking, uri=uri, experiment=experiment))
+    spec = r(
+        spec,
+        data=r(spec.data, source=str(data / "train.parquet"), tokenizer=str(data / "tokenizer.json"), pairs=pairs),
+        eval=r(spec.eval, dir=str(data / "evals")),
+        out_dir=str(out),
+        tracking=r(spec.tracking, backend=tracking, uri=uri, experiment=experiment),
+    )
     runs = [x for x in plan(spec).runs if x.model.name == model and x.seed == seed]
     if not runs:
         raise SystemExit(f"no cell for model {model} seed {seed} in {SWEEP}")
@@ -142,6 +164,7 @@ class Phases:
 
 # ----------------------------------------------------------------------------- the framework's cell
 
+
 def child_cell(cfg: dict) -> dict:
     clock = ImportClock().install()
     t_imports0 = time.perf_counter()
@@ -209,15 +232,29 @@ def child_cell(cfg: dict) -> dict:
     lazy_imports = clock.total - imports_before_job
     accounted = sum(phases.values()) + lazy_imports
     phases["other (markers, locks, signals, run_cell glue)"] = job_wall - accounted + (t_job - t_setup)
-    return {"status": result["status"], "steps": result["steps"], "pairs": result["pairs_seen"],
-            "t_start": T_START, "startup_imports_s": t_setup - t_imports0, "glue_s": t_job - t_setup,
-            "lazy_imports_s": lazy_imports, "job_wall_s": job_wall, "fit_span_s": fit_span, "phases": phases,
-            "calls": ph.n, "phases_cpu": dict(ph.cpu), "process_cpu_s": time.process_time(),
-            "perf_pairs_per_s_median": statistics.median(rates) if rates else None,
-            "losses": losses, "t_end": time.time(), "threads": torch.get_num_threads()}
+    return {
+        "status": result["status"],
+        "steps": result["steps"],
+        "pairs": result["pairs_seen"],
+        "t_start": T_START,
+        "startup_imports_s": t_setup - t_imports0,
+        "glue_s": t_job - t_setup,
+        "lazy_imports_s": lazy_imports,
+        "job_wall_s": job_wall,
+        "fit_span_s": fit_span,
+        "phases": phases,
+        "calls": ph.n,
+        "phases_cpu": dict(ph.cpu),
+        "process_cpu_s": time.process_time(),
+        "perf_pairs_per_s_median": statistics.median(rates) if rates else None,
+        "losses": losses,
+        "t_end": time.time(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 # ----------------------------------------------------------------------------- the bare loop
+
 
 def child_bare(cfg: dict) -> dict:
     import torch
@@ -233,13 +270,19 @@ def child_bare(cfg: dict) -> dict:
     run = RunSpec.from_dict(json.loads(cfg["run_json"]))
     t_setup = time.perf_counter()
     t = run.train
-    pairs = open_train_pairs(run.data, seed=run.seed, rank=0, world=1, max_pairs=run.pairs, ctx_len=t.ctx_len,
-                             reward_token=t.reward_token)
+    pairs = open_train_pairs(
+        run.data, seed=run.seed, rank=0, world=1, max_pairs=run.pairs, ctx_len=t.ctx_len, reward_token=t.reward_token
+    )
     model = build_model(run.model, head=t.head, seed=run.seed)
     decay = [p for p in model.parameters() if p.ndim >= 2]  # the recipe's groups: no decay on biases/norms
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=t.lr, betas=t.betas, eps=t.eps, foreach=True)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=t.lr,
+        betas=t.betas,
+        eps=t.eps,
+        foreach=True,
+    )
     model.train()
     B = t.global_batch_pairs
     steps = run.pairs // B
@@ -258,8 +301,16 @@ def child_bare(cfg: dict) -> dict:
         opt.zero_grad(set_to_none=True)
         losses.append((k + 1, loss.item()))
     dt, dc = time.perf_counter() - t0, time.thread_time() - c0
-    return {"pairs": steps * B, "steps_s": dt, "steps_cpu_s": dc, "setup_s": t0 - t_setup, "imports_s": t_setup - t_imp,
-            "losses": losses, "threads": torch.get_num_threads(), "t_end": time.time()}
+    return {
+        "pairs": steps * B,
+        "steps_s": dt,
+        "steps_cpu_s": dc,
+        "setup_s": t0 - t_setup,
+        "imports_s": t_setup - t_imp,
+        "losses": losses,
+        "threads": torch.get_num_threads(),
+        "t_end": time.time(),
+    }
 
 
 def child_metrics(cfg: dict) -> dict:
@@ -279,8 +330,10 @@ def child_metrics(cfg: dict) -> dict:
     pairs, evals = cellmod._open_data(run, tok, 0, 1)
     child = InMemoryTracker().start_cell(run.sweep, run.cell_id, name="eq")
     Trainer(run, child, train_pairs=pairs, eval_sets=evals, tokenizer=tok, train_pairs_sharded=True).fit()
-    return {"code": str(Path(worldpm_scaling.__file__).parent),
-            "metrics": {k: v for k, v in child.metrics.items() if not k.startswith("perf/")}}
+    return {
+        "code": str(Path(worldpm_scaling.__file__).parent),
+        "metrics": {k: v for k, v in child.metrics.items() if not k.startswith("perf/")},
+    }
 
 
 def equivalence(a, data: Path, tmp: Path) -> int:
@@ -288,13 +341,27 @@ def equivalence(a, data: Path, tmp: Path) -> int:
     checkout, e.g. `git worktree add /tmp/base <commit>`), compared point by point."""
     out = {}
     for name, root in (("base", Path(a.equivalence).resolve()), ("this", ROOT)):
-        run = demo_run(data, tmp / name, model=a.model, seed=a.seed, pairs=a.pairs, tracking="memory", uri=None,
-                       experiment="eq")
+        run = demo_run(
+            data, tmp / name, model=a.model, seed=a.seed, pairs=a.pairs, tracking="memory", uri=None, experiment="eq"
+        )
         with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as f:
             report = f.name
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-        subprocess.run([sys.executable, __file__, "--_child", "metrics", "--_cfg", json.dumps({"run_json": run.to_json()}),
-                        "--_report", report], check=True, env=env, cwd=root)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--_child",
+                "metrics",
+                "--_cfg",
+                json.dumps({"run_json": run.to_json()}),
+                "--_report",
+                report,
+            ],
+            check=True,
+            env=env,
+            cwd=root,
+        )
         out[name] = json.loads(Path(report).read_text())
         os.unlink(report)
         print(f"{name}: metrics from {out[name]['code']}", file=sys.stderr)
@@ -311,10 +378,12 @@ def equivalence(a, data: Path, tmp: Path) -> int:
             if d > worst:
                 worst, where = d, (k, s)
     ok = not missing and worst <= 1e-6
-    print(f"equivalence ({a.model}, seed {a.seed}, {a.pairs} pairs): {n} logged points compared "
-          f"(every train/ and eval/ metric, perf/ excluded); max |difference| = {worst:.3g}"
-          f"{f' at {where[0]} step {where[1]}' if where else ''}; {'missing/extra: ' + ', '.join(missing) if missing else 'same keys and steps'}"
-          f" → {'EQUAL to 1e-6' if ok else 'DIFFERENT'}")
+    print(
+        f"equivalence ({a.model}, seed {a.seed}, {a.pairs} pairs): {n} logged points compared "
+        f"(every train/ and eval/ metric, perf/ excluded); max |difference| = {worst:.3g}"
+        f"{f' at {where[0]} step {where[1]}' if where else ''}; {'missing/extra: ' + ', '.join(missing) if missing else 'same keys and steps'}"
+        f" → {'EQUAL to 1e-6' if ok else 'DIFFERENT'}"
+    )
     return 0 if ok else 1
 
 
@@ -327,8 +396,12 @@ def spawn(kind: str, cfg: dict, code: Path | None = None) -> tuple[dict, float]:
     if code is not None:
         env["PYTHONPATH"] = str(code)
     t_launch = time.time()
-    subprocess.run([sys.executable, __file__, "--_child", kind, "--_cfg", json.dumps(cfg), "--_report", report],
-                   check=True, env=env, cwd=code or ROOT)
+    subprocess.run(
+        [sys.executable, __file__, "--_child", kind, "--_cfg", json.dumps(cfg), "--_report", report],
+        check=True,
+        env=env,
+        cwd=code or ROOT,
+    )
     t_exit = time.time()
     out = json.loads(Path(report).read_text())
     os.unlink(report)
@@ -338,11 +411,14 @@ def spawn(kind: str, cfg: dict, code: Path | None = None) -> tuple[dict, float]:
 
 # ----------------------------------------------------------------------------- the run
 
+
 def breakdown(c: dict) -> dict[str, float]:
     """One cell's wall time, launch → exit, in parts that add up."""
-    rows = {"start-up: interpreter": c["t_start"] - c["t_launch"],
-            "start-up: imports (torch, worldpm_scaling, submitit)": c["startup_imports_s"],
-            "imports made lazily inside the cell (transformers, mlflow, …)": c["lazy_imports_s"]}
+    rows = {
+        "start-up: interpreter": c["t_start"] - c["t_launch"],
+        "start-up: imports (torch, worldpm_scaling, submitit)": c["startup_imports_s"],
+        "imports made lazily inside the cell (transformers, mlflow, …)": c["lazy_imports_s"],
+    }
     rows.update(c["phases"])
     rows["shutdown: last flush, atexit, teardown"] = c["t_exit"] - c["t_end"]
     return rows
@@ -351,12 +427,18 @@ def breakdown(c: dict) -> dict[str, float]:
 def cell_rates(c: dict) -> dict[str, float]:
     p = c["phases"]
     loop = p["steps"] + p.get("checkpoints", 0.0) + sum(v for k, v in p.items() if k.startswith("logging:"))
-    return {"loop": c["pairs"] / loop,                       # step loop with its logging and checkpoints
-            "steps": c["pairs"] / p["steps"],                # the step loop alone
-            "loop+eval": c["pairs"] / (loop + p.get("evaluation", 0.0)),  # … and the 5 evaluations
-            "perf_median": c["perf_pairs_per_s_median"],
-            "loop_cpu": c["pairs"] / (c["phases_cpu"]["steps"] + c["phases_cpu"].get("checkpoints", 0.0)
-                                      + sum(v for k, v in c["phases_cpu"].items() if k.startswith("logging:")))}
+    return {
+        "loop": c["pairs"] / loop,  # step loop with its logging and checkpoints
+        "steps": c["pairs"] / p["steps"],  # the step loop alone
+        "loop+eval": c["pairs"] / (loop + p.get("evaluation", 0.0)),  # … and the 5 evaluations
+        "perf_median": c["perf_pairs_per_s_median"],
+        "loop_cpu": c["pairs"]
+        / (
+            c["phases_cpu"]["steps"]
+            + c["phases_cpu"].get("checkpoints", 0.0)
+            + sum(v for k, v in c["phases_cpu"].items() if k.startswith("logging:"))
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,16 +449,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=8192, help="pairs budget of the cell (the demo: 8,192)")
     ap.add_argument("--model", default="tiny-sm", help="demo size (tiny-sm is the demo's largest)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tracking", choices=("server", "memory"), default="server",
-                    help="server: a local MLflow server as `make demo` runs; memory: no tracking store")
+    ap.add_argument(
+        "--tracking",
+        choices=("server", "memory"),
+        default="server",
+        help="server: a local MLflow server as `make demo` runs; memory: no tracking store",
+    )
     ap.add_argument("--data", default=None, help="synthetic forum folder (default: a temporary one)")
     ap.add_argument("--out", default="bench/results/tiny_path", help="results path without suffix")
     ap.add_argument("--note", default="", help="what else was running on the box (goes into the results)")
-    ap.add_argument("--base", metavar="DIR", default=None,
-                    help="also time the cell of another checkout (e.g. `git worktree add /tmp/base <commit>`) in "
-                         "the same rounds: before/after side by side")
-    ap.add_argument("--equivalence", metavar="BASE", default=None,
-                    help="instead of timing: compare every metric the cell logs with another checkout's (1e-6)")
+    ap.add_argument(
+        "--base",
+        metavar="DIR",
+        default=None,
+        help="also time the cell of another checkout (e.g. `git worktree add /tmp/base <commit>`) in "
+        "the same rounds: before/after side by side",
+    )
+    ap.add_argument(
+        "--equivalence",
+        metavar="BASE",
+        default=None,
+        help="instead of timing: compare every metric the cell logs with another checkout's (1e-6)",
+    )
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     ap.add_argument("--_cfg", help=argparse.SUPPRESS)
     ap.add_argument("--_report", help=argparse.SUPPRESS)
@@ -402,29 +496,45 @@ def main(argv: list[str] | None = None) -> int:
         if a.tracking == "server":
             from worldpm_scaling.track.server import MlflowServer
 
-            server = MlflowServer(f"sqlite:///{tmp}/mlflow.db", tmp / "mlartifacts", workers=1,
-                                  log_path=tmp / "mlflow-server.log")
+            server = MlflowServer(
+                f"sqlite:///{tmp}/mlflow.db", tmp / "mlartifacts", workers=1, log_path=tmp / "mlflow-server.log"
+            )
             server.start(wait_s=300)
             uri = f"http://127.0.0.1:{server.port}"
         try:
             cells, bares, bases = [], [], []
             sides = ["cell", "bare"] + (["base"] if a.base else [])
             for r in range(a.rounds):
-                for side in (sides if r % 2 == 0 else sides[::-1]):
-                    run = demo_run(data, tmp / f"r{r}-{side}", model=a.model, seed=a.seed, pairs=a.pairs,
-                                   tracking="mlflow" if a.tracking == "server" else "memory", uri=uri,
-                                   experiment=f"tiny_path-{os.getpid()}-r{r}-{side}")
+                for side in sides if r % 2 == 0 else sides[::-1]:
+                    run = demo_run(
+                        data,
+                        tmp / f"r{r}-{side}",
+                        model=a.model,
+                        seed=a.seed,
+                        pairs=a.pairs,
+                        tracking="mlflow" if a.tracking == "server" else "memory",
+                        uri=uri,
+                        experiment=f"tiny_path-{os.getpid()}-r{r}-{side}",
+                    )
                     cfg = {"run_json": run.to_json()}
-                    rep, wall = spawn("cell" if side == "base" else side, cfg,
-                                      Path(a.base).resolve() if side == "base" else None)
+                    rep, wall = spawn(
+                        "cell" if side == "base" else side, cfg, Path(a.base).resolve() if side == "base" else None
+                    )
                     rep["wall_s"] = wall
                     {"cell": cells, "bare": bares, "base": bases}[side].append(rep)
                     if side != "bare":
-                        print(f"round {r + 1}/{a.rounds} {side}: {rep['status']} {wall:.1f} s, "
-                              f"{cell_rates(rep)['loop']:.1f} pairs/s", file=sys.stderr, flush=True)
+                        print(
+                            f"round {r + 1}/{a.rounds} {side}: {rep['status']} {wall:.1f} s, "
+                            f"{cell_rates(rep)['loop']:.1f} pairs/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     else:
-                        print(f"round {r + 1}/{a.rounds} bare: {rep['pairs'] / rep['steps_s']:.1f} pairs/s",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"round {r + 1}/{a.rounds} bare: {rep['pairs'] / rep['steps_s']:.1f} pairs/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         finally:
             if server is not None:
                 server.stop()
@@ -443,12 +553,16 @@ def report(a, cells: list[dict], bares: list[dict], load0, elapsed: float, bases
         return statistics.median(xs), min(xs), max(xs)
 
     bm = statistics.median(bare)
-    lines = [f"{'side':<44}{'pairs/s median':>15}{'min':>8}{'max':>8}{'÷ bare':>8}",
-             f"{'bare PyTorch BT loop (steps)':<44}{bm:>15.1f}{min(bare):>8.1f}{max(bare):>8.1f}{1.0:>8.2f}"]
-    labels = {"loop": "cell: steps + logging + checkpoints (headline)",
-              "steps": "cell: steps alone",
-              "loop+eval": "cell: steps + logging + checkpoints + evaluations",
-              "perf_median": "cell: median of its logged perf/pairs_per_s"}
+    lines = [
+        f"{'side':<44}{'pairs/s median':>15}{'min':>8}{'max':>8}{'÷ bare':>8}",
+        f"{'bare PyTorch BT loop (steps)':<44}{bm:>15.1f}{min(bare):>8.1f}{max(bare):>8.1f}{1.0:>8.2f}",
+    ]
+    labels = {
+        "loop": "cell: steps + logging + checkpoints (headline)",
+        "steps": "cell: steps alone",
+        "loop+eval": "cell: steps + logging + checkpoints + evaluations",
+        "perf_median": "cell: median of its logged perf/pairs_per_s",
+    }
     for k in ("loop", "steps", "loop+eval", "perf_median"):
         med, lo, hi = mmm(rates[k])
         lines.append(f"{labels[k]:<44}{med:>15.1f}{lo:>8.1f}{hi:>8.1f}{med / bm:>8.2f}")
@@ -475,8 +589,10 @@ def report(a, cells: list[dict], bares: list[dict], load0, elapsed: float, bases
         if not cs:
             continue
         w = [c["wall_s"] for c in cs]
-        lines.append(f"one cell's wall time (launch → exit), {label}, median of {len(cs)} rounds: "
-                     f"{statistics.median(w):.1f} s (min {min(w):.1f}, max {max(w):.1f})")
+        lines.append(
+            f"one cell's wall time (launch → exit), {label}, median of {len(cs)} rounds: "
+            f"{statistics.median(w):.1f} s (min {min(w):.1f}, max {max(w):.1f})"
+        )
     hdr = f"{'part':<60}{'s (median)':>11}{'min':>8}{'max':>8}{'share':>8}{'CPU s':>8}"
     lines.append(hdr + (f"{'base s':>9}{'base CPU':>9}" if bases else ""))
     for k in keys:
@@ -487,8 +603,9 @@ def report(a, cells: list[dict], bares: list[dict], load0, elapsed: float, bases
         row = f"{k:<60}{med:>11.2f}{lo:>8.2f}{hi:>8.2f}{med / statistics.median(walls):>8.1%}{cpu_s}"
         if bases:
             bcpu = [c["phases_cpu"][k] for c in bases if k in c.get("phases_cpu", {})]
-            row += f"{statistics.median([p.get(k, 0.0) for p in base_parts]):>9.2f}" + \
-                (f"{statistics.median(bcpu):>9.2f}" if bcpu else f"{'':>9}")
+            row += f"{statistics.median([p.get(k, 0.0) for p in base_parts]):>9.2f}" + (
+                f"{statistics.median(bcpu):>9.2f}" if bcpu else f"{'':>9}"
+            )
         lines.append(row)
     # same curve check
     lc = dict(cells[0]["losses"])
@@ -496,26 +613,50 @@ def report(a, cells: list[dict], bares: list[dict], load0, elapsed: float, bases
     common = sorted(set(lc) & set(lb))
     diff = max(abs(lc[s] - lb[s]) for s in common) if common else float("nan")
     lines.append("")
-    lines.append(f"same model/data/batch check: max |cell train/loss − bare loss| over {len(common)} steps = {diff:.2e}")
+    lines.append(
+        f"same model/data/batch check: max |cell train/loss − bare loss| over {len(common)} steps = {diff:.2e}"
+    )
     table = "\n".join(lines)
     print(table)
     if a.quick:
         return
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": platform.node(), "cpu": cpu,
-            "cpus": os.cpu_count(), "torch": torch.__version__, "model": a.model, "seed": a.seed, "pairs": a.pairs,
-            "tracking": a.tracking, "rounds": a.rounds, "elapsed_s": round(elapsed, 1),
-            "loadavg_start": load0, "loadavg_end": os.getloadavg(), "note": a.note,
-            "bare_pairs_per_s": bare, "bare_pairs_per_cpu_s": bare_cpu, "cell_pairs_per_s": rates,
-            "ratio_headline": statistics.median(rates["loop"]) / bm,
-            "breakdown": parts, "cell_wall_s": walls, "base": a.base, "base_pairs_per_s": base_rates,
-            "base_breakdown": base_parts, "base_wall_s": [c["wall_s"] for c in bases], "calls": cells[0]["calls"],
-            "loss_max_abs_diff": diff, "threads": {"cell": cells[0]["threads"], "bare": bares[0]["threads"]}}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "host": platform.node(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "model": a.model,
+        "seed": a.seed,
+        "pairs": a.pairs,
+        "tracking": a.tracking,
+        "rounds": a.rounds,
+        "elapsed_s": round(elapsed, 1),
+        "loadavg_start": load0,
+        "loadavg_end": os.getloadavg(),
+        "note": a.note,
+        "bare_pairs_per_s": bare,
+        "bare_pairs_per_cpu_s": bare_cpu,
+        "cell_pairs_per_s": rates,
+        "ratio_headline": statistics.median(rates["loop"]) / bm,
+        "breakdown": parts,
+        "cell_wall_s": walls,
+        "base": a.base,
+        "base_pairs_per_s": base_rates,
+        "base_breakdown": base_parts,
+        "base_wall_s": [c["wall_s"] for c in bases],
+        "calls": cells[0]["calls"],
+        "loss_max_abs_diff": diff,
+        "threads": {"cell": cells[0]["threads"], "bare": bares[0]["threads"]},
+    }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    head = (f"# python bench/tiny_path.py --rounds {a.rounds}{' --base ' + a.base if a.base else ''}  ({meta['date']}, {elapsed:.0f} s; {cpu}, "
-            f"{os.cpu_count()} cores; 1 torch thread each side; load avg {load0[0]:.1f}→{meta['loadavg_end'][0]:.1f})\n"
-            f"# {a.note}\n")
+    head = (
+        f"# python bench/tiny_path.py --rounds {a.rounds}{' --base ' + a.base if a.base else ''}  ({meta['date']}, {elapsed:.0f} s; {cpu}, "
+        f"{os.cpu_count()} cores; 1 torch thread each side; load avg {load0[0]:.1f}→{meta['loadavg_end'][0]:.1f})\n"
+        f"# {a.note}\n"
+    )
     for suffix, text in ((".json", json.dumps(meta, indent=2) + "\n"), (".txt", head + table + "\n")):
         tmp = out.with_suffix(suffix + ".tmp")
         tmp.write_text(text)
@@ -534,12 +675,19 @@ def profile(a, data: Path, tmp: Path) -> int:
     from worldpm_scaling.train import Trainer
 
     torch.set_num_threads(1)
-    run = demo_run(data, tmp / "prof", model=a.model, seed=a.seed, pairs=a.pairs, tracking="memory", uri=None,
-                   experiment="prof")
+    run = demo_run(
+        data, tmp / "prof", model=a.model, seed=a.seed, pairs=a.pairs, tracking="memory", uri=None, experiment="prof"
+    )
     tok = cellmod._tokenizer(run)
     pairs, evals = cellmod._open_data(run, tok, 0, 1)
-    tr = Trainer(run, InMemoryTracker().start_cell("p", run.cell_id, name="p"), train_pairs=pairs, eval_sets=evals,
-                 tokenizer=tok, train_pairs_sharded=True)
+    tr = Trainer(
+        run,
+        InMemoryTracker().start_cell("p", run.cell_id, name="p"),
+        train_pairs=pairs,
+        eval_sets=evals,
+        tokenizer=tok,
+        train_pairs_sharded=True,
+    )
     prof = cProfile.Profile()
     t = time.perf_counter()
     prof.enable()

@@ -66,28 +66,41 @@ def main() -> None:
         block = os.urandom(1 << 20)
         with open(p, "wb") as f:
             for i in range(size >> 20):
-                f.write(block[i % 4096:] + block[:i % 4096])  # every MiB differs
+                f.write(block[i % 4096 :] + block[: i % 4096])  # every MiB differs
             f.flush()
             os.fsync(f.fileno())
         rows = []
-        for name, fn in (("format 1: path+size+mtime", old_fingerprint),
-                         ("format 2: size+mtime+16x64KiB", source_identity),
-                         ("full SHA-256 of the file", full_sha256)):
+        for name, fn in (
+            ("format 1: path+size+mtime", old_fingerprint),
+            ("format 2: size+mtime+16x64KiB", source_identity),
+            ("full SHA-256 of the file", full_sha256),
+        ):
             for cold in (False, True):
                 if not cold:
                     fn(p)  # warm the page cache for the warm runs
                 ts = timed(fn, p, cold, args.repeats)
-                rows.append(f"{name:32s} {'cold' if cold else 'warm'}: "
-                            f"median {statistics.median(ts) * 1e3:10.2f} ms  (runs: "
-                            + ", ".join(f"{t * 1e3:.2f}" for t in ts) + ")")
+                rows.append(
+                    f"{name:32s} {'cold' if cold else 'warm'}: "
+                    f"median {statistics.median(ts) * 1e3:10.2f} ms  (runs: "
+                    + ", ".join(f"{t * 1e3:.2f}" for t in ts)
+                    + ")"
+                )
         tj = Path(d) / "tokenizer.json"
         tj.write_bytes(os.urandom(11 << 20))
         tok = type("Tok", (), {"path": str(tj)})()
         ts = timed(lambda _: tokenizer_identity(tok), tj, False, args.repeats)
         rows.append(f"{'tokenizer_identity, 11 MiB':32s} warm: median {statistics.median(ts) * 1e3:10.2f} ms")
-    text = "\n".join([f"tokcache_key: one {size / (1 << 30):.2f} GiB file, {args.repeats} runs each",
-                      f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs "
-                      "(shared with other work: timings are noisy)", *rows]) + "\n"
+    text = (
+        "\n".join(
+            [
+                f"tokcache_key: one {size / (1 << 30):.2f} GiB file, {args.repeats} runs each",
+                f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs "
+                "(shared with other work: timings are noisy)",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
     print(text, end="")
     Path(args.out).write_text(text)
 

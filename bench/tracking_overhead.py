@@ -51,8 +51,9 @@ def make_loop(hidden: int, batch: int, seed: int = 0):
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     d = hidden
-    model = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.GELU(), torch.nn.Linear(d, d), torch.nn.GELU(),
-                                torch.nn.Linear(d, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(d, d), torch.nn.GELU(), torch.nn.Linear(d, d), torch.nn.GELU(), torch.nn.Linear(d, 1)
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     chosen = torch.randn(batch, d) + 0.1
     rejected = torch.randn(batch, d)
@@ -70,10 +71,18 @@ def make_loop(hidden: int, batch: int, seed: int = 0):
         state["pairs"] += batch
         state["tokens"] += batch * 250
         loss = loss.detach()
-        return {names.TRAIN_LOSS: float(loss), names.TRAIN_ACC: float((margin > 0).float().mean()),
-                names.TRAIN_GRAD_NORM: float(gn), names.TRAIN_LR: 1e-3, names.TRAIN_PAIRS_SEEN: state["pairs"],
-                names.TRAIN_TOKENS_SEEN: state["tokens"], names.PERF_PAIRS_PER_S: batch / dt,
-                names.PERF_TOKENS_PER_S: batch * 250 / dt, names.PERF_MFU: 0.0, names.PERF_REAL_TOKEN_FRAC: 1.0}
+        return {
+            names.TRAIN_LOSS: float(loss),
+            names.TRAIN_ACC: float((margin > 0).float().mean()),
+            names.TRAIN_GRAD_NORM: float(gn),
+            names.TRAIN_LR: 1e-3,
+            names.TRAIN_PAIRS_SEEN: state["pairs"],
+            names.TRAIN_TOKENS_SEEN: state["tokens"],
+            names.PERF_PAIRS_PER_S: batch / dt,
+            names.PERF_TOKENS_PER_S: batch * 250 / dt,
+            names.PERF_MFU: 0.0,
+            names.PERF_REAL_TOKEN_FRAC: 1.0,
+        }
 
     return step
 
@@ -101,12 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--flush-every-s", type=float, default=5.0)
-    ap.add_argument("--system-metrics-interval-s", type=float, default=1.0,
-                    help="MLflow system-metrics sampling on the tracked run (default 1 s: 10x the default "
-                         "tracking.system_metrics_interval_s, a worst case); 0 = off")
-    ap.add_argument("--server-nice", type=int, default=10,
-                    help="nice level of the local server (default 10): on a cluster it runs on another host, "
-                         "here it shares 2 cores with the loop")
+    ap.add_argument(
+        "--system-metrics-interval-s",
+        type=float,
+        default=1.0,
+        help="MLflow system-metrics sampling on the tracked run (default 1 s: 10x the default "
+        "tracking.system_metrics_interval_s, a worst case); 0 = off",
+    )
+    ap.add_argument(
+        "--server-nice",
+        type=int,
+        default=10,
+        help="nice level of the local server (default 10): on a cluster it runs on another host, "
+        "here it shares 2 cores with the loop",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "tracking_overhead"))
     a = ap.parse_args(argv)
 
@@ -121,9 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     srv = MlflowServer(f"sqlite:///{tmp / 'mlflow.db'}", tmp / "artifacts", workers=1)
     srv.command = (lambda cmd=srv.command: lambda: ["nice", "-n", str(a.server_nice), *cmd()])()
     with srv:
-        tr = MlflowTracker(srv.url, spool_dir=tmp / "spool", flush_every_s=a.flush_every_s,
-                           system_metrics=a.system_metrics_interval_s > 0,
-                           system_metrics_interval_s=a.system_metrics_interval_s or 10.0)
+        tr = MlflowTracker(
+            srv.url,
+            spool_dir=tmp / "spool",
+            flush_every_s=a.flush_every_s,
+            system_metrics=a.system_metrics_interval_s > 0,
+            system_metrics_interval_s=a.system_metrics_interval_s or 10.0,
+        )
         parent = tr.start_sweep("bench-tracking")
         run = tr.start_cell("bench-tracking", "tracker", name="tracker", parent_run_id=parent.run_id)
         none_s, tracked_s, none_cpu, tracked_cpu = [], [], [], []
@@ -159,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_experiment("bench-tracking-naive")
         naive_none = run_block(step, a.naive_steps)
         with mlflow.start_run(run_name="per-step log_metric"):
+
             def naive_log(m, s):
                 for k, v in m.items():
                     mlflow.log_metric(k, v, step=s)
@@ -179,16 +201,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
-        "block_pairs": a.pairs, "block_steps": a.block_steps, "metrics_per_step": len(names.TRAIN_METRICS),
-        "flush_every_s": a.flush_every_s, "per_step": per_step,
-        "tracker_points_sent": sent, "tracker_finish_s": finish_s,
+        "block_pairs": a.pairs,
+        "block_steps": a.block_steps,
+        "metrics_per_step": len(names.TRAIN_METRICS),
+        "flush_every_s": a.flush_every_s,
+        "per_step": per_step,
+        "tracker_points_sent": sent,
+        "tracker_finish_s": finish_s,
         "per_step_log_metric_overhead": per_step["per_step_log_metric_ms"] / per_step["none_around_per_step_ms"] - 1,
-        "tracking_overhead": attributable, "wall_ratio_overhead": overhead, "block_ratios": ratios, "server_nice": a.server_nice,
-        "cpu_overhead": cpu_overhead, "log_metrics_in_loop_s": in_loop[0], "sender": dict(run.stats),
-        "attributable_overhead": attributable, "none_cpu_s": none_cpu, "tracked_cpu_s": tracked_cpu,
-        "none_wall_s": none_s, "tracked_wall_s": tracked_s,
-        "system_metrics_interval_s": a.system_metrics_interval_s, "system_metrics_samples": sys_samples,
-        "system_metrics_keys": sys_keys, "system_metrics_thread_cpu_s": sys_cpu,
+        "tracking_overhead": attributable,
+        "wall_ratio_overhead": overhead,
+        "block_ratios": ratios,
+        "server_nice": a.server_nice,
+        "cpu_overhead": cpu_overhead,
+        "log_metrics_in_loop_s": in_loop[0],
+        "sender": dict(run.stats),
+        "attributable_overhead": attributable,
+        "none_cpu_s": none_cpu,
+        "tracked_cpu_s": tracked_cpu,
+        "none_wall_s": none_s,
+        "tracked_wall_s": tracked_s,
+        "system_metrics_interval_s": a.system_metrics_interval_s,
+        "system_metrics_samples": sys_samples,
+        "system_metrics_keys": sys_keys,
+        "system_metrics_thread_cpu_s": sys_cpu,
     }
     lines = [
         "tracking overhead benchmark (bench/tracking_overhead.py), one run, blocks alternating",
@@ -200,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{sent} points on the server, exact; finish() {finish_s:.2f} s",
         f"  system metrics (MLflow's monitor) every {a.system_metrics_interval_s:g} s: {sys_samples} samples × "
         f"{len(sys_keys)} keys on the server; sampling thread CPU {sys_cpu:.3f} s"
-        if a.system_metrics_interval_s > 0 else "  system metrics: off",
+        if a.system_metrics_interval_s > 0
+        else "  system metrics: off",
         f"  per-step log_metric    {per_step['per_step_log_metric_ms']:8.2f} ms/step vs "
         f"{per_step['none_around_per_step_ms']:.2f} ms/step without "
         f"(+{100 * result['per_step_log_metric_overhead']:.0f}%), {a.naive_steps} steps",

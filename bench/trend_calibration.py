@@ -31,9 +31,12 @@ from worldpm_scaling.analysis.trends import EMERGENT_FALSE_RATE, TREND_LEVEL, cl
 
 # README demo headline (adversarial and subjective rows): (alpha, lo, hi) of the 90% bootstrap interval
 DEMO_INTERVALS = {
-    "adversarial tiny-xxs": (0.443, 0.338, 0.542), "adversarial tiny-xs": (0.575, 0.481, 0.667),
-    "adversarial tiny-s": (0.413, 0.138, 0.663), "subjective tiny-xxs": (-0.185, -0.263, -0.073),
-    "subjective tiny-xs": (-0.152, -0.372, -0.066), "subjective tiny-s": (-0.036, -0.139, 0.100),
+    "adversarial tiny-xxs": (0.443, 0.338, 0.542),
+    "adversarial tiny-xs": (0.575, 0.481, 0.667),
+    "adversarial tiny-s": (0.413, 0.138, 0.663),
+    "subjective tiny-xxs": (-0.185, -0.263, -0.073),
+    "subjective tiny-xs": (-0.152, -0.372, -0.066),
+    "subjective tiny-s": (-0.036, -0.139, 0.100),
 }
 KINDS = ("flat", "power-law", "emergent")
 FIRST = 9  # the demo's first milestone, 2^9 pairs
@@ -55,7 +58,7 @@ def width_per_sigma(n: int = 5, sims: int = 400, boots: int = 1000, seed: int = 
 
 def planted(kind: str, n: int, sigma: float, rng) -> tuple[np.ndarray, np.ndarray, float]:
     k = np.arange(FIRST, FIRST + n, dtype=float)
-    x = 2.0 ** k
+    x = 2.0**k
     eps = np.exp(rng.normal(0, sigma, n))
     if kind == "flat":
         return x, 0.69 * eps, 0.0
@@ -107,17 +110,20 @@ def main() -> None:
     w1 = width_per_sigma()
     sig = {k: (hi - lo) / w1 for k, (_, lo, hi) in DEMO_INTERVALS.items()}
     sigma = float(np.median(list(sig.values())))
-    L = ["trend calibration: simulated curves at pairs 2^9, 2^10, … (5, 8, 12 milestones), log-normal noise",
-         f"classifier: slope t interval at {TREND_LEVEL:.0%} (power-law when below 0); emergent when the broken power law's "
-         f"ΔBIC beats the {1 - EMERGENT_FALSE_RATE:.0%} quantile of its null for the curve's design",
-         "",
-         f"noise measured on the demo (README headline, 90% point-bootstrap widths / {w1:.3f} per unit σ at 5 milestones):",
-         "  " + ", ".join(f"{k} σ={v:.3f}" for k, v in sig.items()),
-         f"  median σ = {sigma:.3f} (log-space, i.e. ~{sigma:.0%} multiplicative) — used below; also at σ/2 and 2σ",
-         "",
-         "planted: flat = 0.69·noise; power-law = 0.69·(x/x0)^-α, α ~ U(0.2, 0.6); emergent = 0.69 until a break",
-         "  at log2 x ~ U(first+1.5, last-1.5), then slope −s2 per doubling in log2, s2 ~ U(0.5, 1.0)",
-         f"  {args.sims} curves per class", ""]
+    L = [
+        "trend calibration: simulated curves at pairs 2^9, 2^10, … (5, 8, 12 milestones), log-normal noise",
+        f"classifier: slope t interval at {TREND_LEVEL:.0%} (power-law when below 0); emergent when the broken power law's "
+        f"ΔBIC beats the {1 - EMERGENT_FALSE_RATE:.0%} quantile of its null for the curve's design",
+        "",
+        f"noise measured on the demo (README headline, 90% point-bootstrap widths / {w1:.3f} per unit σ at 5 milestones):",
+        "  " + ", ".join(f"{k} σ={v:.3f}" for k, v in sig.items()),
+        f"  median σ = {sigma:.3f} (log-space, i.e. ~{sigma:.0%} multiplicative) — used below; also at σ/2 and 2σ",
+        "",
+        "planted: flat = 0.69·noise; power-law = 0.69·(x/x0)^-α, α ~ U(0.2, 0.6); emergent = 0.69 until a break",
+        "  at log2 x ~ U(first+1.5, last-1.5), then slope −s2 per doubling in log2, s2 ~ U(0.5, 1.0)",
+        f"  {args.sims} curves per class",
+        "",
+    ]
     rates = {}
     for s_mult, label in ((1.0, "demo noise"), (0.5, "half the demo noise"), (2.0, "twice the demo noise")):
         s = sigma * s_mult
@@ -131,12 +137,15 @@ def main() -> None:
         L.append("  power-law recovered at 8 milestones by planted α: " + ", ".join(f"α={a}: {r:.0%}" for a, r in pa))
         L.append("")
     r5, r8 = rates[(1.0, 5)], rates[(1.0, 8)]
-    L += ["targets at the demo noise:",
-          f"  flat called flat at 5 milestones: {r5['flat']:.1%} (goal >= 95%): {'met' if r5['flat'] >= 0.95 else 'NOT met'}",
-          f"  power-law recovered at 8 milestones: {r8['power-law']:.1%} (goal >= 90%): {'met' if r8['power-law'] >= 0.9 else 'NOT met'}",
-          f"  emergent recovered at 8 milestones: {r8['emergent']:.1%} (goal >= 90%): {'met' if r8['emergent'] >= 0.9 else 'NOT met'}",
-          f"  (at 5 milestones: power-law {r5['power-law']:.1%}, emergent {r5['emergent']:.1%}; a break needs points on both sides)",
-          "", f"{time.perf_counter() - t0:.0f} s"]
+    L += [
+        "targets at the demo noise:",
+        f"  flat called flat at 5 milestones: {r5['flat']:.1%} (goal >= 95%): {'met' if r5['flat'] >= 0.95 else 'NOT met'}",
+        f"  power-law recovered at 8 milestones: {r8['power-law']:.1%} (goal >= 90%): {'met' if r8['power-law'] >= 0.9 else 'NOT met'}",
+        f"  emergent recovered at 8 milestones: {r8['emergent']:.1%} (goal >= 90%): {'met' if r8['emergent'] >= 0.9 else 'NOT met'}",
+        f"  (at 5 milestones: power-law {r5['power-law']:.1%}, emergent {r5['emergent']:.1%}; a break needs points on both sides)",
+        "",
+        f"{time.perf_counter() - t0:.0f} s",
+    ]
     text = "\n".join(L) + "\n"
     Path(args.out).write_text(text)
     print(text, end="")

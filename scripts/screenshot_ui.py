@@ -33,9 +33,19 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-                  "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                  "--disable-sync", "--disable-extensions", "--mute-audio"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-extensions",
+    "--mute-audio",
+]
 
 
 # -- a minimal websocket client (RFC 6455: text frames, client masking, fragmentation) ----------------
@@ -46,8 +56,12 @@ class WebSocket:
         host, _, port = hostport.partition(":")
         self.sock = socket.create_connection((host, int(port or 80)), timeout=timeout_s)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(4096)
@@ -113,10 +127,19 @@ class Chromium:
         exe = binary or shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
         if not exe:
             raise RuntimeError("chromium not found: apt-get install chromium")
-        self.proc = subprocess.Popen([exe, *CHROMIUM_FLAGS, f"--remote-debugging-port={self.port}",
-                                      f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
-                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                *CHROMIUM_FLAGS,
+                f"--remote-debugging-port={self.port}",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         target = None
         while time.monotonic() < deadline and target is None:
@@ -186,34 +209,79 @@ CLOSE_ASSISTANT_JS = """(() => {
 HAS_EXPANDER_JS = """document.querySelectorAll('button[data-component-id*="runnamecellrenderer"]').length > 0"""
 
 
-def ui_state(*, expanded: list[str], columns: list[str], charts: list[str] = (), x_metric: str | None = None,
-             section: str = "Eval loss by category") -> dict:
+def ui_state(
+    *,
+    expanded: list[str],
+    columns: list[str],
+    charts: list[str] = (),
+    x_metric: str | None = None,
+    section: str = "Eval loss by category",
+) -> dict:
     """The experiment page's persisted UI state (what the UI keeps in localStorage per experiment):
     parent runs `expanded`, extra table `columns` (`metrics.<key>`, or `attributes.<Dataset|Source|
     Models>`), and a first chart section with one line chart per metric key in `charts`, its x-axis
     the metric `x_metric` on a log scale (the paper's log2 pairs axis) instead of the step."""
     sec = "wps-section-0"
-    chart_cfgs = [{
-        "uuid": f"wps-chart-{i}", "type": "LINE", "runsCountToCompare": 10, "metricSectionId": sec,
-        "deleted": False, "isGenerated": False, "displayName": key, "metricKey": key, "lineSmoothness": 0,
-        "xAxisScaleType": "log" if x_metric else "linear", "scaleType": "linear", "range": {},
-        "xAxisKey": "metric" if x_metric else "step", "selectedXAxisMetricKey": x_metric or "",
-        "yAxisKey": "metric", "yAxisExpressions": [], "ignoreOutliers": False, "useGlobalXaxisKey": False,
-        "useGlobalLineSmoothing": True,
-    } for i, key in enumerate(charts)]
+    chart_cfgs = [
+        {
+            "uuid": f"wps-chart-{i}",
+            "type": "LINE",
+            "runsCountToCompare": 10,
+            "metricSectionId": sec,
+            "deleted": False,
+            "isGenerated": False,
+            "displayName": key,
+            "metricKey": key,
+            "lineSmoothness": 0,
+            "xAxisScaleType": "log" if x_metric else "linear",
+            "scaleType": "linear",
+            "range": {},
+            "xAxisKey": "metric" if x_metric else "step",
+            "selectedXAxisMetricKey": x_metric or "",
+            "yAxisKey": "metric",
+            "yAxisExpressions": [],
+            "ignoreOutliers": False,
+            "useGlobalXaxisKey": False,
+            "useGlobalLineSmoothing": True,
+        }
+        for i, key in enumerate(charts)
+    ]
     return {
-        "searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
-        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-        "selectedColumns": list(columns), "columnOrder": [], "runsPinned": [],
+        "searchFilter": "",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": list(columns),
+        "columnOrder": [],
+        "runsPinned": [],
         "columnWidths": {c: 190 if c.startswith("metrics.") else 240 for c in columns if "Dataset" not in c},
-        "runsHidden": [], "runsVisibilityMap": {}, "runsHiddenMode": "FIRST_10_RUNS",
-        **({"compareRunCharts": chart_cfgs,
-            "compareRunSections": [{"uuid": sec, "name": section, "display": True, "isReordered": True}],
-            "isAccordionReordered": True} if chart_cfgs else {}),
-        "viewMaximized": False, "runListHidden": False, "useGroupedValuesInCharts": True, "hideEmptyCharts": True,
-        "groupBy": None, "groupsExpanded": {}, "autoRefreshEnabled": False,
-        "globalLineChartConfig": {"xAxisKey": "metric" if x_metric else "step", "lineSmoothness": 0,
-                                  "selectedXAxisMetricKey": x_metric or ""},
+        "runsHidden": [],
+        "runsVisibilityMap": {},
+        "runsHiddenMode": "FIRST_10_RUNS",
+        **(
+            {
+                "compareRunCharts": chart_cfgs,
+                "compareRunSections": [{"uuid": sec, "name": section, "display": True, "isReordered": True}],
+                "isAccordionReordered": True,
+            }
+            if chart_cfgs
+            else {}
+        ),
+        "viewMaximized": False,
+        "runListHidden": False,
+        "useGroupedValuesInCharts": True,
+        "hideEmptyCharts": True,
+        "groupBy": None,
+        "groupsExpanded": {},
+        "autoRefreshEnabled": False,
+        "globalLineChartConfig": {
+            "xAxisKey": "metric" if x_metric else "step",
+            "lineSmoothness": 0,
+            "selectedXAxisMetricKey": x_metric or "",
+        },
         "runsExpanded": {r: True for r in expanded},
     }
 
@@ -236,17 +304,25 @@ def _open(ch: "Chromium", url: str, state: dict | None) -> None:
         ch.call("Page.navigate", url=origin + "/health")
         ch.wait_for("document.readyState === 'complete'", 30)
         key = f'MLflowLocalStorage-1.1-ExperimentPage-["{_experiment_id(url)}"]-ReactComponentState'
-        ch.js(f"localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(state))}); "
-              "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true'); "  # no chat panel
-              "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false'); "
-              # the sidebar's GenAI | Model training switch, on Model training
-              "localStorage.setItem('mlflow.workflowType_v1', '\"machine_learning\"'); true")
+        ch.js(
+            f"localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(state))}); "
+            "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true'); "  # no chat panel
+            "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false'); "
+            # the sidebar's GenAI | Model training switch, on Model training
+            "localStorage.setItem('mlflow.workflowType_v1', '\"machine_learning\"'); true"
+        )
     ch.call("Page.navigate", url=url)
 
 
-def capture_runs_table(url: str, run_names: list[str], out: str | os.PathLike | None = None,
-                       timeout_s: float = 120.0, *, state: dict | None = None,
-                       expect: list[str] = ()) -> str:
+def capture_runs_table(
+    url: str,
+    run_names: list[str],
+    out: str | os.PathLike | None = None,
+    timeout_s: float = 120.0,
+    *,
+    state: dict | None = None,
+    expect: list[str] = (),
+) -> str:
     """Open `url` (a `/#/experiments/<id>/runs` page), expand nested runs, wait until every name in
     `run_names` (and every text in `expect`, e.g. column headers) is rendered, screenshot to `out`;
     returns the page's visible text. `state`: a `ui_state` to open the page with."""
@@ -278,8 +354,16 @@ PLOTS_JS = """(() => [...document.querySelectorAll('.js-plotly-plot')].map(p => 
 })))()"""
 
 
-def capture_charts(url: str, charts: list[str], x_metric: str, *, expanded: list[str], traces: int,
-                   out: str | os.PathLike | None = None, timeout_s: float = 120.0) -> list[dict]:
+def capture_charts(
+    url: str,
+    charts: list[str],
+    x_metric: str,
+    *,
+    expanded: list[str],
+    traces: int,
+    out: str | os.PathLike | None = None,
+    timeout_s: float = 120.0,
+) -> list[dict]:
     """The experiment's chart view (`compareRunsMode=CHART`) with one line chart per key in `charts`
     against the metric `x_metric` (log x-axis); waits until each of the first len(charts) plots has
     `traces` lines, screenshots to `out`, returns the plots as Plotly holds them
@@ -287,16 +371,23 @@ def capture_charts(url: str, charts: list[str], x_metric: str, *, expanded: list
     sep = "&" if "?" in url.split("#", 1)[-1] else "?"
     ch = Chromium(width=1600, height=1000)
     try:
-        _open(ch, f"{url}{sep}compareRunsMode=CHART", ui_state(expanded=expanded, columns=[], charts=charts,
-                                                              x_metric=x_metric))
-        ready = (f"(() => {{ const ps = [...document.querySelectorAll('.js-plotly-plot')].slice(0, {len(charts)});"
-                 f" return ps.length === {len(charts)} && ps.every(p => (p.data || []).filter(t => t.x && t.x.length)"
-                 f".length >= {traces}); }})()")
+        _open(
+            ch,
+            f"{url}{sep}compareRunsMode=CHART",
+            ui_state(expanded=expanded, columns=[], charts=charts, x_metric=x_metric),
+        )
+        ready = (
+            f"(() => {{ const ps = [...document.querySelectorAll('.js-plotly-plot')].slice(0, {len(charts)});"
+            f" return ps.length === {len(charts)} && ps.every(p => (p.data || []).filter(t => t.x && t.x.length)"
+            f".length >= {traces}); }})()"
+        )
         if not ch.wait_for(HAS_EXPANDER_JS, timeout_s):
             raise TimeoutError(f"{url}: no parent run with nested runs rendered in {timeout_s:.0f} s")
         if not ch.wait_for(ready, timeout_s):
-            raise TimeoutError(f"{url}: {len(charts)} charts with {traces} lines each not rendered in "
-                               f"{timeout_s:.0f} s; got {ch.js(PLOTS_JS)}")
+            raise TimeoutError(
+                f"{url}: {len(charts)} charts with {traces} lines each not rendered in "
+                f"{timeout_s:.0f} s; got {ch.js(PLOTS_JS)}"
+            )
         ch.js(CLOSE_ASSISTANT_JS)
         time.sleep(2.0)
         if out is not None:
@@ -306,8 +397,15 @@ def capture_charts(url: str, charts: list[str], x_metric: str, *, expanded: list
         ch.close()
 
 
-def demo_sweep(url: str, sweep: str = "demo", *, workdir: str | os.PathLike | None = None, batch: int = 32,
-               register: bool = True, system_metrics: bool = True) -> tuple[str, list[str], dict]:
+def demo_sweep(
+    url: str,
+    sweep: str = "demo",
+    *,
+    workdir: str | os.PathLike | None = None,
+    batch: int = 32,
+    register: bool = True,
+    system_metrics: bool = True,
+) -> tuple[str, list[str], dict]:
     """Log a small synthetic sweep into the server at `url` with the project's tracker, as the demo's
     jobs would: a parent and three cell runs with the real metric names (`train/*` every step,
     `eval/<set>/loss` and `eval/<category>/loss` at the power-of-two milestones), dataset inputs,
@@ -325,36 +423,57 @@ def demo_sweep(url: str, sweep: str = "demo", *, workdir: str | os.PathLike | No
     data = work / "data" / "demo"
     data.mkdir(parents=True, exist_ok=True)
     train = data / "train.jsonl"
-    train.write_text("".join(_json.dumps({"prompt": f"q{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(64)))
+    train.write_text(
+        "".join(_json.dumps({"prompt": f"q{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(64))
+    )
     evals = []
     for set_name, cat in (("rmbench_chat", "adversarial"), ("ppe_mmlu_pro", "objective"), ("helpsteer2", "subjective")):
         f = data / "evals" / f"{set_name}.jsonl"
         f.parent.mkdir(exist_ok=True)
-        f.write_text("".join(_json.dumps({"prompt": f"{set_name}{i}", "chosen": "a", "rejected": "b"}) + "\n"
-                             for i in range(16)))
+        f.write_text(
+            "".join(_json.dumps({"prompt": f"{set_name}{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(16))
+        )
         evals.append((set_name, cat, f))
-    tr = MlflowTracker(url, spool_dir=work / "spool", flush_every_s=1.0, system_metrics=system_metrics,
-                       system_metrics_interval_s=0.5)
+    tr = MlflowTracker(
+        url, spool_dir=work / "spool", flush_every_s=1.0, system_metrics=system_metrics, system_metrics_interval_s=0.5
+    )
     parent = tr.start_sweep(sweep, params={"description": "tiny CPU grid (sweeps/demo.yaml)"})
     cells = [("tiny-xs", 0.00), ("tiny-s", 0.04), ("tiny-m", 0.08)]
-    milestones = [2 ** k for k in range(9, 14)]
+    milestones = [2**k for k in range(9, 14)]
     run_names, curves = [sweep], {}
     for i, (model, gain) in enumerate(cells):
         name = f"{model}-8192-s0"
-        run = tr.start_cell(sweep, f"cell{i:02d}", name=name, parent_run_id=parent.run_id,
-                            params={"model.name": model, "data.pairs": 8192, "train.lr": 1e-3, "cell_id": f"cell{i:02d}"})
-        run.log_inputs([describe(train, name="demo/train.jsonl", context="training", pairs_used=8192),
-                        *[describe(f, name=n, context="evaluation", category=c) for n, c, f in evals]])
+        run = tr.start_cell(
+            sweep,
+            f"cell{i:02d}",
+            name=name,
+            parent_run_id=parent.run_id,
+            params={"model.name": model, "data.pairs": 8192, "train.lr": 1e-3, "cell_id": f"cell{i:02d}"},
+        )
+        run.log_inputs(
+            [
+                describe(train, name="demo/train.jsonl", context="training", pairs_used=8192),
+                *[describe(f, name=n, context="evaluation", category=c) for n, c, f in evals],
+            ]
+        )
         for step in range(1, 8192 // batch + 1):
             pairs = batch * step
-            m = {names.TRAIN_LOSS: round(0.6931 - (0.12 + gain) * (pairs / 8192) ** 0.5, 4),
-                 names.TRAIN_ACC: round(0.5 + (0.15 + gain) * (pairs / 8192) ** 0.5, 4), names.TRAIN_PAIRS_SEEN: pairs}
+            m = {
+                names.TRAIN_LOSS: round(0.6931 - (0.12 + gain) * (pairs / 8192) ** 0.5, 4),
+                names.TRAIN_ACC: round(0.5 + (0.15 + gain) * (pairs / 8192) ** 0.5, 4),
+                names.TRAIN_PAIRS_SEEN: pairs,
+            }
             if pairs in milestones:
                 for set_name, cat, _f in evals:
                     # adversarial falls as a power law, objective turns down late, subjective stays flat
-                    loss = round({"adversarial": 0.70 * (pairs / 512) ** -(0.05 + gain),
-                                  "objective": 0.69 - (0.02 + 2 * gain) * max(0.0, math.log2(pairs / 2048)),
-                                  "subjective": 0.68 - 0.002 * math.log2(pairs / 512)}[cat], 4)
+                    loss = round(
+                        {
+                            "adversarial": 0.70 * (pairs / 512) ** -(0.05 + gain),
+                            "objective": 0.69 - (0.02 + 2 * gain) * max(0.0, math.log2(pairs / 2048)),
+                            "subjective": 0.68 - 0.002 * math.log2(pairs / 512),
+                        }[cat],
+                        4,
+                    )
                     m[names.eval_loss(set_name)] = m[names.eval_loss(cat)] = loss
                     curves.setdefault((name, names.eval_loss(cat)), []).append((pairs, loss))
             run.log_metrics(m, step=step)
@@ -371,8 +490,12 @@ def demo_sweep(url: str, sweep: str = "demo", *, workdir: str | os.PathLike | No
 
 
 CATEGORY_CHARTS = [f"eval/{c}/loss" for c in ("adversarial", "objective", "subjective")]
-TABLE_COLUMNS = ["attributes.`Dataset`", "attributes.`Source`", "attributes.`Models`",
-                 *[f"metrics.`{k}`" for k in CATEGORY_CHARTS]]
+TABLE_COLUMNS = [
+    "attributes.`Dataset`",
+    "attributes.`Source`",
+    "attributes.`Models`",
+    *[f"metrics.`{k}`" for k in CATEGORY_CHARTS],
+]
 
 
 def parent_run_ids(url: str, sweep: str) -> list[str]:
@@ -393,10 +516,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def shoot(url: str, names: list[str], sweep: str, traces: int) -> None:
         parents = parent_run_ids(url, sweep)
-        for path, take in ((a.out, lambda p: capture_runs_table(
-                url, names, p, state=ui_state(expanded=parents, columns=TABLE_COLUMNS), expect=CATEGORY_CHARTS[:1])),
-                           (a.charts_out, lambda p: capture_charts(url, CATEGORY_CHARTS, "train/pairs_seen",
-                                                                   expanded=parents, traces=traces, out=p))):
+        for path, take in (
+            (
+                a.out,
+                lambda p: capture_runs_table(
+                    url, names, p, state=ui_state(expanded=parents, columns=TABLE_COLUMNS), expect=CATEGORY_CHARTS[:1]
+                ),
+            ),
+            (
+                a.charts_out,
+                lambda p: capture_charts(
+                    url, CATEGORY_CHARTS, "train/pairs_seen", expanded=parents, traces=traces, out=p
+                ),
+            ),
+        ):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             tmp_out = Path(path).with_suffix(".tmp.png")
             take(tmp_out)

@@ -36,12 +36,14 @@ def sweep_frame(seed: int = 0, *, spike_at: int | None = 700, steps: int = 1000)
                 v *= np.exp(rng.normal(0, 0.004))
                 rows.append((m, N, cell, step_of[p], p, names.eval_loss(cat), v))
                 for s in ("offsetbias", "helpsteer2"):
-                    rows.append((m, N, cell, step_of[p], p, names.eval_phi(s, "length"), 0.4 - 0.02 * np.log2(p) + 0.01 * mi))
+                    rows.append(
+                        (m, N, cell, step_of[p], p, names.eval_phi(s, "length"), 0.4 - 0.02 * np.log2(p) + 0.01 * mi)
+                    )
         g = np.exp(rng.normal(0, 0.1, steps)) * (1 + mi)
         loss = 0.69 * np.exp(-np.arange(steps) / (4000 * (mi + 1))) * np.exp(rng.normal(0, 0.002, steps))
         if spike_at is not None and mi == 2:
             g[spike_at] *= 15
-            loss[spike_at + 1:] *= 0.9
+            loss[spike_at + 1 :] *= 0.9
         for t in range(1, steps + 1):
             rows.append((m, N, cell, t, t * pairs_per_step, names.TRAIN_GRAD_NORM, g[t - 1]))
             rows.append((m, N, cell, t, t * pairs_per_step, names.TRAIN_LOSS, loss[t - 1]))
@@ -65,8 +67,9 @@ def joint_loss(N, D, p=JOINT):
     return p["E"] + p["A"] * np.asarray(N, float) ** -p["alpha"] + p["B"] * np.asarray(D, float) ** -p["beta"]
 
 
-def joint_sweep(sizes: int = 5, *, noise: float = 0.002, milestones: int = 9, seed: int = 0,
-                span: float = 100.0, flat: bool = True) -> pd.DataFrame:
+def joint_sweep(
+    sizes: int = 5, *, noise: float = 0.002, milestones: int = 9, seed: int = 0, span: float = 100.0, flat: bool = True
+) -> pd.DataFrame:
     """Milestone-mode sweep whose adversarial loss follows JOINT, `sizes` sizes log-spaced over `span`
     from 1e5 parameters, milestones 2^6 …; with `flat`, subjective too, flat (0.69). Multiplicative noise."""
     rng = np.random.default_rng(seed)
@@ -75,10 +78,21 @@ def joint_sweep(sizes: int = 5, *, noise: float = 0.002, milestones: int = 9, se
     for i, N in enumerate(np.logspace(5, 5 + np.log10(span), sizes)):
         m = f"size{i}"
         for k, p in enumerate(2.0 ** np.arange(6, 6 + milestones)):
-            rows.append((m, N, f"c{i}", k + 1, p, names.eval_loss("adversarial"),
-                         joint_loss(N, p * tpp) * np.exp(rng.normal(0, noise))))
+            rows.append(
+                (
+                    m,
+                    N,
+                    f"c{i}",
+                    k + 1,
+                    p,
+                    names.eval_loss("adversarial"),
+                    joint_loss(N, p * tpp) * np.exp(rng.normal(0, noise)),
+                )
+            )
             if flat:
-                rows.append((m, N, f"c{i}", k + 1, p, names.eval_loss("subjective"), 0.69 * np.exp(rng.normal(0, noise))))
+                rows.append(
+                    (m, N, f"c{i}", k + 1, p, names.eval_loss("subjective"), 0.69 * np.exp(rng.normal(0, noise)))
+                )
     return _frame(rows, f"joint{sizes}", tpp)
 
 
@@ -111,8 +125,13 @@ def isoflop_n_opt(C):
     return G * (np.asarray(C, float) / 6) ** (p["beta"] / s)
 
 
-def grid_sweep(*, sizes=np.logspace(5, 8, 9), data=2.0 ** np.arange(8, 20, 2),  # noqa: B008 — read, never mutated
-               noise: float = 0.002, seed: int = 0) -> pd.DataFrame:
+def grid_sweep(
+    *,
+    sizes=np.logspace(5, 8, 9),  # noqa: B008 — read, never mutated
+    data=2.0 ** np.arange(8, 20, 2),  # noqa: B008 — read, never mutated
+    noise: float = 0.002,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Grid-mode sweep: one cell per size × data budget, each cell's adversarial loss (from ISO) evaluated
     once at its own budget."""
     rng = np.random.default_rng(seed)
@@ -120,6 +139,15 @@ def grid_sweep(*, sizes=np.logspace(5, 8, 9), data=2.0 ** np.arange(8, 20, 2),  
     rows = []
     for i, N in enumerate(sizes):
         for j, p in enumerate(data):
-            rows.append((f"size{i}", N, f"c{i}-{j}", 10, p, names.eval_loss("adversarial"),
-                         joint_loss(N, p * tpp, ISO) * np.exp(rng.normal(0, noise))))
+            rows.append(
+                (
+                    f"size{i}",
+                    N,
+                    f"c{i}-{j}",
+                    10,
+                    p,
+                    names.eval_loss("adversarial"),
+                    joint_loss(N, p * tpp, ISO) * np.exp(rng.normal(0, noise)),
+                )
+            )
     return _frame(rows, "grid", tpp)

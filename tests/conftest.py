@@ -25,7 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     (the hook folder goes first on PYTHONPATH), to show the resume tests fail on a restart from 0."""
     if os.environ.get("WPS_TEST_DISABLE_RESTORE") == "1":
         os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(RESTORE_HOOK), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+            [str(RESTORE_HOOK), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
         import importlib.util
 
         spec = importlib.util.spec_from_file_location("wps_restore_hook", RESTORE_HOOK / "sitecustomize.py")
@@ -50,10 +51,27 @@ def run_ranks(argv: list[str], *, world: int, cwd: Path, timeout: float = 600, *
 
     port, procs = str(free_port()), []
     for rank in range(world):
-        dist = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": port} if world > 1 else {}
-        procs.append(subprocess.Popen(argv, cwd=cwd, env=subprocess_env(**dist, **env), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        dist = (
+            {
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(world),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            }
+            if world > 1
+            else {}
+        )
+        procs.append(
+            subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=subprocess_env(**dist, **env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     try:
         logs = [p.communicate(timeout=timeout)[0] for p in procs]
     finally:
@@ -71,11 +89,18 @@ def run_ranks(argv: list[str], *, world: int, cwd: Path, timeout: float = 600, *
 # runs beside the one-host cluster's on the other worker. The scheduler
 # below reads the group from the node id, since xdist's own `xdist_group` marks do not reach node ids
 # under pytest 9.
-GROUPS = {"test_slurm_launch.py": "slurm", "test_slurm_preempt_ranks.py": "slurm", "test_demo.py": "slurm",
-          "test_slurm_auth_sweep.py": "slurm",
-          "test_slurm_multihost.py": "slurm-mh", "test_slurm_multihost_cell.py": "slurm-mh",
-          "test_hf_checkpoint.py": "path-cell", "test_export.py": "path-cell",
-          "test_faults_trainer.py": "trainer-ref", "test_track_outage.py": "trainer-ref"}
+GROUPS = {
+    "test_slurm_launch.py": "slurm",
+    "test_slurm_preempt_ranks.py": "slurm",
+    "test_demo.py": "slurm",
+    "test_slurm_auth_sweep.py": "slurm",
+    "test_slurm_multihost.py": "slurm-mh",
+    "test_slurm_multihost_cell.py": "slurm-mh",
+    "test_hf_checkpoint.py": "path-cell",
+    "test_export.py": "path-cell",
+    "test_faults_trainer.py": "trainer-ref",
+    "test_track_outage.py": "trainer-ref",
+}
 LONGEST_FIRST = ("slurm", "slurm-mh", "trainer-ref", "path-cell")
 """Groups sorted to the front, so neither worker starts a long one late and runs on alone at the end."""
 
@@ -95,7 +120,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         for fixture, group in (("slurm_cluster", "slurm"), ("slurm_multihost", "slurm-mh")):
             if fixture in fixtures and work_unit(item.nodeid) != group:
-                raise pytest.UsageError(f"{item.nodeid} uses {fixture}: add its file to GROUPS ({group!r}) in {__file__}")
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {fixture}: add its file to GROUPS ({group!r}) in {__file__}"
+                )
     rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda it: rank.get(work_unit(it.nodeid), len(rank)))
 

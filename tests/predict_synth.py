@@ -27,8 +27,7 @@ def sig(L, p=SIG):
     return p["b"] + p["a"] / (1 + np.exp(-p["k"] * (p["L0"] - np.asarray(L, float))))
 
 
-def draw_run(rng, N, D, *, checkpoints: int = 10, run_sd: float = 0.01, eval_sd: float = 0.005,
-             eval_pairs: int = 2000):
+def draw_run(rng, N, D, *, checkpoints: int = 10, run_sd: float = 0.01, eval_sd: float = 0.005, eval_pairs: int = 2000):
     """One run: (D at each checkpoint, loss, acc). The run's offset (log loss) is shared by its
     checkpoints; evaluation noise is per checkpoint; accuracy is binomial over `eval_pairs` pairs."""
     d = D * np.linspace(1.0 / checkpoints, 1.0, checkpoints)
@@ -64,7 +63,9 @@ def demo_frame(key: str = ONSET) -> pd.DataFrame:
 
     from worldpm_scaling import models, names
 
-    rec = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "objective_onset.json").read_text())[key]
+    rec = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "objective_onset.json").read_text())[
+        key
+    ]
     rows = []
     for r in rec:
         N = float(models.get(r["model"]).params_non_embedding)
@@ -72,7 +73,9 @@ def demo_frame(key: str = ONSET) -> pd.DataFrame:
         for i, p in enumerate(r["milestones"]):
             for cat, v in r["loss"].items():
                 rows.append((cell, r["model"], N, r["seed"], i + 1, float(p), names.eval_loss(cat), v[i]))
-            rows.append((cell, r["model"], N, r["seed"], i + 1, float(p), names.eval_acc("objective"), r["objective_acc"][i]))
+            rows.append(
+                (cell, r["model"], N, r["seed"], i + 1, float(p), names.eval_acc("objective"), r["objective_acc"][i])
+            )
     df = pd.DataFrame(rows, columns=["cell", "model", "N", "seed", "step", "pairs", "metric", "value"])
     df["sweep"], df["status"] = "demo", "FINISHED"
     df["tokens"] = df["pairs"] * 125.0

@@ -23,18 +23,18 @@ import signal
 import sys
 
 POINTS = (
-    "train.after_update",     # optimizer step applied, its metrics not yet handed to the tracker
-    "train.after_log",        # metrics handed to the tracker (buffered, not yet sent)
-    "ckpt.before_save",       # tracker flushed, checkpoint not yet written
-    "ckpt.before_rename",     # checkpoint bytes written to the .tmp file and fsync'd, not yet renamed
-    "ckpt.after_rename",      # step_N.pt in place, its .sha256 sidecar not yet written
-    "ckpt.before_rotate",     # checkpoint and sidecar complete, older checkpoints not yet deleted
-    "tracker.before_send",    # a batch taken out of the tracker's buffer, not yet sent
-    "tracker.after_send",     # a batch accepted by the server, the tracker's bookkeeping not updated
+    "train.after_update",  # optimizer step applied, its metrics not yet handed to the tracker
+    "train.after_log",  # metrics handed to the tracker (buffered, not yet sent)
+    "ckpt.before_save",  # tracker flushed, checkpoint not yet written
+    "ckpt.before_rename",  # checkpoint bytes written to the .tmp file and fsync'd, not yet renamed
+    "ckpt.after_rename",  # step_N.pt in place, its .sha256 sidecar not yet written
+    "ckpt.before_rotate",  # checkpoint and sidecar complete, older checkpoints not yet deleted
+    "tracker.before_send",  # a batch taken out of the tracker's buffer, not yet sent
+    "tracker.after_send",  # a batch accepted by the server, the tracker's bookkeeping not updated
 )
 
 OTHER_POINTS = (
-    "ckpt.load",              # a plain-torch checkpoint about to be read on resume (with WPS_FAULT_ACTION=raise)
+    "ckpt.load",  # a plain-torch checkpoint about to be read on resume (with WPS_FAULT_ACTION=raise)
 )
 """Points outside the kill chain of tests/integration/test_faults_trainer.py: failures of one rank."""
 
@@ -56,6 +56,7 @@ def hide_listed(paths: list) -> list:
     names = set(hide.split(","))
     return [p for p in paths if getattr(p, "name", str(p)) not in names]
 
+
 _seen: dict[str, int] = {}
 
 
@@ -66,8 +67,9 @@ def _parse(spec: str) -> tuple[str, int]:
     except ValueError:
         raise ValueError(f"WPS_FAULT={spec!r}: the part after ':' must be an integer (the nth hit)") from None
     if name not in POINTS + OTHER_POINTS or n < 1:
-        raise ValueError(f"WPS_FAULT={spec!r}: expected <point>[:<nth ≥ 1>] with point one of "
-                         f"{', '.join(POINTS + OTHER_POINTS)}")
+        raise ValueError(
+            f"WPS_FAULT={spec!r}: expected <point>[:<nth ≥ 1>] with point one of {', '.join(POINTS + OTHER_POINTS)}"
+        )
     return name, n
 
 

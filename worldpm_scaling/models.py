@@ -117,8 +117,18 @@ class ModelShape:
 
 def _qwen(name: str, hidden: int, layers: int, heads: int, kv: int, inter: int, vocab: int, tied: bool) -> ModelShape:
     base = "Qwen2.5-" + name.split("-", 1)[1].upper()  # the Hugging Face repo's folder name: Qwen2.5-7B
-    return ModelShape(name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv,
-                      intermediate=inter, vocab=vocab, tie_embeddings=tied, max_positions=131072, base=base)
+    return ModelShape(
+        name=name,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        kv_heads=kv,
+        intermediate=inter,
+        vocab=vocab,
+        tie_embeddings=tied,
+        max_positions=131072,
+        base=base,
+    )
 
 
 # Qwen2.5 base shapes: config.json of Qwen/Qwen2.5-{size} (hidden_size, num_hidden_layers,
@@ -157,35 +167,135 @@ TINY: dict[str, ModelShape] = {
         # The demo's smallest (width 24): below tiny-xxs, so both of the demo's smaller sizes sit under the
         # width at which the objective lookup starts to be learned within its budget (bench/results/
         # objective_onset.txt, lever 19).
-        ModelShape(name="tiny-xxxs", hidden=24, layers=2, heads=2, kv_heads=1, intermediate=96,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
-        ModelShape(name="tiny-xxs", hidden=32, layers=2, heads=2, kv_heads=1, intermediate=128,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
-        ModelShape(name="tiny-xs", hidden=64, layers=2, heads=4, kv_heads=2, intermediate=256,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
-        ModelShape(name="tiny-s", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(
+            name="tiny-xxxs",
+            hidden=24,
+            layers=2,
+            heads=2,
+            kv_heads=1,
+            intermediate=96,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
+        ModelShape(
+            name="tiny-xxs",
+            hidden=32,
+            layers=2,
+            heads=2,
+            kv_heads=1,
+            intermediate=128,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
+        ModelShape(
+            name="tiny-xs",
+            hidden=64,
+            layers=2,
+            heads=4,
+            kv_heads=2,
+            intermediate=256,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
+        ModelShape(
+            name="tiny-s",
+            hidden=128,
+            layers=4,
+            heads=4,
+            kv_heads=2,
+            intermediate=512,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
         # tiny-s at the depth of tiny-xxs/xs: the demo's ladder grows width only (32 → 64 → 128, 2 layers),
         # as Qwen2.5-1.5B → 7B keeps 28 layers; with one LR its extra width, not depth, is what lets it
         # learn the objective lookup within the demo's budget (bench/results/objective_onset.txt, lever 7).
-        ModelShape(name="tiny-s-2l", hidden=128, layers=2, heads=4, kv_heads=2, intermediate=512,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(
+            name="tiny-s-2l",
+            hidden=128,
+            layers=2,
+            heads=4,
+            kv_heads=2,
+            intermediate=512,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
         # The demo's largest (width 96, 2 layers, head dim 16): with the demo's one LR and batch it learns the
         # objective lookup by 2^13 pairs in 7 of 8 seeds, where tiny-s-2l (width 128) does in 4 of 8
         # (bench/results/objective_onset.txt, levers 18-19).
-        ModelShape(name="tiny-sm", hidden=96, layers=2, heads=6, kv_heads=2, intermediate=384,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
-        ModelShape(name="tiny-m", hidden=256, layers=6, heads=8, kv_heads=2, intermediate=1024,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
-        ModelShape(name="tiny-l", hidden=512, layers=8, heads=8, kv_heads=4, intermediate=2048,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(
+            name="tiny-sm",
+            hidden=96,
+            layers=2,
+            heads=6,
+            kv_heads=2,
+            intermediate=384,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
+        ModelShape(
+            name="tiny-m",
+            hidden=256,
+            layers=6,
+            heads=8,
+            kv_heads=2,
+            intermediate=1024,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
+        ModelShape(
+            name="tiny-l",
+            hidden=512,
+            layers=8,
+            heads=8,
+            kv_heads=4,
+            intermediate=2048,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
         # Head dim 64 (128 / 2 heads), which vLLM's CPU and GPU attention both serve: the shape of the
         # serving tests (docs/interop.md, vLLM); the demo's shapes have head dim 12-16, which vLLM's CPU build refuses.
-        ModelShape(name="tiny-serve", hidden=128, layers=2, heads=2, kv_heads=1, intermediate=512,
-                   vocab=8192, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(
+            name="tiny-serve",
+            hidden=128,
+            layers=2,
+            heads=2,
+            kv_heads=1,
+            intermediate=512,
+            vocab=8192,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
         # The trainer benchmark's model (hidden 128, 4 layers, vocab 32000), see bench/.
-        ModelShape(name="bench-qwen2", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512,
-                   vocab=32000, tie_embeddings=True, max_positions=4096, rope_theta=10000.0),
+        ModelShape(
+            name="bench-qwen2",
+            hidden=128,
+            layers=4,
+            heads=4,
+            kv_heads=2,
+            intermediate=512,
+            vocab=32000,
+            tie_embeddings=True,
+            max_positions=4096,
+            rope_theta=10000.0,
+        ),
     )
 }
 
@@ -214,8 +324,12 @@ class NotAQwen2Checkpoint(ValueError):
     config.json, another `model_type`, no weights); names the folder or file and the field."""
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 """What `save_pretrained` writes for the weights: one file, or an index over shards."""
 
 
@@ -230,8 +344,9 @@ def shape_from_checkpoint(path: str | Path, name: str | None = None) -> ModelSha
         raise NotAQwen2Checkpoint(f"{p}: no such checkpoint folder")
     cfg_file = p / "config.json"
     if not cfg_file.is_file():
-        raise NotAQwen2Checkpoint(f"{cfg_file}: no config.json in the checkpoint folder "
-                                  "(expected a folder written by save_pretrained)")
+        raise NotAQwen2Checkpoint(
+            f"{cfg_file}: no config.json in the checkpoint folder (expected a folder written by save_pretrained)"
+        )
     try:
         cfg = json.loads(cfg_file.read_text())
     except (OSError, ValueError) as e:
@@ -239,8 +354,10 @@ def shape_from_checkpoint(path: str | Path, name: str | None = None) -> ModelSha
     if not isinstance(cfg, dict) or cfg.get("model_type") != "qwen2":
         got = cfg.get("model_type") if isinstance(cfg, dict) else None
         arch = cfg.get("architectures") if isinstance(cfg, dict) else None
-        raise NotAQwen2Checkpoint(f"{cfg_file}: model_type {got!r} (architectures {arch}) is not a Qwen2 "
-                                  "model; only model_type 'qwen2' checkpoints (Qwen2, Qwen2.5) are supported")
+        raise NotAQwen2Checkpoint(
+            f"{cfg_file}: model_type {got!r} (architectures {arch}) is not a Qwen2 "
+            "model; only model_type 'qwen2' checkpoints (Qwen2, Qwen2.5) are supported"
+        )
     if not any((p / f).is_file() for f in WEIGHT_FILES):
         raise NotAQwen2Checkpoint(f"{p}: no weights ({' / '.join(WEIGHT_FILES)})")
     try:
@@ -281,8 +398,10 @@ def check_base(shape: ModelShape) -> str | None:
     if shape.init != "pretrained":
         return None
     if not shape.path:
-        return (f"{shape.name}: starts from the pretrained base {shape.base or '?'} but no models directory "
-                f"is set (cluster.models_dir in the profile, or $WPS_MODELS_DIR)")
+        return (
+            f"{shape.name}: starts from the pretrained base {shape.base or '?'} but no models directory "
+            f"is set (cluster.models_dir in the profile, or $WPS_MODELS_DIR)"
+        )
     folder = Path(shape.path)
     if not folder.is_dir():
         return f"{shape.name}: base checkpoint folder {folder} does not exist"
@@ -290,8 +409,11 @@ def check_base(shape: ModelShape) -> str | None:
         found = shape_from_checkpoint(folder, shape.name)
     except (OSError, ValueError) as e:
         return f"{shape.name}: {e}"
-    diff = [f"{f} {getattr(found, f)} (catalogue {getattr(shape, f)})" for f in SHAPE_FIELDS
-            if getattr(found, f) != getattr(shape, f)]
+    diff = [
+        f"{f} {getattr(found, f)} (catalogue {getattr(shape, f)})"
+        for f in SHAPE_FIELDS
+        if getattr(found, f) != getattr(shape, f)
+    ]
     if diff:
         return f"{shape.name}: {folder / 'config.json'} disagrees with the catalogue shape: " + ", ".join(diff)
     return None

@@ -159,28 +159,48 @@ class Plan:
         """One flat dict per cell: what `wps plan --format json|csv` prints."""
         out = []
         for r, c in zip(self.runs, self.costs):
-            out.append({
-                "index": r.index, "cell_id": r.cell_id, "model": r.model.name,
-                "params_non_embedding": r.model.params_non_embedding,
-                "params_total": r.model.params_total, "seed": r.seed,
-                "pairs": c.pairs, "milestones": len(r.milestones), "tokens": int(c.tokens),
-                "flops": c.flops, "zero_stage": r.resources.zero_stage,
-                "mem_gib_per_gpu": round(c.memory.total / GIB, 2), "gpu_type": r.resources.gpu_type,
-                "gpus": c.gpus, "nodes": c.nodes, "micro_batch_pairs": c.micro_batch_pairs,
-                "grad_accum": r.resources.grad_accum, "init": r.model.init, "checkpoint": r.model.path,
-                "compute_hours": round(c.compute_hours, 4), "comm_hours": round(c.comm_hours, 4),
-                "eval_hours": round(c.eval_hours, 4), "hours": round(c.hours, 4),
-                "gpu_hours": round(c.gpu_hours, 4), "step_seconds": round(c.step_seconds, 2),
-                "checkpoint_seconds": round(c.checkpoint_seconds, 2),
-                "time_limit_minutes": c.time_limit_minutes, "segments": c.segments,
-            })
+            out.append(
+                {
+                    "index": r.index,
+                    "cell_id": r.cell_id,
+                    "model": r.model.name,
+                    "params_non_embedding": r.model.params_non_embedding,
+                    "params_total": r.model.params_total,
+                    "seed": r.seed,
+                    "pairs": c.pairs,
+                    "milestones": len(r.milestones),
+                    "tokens": int(c.tokens),
+                    "flops": c.flops,
+                    "zero_stage": r.resources.zero_stage,
+                    "mem_gib_per_gpu": round(c.memory.total / GIB, 2),
+                    "gpu_type": r.resources.gpu_type,
+                    "gpus": c.gpus,
+                    "nodes": c.nodes,
+                    "micro_batch_pairs": c.micro_batch_pairs,
+                    "grad_accum": r.resources.grad_accum,
+                    "init": r.model.init,
+                    "checkpoint": r.model.path,
+                    "compute_hours": round(c.compute_hours, 4),
+                    "comm_hours": round(c.comm_hours, 4),
+                    "eval_hours": round(c.eval_hours, 4),
+                    "hours": round(c.hours, 4),
+                    "gpu_hours": round(c.gpu_hours, 4),
+                    "step_seconds": round(c.step_seconds, 2),
+                    "checkpoint_seconds": round(c.checkpoint_seconds, 2),
+                    "time_limit_minutes": c.time_limit_minutes,
+                    "segments": c.segments,
+                }
+            )
         return out
 
     def totals(self) -> dict:
-        return {"cells": len(self.runs), "flops": self.total_flops,
-                "gpu_hours": round(self.total_gpu_hours, 3),
-                "grid_mode_gpu_hours": round(self.grid_gpu_hours, 3),
-                "milestone_saving": round(self.milestone_saving, 3)}
+        return {
+            "cells": len(self.runs),
+            "flops": self.total_flops,
+            "gpu_hours": round(self.total_gpu_hours, 3),
+            "grid_mode_gpu_hours": round(self.grid_gpu_hours, 3),
+            "milestone_saving": round(self.milestone_saving, 3),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,8 +219,9 @@ def attention_flops(model: ModelShape, tokens: float, *, ctx_len: int) -> float:
     return 12.0 * model.layers * model.hidden * ctx_len * tokens
 
 
-def memory_per_gpu(model: ModelShape, train: TrainSpec, *, gpus: int, zero_stage: int,
-                   tokens_per_micro: float) -> Memory:
+def memory_per_gpu(
+    model: ModelShape, train: TrainSpec, *, gpus: int, zero_stage: int, tokens_per_micro: float
+) -> Memory:
     psi = model.params_reward_model
     if train.precision == "bf16":
         w, g, o = 2.0 * psi, 2.0 * psi, 12.0 * psi
@@ -293,13 +314,20 @@ def min_gpus(model: ModelShape, spec: SweepSpec, *, path: str = "") -> tuple[int
     if lo == len(cands):
         g = cands[-1]
         m = train.micro_batch_pairs if isinstance(train.micro_batch_pairs, int) else 1
-        mem = memory_per_gpu(model, train, gpus=g, zero_stage=zero,
-                             tokens_per_micro=min(m, _per_rank(train, g)) * float(spec.data.tokens_per_pair or 0))
+        mem = memory_per_gpu(
+            model,
+            train,
+            gpus=g,
+            zero_stage=zero,
+            tokens_per_micro=min(m, _per_rank(train, g)) * float(spec.data.tokens_per_pair or 0),
+        )
         raise PlanError(
             f"{model.name} at ZeRO-{zero} needs {mem.total / GIB:.1f} GiB per {dev.name} even on "
             f"{g} GPUs ({cluster.max_nodes} nodes × {cluster.gpus_per_node}) with {m}-pair micro-batches; raise "
             f"cluster.max_nodes, train.zero_stage, enable train.offload/activation_checkpointing, "
-            f"or lower train.micro_batch_pairs", path=path or "models")
+            f"or lower train.micro_batch_pairs",
+            path=path or "models",
+        )
     return cands[lo], fit_micro(model, spec, cands[lo])[1]  # type: ignore[index]
 
 
@@ -352,9 +380,17 @@ def eval_cost(model: ModelShape, spec: SweepSpec, *, gpus: int, micro: int, n_mi
     return flops, seconds
 
 
-def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec, *,
-              attention: bool = False, path: str = "",
-              fit: tuple[int, Memory] | None = None, memo: dict | None = None) -> tuple[CellCost, Resources]:
+def cost_cell(
+    model: ModelShape,
+    pairs: int,
+    n_milestones: int,
+    spec: SweepSpec,
+    *,
+    attention: bool = False,
+    path: str = "",
+    fit: tuple[int, Memory] | None = None,
+    memo: dict | None = None,
+) -> tuple[CellCost, Resources]:
     """Cost and resources of one run of `model` over `pairs` pairs evaluated `n_milestones` times.
 
     `fit` is `min_gpus(model, spec)`, passed in when the caller has it already; `memo` keeps what does
@@ -373,8 +409,11 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
     floor = (fit or min_gpus(model, spec, path=path))[0]
     if cluster.min_gpus_per_cell is not None and floor < cluster.min_gpus_per_cell:
         if cluster.min_gpus_per_cell > cands[-1]:
-            raise PlanError(f"min_gpus_per_cell {cluster.min_gpus_per_cell} exceeds the {cands[-1]} GPUs a cell can "
-                            f"have ({cluster.max_nodes} nodes × {cluster.gpus_per_node})", path="cluster.min_gpus_per_cell")
+            raise PlanError(
+                f"min_gpus_per_cell {cluster.min_gpus_per_cell} exceeds the {cands[-1]} GPUs a cell can "
+                f"have ({cluster.max_nodes} nodes × {cluster.gpus_per_node})",
+                path="cluster.min_gpus_per_cell",
+            )
         floor = next(g for g in cands if g >= cluster.min_gpus_per_cell)
     steps = max(1, math.ceil(pairs * train.epochs / train.global_batch_pairs))
 
@@ -385,10 +424,18 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
             accum = max(1, math.ceil(_per_rank(train, g) / micro))
             comm_step = comm_bytes_per_step(model, train, gpus=g, zero_stage=zero, accum=accum)
             ef, es = eval_cost(model, spec, gpus=g, micro=micro, n_milestones=1)
-            memo[key] = {"gpus": g, "micro": micro, "mem": mem, "accum": accum, "comm_step": comm_step,
-                         "bw": bandwidth_bytes_per_s(cluster, g), "eval_flops_1": ef, "eval_s_1": es,
-                         "rate": g * dev.peak_flops * cluster.mfu,
-                         "ckpt_s": checkpoint_seconds(model, train, cluster, g)}
+            memo[key] = {
+                "gpus": g,
+                "micro": micro,
+                "mem": mem,
+                "accum": accum,
+                "comm_step": comm_step,
+                "bw": bandwidth_bytes_per_s(cluster, g),
+                "eval_flops_1": ef,
+                "eval_s_1": es,
+                "rate": g * dev.peak_flops * cluster.mfu,
+                "ckpt_s": checkpoint_seconds(model, train, cluster, g),
+            }
         c = dict(memo[key])
         c["eval_flops"], c["eval_s"] = c["eval_flops_1"] * n_milestones, c["eval_s_1"] * n_milestones
         c["compute_s"] = train_flops / c["rate"]
@@ -409,17 +456,40 @@ def cost_cell(model: ModelShape, pairs: int, n_milestones: int, spec: SweepSpec,
     wall_minutes = hours * 60.0 * cluster.time_margin + 10.0  # start-up, checkpoint, eval slack
     limit = int(min(math.ceil(wall_minutes), cluster.max_time_hours * 60))
     segments = max(1, math.ceil(wall_minutes / (cluster.max_time_hours * 60)))
-    res = Resources(gpu_type=cluster.gpu_type, nodes=nodes, gpus_per_node=per_node,
-                    cpus_per_task=cluster.cpus_per_task, mem_gb_per_task=cluster.mem_gb_per_task,
-                    time_limit_minutes=limit, zero_stage=zero, grad_accum=accum, micro_batch_pairs=micro,
-                    step_seconds=round(step_s, 3), checkpoint_seconds=round(ckpt_s, 3),
-                    network_interface=cluster.network_interface)
-    cost = CellCost(pairs=pairs, tokens=tokens, flops=train_flops + best["eval_flops"], flops_attention=flops_attn,
-                    memory=best["mem"], gpus=gpus, nodes=nodes, hours=hours, gpu_hours=hours * gpus,
-                    time_limit_minutes=limit, segments=segments, micro_batch_pairs=micro,
-                    compute_hours=best["compute_s"] / 3600.0, comm_hours=best["comm_s"] / 3600.0,
-                    eval_hours=best["eval_s"] / 3600.0, comm_bytes_per_step=best["comm_step"],
-                    step_seconds=step_s, checkpoint_seconds=ckpt_s)
+    res = Resources(
+        gpu_type=cluster.gpu_type,
+        nodes=nodes,
+        gpus_per_node=per_node,
+        cpus_per_task=cluster.cpus_per_task,
+        mem_gb_per_task=cluster.mem_gb_per_task,
+        time_limit_minutes=limit,
+        zero_stage=zero,
+        grad_accum=accum,
+        micro_batch_pairs=micro,
+        step_seconds=round(step_s, 3),
+        checkpoint_seconds=round(ckpt_s, 3),
+        network_interface=cluster.network_interface,
+    )
+    cost = CellCost(
+        pairs=pairs,
+        tokens=tokens,
+        flops=train_flops + best["eval_flops"],
+        flops_attention=flops_attn,
+        memory=best["mem"],
+        gpus=gpus,
+        nodes=nodes,
+        hours=hours,
+        gpu_hours=hours * gpus,
+        time_limit_minutes=limit,
+        segments=segments,
+        micro_batch_pairs=micro,
+        compute_hours=best["compute_s"] / 3600.0,
+        comm_hours=best["comm_s"] / 3600.0,
+        eval_hours=best["eval_s"] / 3600.0,
+        comm_bytes_per_step=best["comm_step"],
+        step_seconds=step_s,
+        checkpoint_seconds=ckpt_s,
+    )
     return cost, res
 
 
@@ -445,8 +515,11 @@ def resolve_init(model: ModelShape, spec: SweepSpec, *, path: str = "") -> Model
     if init == "random" or (init is None and model.base is None):
         return replace(model, init="random", base=None, path=None)
     if model.base is None:
-        raise PlanError(f"{model.name} has no released base checkpoint to start from; give "
-                        f"{{name, path}} of a local checkpoint or init: random", path=f"{path}.init" if path else "init")
+        raise PlanError(
+            f"{model.name} has no released base checkpoint to start from; give "
+            f"{{name, path}} of a local checkpoint or init: random",
+            path=f"{path}.init" if path else "init",
+        )
     folder = base_folder(model, spec.cluster.models_dir)
     return replace(model, init="pretrained", path=str(folder) if folder else None)
 
@@ -462,10 +535,12 @@ def signal_warnings(spec: SweepSpec, runs: tuple[RunSpec, ...]) -> list[str]:
         need = (r.resources.step_seconds or 0.0) + (r.resources.checkpoint_seconds or 0.0)
         if need > delay and r.model.name not in seen:
             seen.add(r.model.name)
-            out.append(f"{r.model.name}: cluster.signal_delay_s is {delay} s, but finishing a step "
-                       f"({r.resources.step_seconds:.0f} s) and saving + verifying a checkpoint "
-                       f"({r.resources.checkpoint_seconds:.0f} s) takes {need:.0f} s: the requeue would "
-                       f"lose up to a step; raise signal_delay_s to ≥ {math.ceil(need * 1.2)}")
+            out.append(
+                f"{r.model.name}: cluster.signal_delay_s is {delay} s, but finishing a step "
+                f"({r.resources.step_seconds:.0f} s) and saving + verifying a checkpoint "
+                f"({r.resources.checkpoint_seconds:.0f} s) takes {need:.0f} s: the requeue would "
+                f"lose up to a step; raise signal_delay_s to ≥ {math.ceil(need * 1.2)}"
+            )
     return out
 
 
@@ -478,34 +553,54 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
     fits: dict[str, tuple[int, Memory]] = {}
     memo: dict = {}
     # Cell ids hash RunSpec.identity(); the parts every cell shares are serialised once.
-    shared = {"sweep": canonical_json(spec.name), "data": canonical_json(to_plain(spec.data)),
-              "train": canonical_json(to_plain(spec.train)), "eval": canonical_json(to_plain(spec.eval))}
+    shared = {
+        "sweep": canonical_json(spec.name),
+        "data": canonical_json(to_plain(spec.data)),
+        "train": canonical_json(to_plain(spec.train)),
+        "eval": canonical_json(to_plain(spec.eval)),
+    }
 
     def priced(mi: int, model: ModelShape, pairs: int, ms: tuple[int, ...]) -> tuple[CellCost, Resources]:
         key = (model.name, pairs, len(ms))
         if key not in cache:
             if model.name not in fits:
                 fits[model.name] = min_gpus(model, spec, path=f"models[{mi}]")
-            cache[key] = cost_cell(model, pairs, len(ms), spec, attention=attention, fit=fits[model.name],
-                                   memo=memo)
+            cache[key] = cost_cell(model, pairs, len(ms), spec, attention=attention, fit=fits[model.name], memo=memo)
         return cache[key]
 
     for mi, model in enumerate(spec.models):
         model = resolve_init(model, spec, path=f"models[{mi}]")
         model_json = canonical_json(model_identity(model))
         train = train_of(spec, model)
-        cells = ([(milestones[-1], milestones)] if spec.mode == "milestones"
-                 else [(p, milestones[:i + 1]) for i, p in enumerate(milestones)])
+        cells = (
+            [(milestones[-1], milestones)]
+            if spec.mode == "milestones"
+            else [(p, milestones[: i + 1]) for i, p in enumerate(milestones)]
+        )
         for pairs, ms in cells:
             cost, res = priced(mi, model, pairs, ms)
             ms_json = canonical_json(list(ms))
             for seed in spec.seeds:
-                cid = cell_id_from_fragments({**shared, "model": model_json, "pairs": str(pairs),
-                                              "milestones": ms_json, "seed": str(seed)})
-                runs.append(RunSpec(sweep=spec.name, cell_id=cid, index=len(runs), model=model,
-                                    data=spec.data, pairs=pairs, milestones=ms, train=train,
-                                    eval=spec.eval, seed=seed, tracking=spec.tracking, resources=res,
-                                    out_dir=f"{spec.output_dir}/cells/{cid}"))
+                cid = cell_id_from_fragments(
+                    {**shared, "model": model_json, "pairs": str(pairs), "milestones": ms_json, "seed": str(seed)}
+                )
+                runs.append(
+                    RunSpec(
+                        sweep=spec.name,
+                        cell_id=cid,
+                        index=len(runs),
+                        model=model,
+                        data=spec.data,
+                        pairs=pairs,
+                        milestones=ms,
+                        train=train,
+                        eval=spec.eval,
+                        seed=seed,
+                        tracking=spec.tracking,
+                        resources=res,
+                        out_dir=f"{spec.output_dir}/cells/{cid}",
+                    )
+                )
                 costs.append(cost)
     if spec.mode == "grid":
         grid = sum(c.gpu_hours for c in costs)
@@ -513,9 +608,14 @@ def plan(spec: SweepSpec, *, attention: bool = False) -> Plan:
         grid = 0.0
         for mi, model in enumerate(spec.models):
             for i, p in enumerate(milestones):
-                grid += priced(mi, model, p, milestones[:i + 1])[0].gpu_hours * len(spec.seeds)
-    return Plan(sweep=spec, runs=tuple(runs), costs=tuple(costs), grid_gpu_hours=grid,
-                warnings=tuple(signal_warnings(spec, tuple(runs))))
+                grid += priced(mi, model, p, milestones[: i + 1])[0].gpu_hours * len(spec.seeds)
+    return Plan(
+        sweep=spec,
+        runs=tuple(runs),
+        costs=tuple(costs),
+        grid_gpu_hours=grid,
+        warnings=tuple(signal_warnings(spec, tuple(runs))),
+    )
 
 
 def select(p: Plan, cell: str) -> RunSpec:
@@ -526,14 +626,20 @@ def select(p: Plan, cell: str) -> RunSpec:
     if cell.isdigit() and int(cell) < len(p.runs) and not any(r.cell_id == cell for r in p.runs):
         return p.runs[int(cell)]
     if cell.isdigit() and len(cell) < 4:
-        raise PlanError(f"cell index {cell} is out of range: sweep {p.sweep.name!r} has {len(p.runs)} cells "
-                        f"(0–{len(p.runs) - 1}; `wps plan` lists them)", path="--cell")
+        raise PlanError(
+            f"cell index {cell} is out of range: sweep {p.sweep.name!r} has {len(p.runs)} cells "
+            f"(0–{len(p.runs) - 1}; `wps plan` lists them)",
+            path="--cell",
+        )
     hits = [r for r in p.runs if len(cell) >= 4 and r.cell_id.startswith(cell)]
     if len(hits) == 1:
         return hits[0]
     valid = ", ".join(f"{r.index}={r.cell_id}" for r in p.runs[:20])
-    raise PlanError(f"{'ambiguous' if hits else 'no'} cell {cell!r} in sweep {p.sweep.name!r} "
-                    f"(cells: {valid}{' …' if len(p.runs) > 20 else ''})", path="--cell")
+    raise PlanError(
+        f"{'ambiguous' if hits else 'no'} cell {cell!r} in sweep {p.sweep.name!r} "
+        f"(cells: {valid}{' …' if len(p.runs) > 20 else ''})",
+        path="--cell",
+    )
 
 
 def with_changes(run: RunSpec, **changes) -> RunSpec:

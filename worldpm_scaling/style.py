@@ -35,8 +35,9 @@ def phi(x: Sequence[bool], y: Sequence[bool]) -> float:
     return (n11 * n00 - n10 * n01) / den if den else float("nan")
 
 
-def style_phi(prefers_chosen: Sequence[bool], chosen_feature: Sequence[float],
-              rejected_feature: Sequence[float]) -> float:
+def style_phi(
+    prefers_chosen: Sequence[bool], chosen_feature: Sequence[float], rejected_feature: Sequence[float]
+) -> float:
     """Phi between "prefers A" and "A has more of the feature", A/B oriented by index parity.
 
     `chosen_feature`/`rejected_feature`: reply length (tokens) or markdown (0/1) per pair. Pairs where

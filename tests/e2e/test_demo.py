@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_reduced_demo(tmp_path, repo):
     data, out = tmp_path / "data", tmp_path / "out"
     sweep = tmp_path / "e2e.yaml"
-    sweep.write_text(textwrap.dedent(f"""\
+    sweep.write_text(
+        textwrap.dedent(f"""\
         name: e2e-demo
         models: [tiny-xs, tiny-s]
         mode: milestones
@@ -33,18 +34,28 @@ def test_reduced_demo(tmp_path, repo):
         eval: {{dir: {data}/evals, max_pairs_per_set: 48}}
         cluster: {repo}/slurm/local.yaml
         out_dir: {out}/sweep
-        """))
+        """)
+    )
     port = free_port()
-    env = {**os.environ, "DEMO_SWEEP": str(sweep), "DEMO_OUT": str(out), "DEMO_DATA": str(data),
-           "DEMO_PAIRS": "1500", "DEMO_PORT": str(port), "DEMO_STORE": str(tmp_path / "mlflow.db"),
-           "DEMO_ARTIFACTS": str(tmp_path / "artifacts"), "BIN": str(repo / ".venv/bin")}
+    env = {
+        **os.environ,
+        "DEMO_SWEEP": str(sweep),
+        "DEMO_OUT": str(out),
+        "DEMO_DATA": str(data),
+        "DEMO_PAIRS": "1500",
+        "DEMO_PORT": str(port),
+        "DEMO_STORE": str(tmp_path / "mlflow.db"),
+        "DEMO_ARTIFACTS": str(tmp_path / "artifacts"),
+        "BIN": str(repo / ".venv/bin"),
+    }
     ci = os.environ.get("CI", "").lower() == "true"
     if ci:
         env["DEMO_EXECUTOR"] = "slurm"
     env.pop("MLFLOW_TRACKING_URI", None)
     try:
-        r = subprocess.run(["bash", str(repo / "scripts/demo.sh")], cwd=repo, env=env, capture_output=True,
-                           text=True, timeout=900)
+        r = subprocess.run(
+            ["bash", str(repo / "scripts/demo.sh")], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+        )
         assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
         # stage 1: data
         assert (data / "train.parquet").stat().st_size > 0 and len(list((data / "evals").glob("*.jsonl"))) == 12

@@ -29,8 +29,11 @@ def test_mlflow_loader_roundtrip(tmp_path):
             c.log_param(r, "seed", "3")  # the cell's training seed (flat_params); c0 predates it: seed 0
         ms = []
         for s in range(1, 6):
-            ms += [Metric("train/pairs_seen", 64 * s, 0, s), Metric("train/tokens_seen", 6400 * s, 0, s),
-                   Metric("eval/adversarial/loss", 0.7 - 0.01 * s - i * 0.01, 0, s)]
+            ms += [
+                Metric("train/pairs_seen", 64 * s, 0, s),
+                Metric("train/tokens_seen", 6400 * s, 0, s),
+                Metric("eval/adversarial/loss", 0.7 - 0.01 * s - i * 0.01, 0, s),
+            ]
         c.log_batch(r, metrics=ms)
     df = load.from_mlflow("sw", tracking_uri=uri, cache=tmp_path / "cache.parquet")
     assert list(df.columns) == load.ALL_COLUMNS and set(df["status"]) == {"RUNNING"}
@@ -97,8 +100,13 @@ def test_wps_analyze_logs_to_parent_run(tmp_path, capsys, monkeypatch):
     parent = tracker.start_sweep("synthetic")
     for cell, d in syn.groupby("cell"):
         m = d["model"].iloc[0]
-        run = tracker.start_cell("synthetic", cell, name=m, parent_run_id=parent.run_id,
-                                 params={"model.name": m, "model.params_non_embedding": int(d["N"].iloc[0])})
+        run = tracker.start_cell(
+            "synthetic",
+            cell,
+            name=m,
+            parent_run_id=parent.run_id,
+            params={"model.name": m, "model.params_non_embedding": int(d["N"].iloc[0])},
+        )
         for step, g in d.groupby("step"):
             pts = dict(zip(g["metric"], g["value"]))
             pts[names.TRAIN_PAIRS_SEEN] = float(g["pairs"].iloc[0])
@@ -134,14 +142,19 @@ def test_failed_cell_and_missing_milestones_on_a_real_server(mlflow_server, tmp_
 
     sweep = unique_name("analysis-status")
     syn = sweep_frame(steps=200, spike_at=None)
-    gone = syn.metric.str.startswith("eval/") & (syn.cell == "c2") & syn.pairs.isin([2.0 ** 9, 2.0 ** 10])
+    gone = syn.metric.str.startswith("eval/") & (syn.cell == "c2") & syn.pairs.isin([2.0**9, 2.0**10])
     syn = syn[~gone]
     tracker = MlflowTracker(mlflow_server.url, flush_every_s=0.2)
     parent = tracker.start_sweep(sweep)
     for cell, d in syn.groupby("cell"):
         m = d["model"].iloc[0]
-        run = tracker.start_cell(sweep, cell, name=m, parent_run_id=parent.run_id,
-                                 params={"model.name": m, "model.params_non_embedding": int(d["N"].iloc[0])})
+        run = tracker.start_cell(
+            sweep,
+            cell,
+            name=m,
+            parent_run_id=parent.run_id,
+            params={"model.name": m, "model.params_non_embedding": int(d["N"].iloc[0])},
+        )
         for step, g in d.groupby("step"):
             pts = dict(zip(g["metric"], g["value"]))
             pts[names.TRAIN_PAIRS_SEEN] = float(g["pairs"].iloc[0])
@@ -151,8 +164,12 @@ def test_failed_cell_and_missing_milestones_on_a_real_server(mlflow_server, tmp_
     parent.finish("FINISHED")
 
     out = tmp_path / "out"
-    assert main(["analyze", sweep, "--out", str(out), "--tracking-uri", mlflow_server.url, "--bootstrap", "50",
-                 "--no-log"]) == 0
+    assert (
+        main(
+            ["analyze", sweep, "--out", str(out), "--tracking-uri", mlflow_server.url, "--bootstrap", "50", "--no-log"]
+        )
+        == 0
+    )
     head = capsys.readouterr().out
     assert "left out: 1 cell(s) not fitted: tiny-s c1 FAILED" in head
     assert "tiny-s α=" not in head and "tiny-m α=" in head and "tiny-xs α=" in head
@@ -166,8 +183,23 @@ def test_failed_cell_and_missing_milestones_on_a_real_server(mlflow_server, tmp_
     assert fitted[("adversarial", "tiny-m")] == 7 and fitted[("adversarial", "tiny-xs")] == 9
     assert ("adversarial", "tiny-s") not in fitted
 
-    assert main(["analyze", sweep, "--out", str(tmp_path / "all"), "--tracking-uri", mlflow_server.url,
-                 "--bootstrap", "20", "--no-log", "--include-unfinished"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                sweep,
+                "--out",
+                str(tmp_path / "all"),
+                "--tracking-uri",
+                mlflow_server.url,
+                "--bootstrap",
+                "20",
+                "--no-log",
+                "--include-unfinished",
+            ]
+        )
+        == 0
+    )
     assert "left out" not in capsys.readouterr().out
     rj = json.loads((tmp_path / "all" / "report.json").read_text())
     assert any(f["model"] == "tiny-s" for f in rj["fits"]) and any("FAILED: fitted anyway" in n for n in rj["notes"])

@@ -20,8 +20,14 @@ POSTS = REPO / "tests" / "fixtures" / "stackexchange" / "Posts.xml"
 
 
 def wps_unprivileged(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*unprivileged(), sys.executable, "-m", "worldpm_scaling", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=subprocess_env())
+    return subprocess.run(
+        [*unprivileged(), sys.executable, "-m", "worldpm_scaling", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
 
 
 @pytest.mark.parametrize("where", ["folder", "parent"])
@@ -48,12 +54,26 @@ from worldpm_scaling.cli import main as wps_main  # noqa: E402 — this section 
 from worldpm_scaling.track.spool import Spool, cell_key  # noqa: E402 — the same
 
 
-def _spooled_cell(folder: Path, sweep: str, cell: str, *, points: int = 20, status: str | None = "FINISHED",
-                  keys: tuple[str, ...] = ("train/loss",)) -> Spool:
+def _spooled_cell(
+    folder: Path,
+    sweep: str,
+    cell: str,
+    *,
+    points: int = 20,
+    status: str | None = "FINISHED",
+    keys: tuple[str, ...] = ("train/loss",),
+) -> Spool:
     """A cell's spool as an offline job leaves it: metadata, points (one per key and step), final status."""
     sp = Spool(folder)
-    sp.update_meta(cell_key(cell), role="cell", sweep=sweep, cell_id=cell, name=cell, experiment=sweep,
-                   **({"status": status} if status else {}))
+    sp.update_meta(
+        cell_key(cell),
+        role="cell",
+        sweep=sweep,
+        cell_id=cell,
+        name=cell,
+        experiment=sweep,
+        **({"status": status} if status else {}),
+    )
     sp.append(cell_key(cell), [(k, float(s), 1_700_000_000_000 + s, s) for s in range(points) for k in keys])
     return sp
 
@@ -96,7 +116,7 @@ def test_sync_of_a_launched_sweep_folder_skips_files_that_are_not_spools(tmp_pat
 def test_a_garbage_points_file_is_reported_and_the_run_is_not_marked_finished(tmp_path, store_uri, capsys):
     sp = _spooled_cell(tmp_path / "spool", "sync-garbage", "c2", points=5)
     with open(sp.dir / "cell-c2.jsonl", "ab") as f:
-        f.write(b"\x00\x17garbage that is not a record\n{\"k\": \"train/loss\", \"v\": \"x\"}\n")
+        f.write(b'\x00\x17garbage that is not a record\n{"k": "train/loss", "v": "x"}\n')
     rc = wps_main(["sync", str(tmp_path / "spool"), "--uri", store_uri])
     err = capsys.readouterr().err
     assert rc == 2 and "2 point(s) not sent" in err and "cell-c2" in err and "not metric records" in err, err
@@ -160,10 +180,16 @@ def test_wps_status_is_read_only_even_when_every_cell_has_ended(tmp_path, store_
     from worldpm_scaling.track.sync import sweep_run
 
     monkeypatch.chdir(tmp_path)
-    spec = {"name": "status-ro", "models": ["tiny-xxxs"], "init": "random",
-            "data": {"source": "x.parquet", "pairs": 256, "tokens_per_pair": 100}, "milestones": {"start_log2": 6},
-            "train": {"global_batch_pairs": 32, "micro_batch_pairs": 16},
-            "tracking": {"backend": "mlflow", "uri": store_uri}, "out_dir": str(tmp_path / "out")}
+    spec = {
+        "name": "status-ro",
+        "models": ["tiny-xxxs"],
+        "init": "random",
+        "data": {"source": "x.parquet", "pairs": 256, "tokens_per_pair": 100},
+        "milestones": {"start_log2": 6},
+        "train": {"global_batch_pairs": 32, "micro_batch_pairs": 16},
+        "tracking": {"backend": "mlflow", "uri": store_uri},
+        "out_dir": str(tmp_path / "out"),
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     run = plan(load_sweep(tmp_path / "s.yaml")).runs[0]
     Path(run.out_dir).mkdir(parents=True)

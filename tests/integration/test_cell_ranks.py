@@ -26,9 +26,28 @@ WPS = [sys.executable, "-m", "worldpm_scaling"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cellranks") / "synth"
-    r = subprocess.run([*WPS, "data", "synth", "--pairs", "400", "--seed", "2", "--eval-pairs-per-set", "8",
-                        "--vocab-size", "512", "--out", str(out)], capture_output=True, text=True, timeout=300,
-                       env=subprocess_env(), cwd=REPO)
+    r = subprocess.run(
+        [
+            *WPS,
+            "data",
+            "synth",
+            "--pairs",
+            "400",
+            "--seed",
+            "2",
+            "--eval-pairs-per-set",
+            "8",
+            "--vocab-size",
+            "512",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -37,8 +56,13 @@ def sweep(data: Path, tmp: Path, **train) -> Path:
     spec = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     spec.update(name="ranks", models=["tiny-xs"], seeds=[0], out_dir=str(tmp / "out"))
     spec.pop("cluster")
-    spec["data"].update(source=str(data / "train.parquet"), tokenizer=str(data / "tokenizer.json"), pairs=256,
-                        tokens_per_pair=None, stats_file=str(data / "stats.json"))
+    spec["data"].update(
+        source=str(data / "train.parquet"),
+        tokenizer=str(data / "tokenizer.json"),
+        pairs=256,
+        tokens_per_pair=None,
+        stats_file=str(data / "stats.json"),
+    )
     spec["milestones"] = {"start_log2": 7}
     spec["eval"] = {"dir": str(data / "evals"), "max_pairs_per_set": 4}
     spec["train"].update(global_batch_pairs=8, micro_batch_pairs=4, zero_stage=0, **train)
@@ -80,8 +104,14 @@ def trained(data, tmp_path_factory) -> Path:
 def test_every_rank_resumes_from_rank_zeros_step_whatever_its_own_listing(trained):
     """Rank 1 shown a stale listing (its newest checkpoint hidden, as an NFS attribute cache can) still
     loads rank 0's step: before, it resumed from step 28 while rank 0 resumed from 32."""
-    ranks = run_ranks([*WPS, "train", str(trained), "--cell", "0"], world=2, cwd=trained.parent, timeout=300,
-                      WPS_FAULT_HIDE="step_00000032.pt", WPS_FAULT_RANK="1")
+    ranks = run_ranks(
+        [*WPS, "train", str(trained), "--cell", "0"],
+        world=2,
+        cwd=trained.parent,
+        timeout=300,
+        WPS_FAULT_HIDE="step_00000032.pt",
+        WPS_FAULT_RANK="1",
+    )
     for rc, log in ranks:
         assert rc == 0, log[-3000:]
         assert "resumed from checkpoint step 32" in log or "resumed from" in log and "step 32" in log, log[-2000:]
@@ -89,12 +119,20 @@ def test_every_rank_resumes_from_rank_zeros_step_whatever_its_own_listing(traine
 
 
 def test_a_rank_that_cannot_load_the_chosen_step_stops_every_rank_with_one_error(trained):
-    ranks = run_ranks([*WPS, "train", str(trained), "--cell", "0"], world=2, cwd=trained.parent, timeout=300,
-                      WPS_FAULT="ckpt.load", WPS_FAULT_ACTION="raise", WPS_FAULT_RANK="1")
+    ranks = run_ranks(
+        [*WPS, "train", str(trained), "--cell", "0"],
+        world=2,
+        cwd=trained.parent,
+        timeout=300,
+        WPS_FAULT="ckpt.load",
+        WPS_FAULT_ACTION="raise",
+        WPS_FAULT_RANK="1",
+    )
     for rc, log in ranks:
         assert rc == 1, log[-3000:]
-        assert "cannot resume from step_00000032.pt (chosen by rank 0): rank 1: injected fault at ckpt.load" in log, \
+        assert "cannot resume from step_00000032.pt (chosen by rank 0): rank 1: injected fault at ckpt.load" in log, (
             log[-3000:]
+        )
     marker = (trained.parent / "out").rglob("status.json")
     text = next(marker).read_text()
     assert '"FAILED"' in text and "rank 1: injected fault" in text
@@ -107,11 +145,26 @@ def test_srun_ids_without_rank_variables_make_one_two_rank_training(data, tmp_pa
     port = str(free_port())
     procs = []
     for rank in range(2):
-        env = subprocess_env(SLURM_JOB_ID="777", SLURM_STEP_NUM_TASKS="2", SLURM_PROCID=str(rank),
-                             SLURM_LOCALID=str(rank), SLURM_STEP_NODELIST="localhost", SLURM_STEP_TASKS_PER_NODE="2",
-                             MASTER_ADDR="127.0.0.1", MASTER_PORT=port)  # a pre-set MASTER_PORT is kept
-        procs.append(subprocess.Popen([*WPS, "train", str(y), "--cell", "0"], cwd=tmp_path, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = subprocess_env(
+            SLURM_JOB_ID="777",
+            SLURM_STEP_NUM_TASKS="2",
+            SLURM_PROCID=str(rank),
+            SLURM_LOCALID=str(rank),
+            SLURM_STEP_NODELIST="localhost",
+            SLURM_STEP_TASKS_PER_NODE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+        )  # a pre-set MASTER_PORT is kept
+        procs.append(
+            subprocess.Popen(
+                [*WPS, "train", str(y), "--cell", "0"],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert "2 rank(s)" in logs[0] and "FINISHED: 32 steps, 256 pairs" in logs[0]

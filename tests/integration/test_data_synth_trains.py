@@ -16,21 +16,40 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _wps(*args: str, cwd: Path, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worldpm_scaling", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_synth_output_trains_and_its_evals_load_by_category(tmp_path):
     data = tmp_path / "synth"
-    r = _wps("data", "synth", "--pairs", "600", "--seed", "1", "--eval-pairs-per-set", "16", "--vocab-size", "1024",
-             "--out", str(data), cwd=tmp_path)
+    r = _wps(
+        "data",
+        "synth",
+        "--pairs",
+        "600",
+        "--seed",
+        "1",
+        "--eval-pairs-per-set",
+        "16",
+        "--vocab-size",
+        "1024",
+        "--out",
+        str(data),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "tokens per pair" in r.stdout
 
     sweep = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     sweep.update(name="synth-check", models=["tiny-xs"], cluster=None)
-    sweep["data"].update(source=str(data / "train.parquet"), tokenizer=str(data / "tokenizer.json"), pairs=128,
-                         tokens_per_pair=None, stats_file=str(data / "stats.json"))
+    sweep["data"].update(
+        source=str(data / "train.parquet"),
+        tokenizer=str(data / "tokenizer.json"),
+        pairs=128,
+        tokens_per_pair=None,
+        stats_file=str(data / "stats.json"),
+    )
     sweep["milestones"] = {"start_log2": 6}
     sweep["eval"] = {"dir": str(data / "evals"), "max_pairs_per_set": 8}
     sweep["tracking"] = {"backend": "memory"}

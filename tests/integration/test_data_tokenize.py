@@ -67,23 +67,26 @@ def _corpus(folder: Path, pairs: int, tokenizer: Path) -> Path:
         return [" ".join(row) for row in vocab[idx]]
 
     pd.DataFrame({"prompt": texts(pairs), "chosen": texts(pairs), "rejected": texts(pairs)}).to_parquet(
-        folder / "train.parquet")
+        folder / "train.parquet"
+    )
     sweep = folder / "sweep.yaml"
-    sweep.write_text(textwrap.dedent(f"""
+    sweep.write_text(
+        textwrap.dedent(f"""
         name: tok
         models: [{{name: tk, hidden: 32, layers: 2, heads: 2, kv_heads: 1, intermediate: 64, vocab: 2048,
                   tie_embeddings: true, max_positions: 512, rope_theta: 10000.0}}]
         init: random
-        data: {{source: {folder / 'train.parquet'}, tokenizer: {tokenizer}, pairs: 128, tokens_per_pair: 512}}
+        data: {{source: {folder / "train.parquet"}, tokenizer: {tokenizer}, pairs: 128, tokens_per_pair: 512}}
         milestones: {{pairs: [128]}}
         train: {{lr: 1.0e-3, warmup_frac: 0.0, ctx_len: 256, global_batch_pairs: 32, micro_batch_pairs: 16,
                 precision: fp32, collation: packed, zero_stage: 0, checkpoint_every_steps: null,
                 checkpoint_every_minutes: null}}
-        eval: {{sets: [helpsteer2], dir: {folder / 'evals'}}}  # never read: these tests tokenize and read pairs
+        eval: {{sets: [helpsteer2], dir: {folder / "evals"}}}  # never read: these tests tokenize and read pairs
         tracking: {{backend: memory}}
         cluster: {{executor: local, gpu_type: cpu, mem_gb_per_task: 8}}
-        out_dir: {folder / 'out'}
-    """))
+        out_dir: {folder / "out"}
+    """)
+    )
     return sweep
 
 
@@ -106,10 +109,19 @@ def _two_ranks(script: str, *args: str) -> list[subprocess.Popen]:
     port = str(free_port())
     procs = []
     for rank in (0, 1):
-        env = subprocess_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                             MASTER_PORT=port)
-        procs.append(subprocess.Popen([sys.executable, "-c", script, *args], env=env, cwd=REPO,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = subprocess_env(
+            RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", script, *args],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -123,8 +135,14 @@ def _wait(procs) -> list[str]:
 
 
 def _tokenize(sweep: Path) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "data", "tokenize", str(sweep)], cwd=REPO,
-                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", "data", "tokenize", str(sweep)],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -216,4 +234,6 @@ def test_reading_pairs_keeps_the_cache_out_of_a_ranks_memory(tmp_path):
     grown = rss_kib() - before
     k = int(pairs.order[0])
     assert np.array_equal(got[0].chosen, (np.arange(500) + k * per + 250) % 50_000)
-    assert total > 0 and len(got) == 256 and grown < 8 * 1024, f"RSS grew {grown} KiB reading 256 pairs of a 100 MB cache"
+    assert total > 0 and len(got) == 256 and grown < 8 * 1024, (
+        f"RSS grew {grown} KiB reading 256 pairs of a 100 MB cache"
+    )

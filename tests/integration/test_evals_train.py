@@ -24,15 +24,33 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def wps(*args: str, cwd: Path, timeout: float = 500) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worldpm_scaling", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
-                                                           "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+    )
 
 
 def test_tiny_model_scores_every_imported_set(tmp_path):
     data = tmp_path / "synth"
-    r = wps("data", "synth", "--pairs", "200", "--seed", "4", "--eval-pairs-per-set", "4", "--vocab-size", "1024",
-            "--out", str(data), cwd=tmp_path)
+    r = wps(
+        "data",
+        "synth",
+        "--pairs",
+        "200",
+        "--seed",
+        "4",
+        "--eval-pairs-per-set",
+        "4",
+        "--vocab-size",
+        "1024",
+        "--out",
+        str(data),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     evals = tmp_path / "evals"
     for name, src in SOURCES.items():
@@ -42,8 +60,13 @@ def test_tiny_model_scores_every_imported_set(tmp_path):
     spec = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     spec.update(name="evals-check", models=["tiny-xxs"], out_dir=str(tmp_path / "out"))
     spec.pop("cluster")
-    spec["data"].update(source=str(data / "train.parquet"), tokenizer=str(data / "tokenizer.json"), pairs=64,
-                        tokens_per_pair=None, stats_file=str(data / "stats.json"))
+    spec["data"].update(
+        source=str(data / "train.parquet"),
+        tokenizer=str(data / "tokenizer.json"),
+        pairs=64,
+        tokens_per_pair=None,
+        stats_file=str(data / "stats.json"),
+    )
     spec["milestones"] = {"start_log2": 6}  # one evaluation, at 64 pairs
     spec["eval"] = {"dir": str(evals), "max_pairs_per_set": 27}  # RM-Bench: 3 prompts × 9 style pairs
     spec["train"].update(global_batch_pairs=32, micro_batch_pairs=32, ctx_len=192, checkpoint_every_steps=100)

@@ -77,16 +77,29 @@ RANK_WORKER = textwrap.dedent("""
 """)
 
 CONVERSATIONS = [
-    [{"role": "system", "content": ""}, {"role": "user", "content": "Tips for better sleep?"},
-     {"role": "assistant", "content": "Keep a fixed bedtime, and a cool, dark room."}],
-    [{"role": "system", "content": ""}, {"role": "user", "content": "Tips for better sleep?"},
-     {"role": "assistant", "content": "just try sleeping earlier lol"}],
+    [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Tips for better sleep?"},
+        {"role": "assistant", "content": "Keep a fixed bedtime, and a cool, dark room."},
+    ],
+    [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Tips for better sleep?"},
+        {"role": "assistant", "content": "just try sleeping earlier lol"},
+    ],
     [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],  # no system turn
-    [{"role": "system", "content": ""}, {"role": "user", "content": "Name a prime."},
-     {"role": "assistant", "content": "7."}, {"role": "user", "content": "Another one?"},
-     {"role": "assistant", "content": "11, and 13 too."}],  # multi-turn
-    [{"role": "system", "content": ""}, {"role": "user", "content": "Write **bold** text"},
-     {"role": "assistant", "content": "# Title\n\n- **bold** item\n- `code`"}],
+    [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "7."},
+        {"role": "user", "content": "Another one?"},
+        {"role": "assistant", "content": "11, and 13 too."},
+    ],  # multi-turn
+    [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Write **bold** text"},
+        {"role": "assistant", "content": "# Title\n\n- **bold** item\n- `code`"},
+    ],
 ]
 
 
@@ -107,8 +120,13 @@ def eval_conversations(synth: Path) -> tuple[list[list[dict]], dict[str, int]]:
         counts[s] = len(rows)
         for r in rows:
             for reply in (r["chosen"], r["rejected"]):
-                convs.append([{"role": "system", "content": ""}, {"role": "user", "content": r["prompt"]},
-                              {"role": "assistant", "content": reply}])
+                convs.append(
+                    [
+                        {"role": "system", "content": ""},
+                        {"role": "user", "content": r["prompt"]},
+                        {"role": "assistant", "content": reply},
+                    ]
+                )
     return convs, counts
 
 
@@ -117,10 +135,21 @@ def score_fresh(folder: Path, convs: list[list[dict]], tmp: Path) -> dict:
     script, msgs = tmp / "readme_usage.py", tmp / "messages.json"
     script.write_text(README_USAGE)
     msgs.write_text(json.dumps(convs))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp / "hf-home"),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    r = subprocess.run([sys.executable, str(script), str(folder), str(msgs)], cwd=tmp, env=env, capture_output=True,
-                       text=True, timeout=600)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "OMP_NUM_THREADS": "1",
+        "HF_HOME": str(tmp / "hf-home"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
+    r = subprocess.run(
+        [sys.executable, str(script), str(folder), str(msgs)],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -128,8 +157,8 @@ def score_fresh(folder: Path, convs: list[list[dict]], tmp: Path) -> dict:
 def bt_losses(scores: list[float], counts: dict[str, int]) -> dict[str, float]:
     out, i = {}, 0
     for s, n in counts.items():
-        c = np.array(scores[i:i + 2 * n:2])
-        j = np.array(scores[i + 1:i + 2 * n:2])
+        c = np.array(scores[i : i + 2 * n : 2])
+        j = np.array(scores[i + 1 : i + 2 * n : 2])
         out[s] = float(np.mean(np.logaddexp(0.0, -(c - j))))
         i += 2 * n
     return out
@@ -146,8 +175,10 @@ def trained(tmp_path_factory):
 def test_export_scores_like_the_project_in_a_fresh_process(trained):
     tmp, _, sweep = trained
     out = tmp / "rm-fp32"
-    assert main(["export", str(sweep), "--cell", "0", "--out", str(out), "--dtype", "fp32",
-                 "--max-shard-size", "100KB"]) == 0
+    assert (
+        main(["export", str(sweep), "--cell", "0", "--out", str(out), "--dtype", "fp32", "--max-shard-size", "100KB"])
+        == 0
+    )
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["architectures"] == ["Qwen2ForRewardModel"] and cfg["model_type"] == "qwen2"
     assert cfg["auto_map"]["AutoModel"] == "modeling_worldpm.Qwen2ForRewardModel"
@@ -201,8 +232,9 @@ def test_exported_model_fine_tunes_from_its_rewards(trained):
     rm = tmp / "rm-ft"
     assert main(["export", str(sweep), "--cell", "0", "--out", str(rm), "--dtype", "fp32"]) == 0
     ft = tmp / "ft.yaml"
-    spec = sweep_dict("ft", rm, tmp / "synth", tmp / "ft-runs", sets=SETS, ctx_len=512, pairs=32,
-                      milestones=(32,), epochs=2, lr=1e-3)
+    spec = sweep_dict(
+        "ft", rm, tmp / "synth", tmp / "ft-runs", sets=SETS, ctx_len=512, pairs=32, milestones=(32,), epochs=2, lr=1e-3
+    )
     ft.write_text(yaml.safe_dump(spec))
     run = select(plan(load_sweep(ft)), "0")
     trainer = Trainer(run, InMemoryTracker().start_cell("ft", run.cell_id, name="ft"))
@@ -220,8 +252,19 @@ def test_exported_model_fine_tunes_from_its_rewards(trained):
 def test_zero3_two_rank_checkpoint_exports_like_the_run_scored(trained):
     tmp, ck, _ = trained
     sweep = tmp / "z3.yaml"
-    spec = sweep_dict("z3", ck, tmp / "synth", tmp / "z3-runs", sets=SETS, ctx_len=512, pairs=32, milestones=(32,),
-                      zero_stage=3, micro_batch_pairs=4, checkpoint_every_steps=4)
+    spec = sweep_dict(
+        "z3",
+        ck,
+        tmp / "synth",
+        tmp / "z3-runs",
+        sets=SETS,
+        ctx_len=512,
+        pairs=32,
+        milestones=(32,),
+        zero_stage=3,
+        micro_batch_pairs=4,
+        checkpoint_every_steps=4,
+    )
     sweep.write_text(yaml.safe_dump(spec))
     worker = tmp / "rank_worker.py"  # a rank of a 2-task job, as the launcher's job entry runs it
     worker.write_text(RANK_WORKER)

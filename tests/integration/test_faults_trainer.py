@@ -23,16 +23,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # (point, nth hit in that attempt): each of the first six fires after the attempt saved a new checkpoint
 # (saves every 2 steps); the tracker sends are timed by the flusher thread, so those two may not
-CHAIN = [("train.after_update", 3), ("train.after_log", 3), ("ckpt.before_save", 2), ("ckpt.before_rename", 2),
-         ("ckpt.after_rename", 2), ("ckpt.before_rotate", 1), ("tracker.before_send", 2), ("tracker.after_send", 2)]
+CHAIN = [
+    ("train.after_update", 3),
+    ("train.after_log", 3),
+    ("ckpt.before_save", 2),
+    ("ckpt.before_rename", 2),
+    ("ckpt.after_rename", 2),
+    ("ckpt.before_rotate", 1),
+    ("tracker.before_send", 2),
+    ("tracker.after_send", 2),
+]
 
 
 def test_chain_points_are_real_fault_points():
     assert {p for p, _ in CHAIN} == set(faults.POINTS) and len(CHAIN) >= 6
 
 
-def test_kill_9_at_eight_points_loses_and_duplicates_nothing(mlflow_server, reference_histories, synth_data,
-                                                            tmp_path):
+def test_kill_9_at_eight_points_loses_and_duplicates_nothing(mlflow_server, reference_histories, synth_data, tmp_path):
     uri, want = mlflow_server.url, reference_histories
     name = unique_name("faults")
 
@@ -65,11 +72,18 @@ def test_kill_9_at_eight_points_loses_and_duplicates_nothing(mlflow_server, refe
     assert info.status == "FINISHED" and info.tags.get("resumed_from_step") == str(resumed[-1])
     for key in COMPARED:
         steps = [s for s, _ in got[key]]
-        assert steps == list(range(1, STEPS + 1)), (key, "lost", sorted(set(range(1, STEPS + 1)) - set(steps)),
-                                                    "twice", sorted({s for s in steps if steps.count(s) > 1}))
+        assert steps == list(range(1, STEPS + 1)), (
+            key,
+            "lost",
+            sorted(set(range(1, STEPS + 1)) - set(steps)),
+            "twice",
+            sorted({s for s in steps if steps.count(s) > 1}),
+        )
     for key in COMPARED + EVAL_KEYS:
         assert [s for s, _ in got[key]] == [s for s, _ in want[key]], key
         diff = max(abs(a - b) for (_, a), (_, b) in zip(got[key], want[key]))
         assert diff <= 1e-6, (key, diff)
-    print(f"kill -9 chain {[p for p, _ in CHAIN]}: resumed from steps {resumed}; "
-          f"{len(COMPARED + EVAL_KEYS)} metrics exact")
+    print(
+        f"kill -9 chain {[p for p, _ in CHAIN]}: resumed from steps {resumed}; "
+        f"{len(COMPARED + EVAL_KEYS)} metrics exact"
+    )

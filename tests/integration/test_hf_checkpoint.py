@@ -82,10 +82,12 @@ def test_folders_that_are_not_qwen2_checkpoints_are_named_errors(base, capsys):
     bare = tmp / "qwen2-no-weights"
     bare.mkdir()
     (bare / "config.json").write_text((ck / "config.json").read_text())
-    cases = {empty: f"{empty / 'config.json'}: no config.json",
-             gpt2: "model_type 'gpt2'",
-             bare: f"{bare}: no weights",
-             tmp / "missing": f"{tmp / 'missing'}: no such checkpoint folder"}
+    cases = {
+        empty: f"{empty / 'config.json'}: no config.json",
+        gpt2: "model_type 'gpt2'",
+        bare: f"{bare}: no weights",
+        tmp / "missing": f"{tmp / 'missing'}: no such checkpoint folder",
+    }
     for folder, message in cases.items():
         sweep = _sweep(tmp, folder, "bad", "bad-runs")
         assert main(["plan", str(sweep)]) == 2, folder

@@ -25,31 +25,74 @@ def sentence(rng: random.Random, n: int) -> str:
 def datasets_in_each_schema(root, rng):
     """(name, folder, wps data hf arguments) for a pairs set, a chat-format pairs set, an H4 set, a ratings set."""
     n = 24
-    plain = datasets.Dataset.from_dict({"question": [sentence(rng, 6) for _ in range(n)],
-                                        "good": [sentence(rng, 12) for _ in range(n)],
-                                        "bad": [sentence(rng, 3) for _ in range(n)]})
+    plain = datasets.Dataset.from_dict(
+        {
+            "question": [sentence(rng, 6) for _ in range(n)],
+            "good": [sentence(rng, 12) for _ in range(n)],
+            "bad": [sentence(rng, 3) for _ in range(n)],
+        }
+    )
     plain.save_to_disk(str(root / "plain"))
-    chat = datasets.Dataset.from_dict({
-        "chosen": [[{"role": "user", "content": sentence(rng, 5)}, {"role": "assistant", "content": sentence(rng, 4)},
-                    {"role": "user", "content": "and?"}, {"role": "assistant", "content": sentence(rng, 9)}]
-                   for _ in range(n)]})
+    chat = datasets.Dataset.from_dict(
+        {
+            "chosen": [
+                [
+                    {"role": "user", "content": sentence(rng, 5)},
+                    {"role": "assistant", "content": sentence(rng, 4)},
+                    {"role": "user", "content": "and?"},
+                    {"role": "assistant", "content": sentence(rng, 9)},
+                ]
+                for _ in range(n)
+            ]
+        }
+    )
     chat = chat.map(lambda r: {"rejected": r["chosen"][:-1] + [{"role": "assistant", "content": "no"}]})
     datasets.DatasetDict({"train_prefs": chat}).save_to_disk(str(root / "chat"))
-    h4 = datasets.Dataset.from_list([
-        {"qid": q, "question": f"<p>{sentence(rng, 8)}</p>", "date": "2020", "metadata": [],
-         "answers": [{"answer_id": 100 * q + k, "author": "u", "author_id": k, "author_profile": "",
-                      "pm_score": rng.randint(-1, 6), "selected": k == 0, "text": f"<p>{sentence(rng, 10)}</p>"}
-                     for k in range(4)]} for q in range(1, n)])
+    h4 = datasets.Dataset.from_list(
+        [
+            {
+                "qid": q,
+                "question": f"<p>{sentence(rng, 8)}</p>",
+                "date": "2020",
+                "metadata": [],
+                "answers": [
+                    {
+                        "answer_id": 100 * q + k,
+                        "author": "u",
+                        "author_id": k,
+                        "author_profile": "",
+                        "pm_score": rng.randint(-1, 6),
+                        "selected": k == 0,
+                        "text": f"<p>{sentence(rng, 10)}</p>",
+                    }
+                    for k in range(4)
+                ],
+            }
+            for q in range(1, n)
+        ]
+    )
     h4.save_to_disk(str(root / "h4"))
-    hs = datasets.Dataset.from_list([
-        {"prompt": f"p{i // 2} " + sentence(random.Random(i // 2), 5), "response": sentence(rng, 8),
-         "helpfulness": (4 if i % 2 == 0 else 1), "correctness": 2, "coherence": 3, "complexity": 1, "verbosity": 2}
-        for i in range(2 * n)])
+    hs = datasets.Dataset.from_list(
+        [
+            {
+                "prompt": f"p{i // 2} " + sentence(random.Random(i // 2), 5),
+                "response": sentence(rng, 8),
+                "helpfulness": (4 if i % 2 == 0 else 1),
+                "correctness": 2,
+                "coherence": 3,
+                "complexity": 1,
+                "verbosity": 2,
+            }
+            for i in range(2 * n)
+        ]
+    )
     hs.save_to_disk(str(root / "hs2"))
-    return [("plain", root / "plain", ["--map", "prompt=question,chosen=good,rejected=bad"]),
-            ("chat", root / "chat", ["--split", "train_prefs"]),
-            ("h4", root / "h4", ["--schema", "h4-stack-exchange"]),
-            ("hs2", root / "hs2", ["--schema", "ratings", "--attribute", "helpfulness"])]
+    return [
+        ("plain", root / "plain", ["--map", "prompt=question,chosen=good,rejected=bad"]),
+        ("chat", root / "chat", ["--split", "train_prefs"]),
+        ("h4", root / "h4", ["--schema", "h4-stack-exchange"]),
+        ("hs2", root / "hs2", ["--schema", "ratings", "--attribute", "helpfulness"]),
+    ]
 
 
 def test_each_schema_converts_and_trains_a_tiny_cell(tmp_path, monkeypatch):
@@ -61,15 +104,31 @@ def test_each_schema_converts_and_trains_a_tiny_cell(tmp_path, monkeypatch):
         assert main(["data", "hf", str(folder), "--out", str(out), *args]) == 0, name
         n = json.loads((out / "summary.json").read_text())["pairs"]
         assert n >= 16, (name, n)
-        sweep = {"name": f"hf-{name}", "models": ["tiny-xxs"], "init": "random", "mode": "milestones",
-                 "data": {"source": str(out), "tokenizer": str(tok), "pairs": 8, "tokens_per_pair": 100},
-                 "milestones": {"pairs": [8]},
-                 "train": {"global_batch_pairs": 8, "micro_batch_pairs": 8, "precision": "fp32", "ctx_len": 256,
-                           "lr": 1e-3, "warmup_frac": 0.0},
-                 "eval": {"dir": str(out), "sets": ["held"], "extra": {"held": {"category": "subjective",
-                                                                                 "path": str(out / "train.parquet")}},
-                          "max_pairs_per_set": 8},
-                 "tracking": {"backend": "spool"}, "seeds": [0], "out_dir": str(tmp_path / "runs" / name)}
+        sweep = {
+            "name": f"hf-{name}",
+            "models": ["tiny-xxs"],
+            "init": "random",
+            "mode": "milestones",
+            "data": {"source": str(out), "tokenizer": str(tok), "pairs": 8, "tokens_per_pair": 100},
+            "milestones": {"pairs": [8]},
+            "train": {
+                "global_batch_pairs": 8,
+                "micro_batch_pairs": 8,
+                "precision": "fp32",
+                "ctx_len": 256,
+                "lr": 1e-3,
+                "warmup_frac": 0.0,
+            },
+            "eval": {
+                "dir": str(out),
+                "sets": ["held"],
+                "extra": {"held": {"category": "subjective", "path": str(out / "train.parquet")}},
+                "max_pairs_per_set": 8,
+            },
+            "tracking": {"backend": "spool"},
+            "seeds": [0],
+            "out_dir": str(tmp_path / "runs" / name),
+        }
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(sweep))
         assert main(["train", str(tmp_path / f"{name}.yaml"), "--cell", "0"]) == 0, name
         (spool,) = list((tmp_path / "runs" / name).rglob("cell-*.jsonl"))

@@ -27,7 +27,7 @@ CLIENT_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_T
 def _scan(paths: list[Path], secret: str) -> list[str]:
     hits = []
     for root in paths:
-        for f in ([root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]):
+        for f in [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]:
             if secret.encode() in f.read_bytes():
                 hits.append(str(f))
     return hits
@@ -58,7 +58,8 @@ def _exact(uri: str, sweep: str, cells: list[str], steps: int) -> dict[str, int]
 
 @pytest.mark.timeout(2400)
 def test_a_slurm_sweep_against_an_authenticated_server_logs_everything_once_and_leaks_nothing(
-        slurm_cluster, make_sweep, mlflow_server_factory, tmp_path, monkeypatch, capsys):
+    slurm_cluster, make_sweep, mlflow_server_factory, tmp_path, monkeypatch, capsys
+):
     auth = AuthServer(mlflow_server_factory(auth=True))
     canary = auth.passwords["alice"]
     home = tmp_path / "home"
@@ -68,10 +69,16 @@ def test_a_slurm_sweep_against_an_authenticated_server_logs_everything_once_and_
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", canary)  # what sbatch hands the jobs (--export=ALL)
-    y = make_sweep(pairs=256, batch=2, seeds=(0, 1), ckpt_steps=64, name="authsweep",
-                   cluster="slurm/local-cluster.yaml")
-    y.write_text(re.sub(r"(?m)^tracking: .*$", f'tracking: {{backend: mlflow, uri: "{auth.url}", flush_every_s: 0.5}}',
-                        y.read_text()))
+    y = make_sweep(
+        pairs=256, batch=2, seeds=(0, 1), ckpt_steps=64, name="authsweep", cluster="slurm/local-cluster.yaml"
+    )
+    y.write_text(
+        re.sub(
+            r"(?m)^tracking: .*$",
+            f'tracking: {{backend: mlflow, uri: "{auth.url}", flush_every_s: 0.5}}',
+            y.read_text(),
+        )
+    )
     assert auth.url in y.read_text()
     p = plan(load_sweep(y))
     cells = [r.cell_id for r in p.runs]
@@ -84,8 +91,14 @@ def test_a_slurm_sweep_against_an_authenticated_server_logs_everything_once_and_
             c = MlflowClient(auth.url)
             exp = c.get_experiment_by_name(p.sweep.name)
             runs = c.search_runs([exp.experiment_id]) if exp else []
-            return min((len(c.get_metric_history(r.info.run_id, names.TRAIN_LOSS)) for r in runs
-                        if r.data.tags.get("cell_id")), default=0)
+            return min(
+                (
+                    len(c.get_metric_history(r.info.run_id, names.TRAIN_LOSS))
+                    for r in runs
+                    if r.data.tags.get("cell_id")
+                ),
+                default=0,
+            )
         except Exception:  # noqa: BLE001 — the server is away during the outage
             return 0
 
@@ -111,10 +124,16 @@ def test_a_slurm_sweep_against_an_authenticated_server_logs_everything_once_and_
     export = tmp_path / "export"
     assert wps(["export", str(y), "--cell", cells[0], "--out", str(export)]) == 0
     exported = capsys.readouterr()
-    (tmp_path / "printed.txt").write_text("\n".join([printed.out, printed.err, again.out, again.err,
-                                                     exported.out, exported.err]))
+    (tmp_path / "printed.txt").write_text(
+        "\n".join([printed.out, printed.err, again.out, again.err, exported.out, exported.err])
+    )
     srv = auth.server
-    store_db = Path(srv.backend_uri[len("sqlite:///"):])
-    assert _scan([Path(p.sweep.output_dir), export, tmp_path / "printed.txt", store_db, srv.artifacts_dir,
-                  srv.log_path, y], canary) == []
+    store_db = Path(srv.backend_uri[len("sqlite:///") :])
+    assert (
+        _scan(
+            [Path(p.sweep.output_dir), export, tmp_path / "printed.txt", store_db, srv.artifacts_dir, srv.log_path, y],
+            canary,
+        )
+        == []
+    )
     print(f"authenticated SLURM sweep: {len(cells)} cells, points per cell {counts}; canary found nowhere")

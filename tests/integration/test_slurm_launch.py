@@ -186,7 +186,11 @@ def test_scontrol_requeue_resumes_from_periodic_checkpoint(slurm_cluster, make_s
 def test_two_task_job_trains_data_parallel_with_gloo(slurm_cluster, make_sweep, tmp_path):
     root = Path(__file__).resolve().parents[2]
     prof = tmp_path / "two-task.yaml"
-    prof.write_text((root / "slurm" / "local-cluster.yaml").read_text().replace("gpus_per_node: 1", "gpus_per_node: 2\nmin_gpus_per_cell: 2"))
+    prof.write_text(
+        (root / "slurm" / "local-cluster.yaml")
+        .read_text()
+        .replace("gpus_per_node: 1", "gpus_per_node: 2\nmin_gpus_per_cell: 2")
+    )
     p = plan(load_sweep(make_sweep(pairs=64, cluster=str(prof))))
     (run,) = p.runs
     assert run.resources.gpus_per_node == 2

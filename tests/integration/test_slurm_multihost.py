@@ -45,20 +45,27 @@ def test_one_job_runs_on_both_hosts_and_reaches_the_bridge(slurm_multihost, tmp_
     token = uuid.uuid4().hex
     (www / "token.txt").write_text(token)
     port = free_port(mh.bridge_ip)
-    srv = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", mh.bridge_ip, str(port), "--directory",
-                            str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", mh.bridge_ip, str(port), "--directory", str(www)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             with socket.socket() as s:
                 if s.connect_ex((mh.bridge_ip, port)) == 0:
                     break
             time.sleep(0.1)
-        probe = (f"import urllib.request, worldpm_scaling, pathlib; "
-                 f"print(urllib.request.urlopen('http://{mh.bridge_ip}:{port}/token.txt', timeout=20).read().decode(), "
-                 f"pathlib.Path(worldpm_scaling.__file__).parents[1])")
+        probe = (
+            f"import urllib.request, worldpm_scaling, pathlib; "
+            f"print(urllib.request.urlopen('http://{mh.bridge_ip}:{port}/token.txt', timeout=20).read().decode(), "
+            f"pathlib.Path(worldpm_scaling.__file__).parents[1])"
+        )
         (tmp_path / "probe.py").write_text(probe)
-        wrap = (f"srun bash -c 'echo \"$(hostname) $(ip -4 -o addr show eth0 | awk \"{{print \\$4}}\") "
-                f"$({sys.executable} probe.py)\"'")
+        wrap = (
+            f'srun bash -c \'echo "$(hostname) $(ip -4 -o addr show eth0 | awk "{{print \\$4}}") '
+            f"$({sys.executable} probe.py)\"'"
+        )
         out = tmp_path / "out.txt"
         job = mh.sbatch("-N2", "--ntasks-per-node=1", "-o", str(out), "--wrap", wrap, cwd=tmp_path)
         state = mh.wait(job, timeout=180)
@@ -109,8 +116,9 @@ def test_stop_ends_jobs_and_removes_namespaces_then_starts_again(slurm_multihost
     mh = slurm_multihost
     if not mh.ours:
         pytest.skip("the two-host cluster was started outside this session; not stopping it")
-    job = mh.sbatch("-N2", "--ntasks-per-node=1", "-o", str(tmp_path / "out.txt"), "--wrap", "srun sleep 600",
-                    cwd=tmp_path)
+    job = mh.sbatch(
+        "-N2", "--ntasks-per-node=1", "-o", str(tmp_path / "out.txt"), "--wrap", "srun sleep 600", cwd=tmp_path
+    )
     mh.wait(job, states=("RUNNING",), timeout=120)
     tasks: dict[str, list[int]] = {}
     deadline = time.monotonic() + 60

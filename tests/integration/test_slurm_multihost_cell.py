@@ -30,17 +30,27 @@ def _profile(tmp: Path, tasks_per_node: int = 1) -> Path:
     text = (ROOT / "slurm" / "local-multihost.yaml").read_text()
     if tasks_per_node > 1:
         text = text.replace("gpus_per_node: 1", f"gpus_per_node: {tasks_per_node}").replace(
-            "min_gpus_per_cell: 2", f"min_gpus_per_cell: {2 * tasks_per_node}")
+            "min_gpus_per_cell: 2", f"min_gpus_per_cell: {2 * tasks_per_node}"
+        )
     prof.write_text(text)
     return prof
 
 
-def _sweep(make_sweep, tmp: Path, name: str, *, tasks_per_node: int = 1, pairs: int = 1024, ckpt_steps: int = 10000,
-           batch: int = 2):
+def _sweep(
+    make_sweep,
+    tmp: Path,
+    name: str,
+    *,
+    tasks_per_node: int = 1,
+    pairs: int = 1024,
+    ckpt_steps: int = 10000,
+    batch: int = 2,
+):
     """One cell on both hosts; `batch` pairs a step over all ranks (1 per rank: ~0.1 s steps here, so a
     signal sent after a poll still lands mid-run)."""
-    y = make_sweep(pairs=pairs, ckpt_steps=ckpt_steps, cluster=str(_profile(tmp, tasks_per_node)), name=name,
-                   batch=batch)
+    y = make_sweep(
+        pairs=pairs, ckpt_steps=ckpt_steps, cluster=str(_profile(tmp, tasks_per_node)), name=name, batch=batch
+    )
     y.write_text(y.read_text().replace("zero_stage: 0", "zero_stage: 2"))
     p = plan(load_sweep(y))
     (run,) = p.runs
@@ -112,8 +122,9 @@ def on_multihost(slurm_multihost, monkeypatch):
 
 
 @pytest.mark.timeout(1800)
-def test_two_host_cell_preempted_by_usr2_and_requeued_resumes_with_the_uninterrupted_curve(on_multihost, make_sweep,
-                                                                                            tmp_path):
+def test_two_host_cell_preempted_by_usr2_and_requeued_resumes_with_the_uninterrupted_curve(
+    on_multihost, make_sweep, tmp_path
+):
     mh = on_multihost
     p, run = _sweep(make_sweep, tmp_path / "pre", "mh-preempt")
     (job,) = launch(p, executor="slurm")
@@ -121,13 +132,26 @@ def test_two_host_cell_preempted_by_usr2_and_requeued_resumes_with_the_uninterru
     try:
         _wait(lambda: len(_run(p, run)[1]) >= 6, 600, "6 logged steps", lambda: _logs(p)[-3000:])
         mh.slurm("scancel", "--signal=USR2", job.job_id)
-        _wait(lambda: read_marker(run.out_dir).get("status") == "REQUEUED", 300, "the USR2 save + requeue",
-              lambda: _logs(p)[-3000:])
+        _wait(
+            lambda: read_marker(run.out_dir).get("status") == "REQUEUED",
+            300,
+            "the USR2 save + requeue",
+            lambda: _logs(p)[-3000:],
+        )
         first = read_marker(run.out_dir)["steps"]
-        _wait(lambda: len(_run(p, run)[1]) >= first + 6, 600, "6 steps after the first resume", lambda: _logs(p)[-3000:])
+        _wait(
+            lambda: len(_run(p, run)[1]) >= first + 6, 600, "6 steps after the first resume", lambda: _logs(p)[-3000:]
+        )
         mh.slurm("scontrol", "requeue", job.job_id)  # SIGTERM to every task, then SLURM requeues the job
-        _wait(lambda: read_marker(run.out_dir).get("status") in ("PREEMPTED", "REQUEUED") and
-              read_marker(run.out_dir).get("steps", first) > first, 300, "the SIGTERM save", lambda: _logs(p)[-3000:])
+        _wait(
+            lambda: (
+                read_marker(run.out_dir).get("status") in ("PREEMPTED", "REQUEUED")
+                and read_marker(run.out_dir).get("steps", first) > first
+            ),
+            300,
+            "the SIGTERM save",
+            lambda: _logs(p)[-3000:],
+        )
         second = read_marker(run.out_dir)["steps"]
         _wait(lambda: _run(p, run)[0] == "FINISHED", 900, "the cell to finish", lambda: _logs(p)[-3000:])
     finally:
@@ -148,8 +172,10 @@ def test_two_host_cell_preempted_by_usr2_and_requeued_resumes_with_the_uninterru
     assert sorted(hist) == sorted(ref) == list(range(1, 513))
     diff = max(abs(hist[s] - ref[s]) for s in hist)
     assert diff <= 1e-6, diff
-    print(f"two hosts: USR2 saved step {first}, SIGTERM saved step {second}; max |Δloss| vs uninterrupted {diff:.1e}; "
-          f"states shown {seen}")
+    print(
+        f"two hosts: USR2 saved step {first}, SIGTERM saved step {second}; max |Δloss| vs uninterrupted {diff:.1e}; "
+        f"states shown {seen}"
+    )
 
 
 def _rank_pid(mh, node: str) -> int | None:
@@ -164,8 +190,9 @@ def _rank_pid(mh, node: str) -> int | None:
 
 
 @pytest.mark.timeout(1500)
-def test_a_rank_killed_on_the_second_host_fails_the_cell_naming_it_and_a_relaunch_resumes(on_multihost, make_sweep,
-                                                                                          tmp_path):
+def test_a_rank_killed_on_the_second_host_fails_the_cell_naming_it_and_a_relaunch_resumes(
+    on_multihost, make_sweep, tmp_path
+):
     import os
     import signal
 
@@ -177,7 +204,9 @@ def test_a_rank_killed_on_the_second_host_fails_the_cell_naming_it_and_a_relaunc
     assert pid is not None, mh.node_pids(mh.nodes[1])
     killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: read_marker(run.out_dir).get("status") == "FAILED", 120, "the FAILED marker", lambda: _logs(p)[-3000:])
+    _wait(
+        lambda: read_marker(run.out_dir).get("status") == "FAILED", 120, "the FAILED marker", lambda: _logs(p)[-3000:]
+    )
     mh.wait(job.job_id, timeout=120)
     ended = time.monotonic() - killed_at
     assert ended < 120, ended
@@ -189,8 +218,10 @@ def test_a_rank_killed_on_the_second_host_fails_the_cell_naming_it_and_a_relaunc
     assert job2.job_id != job.job_id
     resumed = int(_run(p, run)[2]["resumed_from_step"])
     assert resumed >= 8 and resumed % 4 == 0, resumed
-    print(f"SIGKILL of rank 1 on {mh.nodes[1]}: job ended in {ended:.0f} s; relaunch resumed from step {resumed}; "
-          f"marker: {err[:200]}")
+    print(
+        f"SIGKILL of rank 1 on {mh.nodes[1]}: job ended in {ended:.0f} s; relaunch resumed from step {resumed}; "
+        f"marker: {err[:200]}"
+    )
 
 
 @pytest.mark.timeout(1500)

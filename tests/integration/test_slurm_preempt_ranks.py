@@ -24,8 +24,11 @@ def _two_task_profile(tmp_path: Path) -> Path:
     root = Path(__file__).resolve().parents[2]
     tmp_path.mkdir(parents=True, exist_ok=True)
     prof = tmp_path / "two-task.yaml"
-    prof.write_text((root / "slurm" / "local-cluster.yaml").read_text()
-                    .replace("gpus_per_node: 1", "gpus_per_node: 2\nmin_gpus_per_cell: 2"))
+    prof.write_text(
+        (root / "slurm" / "local-cluster.yaml")
+        .read_text()
+        .replace("gpus_per_node: 1", "gpus_per_node: 2\nmin_gpus_per_cell: 2")
+    )
     return prof
 
 
@@ -67,8 +70,7 @@ def _wait(pred, timeout_s: float, what: str, every_s: float = 1.0):
 
 
 @pytest.mark.timeout(1500)
-def test_usr2_on_a_two_rank_job_saves_on_every_rank_requeues_and_resumes_exactly(slurm_cluster, make_sweep,
-                                                                                   tmp_path):
+def test_usr2_on_a_two_rank_job_saves_on_every_rank_requeues_and_resumes_exactly(slurm_cluster, make_sweep, tmp_path):
     p, run = _sweep(make_sweep, tmp_path / "pre", "preempt2")
     ref_p, ref_run = _sweep(make_sweep, tmp_path / "ref", "uninterrupted2")
     (job,) = launch(p, executor="slurm")

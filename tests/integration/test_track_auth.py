@@ -92,14 +92,23 @@ def test_without_credentials_everything_is_refused_and_others_experiments_stay_c
     st, body = auth.request("POST", "/api/2.0/mlflow/experiments/search", {"max_results": 1000}, auth=bob)
     assert st == 200 and exp not in [e["experiment_id"] for e in body.get("experiments", [])]
     assert auth.request("POST", "/api/2.0/mlflow/registered-models/create", {"name": model}, auth=alice)[0] == 200
-    assert auth.request("PATCH", "/api/2.0/mlflow/registered-models/update",
-                        {"name": model, "description": "x"}, auth=bob)[0] == 403
+    assert (
+        auth.request(
+            "PATCH", "/api/2.0/mlflow/registered-models/update", {"name": model, "description": "x"}, auth=bob
+        )[0]
+        == 403
+    )
     # the owner can; MLflow's old default admin password is not a way in
     assert auth.request("POST", "/api/2.0/mlflow/experiments/delete", {"experiment_id": exp}, auth=alice)[0] == 200
     assert auth.request("GET", "/api/2.0/mlflow/users/current", auth=("admin", "password1234"))[0] == 401
     srv = auth.server  # what would bypass the server is private to its user
-    for f in (srv.admin_credentials, srv.auth_config, srv.auth_key, Path(srv.backend_uri[len("sqlite:///"):]),
-              Path(srv.auth_db[len("sqlite:///"):])):
+    for f in (
+        srv.admin_credentials,
+        srv.auth_config,
+        srv.auth_key,
+        Path(srv.backend_uri[len("sqlite:///") :]),
+        Path(srv.auth_db[len("sqlite:///") :]),
+    ):
         assert f.stat().st_mode & 0o777 == 0o600, f
     if auth.server.host != "127.0.0.1":  # beyond localhost: an explicit Host allow-list (DNS rebinding)
         import requests
@@ -129,15 +138,35 @@ def test_jobs_log_with_env_or_file_credentials_sync_works_and_no_canary_leaks(au
     envs = {"alice": auth.env("alice"), "bob": {**auth.env(None), "HOME": str(bob_home)}}
     logs = []
     for user in ("alice", "bob"):  # alice from the environment, bob from ~/.mlflow/credentials
-        r = subprocess.run(worker_cmd(uri=auth.url, sweep=sweeps[user], cell="c0", steps=120, metrics=5,
-                                      spool=out / user / "spool", flush_every_s=0.3),
-                           cwd=REPO_ROOT, env=envs[user], capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            worker_cmd(
+                uri=auth.url,
+                sweep=sweeps[user],
+                cell="c0",
+                steps=120,
+                metrics=5,
+                spool=out / user / "spool",
+                flush_every_s=0.3,
+            ),
+            cwd=REPO_ROOT,
+            env=envs[user],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         logs.append(r.stdout + r.stderr)
     # an offline job (spool backend), replayed by `wps sync` with alice's credentials, twice
-    r = subprocess.run(worker_cmd(backend="spool", sweep=sweeps["alice"], cell="c1", steps=80, metrics=5,
-                                  spool=out / "offline" / "spool"), cwd=REPO_ROOT, env=auth.env(None),
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        worker_cmd(
+            backend="spool", sweep=sweeps["alice"], cell="c1", steps=80, metrics=5, spool=out / "offline" / "spool"
+        ),
+        cwd=REPO_ROOT,
+        env=auth.env(None),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     client_env(auth, None)
     assert wps(["sync", str(out / "offline"), "--uri", auth.url]) == 2  # no credentials: named, exit 2
@@ -171,20 +200,34 @@ def test_jobs_log_with_env_or_file_credentials_sync_works_and_no_canary_leaks(au
     # the server's log, or anything printed
     (tmp_path / "printed.txt").write_text("\n".join(logs))
     srv = auth.server
-    store_db = Path(srv.backend_uri[len("sqlite:///"):])
+    store_db = Path(srv.backend_uri[len("sqlite:///") :])
     assert _scan([out, tmp_path / "printed.txt", store_db, srv.artifacts_dir, srv.log_path], [alice_pw, bob_pw]) == []
 
 
 def test_refused_credentials_stop_a_job_at_start_naming_uri_and_source(auth, client_env, tmp_path):
     sweep = unique_name("auth-no")
     bad_home = auth.credentials_home("alice", tmp_path / "home-0644", mode=0o644)
-    for env, expect in ((auth.env(None), "no credentials"),
-                        ({**auth.env(None), "MLFLOW_TRACKING_USERNAME": "alice",
-                          "MLFLOW_TRACKING_PASSWORD": "wrong-" + uuid.uuid4().hex}, "refused the credentials"),
-                        ({**auth.env(None), "HOME": str(bad_home)}, "chmod 600")):
+    for env, expect in (
+        (auth.env(None), "no credentials"),
+        (
+            {
+                **auth.env(None),
+                "MLFLOW_TRACKING_USERNAME": "alice",
+                "MLFLOW_TRACKING_PASSWORD": "wrong-" + uuid.uuid4().hex,
+            },
+            "refused the credentials",
+        ),
+        ({**auth.env(None), "HOME": str(bad_home)}, "chmod 600"),
+    ):
         spool = tmp_path / f"spool-{uuid.uuid4().hex[:6]}"
-        r = subprocess.run(worker_cmd(uri=auth.url, sweep=sweep, cell="c0", steps=10, metrics=2, spool=spool),
-                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            worker_cmd(uri=auth.url, sweep=sweep, cell="c0", steps=10, metrics=2, spool=spool),
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode != 0 and expect in r.stderr, r.stderr[-2000:]
         assert auth.passwords["alice"] not in r.stderr + r.stdout
         assert not spool.exists() or not any(spool.iterdir()), sorted(spool.iterdir())  # nothing "logged" offline
@@ -198,20 +241,28 @@ def test_credentials_revoked_mid_run_keep_points_in_the_spool_and_fail_loudly(au
     password sends every point exactly once."""
     user = f"carol{uuid.uuid4().hex[:6]}"
     pw1, pw2 = "carol-pw-" + uuid.uuid4().hex, "carol-pw2-" + uuid.uuid4().hex
-    assert auth.request("POST", "/api/2.0/mlflow/users/create", {"username": user, "password": pw1},
-                        auth=auth.admin)[0] == 200
+    assert (
+        auth.request("POST", "/api/2.0/mlflow/users/create", {"username": user, "password": pw1}, auth=auth.admin)[0]
+        == 200
+    )
     client_env(auth, "alice")
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, pw1  # undone by monkeypatch
     sweep = unique_name("auth-revoke")
-    tr = open_tracker(TrackingSpec(uri=auth.url, flush_every_s=3600, system_metrics=False), spool_dir=tmp_path / "spool")
+    tr = open_tracker(
+        TrackingSpec(uri=auth.url, flush_every_s=3600, system_metrics=False), spool_dir=tmp_path / "spool"
+    )
     parent = tr.start_sweep(sweep)
     run = tr.start_cell(sweep, "c0", name="c0", parent_run_id=parent.run_id)
     for s in range(1, 21):
         run.log_metrics({"m0": s * 100.0, "m1": s * 100.0 + 1}, step=s)
     run.flush()
     assert run.online
-    assert auth.request("PATCH", "/api/2.0/mlflow/users/update-password", {"username": user, "password": pw2},
-                        auth=auth.admin)[0] == 200
+    assert (
+        auth.request(
+            "PATCH", "/api/2.0/mlflow/users/update-password", {"username": user, "password": pw2}, auth=auth.admin
+        )[0]
+        == 200
+    )
     for s in range(21, 41):
         run.log_metrics({"m0": s * 100.0, "m1": s * 100.0 + 1}, step=s)
     run.flush()
@@ -234,10 +285,23 @@ def test_outage_of_30s_through_auth_then_sync_every_point_once(auth, client_env,
     (no new admin, same passwords) and the job plus `wps sync` leave each point exactly once."""
     sweep = unique_name("auth-outage")
     admin_file = auth.server.admin_credentials.read_text()
-    proc = subprocess.Popen(worker_cmd(uri=auth.url, sweep=sweep, cell="c0", steps=300, metrics=5, sleep=0.1,
-                                       spool=tmp_path / "out" / "spool", flush_every_s=0.5),
-                            cwd=REPO_ROOT, env=auth.env("alice"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        worker_cmd(
+            uri=auth.url,
+            sweep=sweep,
+            cell="c0",
+            steps=300,
+            metrics=5,
+            sleep=0.1,
+            spool=tmp_path / "out" / "spool",
+            flush_every_s=0.5,
+        ),
+        cwd=REPO_ROOT,
+        env=auth.env("alice"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert '"event": "start"' in proc.stdout.readline()
         time.sleep(3)
@@ -248,6 +312,7 @@ def test_outage_of_30s_through_auth_then_sync_every_point_once(auth, client_env,
             time.sleep(30)
             auth.server.start(wait_s=420)
             restarted.set()
+
         t = threading.Thread(target=back)
         t.start()
         out, err = proc.communicate(timeout=900)

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.integration
 
 def wps(*args, cwd, env=None, timeout=120):
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", *args], cwd=cwd, capture_output=True, text=True,
-                       timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
+    r = subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+    )
     return r, time.monotonic() - t0
 
 
@@ -51,7 +57,9 @@ def test_status_against_a_dead_tracking_port_warns_fast(tmp_path):
     r, wall = wps("status", str(sweep), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"tracking server {dead} is not answering" in r.stderr and r.stderr.count("is not answering") == 1
-    assert r.stdout.count("NOT LAUNCHED") == 24  # the scheduler's side is still shown, one line per cell (3 sizes × 8 seeds)
+    assert (
+        r.stdout.count("NOT LAUNCHED") == 24
+    )  # the scheduler's side is still shown, one line per cell (3 sizes × 8 seeds)
     assert wall < 60, wall  # MLflow's client retried a dead port for ~4 minutes before
 
 

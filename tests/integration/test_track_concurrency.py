@@ -24,8 +24,15 @@ PROCS, STEPS, METRICS = 16, 1000, 10
 def run_concurrently(url: str, tmp_path, sweep: str) -> list[dict]:
     procs = []
     for n in range(PROCS):
-        cmd = worker_cmd(uri=url, sweep=sweep, cell=f"p{n:02d}", steps=STEPS, metrics=METRICS,
-                         spool=tmp_path / f"spool{n}", flush_every_s=2.0)
+        cmd = worker_cmd(
+            uri=url,
+            sweep=sweep,
+            cell=f"p{n:02d}",
+            steps=STEPS,
+            metrics=METRICS,
+            spool=tmp_path / f"spool{n}",
+            flush_every_s=2.0,
+        )
         log = open(tmp_path / f"w{n}.log", "w")
         procs.append((subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT), log))
     deadline = time.monotonic() + 540
@@ -63,8 +70,10 @@ def test_16_processes_sqlite_every_point_exactly_once(mlflow_server, tmp_path):
     outs = run_concurrently(mlflow_server.url, tmp_path, sweep)
     wall = time.monotonic() - t0
     check_all_points(mlflow_server.url, sweep, outs)
-    print(f"sqlite: {PROCS}x{STEPS}x{METRICS} points in {wall:.1f} s wall; "
-          f"median in-loop logging time {sorted(o['log_s'] for o in outs)[PROCS // 2]:.2f} s")
+    print(
+        f"sqlite: {PROCS}x{STEPS}x{METRICS} points in {wall:.1f} s wall; "
+        f"median in-loop logging time {sorted(o['log_s'] for o in outs)[PROCS // 2]:.2f} s"
+    )
 
 
 def test_16_processes_postgresql_every_point_exactly_once(mlflow_server_pg, postgres, tmp_path):

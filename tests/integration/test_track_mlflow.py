@@ -23,8 +23,12 @@ def assert_exact(uri: str, run_id: str, steps: int, metrics: int) -> None:
     hist = query.histories(uri, [(run_id, k) for k in keys])
     for i, k in enumerate(keys):
         got = [s for s, _v, _t in hist[(run_id, k)]]
-        assert got == list(range(1, steps + 1)), (k, len(got), sorted(set(range(1, steps + 1)) - set(got))[:10],
-                                                  len(got) - len(set(got)))
+        assert got == list(range(1, steps + 1)), (
+            k,
+            len(got),
+            sorted(set(range(1, steps + 1)) - set(got))[:10],
+            len(got) - len(set(got)),
+        )
         assert all(v == point_value(s, i) for s, v, _t in hist[(run_id, k)]), k
 
 
@@ -37,12 +41,19 @@ def test_sweep_parent_and_cell_children(mlflow_server, tmp_path, monkeypatch):
     spec_file = tmp_path / "sweep.yaml"
     spec_file.write_text("name: x\n")
     parent.log_artifact(str(spec_file))
-    params = {"model.name": "tiny-xs", "train.lr": 0.001, "tracking.uri": "postgresql://u:hunter2@db/mlflow",
-              "db.password": "hunter2", "leak": "tok-very-secret-123", "long": "x" * 7000}
+    params = {
+        "model.name": "tiny-xs",
+        "train.lr": 0.001,
+        "tracking.uri": "postgresql://u:hunter2@db/mlflow",
+        "db.password": "hunter2",
+        "leak": "tok-very-secret-123",
+        "long": "x" * 7000,
+    }
     cells = []
     for cid in ("c0", "c1"):
-        run = tr.start_cell(sweep, cid, name=f"tiny-{cid}", parent_run_id=parent.run_id, params=params,
-                            tags={"extra": "yes"})
+        run = tr.start_cell(
+            sweep, cid, name=f"tiny-{cid}", parent_run_id=parent.run_id, params=params, tags={"extra": "yes"}
+        )
         run.log_metrics({"train/loss": 0.7, "train/acc": 0.5}, step=1)
         run.log_metrics({"train/loss": 0.6, "train/acc": 0.6}, step=2)
         run.finish("FINISHED")
@@ -98,8 +109,18 @@ def test_reattach_by_cell_id_never_logs_a_step_twice(mlflow_server, tmp_path):
 def test_sigkilled_job_resumes_into_the_same_run(mlflow_server, tmp_path):
     sweep = unique_name("sigkill")
     ckpt = tmp_path / "ckpt"
-    kw = dict(uri=mlflow_server.url, sweep=sweep, cell="k", steps=600, metrics=10, spool=tmp_path / "spool",
-              checkpoint=ckpt, ckpt_every=50, sleep=0.01, flush_every_s=1.0)
+    kw = dict(
+        uri=mlflow_server.url,
+        sweep=sweep,
+        cell="k",
+        steps=600,
+        metrics=10,
+        spool=tmp_path / "spool",
+        checkpoint=ckpt,
+        ckpt_every=50,
+        sleep=0.01,
+        flush_every_s=1.0,
+    )
     log = open(tmp_path / "w1.log", "w")
     p = subprocess.Popen(worker_cmd(**kw), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -134,8 +155,10 @@ def test_unreachable_at_start_spools_then_attaches(mlflow_server, tmp_path):
 
     sweep = unique_name("offline")
     dead = f"http://127.0.0.1:{free_port()}"
-    tr = open_tracker(TrackingSpec(uri=dead, flush_every_s=0.2, system_metrics=False),  # exact counts below
-                      spool_dir=tmp_path / "spool")
+    tr = open_tracker(
+        TrackingSpec(uri=dead, flush_every_s=0.2, system_metrics=False),  # exact counts below
+        spool_dir=tmp_path / "spool",
+    )
     parent = tr.start_sweep(sweep)
     run = tr.start_cell(sweep, "off", name="off", parent_run_id=parent.run_id, params={"a": 1})
     assert isinstance(run, MlflowRun) and run.run_id.startswith("spool:")
@@ -189,9 +212,14 @@ def test_election_survives_a_winner_that_died_before_recording(mlflow_server):
     store.client.create_experiment(f"wps-lock/{exp}/sweep/{sweep}")  # the dead winner's lock, no tag
     t0 = time.monotonic()
     filt = f"tags.sweep = '{sweep}' and tags.`wps.role` = 'sweep'"
-    rid = elect_run(store, exp, filt, f"wps-lock/{exp}/sweep/{sweep}",
-                    lambda: store.create_run(exp, name=sweep, tags={"sweep": sweep, "wps.role": "sweep"}),
-                    wait_s=1.0)
+    rid = elect_run(
+        store,
+        exp,
+        filt,
+        f"wps-lock/{exp}/sweep/{sweep}",
+        lambda: store.create_run(exp, name=sweep, tags={"sweep": sweep, "wps.role": "sweep"}),
+        wait_s=1.0,
+    )
     assert 1.0 <= time.monotonic() - t0 < 10
     assert sweep_run(store, sweep) == rid
     lock = store.client.get_experiment_by_name(f"wps-lock/{exp}/sweep/{sweep}")

@@ -42,16 +42,21 @@ def outage_server(tmp_path):
     srv.stop()
 
 
-def test_server_down_60s_mid_training_loses_and_duplicates_nothing(outage_server, reference_histories, synth_data,
-                                                                   tmp_path):
+def test_server_down_60s_mid_training_loses_and_duplicates_nothing(
+    outage_server, reference_histories, synth_data, tmp_path
+):
     srv, want = outage_server, reference_histories
     name = unique_name("outage")
 
     sweep = write_sweep(tmp_path / "s.yaml", name, synth_data, srv.url, tmp_path / "out")
     log = open(tmp_path / "train.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell", "0"], cwd=REPO,
-                         stdout=log, stderr=subprocess.STDOUT,
-                         env=subprocess_env(WPS_FAULT="train.after_log:4", WPS_FAULT_ACTION="stop"))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell", "0"],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(WPS_FAULT="train.after_log:4", WPS_FAULT_ACTION="stop"),
+    )
     try:
         end = time.monotonic() + 300
         while not _stopped(p.pid):
@@ -74,8 +79,14 @@ def test_server_down_60s_mid_training_loses_and_duplicates_nothing(outage_server
     assert "spooling" in text, "the job never noticed the outage"
     spooled = sum(f.read_text().count("\n") for f in (tmp_path / "out").rglob("spool/*.jsonl"))
     assert spooled >= 10 * (STEPS - 4), f"only {spooled} points went to the spool"
-    s = subprocess.run([sys.executable, "-m", "worldpm_scaling", "sync", str(tmp_path / "out"), "--uri", srv.url],
-                       cwd=REPO, capture_output=True, text=True, timeout=300, env=subprocess_env())
+    s = subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", "sync", str(tmp_path / "out"), "--uri", srv.url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
     assert s.returncode == 0, s.stdout[-2000:] + s.stderr[-2000:]
 
     info, got = histories(srv.url, name, COMPARED + EVAL_KEYS)

@@ -25,8 +25,13 @@ def test_register_links_version_run_and_files(mlflow_server, tmp_path):
     sweep = unique_name("reg")
     tr = MlflowTracker(mlflow_server.url, spool_dir=tmp_path / "spool")
     parent = tr.start_sweep(sweep)
-    run = tr.start_cell(sweep, "c1", name="tiny-xs-64-s0", parent_run_id=parent.run_id,
-                        params={"model.name": "tiny-xs", "data.pairs": 64})
+    run = tr.start_cell(
+        sweep,
+        "c1",
+        name="tiny-xs-64-s0",
+        parent_run_id=parent.run_id,
+        params={"model.name": "tiny-xs", "data.pairs": 64},
+    )
     run.log_metrics({"train/loss": 0.5}, step=7)
     run.finish("FINISHED")
     name = unique_name("worldpm-rm")

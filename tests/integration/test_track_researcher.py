@@ -22,22 +22,30 @@ from worldpm_scaling.track.sync import sync
 
 pytestmark = pytest.mark.integration
 
-SYSTEM_KEYS = ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
-               "system/disk_usage_percentage", "system/network_receive_megabytes")
+SYSTEM_KEYS = (
+    "system/cpu_utilization_percentage",
+    "system/system_memory_usage_megabytes",
+    "system/disk_usage_percentage",
+    "system/network_receive_megabytes",
+)
 
 
 def _pairs(path, n, tag=""):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"prompt": f"p{tag}{i}", "chosen": "a", "rejected": "b"}) + "\n"
-                            for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"prompt": f"p{tag}{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(n))
+    )
     return path
 
 
 def _cell_spec(tmp_path, folder: str, rows: int):
     train = _pairs(tmp_path / folder / "train.jsonl", rows, tag=folder)
     ev = _pairs(tmp_path / "evals" / "mine.jsonl", 3)
-    return SimpleNamespace(data=DataSpec(source=str(train)), pairs=rows - 1,
-                           eval=EvalSpec(sets=("mine",), extra={"mine": EvalSetSpec(category="objective", path=str(ev))}))
+    return SimpleNamespace(
+        data=DataSpec(source=str(train)),
+        pairs=rows - 1,
+        eval=EvalSpec(sets=("mine",), extra={"mine": EvalSetSpec(category="objective", path=str(ev))}),
+    )
 
 
 def _git(*args) -> str:
@@ -58,8 +66,10 @@ def launched_from(monkeypatch, tmp_path):
 
 def test_cell_runs_have_system_metrics_dataset_inputs_and_source(mlflow_server, tmp_path, launched_from):
     sweep = unique_name("researcher")
-    tr = open_tracker(TrackingSpec(uri=mlflow_server.url, flush_every_s=0.5, system_metrics_interval_s=0.25),
-                      spool_dir=tmp_path / "spool")
+    tr = open_tracker(
+        TrackingSpec(uri=mlflow_server.url, flush_every_s=0.5, system_metrics_interval_s=0.25),
+        spool_dir=tmp_path / "spool",
+    )
     parent = tr.start_sweep(sweep)
     specs = {"a": _cell_spec(tmp_path, "data_a", 5), "b": _cell_spec(tmp_path, "data_b", 7)}
     ids = {}
@@ -81,13 +91,22 @@ def test_cell_runs_have_system_metrics_dataset_inputs_and_source(mlflow_server, 
         cpu = client.get_metric_history(run_id, "system/cpu_utilization_percentage")
         assert len(cpu) >= 3 and sorted(m.step for m in cpu) == list(range(len(cpu)))
         assert query.find_cell_runs(mlflow_server.url, sweep)[cid].last_step == 2  # not the sample counter
-        got = {(i.dataset.name, i.dataset.digest, dict((t.key, t.value) for t in i.tags)["mlflow.data.context"],
-                json.loads(i.dataset.profile)["num_rows"]) for i in r.inputs.dataset_inputs}
+        got = {
+            (
+                i.dataset.name,
+                i.dataset.digest,
+                dict((t.key, t.value) for t in i.tags)["mlflow.data.context"],
+                json.loads(i.dataset.profile)["num_rows"],
+            )
+            for i in r.inputs.dataset_inputs
+        }
         train_file = tmp_path / f"data_{cid}" / "train.jsonl"
         want_digest = hashlib.sha256(train_file.read_bytes()).hexdigest()[:10]
         mine = hashlib.sha256((tmp_path / "evals" / "mine.jsonl").read_bytes()).hexdigest()[:10]
-        assert got == {(f"data_{cid}/train.jsonl", want_digest, "training", 5 if cid == "a" else 7),
-                       ("mine", mine, "evaluation", 3)}
+        assert got == {
+            (f"data_{cid}/train.jsonl", want_digest, "training", 5 if cid == "a" else 7),
+            ("mine", mine, "evaluation", 3),
+        }
         digests[cid] = want_digest
         tags = r.data.tags
         assert tags["mlflow.source.name"] == f"wps launch {launched_from} --executor local"
@@ -95,7 +114,9 @@ def test_cell_runs_have_system_metrics_dataset_inputs_and_source(mlflow_server, 
         assert tags["wps.git.dirty"] == ("true" if dirty else "false")
     assert digests["a"] != digests["b"]  # two runs on different data are visibly different
     p = client.get_run(parent.run_id)
-    assert p.data.tags["mlflow.source.name"].startswith("wps launch ") and p.data.tags["mlflow.source.git.commit"] == head
+    assert (
+        p.data.tags["mlflow.source.name"].startswith("wps launch ") and p.data.tags["mlflow.source.git.commit"] == head
+    )
     assert "system/cpu_utilization_percentage" not in p.data.metrics  # the sweep parent samples nothing
     art = client.download_artifacts(parent.run_id, f"sweep/{launched_from.name}", str(tmp_path / "dl"))
     assert open(art).read() == launched_from.read_text()
@@ -108,8 +129,10 @@ def test_cell_runs_have_system_metrics_dataset_inputs_and_source(mlflow_server, 
 
 def test_system_metrics_off_with_one_switch(mlflow_server, tmp_path):
     sweep = unique_name("nosys")
-    tr = open_tracker(TrackingSpec(uri=mlflow_server.url, system_metrics=False, system_metrics_interval_s=0.1),
-                      spool_dir=tmp_path / "spool")
+    tr = open_tracker(
+        TrackingSpec(uri=mlflow_server.url, system_metrics=False, system_metrics_interval_s=0.1),
+        spool_dir=tmp_path / "spool",
+    )
     run = tr.start_cell(sweep, "c", name="c", parent_run_id=tr.start_sweep(sweep).run_id)
     run.log_metrics({"train/loss": 0.7}, step=1)
     time.sleep(0.5)
@@ -122,8 +145,9 @@ def test_dead_server_spools_everything_and_finish_does_not_wait(mlflow_server, t
     returns at once (it used to sleep its 60 s finish_wait_s), and `wps sync` delivers all of it."""
     sweep = unique_name("deadsys")
     dead = f"http://127.0.0.1:{free_port()}"
-    tr = open_tracker(TrackingSpec(uri=dead, flush_every_s=0.2, system_metrics_interval_s=0.2),
-                      spool_dir=tmp_path / "spool")
+    tr = open_tracker(
+        TrackingSpec(uri=dead, flush_every_s=0.2, system_metrics_interval_s=0.2), spool_dir=tmp_path / "spool"
+    )
     assert tr._kw["finish_wait_s"] == 60.0  # the default, so the timing below means something
     parent = tr.start_sweep(sweep)
     run = tr.start_cell(sweep, "z", name="cell-z", parent_run_id=parent.run_id)

@@ -21,9 +21,22 @@ pytestmark = pytest.mark.integration
 def spool_sweep(tmp_path, sweep: str, cells=("a", "b"), steps=200, metrics=5, finish="FINISHED"):
     """An offline sweep (backend `spool`), each cell in its own spool folder like the launcher's."""
     for c in cells:
-        r = subprocess.run(worker_cmd(backend="spool", sweep=sweep, cell=c, steps=steps, metrics=metrics,
-                                      spool=tmp_path / "out" / c / "spool", finish=finish, flush_every_s=0.2),
-                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            worker_cmd(
+                backend="spool",
+                sweep=sweep,
+                cell=c,
+                steps=steps,
+                metrics=metrics,
+                spool=tmp_path / "out" / c / "spool",
+                finish=finish,
+                flush_every_s=0.2,
+            ),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -109,8 +122,13 @@ time.sleep(60)
 
 def test_sigterm_flushes_then_chains_to_the_previous_handler(tmp_path):
     """submitit installs its own SIGTERM/USR2 handlers: ours flushes first, then calls theirs."""
-    p = subprocess.Popen([sys.executable, "-c", SIGTERM_JOB, str(tmp_path / "spool")], cwd=REPO_ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_JOB, str(tmp_path / "spool")],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert p.stdout.readline().strip() == "ready"
         assert not (tmp_path / "spool" / "cell-sig.jsonl").exists()  # buffered, not yet flushed
@@ -126,9 +144,17 @@ def test_sigterm_flushes_then_chains_to_the_previous_handler(tmp_path):
 
 
 def test_sigterm_with_default_handler_flushes_and_dies_by_the_signal(tmp_path):
-    code = SIGTERM_JOB.replace('signal.signal(signal.SIGTERM, lambda s, f: (seen.append(s), print("previous handler ran", flush=True), sys.exit(3)))', "")
-    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "spool")], cwd=REPO_ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code = SIGTERM_JOB.replace(
+        'signal.signal(signal.SIGTERM, lambda s, f: (seen.append(s), print("previous handler ran", flush=True), sys.exit(3)))',
+        "",
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "spool")],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert p.stdout.readline().strip() == "ready"
         p.send_signal(signal.SIGTERM)

@@ -56,10 +56,27 @@ def test_wps_ui_serves_the_sweep_and_the_page_lists_cell_runs(tmp_path):
         run.log_metrics({"train/loss": 0.69 - 0.01 * i}, step=1)
         run.finish("FINISHED")
         names.append(name)
-    proc = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "ui", "--store", store, "--sweep", sweep,
-                             "--artifacts", str(tmp_path / "art"), "--workers", "1"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_ctrl_c_default)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worldpm_scaling",
+            "ui",
+            "--store",
+            store,
+            "--sweep",
+            sweep,
+            "--artifacts",
+            str(tmp_path / "art"),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_default,
+    )
     try:
         line = proc.stdout.readline().strip()
         m = re.fullmatch(r"(http://127\.0\.0\.1:\d+)/#/experiments/(\d+)/runs", line)
@@ -79,12 +96,30 @@ def test_wps_ui_serves_the_sweep_and_the_page_lists_cell_runs(tmp_path):
 
 def test_wps_ui_sigterm_takes_the_server_down(tmp_path):
     """`kill` (SIGTERM) of `wps ui` must not orphan the mlflow server, which runs in its own session."""
-    proc = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "ui", "--store", f"sqlite:///{tmp_path / 'm.db'}",
-                             "--artifacts", str(tmp_path / "art"), "--workers", "1"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worldpm_scaling",
+            "ui",
+            "--store",
+            f"sqlite:///{tmp_path / 'm.db'}",
+            "--artifacts",
+            str(tmp_path / "art"),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), (url, proc.stderr.read() if proc.poll() is not None else "")
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), (
+            url,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )
         assert healthy(url)
         proc.terminate()
         assert proc.wait(60) == 128 + signal.SIGTERM
@@ -95,8 +130,13 @@ def test_wps_ui_sigterm_takes_the_server_down(tmp_path):
 
 
 def test_wps_ui_help_teaches_postgresql():
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "ui", "--help"], capture_output=True, text=True,
-                       cwd=REPO_ROOT, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", "ui", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
     assert r.returncode == 0 and "postgresql://" in r.stdout and "examples:" in r.stdout
 
 
@@ -107,21 +147,27 @@ def test_headless_chromium_shows_cells_datasets_models_and_category_curves(mlflo
     train/pairs_seen with the values logged."""
     shot = _screenshot_module()
     sweep = unique_name("charts")
-    url, run_names, curves = shot.demo_sweep(mlflow_server.url, sweep, workdir=tmp_path, batch=512,
-                                             system_metrics=False)
+    url, run_names, curves = shot.demo_sweep(
+        mlflow_server.url, sweep, workdir=tmp_path, batch=512, system_metrics=False
+    )
     parents = shot.parent_run_ids(url, sweep)
     assert len(parents) == 1 and len(run_names) == 4
-    text = shot.capture_runs_table(url, run_names, tmp_path / "table.png",
-                                   state=shot.ui_state(expanded=parents, columns=shot.TABLE_COLUMNS),
-                                   expect=["eval/adversarial/loss", "Dataset", "Models"])
+    text = shot.capture_runs_table(
+        url,
+        run_names,
+        tmp_path / "table.png",
+        state=shot.ui_state(expanded=parents, columns=shot.TABLE_COLUMNS),
+        expect=["eval/adversarial/loss", "Dataset", "Models"],
+    )
     for n in run_names:
         assert n in text
     from worldpm_scaling.track.datasets import file_digest
 
     digest, _ = file_digest(tmp_path / "data" / "demo" / "train.jsonl")
     assert f"demo/train.jsonl ({digest})" in text and f"{sweep}-reward-model" in text
-    plots = shot.capture_charts(url, shot.CATEGORY_CHARTS, "train/pairs_seen", expanded=parents, traces=3,
-                                out=tmp_path / "charts.png")
+    plots = shot.capture_charts(
+        url, shot.CATEGORY_CHARTS, "train/pairs_seen", expanded=parents, traces=3, out=tmp_path / "charts.png"
+    )
     assert [p["title"] for p in plots] == shot.CATEGORY_CHARTS
     for p, key in zip(plots, shot.CATEGORY_CHARTS):
         got = {t["name"]: (t["x"], t["y"]) for t in p["traces"]}

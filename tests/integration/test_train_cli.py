@@ -26,8 +26,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def wps(*args: str, cwd: Path, timeout: float = 500, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worldpm_scaling", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=subprocess_env(**env))
+    return subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=subprocess_env(**env),
+    )
 
 
 def unprivileged() -> list[str]:
@@ -42,15 +48,35 @@ def unprivileged() -> list[str]:
 def sweep(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("cli")
     data = tmp / "synth"
-    r = wps("data", "synth", "--pairs", "400", "--seed", "2", "--eval-pairs-per-set", "12", "--vocab-size", "1024",
-            "--out", str(data), cwd=tmp)
+    r = wps(
+        "data",
+        "synth",
+        "--pairs",
+        "400",
+        "--seed",
+        "2",
+        "--eval-pairs-per-set",
+        "12",
+        "--vocab-size",
+        "1024",
+        "--out",
+        str(data),
+        cwd=tmp,
+    )
     assert r.returncode == 0, r.stderr
     spec = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
-    spec.update(name="cli-check", models=["tiny-xs"], seeds=[0], out_dir=str(tmp / "out"))  # one cell: --cell 7 is out of range
+    spec.update(
+        name="cli-check", models=["tiny-xs"], seeds=[0], out_dir=str(tmp / "out")
+    )  # one cell: --cell 7 is out of range
     spec.pop("cluster")
-    spec["data"].update(source=str(data / "train.parquet"), tokenizer=str(data / "tokenizer.json"), pairs=256,
-                        tokens_per_pair=None, stats_file=str(data / "stats.json"))
-    spec["milestones"] = {"start_log2": 6}            # 64, 128, 256 pairs
+    spec["data"].update(
+        source=str(data / "train.parquet"),
+        tokenizer=str(data / "tokenizer.json"),
+        pairs=256,
+        tokens_per_pair=None,
+        stats_file=str(data / "stats.json"),
+    )
+    spec["milestones"] = {"start_log2": 6}  # 64, 128, 256 pairs
     spec["eval"] = {"dir": str(data / "evals"), "max_pairs_per_set": 8}
     spec["train"].update(checkpoint_every_steps=3, global_batch_pairs=32, micro_batch_pairs=16)
     spec["tracking"] = {"backend": "spool"}
@@ -115,8 +141,15 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_uninterrupted_curve(swe
     assert "resumed from checkpoint step 3; this run trained steps 4–8" in again.stdout, again.stdout[-2000:]
     assert spooled_tags(out).get("resumed_from_step") == "3"
     got = spooled(out)
-    for key in (names.TRAIN_LOSS, names.TRAIN_ACC, names.TRAIN_GRAD_NORM, names.TRAIN_LR, names.TRAIN_PAIRS_SEEN,
-                names.eval_loss("helpsteer2"), names.eval_loss("adversarial")):
+    for key in (
+        names.TRAIN_LOSS,
+        names.TRAIN_ACC,
+        names.TRAIN_GRAD_NORM,
+        names.TRAIN_LR,
+        names.TRAIN_PAIRS_SEEN,
+        names.eval_loss("helpsteer2"),
+        names.eval_loss("adversarial"),
+    ):
         steps = [s for s, _ in got[key]]
         assert steps == [s for s, _ in reference[key]], (key, steps)  # none lost, none twice
         diff = max(abs(a - b) for (_, a), (_, b) in zip(got[key], reference[key]))
@@ -125,9 +158,14 @@ def test_killed_run_resumes_from_its_checkpoint_with_the_uninterrupted_curve(swe
 
 def test_a_second_trainer_on_the_same_cell_is_refused(sweep, reference, tmp_path):
     out = tmp_path / "out"
-    first = subprocess.Popen([sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell", "0",
-                              "--out", str(out)], cwd=sweep.parent, env=subprocess_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell", "0", "--out", str(out)],
+        cwd=sweep.parent,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lock = next(iter(out.rglob(".wps-train.lock")), None) if out.exists() else None
         end = time.monotonic() + 120
@@ -159,9 +197,25 @@ def test_a_read_only_output_folder_is_a_named_error(sweep, tmp_path):
     (ro / "keep.txt").write_text("earlier results")
     ro.chmod(0o555)
     try:
-        r = subprocess.run([*unprivileged(), sys.executable, "-m", "worldpm_scaling", "train", str(sweep), "--cell",
-                            "0", "--out", str(ro / "out")], cwd=sweep.parent, capture_output=True, text=True,
-                           timeout=300, env=subprocess_env())
+        r = subprocess.run(
+            [
+                *unprivileged(),
+                sys.executable,
+                "-m",
+                "worldpm_scaling",
+                "train",
+                str(sweep),
+                "--cell",
+                "0",
+                "--out",
+                str(ro / "out"),
+            ],
+            cwd=sweep.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=subprocess_env(),
+        )
     finally:
         ro.chmod(0o755)
     assert r.returncode == 2, r.stderr[-2000:]

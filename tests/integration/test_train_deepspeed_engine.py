@@ -70,14 +70,20 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def launch(tmp: Path, stage: int, engine: str, world: int, *, extra_env: dict | None = None,
-           expect_rc: int = 0) -> dict | None:
+def launch(
+    tmp: Path, stage: int, engine: str, world: int, *, extra_env: dict | None = None, expect_rc: int = 0
+) -> dict | None:
     script = tmp / "worker.py"
     script.write_text(WORKER)
     out = tmp / f"{engine}-z{stage}-w{world}"
     out.mkdir(exist_ok=True)
-    ranks = run_ranks([sys.executable, str(script), str(stage), engine, str(out)], world=world, cwd=tmp, timeout=540,
-                      **(extra_env or {}))
+    ranks = run_ranks(
+        [sys.executable, str(script), str(stage), engine, str(out)],
+        world=world,
+        cwd=tmp,
+        timeout=540,
+        **(extra_env or {}),
+    )
     for rc, log in ranks:
         assert rc == expect_rc, log[-3000:]
     return json.loads((out / "losses.json").read_text()) if expect_rc == 0 else None
@@ -104,7 +110,9 @@ def test_two_process_zero_matches_single_process(two_process, single, stage):
     assert max(diffs) <= 1e-3, (got["loss"], single["loss"])
     print(f"zero-{stage} 2-process vs single: max |Δloss| = {max(diffs):.2e}", got["loss"], single["loss"])
     assert single["loss"][-1] < single["loss"][0]  # it trains: the comparison is not of constants
-    assert len(got["grad_norm"]) == len(single["grad_norm"]) == 5 and all(abs(a - b) <= 1e-3 * max(1.0, b) for a, b in zip(got["grad_norm"], single["grad_norm"]))
+    assert len(got["grad_norm"]) == len(single["grad_norm"]) == 5 and all(
+        abs(a - b) <= 1e-3 * max(1.0, b) for a, b in zip(got["grad_norm"], single["grad_norm"])
+    )
 
 
 @pytest.mark.timeout(900)

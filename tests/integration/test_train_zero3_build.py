@@ -26,8 +26,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 # 214M parameters with the reward head (the shape the issue measured)
-SHAPE = dict(name="z3-214m", hidden=1024, layers=16, heads=16, kv_heads=4, intermediate=2816, vocab=32000,
-             tie_embeddings=True, max_positions=512, rope_theta=10000.0)
+SHAPE = dict(
+    name="z3-214m",
+    hidden=1024,
+    layers=16,
+    heads=16,
+    kv_heads=4,
+    intermediate=2816,
+    vocab=32000,
+    tie_embeddings=True,
+    max_positions=512,
+    rope_theta=10000.0,
+)
 
 WORKER = textwrap.dedent("""
     import json, os, sys
@@ -145,8 +155,10 @@ def test_zero3_model_build_rss_gain_below_full_fp32_bytes(built):
     source, ranks = built
     fp32_full = 4 * ModelShape(**SHAPE).params_reward_model
     for r in ranks:
-        assert r["model_peak"] < fp32_full, f"{source}: rank gained {r['model_peak'] / 2**20:.0f} MiB building " \
-                                            f"the model, full fp32 model is {fp32_full / 2**20:.0f} MiB"
+        assert r["model_peak"] < fp32_full, (
+            f"{source}: rank gained {r['model_peak'] / 2**20:.0f} MiB building "
+            f"the model, full fp32 model is {fp32_full / 2**20:.0f} MiB"
+        )
     print(source, "model build peak / full fp32", [round(r["model_peak"] / fp32_full, 3) for r in ranks])
 
 
@@ -167,5 +179,10 @@ def test_zero3_engine_gain_is_its_partitioned_stage3_buffers_on_the_accelerator(
         assert b["adam_moments"] == 0, b  # allocated by the first optimizer step, not by the build
         total = sum(b.values())
         assert r["engine_peak"] <= total + 0.25 * fp32_full, (source, r["engine_peak"] / fp32_full, total / fp32_full)
-    print(source, "engine peak / full fp32", [round(r["engine_peak"] / fp32_full, 3) for r in ranks],
-          "buffers / full fp32", [{k: round(v / fp32_full, 3) for k, v in r["buffers"].items()} for r in ranks])
+    print(
+        source,
+        "engine peak / full fp32",
+        [round(r["engine_peak"] / fp32_full, 3) for r in ranks],
+        "buffers / full fp32",
+        [{k: round(v / fp32_full, 3) for k, v in r["buffers"].items()} for r in ranks],
+    )

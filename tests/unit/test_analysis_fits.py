@@ -63,13 +63,16 @@ def test_chinchilla_recovers_plant_from_several_start_grids():
     assert np.allclose(6 * n_opt * d_opt, [1e20, 1e22])
 
 
-@pytest.mark.parametrize("x,y,needle", [
-    ([], [], "empty"),
-    ([1, 2, np.nan, 4], [1, 2, 3, 4], "NaN"),
-    ([1, 2, 0, 4], [1, 0.9, 0.8, 0.7], "must be positive"),
-    ([1, 2], [1.0, 0.9], "cannot determine"),
-    ([1, 2, 3, 4], [1, np.nan, 3, 4], "NaN"),
-])
+@pytest.mark.parametrize(
+    "x,y,needle",
+    [
+        ([], [], "empty"),
+        ([1, 2, np.nan, 4], [1, 2, 3, 4], "NaN"),
+        ([1, 2, 0, 4], [1, 0.9, 0.8, 0.7], "must be positive"),
+        ([1, 2], [1.0, 0.9], "cannot determine"),
+        ([1, 2, 3, 4], [1, np.nan, 3, 4], "NaN"),
+    ],
+)
 def test_bad_input_named(x, y, needle):
     with pytest.raises(AnalysisInputError, match=needle):
         fit_power(x, y, fix_E=0.0, bootstrap=10, x_name="compute")
@@ -82,8 +85,12 @@ def test_fit_cli_json_and_columns_with_spaces(tmp_path, capsys):
     x, y = planted_power(rng, alpha=0.2, noise=0.01)
     p = tmp_path / "runs.csv"
     p.write_text("training compute,test loss\n" + "\n".join(f"{a},{b}" for a, b in zip(x, y)))
-    assert main(["fit", str(p), "--x", "training compute", "--y", "test loss", "--form", "power",
-                 "--fix-E", "0", "--json"]) == 0
+    assert (
+        main(
+            ["fit", str(p), "--x", "training compute", "--y", "test loss", "--form", "power", "--fix-E", "0", "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= {"E", "A", "alpha", "ci"} and out["alpha"] == pytest.approx(0.2, abs=0.01)
     assert out["ci"]["alpha"][0] <= out["alpha"] <= out["ci"]["alpha"][1]
@@ -110,14 +117,17 @@ def test_identification_names_wide_or_pinned_exponents():
     from worldpm_scaling.analysis.fits import Interval, identification
 
     base = dict(E=0.2, A=20.0, B=4.0, n=45)
-    tight = ChinchillaFit(**base, alpha=0.35, beta=0.3,
-                          ci={"alpha": Interval(0.33, 0.37), "beta": Interval(0.28, 0.32)})
+    tight = ChinchillaFit(
+        **base, alpha=0.35, beta=0.3, ci={"alpha": Interval(0.33, 0.37), "beta": Interval(0.28, 0.32)}
+    )
     assert identification(tight) == [] and tight.to_dict()["identified"] and tight.to_dict()["frontier"]
     wide = ChinchillaFit(**base, alpha=0.54, beta=0.3, ci={"alpha": Interval(0.11, 2.34), "beta": Interval(0.28, 0.32)})
     why = identification(wide)
     assert len(why) == 1 and "alpha interval [0.11, 2.34] spans 21.3x" in why[0]
     assert wide.to_dict()["frontier"] is None and not wide.to_dict()["identified"]
-    touching = ChinchillaFit(**base, alpha=0.35, beta=0.3, ci={"alpha": Interval(0.33, 0.37), "beta": Interval(0.0, 0.5)})
+    touching = ChinchillaFit(
+        **base, alpha=0.35, beta=0.3, ci={"alpha": Interval(0.33, 0.37), "beta": Interval(0.0, 0.5)}
+    )
     assert "beta interval" in identification(touching)[0] and "touches the bound 0" in identification(touching)[0]
     assert "at its bound" in identification(ChinchillaFit(**base, alpha=5.0, beta=0.3))[0]
     assert "no interval" in identification(ChinchillaFit(**base, alpha=0.35, beta=0.3))[0]
@@ -131,14 +141,18 @@ def test_frontier_interval_covers_zero_for_flat_curves_and_not_for_scaling_ones(
     covered = 0
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        curves = {f"m{i}": (6 * N * 160 * 2.0 ** np.arange(9, 14), 0.69 * np.exp(rng.normal(0, 0.05, 5)))
-                  for i, N in enumerate((3e4, 1.2e5, 9.9e5))}
+        curves = {
+            f"m{i}": (6 * N * 160 * 2.0 ** np.arange(9, 14), 0.69 * np.exp(rng.normal(0, 0.05, 5)))
+            for i, N in enumerate((3e4, 1.2e5, 9.9e5))
+        }
         fr = fit_frontier(curves, bootstrap=300, seed=seed)
         covered += fr.fit.ci["alpha"].contains(0.0)
     assert covered >= 17, covered  # 90% intervals: ≥ 17 of 20
     rng = np.random.default_rng(0)
-    c = {f"m{i}": (x := 6 * N * 160 * 2.0 ** np.arange(9, 14), 3.0 * (x / 1e9) ** -0.2 * np.exp(rng.normal(0, 0.02, 5)))
-         for i, N in enumerate((3e4, 1.2e5, 9.9e5))}
+    c = {
+        f"m{i}": (x := 6 * N * 160 * 2.0 ** np.arange(9, 14), 3.0 * (x / 1e9) ** -0.2 * np.exp(rng.normal(0, 0.02, 5)))
+        for i, N in enumerate((3e4, 1.2e5, 9.9e5))
+    }
     fr = fit_frontier(c, bootstrap=300)
     assert fr.fit.ci["alpha"].lo > 0.1 and fr.fit.alpha == pytest.approx(0.2, abs=0.03)
 
@@ -166,7 +180,9 @@ def test_isoflop_needs_three_interior_budgets():
     from worldpm_scaling.analysis.fits import fit_isoflop
 
     t = isoflop_points(budgets=np.array([6e10, 6e12, 6e18]))
-    with pytest.raises(AnalysisInputError, match="needs 3 budgets with an interior loss minimum, got 1 of 3.*C=6e\\+10"):
+    with pytest.raises(
+        AnalysisInputError, match="needs 3 budgets with an interior loss minimum, got 1 of 3.*C=6e\\+10"
+    ):
         fit_isoflop(t["C"], t["N"], t["loss"], bootstrap=10)
 
 
@@ -176,7 +192,10 @@ def test_fit_cli_isoflop_json(tmp_path, capsys):
 
     p = tmp_path / "iso.csv"
     isoflop_points(seed=2).rename(columns={"C": "budget"}).to_csv(p, index=False)
-    assert main(["fit", str(p), "--form", "isoflop", "--x", "budget,N", "--y", "loss", "--bootstrap", "300", "--json"]) == 0
+    assert (
+        main(["fit", str(p), "--form", "isoflop", "--x", "budget,N", "--y", "loss", "--bootstrap", "300", "--json"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert {"a", "b", "a_ci", "b_ci", "budgets", "points_used"} <= set(out)
     assert abs(out["a"] - 0.5) <= 0.02 and out["a_ci"][0] <= 0.5 <= out["a_ci"][1]
@@ -185,15 +204,23 @@ def test_fit_cli_isoflop_json(tmp_path, capsys):
     assert edge and all("edge" in b["flag"] for b in edge)
     assert out["points_used"] == sum(b["points"] for b in out["budgets"] if b["used"])
     # with a D column: D_opt from its own parabola, b agrees
-    assert main(["fit", str(p), "--form", "isoflop", "--x", "budget,N,D", "--y", "loss", "--bootstrap", "50", "--json"]) == 0
+    assert (
+        main(["fit", str(p), "--form", "isoflop", "--x", "budget,N,D", "--y", "loss", "--bootstrap", "50", "--json"])
+        == 0
+    )
     assert abs(json.loads(capsys.readouterr().out)["b"] - 0.5) <= 0.02
     assert main(["fit", str(p), "--form", "isoflop", "--x", "budget", "--y", "loss"]) == 2
     assert "BUDGET,N[,D]" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag,value,needle", [("--level", "1.5", "--level must be between 0 and 1"),
-                                               ("--level", "0", "--level must be between 0 and 1"),
-                                               ("--bootstrap", "-1", "--bootstrap must be >= 0")])
+@pytest.mark.parametrize(
+    "flag,value,needle",
+    [
+        ("--level", "1.5", "--level must be between 0 and 1"),
+        ("--level", "0", "--level must be between 0 and 1"),
+        ("--bootstrap", "-1", "--bootstrap must be >= 0"),
+    ],
+)
 def test_fit_cli_bad_level_and_bootstrap_named(tmp_path, capsys, flag, value, needle):
     from worldpm_scaling.cli import main
 
@@ -209,10 +236,12 @@ def test_fit_cli_chinchilla_not_identified_has_no_frontier(tmp_path, capsys):
     rng = np.random.default_rng(5)  # 3 sizes over 30x, noisy: the N exponent is not pinned
     N = np.repeat([1e5, 5.5e5, 3e6], 5)
     D = np.tile(160 * 2.0 ** np.arange(9, 14), 3)
-    L = (0.2 + 20 * N ** -0.35 + 4 * D ** -0.3) * np.exp(rng.normal(0, 0.05, len(N)))
+    L = (0.2 + 20 * N**-0.35 + 4 * D**-0.3) * np.exp(rng.normal(0, 0.05, len(N)))
     p = tmp_path / "nd.csv"
     p.write_text("N,D,loss\n" + "\n".join(f"{a},{b},{c}" for a, b, c in zip(N, D, L)))
-    assert main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20", "--json"]) == 0
+    assert (
+        main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20", "--json"]) == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["identified"] is False and out["frontier"] is None and out["not_identified"]
     assert main(["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20"]) == 0
@@ -230,7 +259,9 @@ def test_fit_chinchilla_one_model_size_is_not_identified(tmp_path, capsys):
 
     D = np.logspace(8, 10, 8)
     p = tmp_path / "one_size.csv"
-    pd.DataFrame({"N": 1e7, "D": D, "loss": PLANT["E"] + PLANT["A"] / 1e7 ** 0.34 + PLANT["B"] / D ** 0.28}).to_csv(p, index=False)
+    pd.DataFrame({"N": 1e7, "D": D, "loss": PLANT["E"] + PLANT["A"] / 1e7**0.34 + PLANT["B"] / D**0.28}).to_csv(
+        p, index=False
+    )
     args = ["fit", str(p), "--x", "N,D", "--y", "loss", "--form", "chinchilla", "--bootstrap", "20"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -238,5 +269,5 @@ def test_fit_chinchilla_one_model_size_is_not_identified(tmp_path, capsys):
     assert main(args + ["--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["identified"] is False and d["frontier"] is None and "1 distinct N value" in d["not_identified"][0]
-    f = fit_chinchilla(np.full(8, 1e7), D, PLANT["E"] + PLANT["B"] / D ** 0.28 + 0.1, bootstrap=10)
+    f = fit_chinchilla(np.full(8, 1e7), D, PLANT["E"] + PLANT["B"] / D**0.28 + 0.1, bootstrap=10)
     assert (f.n_N, f.n_D) == (1, 8)

@@ -46,17 +46,37 @@ def test_batched_refit_reaches_the_scipy_optimum():
     s = lad.step1
     lN, lD, ly = np.log(lad.N[s]), np.log(lad.D[s]), np.log(lad.loss[s])
     plant = np.log([LAW["A"], LAW["B"], LAW["E"]]).tolist() + [LAW["alpha"], LAW["beta"]]
-    res = optimize.minimize(lambda t: 0.5 * (_chin_fun_jac(lN, lD, ly)(t[None])[0] ** 2).sum(), plant, method="L-BFGS-B",
-                            bounds=[(None, None)] * 3 + [(0, 5)] * 2, options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
+    res = optimize.minimize(
+        lambda t: 0.5 * (_chin_fun_jac(lN, lD, ly)(t[None])[0] ** 2).sum(),
+        plant,
+        method="L-BFGS-B",
+        bounds=[(None, None)] * 3 + [(0, 5)] * 2,
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000},
+    )
     th = res.x
-    start = np.repeat(th[None, :], 3, 0) + np.array([[0.3, -0.3, 0.05, 0.02, -0.02], [0, 0, 0, 0, 0], [-0.2, 0.2, 0, 0, 0.03]])
-    got = _lm_batch(_chin_fun_jac(lN, lD, ly), start, np.ones((3, len(ly))), [-np.inf] * 3 + [0, 0],
-                    [np.inf] * 3 + [5, 5], delta=None, iters=300)
+    start = np.repeat(th[None, :], 3, 0) + np.array(
+        [[0.3, -0.3, 0.05, 0.02, -0.02], [0, 0, 0, 0, 0], [-0.2, 0.2, 0, 0, 0.03]]
+    )
+    got = _lm_batch(
+        _chin_fun_jac(lN, lD, ly),
+        start,
+        np.ones((3, len(ly))),
+        [-np.inf] * 3 + [0, 0],
+        [np.inf] * 3 + [5, 5],
+        delta=None,
+        iters=300,
+    )
     r = lambda t: ((_chin_fun_jac(lN, lD, ly)(t[None])[0]) ** 2).sum()
     assert all(r(g) <= r(th) * (1 + 1e-3) for g in got)
     th2 = _fit_step2(lad.loss, lad.acc)
-    got2 = _lm_batch(_sig_fun_jac(lad.loss, lad.acc), (th2 * np.array([1.1, 0.95, 0.8, 1.02]))[None], np.ones((1, len(lad.loss))),
-                     *_step2_bounds(lad.loss), delta=None, iters=200)
+    got2 = _lm_batch(
+        _sig_fun_jac(lad.loss, lad.acc),
+        (th2 * np.array([1.1, 0.95, 0.8, 1.02]))[None],
+        np.ones((1, len(lad.loss))),
+        *_step2_bounds(lad.loss),
+        delta=None,
+        iters=200,
+    )
     assert got2[0] == pytest.approx(th2, rel=2e-3)
 
 
@@ -116,8 +136,28 @@ def ladder_csv(tmp_path):
 
 
 def test_cli_table_json_has_the_documented_shape(ladder_csv, capsys):
-    assert main(["predict", str(ladder_csv), "--x", "N,D", "--loss", "loss", "--acc", "acc", "--run", "run",
-                 "--at", "N=64e6,D=6.4e9", "--bootstrap", "100", "--json"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(ladder_csv),
+                "--x",
+                "N,D",
+                "--loss",
+                "loss",
+                "--acc",
+                "acc",
+                "--run",
+                "run",
+                "--at",
+                "N=64e6,D=6.4e9",
+                "--bootstrap",
+                "100",
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert set(d["loss"]) == {"pred", "lo", "hi"} and set(d["acc"]) == {"pred", "lo", "hi"}
     assert d["loss"]["lo"] < d["loss"]["pred"] < d["loss"]["hi"] and 0.5 < d["acc"]["pred"] < 1
@@ -127,8 +167,11 @@ def test_cli_table_json_has_the_documented_shape(ladder_csv, capsys):
 
 def test_cli_three_sizes_one_data_size_is_not_identified(tmp_path, capsys):
     """Acceptance: 3 sizes, one data size → 'not identified', no number (text and JSON)."""
-    rows = [(f"r{i}{j}", N, 1e9, 0.3 + 5 * N ** -0.3 * (1 + 0.01 * j)) for i, N in enumerate([1e6, 4e6, 16e6])
-            for j in range(3)]
+    rows = [
+        (f"r{i}{j}", N, 1e9, 0.3 + 5 * N**-0.3 * (1 + 0.01 * j))
+        for i, N in enumerate([1e6, 4e6, 16e6])
+        for j in range(3)
+    ]
     p = tmp_path / "oneD.csv"
     pd.DataFrame(rows, columns=["run", "N", "D", "loss"]).to_csv(p, index=False)
     args = ["predict", str(p), "--x", "N,D", "--loss", "loss", "--at", "N=6.4e7,D=1e9", "--bootstrap", "50"]
@@ -141,17 +184,20 @@ def test_cli_three_sizes_one_data_size_is_not_identified(tmp_path, capsys):
     assert d["loss"] is None and d["step1"]["identified"] is False
 
 
-@pytest.mark.parametrize("extra, msg", [
-    (["--loss", "nope"], "no column 'nope'"),
-    (["--at", "N=0,D=1e9"], "target N must be positive"),
-    (["--at", "N=1e8,D=-5"], "target D must be positive"),
-    (["--at", "N=1e8"], "needs both N and D"),
-    (["--at", "X=1"], "--at takes N=<n>,D=<d>"),
-    (["--acc", "bad_acc"], "'bad_acc' must be an accuracy in [0, 1]"),
-    (["--run", "one_run"], "at least 2 runs, got 1"),
-    (["--run", "missing"], "no column 'missing'"),
-    (["--level", "1.5"], "--level must be between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["--loss", "nope"], "no column 'nope'"),
+        (["--at", "N=0,D=1e9"], "target N must be positive"),
+        (["--at", "N=1e8,D=-5"], "target D must be positive"),
+        (["--at", "N=1e8"], "needs both N and D"),
+        (["--at", "X=1"], "--at takes N=<n>,D=<d>"),
+        (["--acc", "bad_acc"], "'bad_acc' must be an accuracy in [0, 1]"),
+        (["--run", "one_run"], "at least 2 runs, got 1"),
+        (["--run", "missing"], "no column 'missing'"),
+        (["--level", "1.5"], "--level must be between 0 and 1"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_a_named_error(ladder_csv, capsys, extra, msg):
     df = pd.read_csv(ladder_csv).assign(bad_acc=lambda d: d.acc * 2, one_run="x")
     df.to_csv(ladder_csv, index=False)
@@ -230,8 +276,12 @@ def test_analyze_target_never_trained_is_predicted_in_the_report(tmp_path, capsy
     src = tmp_path / "runs.parquet"
     demo_frame().to_parquet(src)
     out = tmp_path / "out"
-    assert main(["analyze", "demo", "--from", str(src), "--out", str(out), "--bootstrap", "20",
-                 "--target", "qwen2.5-1.5b"]) == 0
+    assert (
+        main(
+            ["analyze", "demo", "--from", str(src), "--out", str(out), "--bootstrap", "20", "--target", "qwen2.5-1.5b"]
+        )
+        == 0
+    )
     head = capsys.readouterr().out
     assert "adversarial predict qwen2.5-1.5b from 3 smaller sizes at 2^13 pairs: loss" in head
     assert "→ predicted only" in head

@@ -23,8 +23,14 @@ def test_empty_frame_is_named_error(tmp_path):
 
 def test_tidy_joins_pairs_tokens_and_compute_by_step():
     runs = [{"run_id": "r", "sweep": "sw", "cell": "c0", "model": "tiny-xs", "N": 1000.0, "status": "FAILED"}]
-    h = {"r": {names.TRAIN_PAIRS_SEEN: [(1, 64.0), (2, 128.0)], names.TRAIN_TOKENS_SEEN: [(1, 6400.0), (2, 12800.0)],
-               names.eval_loss("adversarial"): [(2, 0.6)], names.TRAIN_LOSS: [(1, 0.7), (3, 0.5)]}}
+    h = {
+        "r": {
+            names.TRAIN_PAIRS_SEEN: [(1, 64.0), (2, 128.0)],
+            names.TRAIN_TOKENS_SEEN: [(1, 6400.0), (2, 12800.0)],
+            names.eval_loss("adversarial"): [(2, 0.6)],
+            names.TRAIN_LOSS: [(1, 0.7), (3, 0.5)],
+        }
+    }
     df = tidy(runs, h)
     assert list(df.columns) == ALL_COLUMNS and set(df["status"]) == {"FAILED"}
     ev = df[df.metric == names.eval_loss("adversarial")].iloc[0]
@@ -97,8 +103,8 @@ def test_left_out_and_incomplete_cells_listed_and_fits_use_the_rest(tmp_path):
     the rest and listed, a curve too short is listed."""
     df = sweep_frame(steps=200, spike_at=None)
     df.loc[df.cell == "c1", "status"] = "FAILED"
-    m2 = (df.cell == "c2") & df.metric.str.startswith("eval/") & df.pairs.isin([2.0 ** 8, 2.0 ** 12])
-    short = (df.cell == "c0") & (df.metric == names.eval_loss("objective")) & (df.pairs > 2.0 ** 7)
+    m2 = (df.cell == "c2") & df.metric.str.startswith("eval/") & df.pairs.isin([2.0**8, 2.0**12])
+    short = (df.cell == "c0") & (df.metric == names.eval_loss("objective")) & (df.pairs > 2.0**7)
     df = df[~m2 & ~short]
     rep = analyze(df, tmp_path, bootstrap=20, figures=False)
     assert [(c["cell"], c["status"]) for c in rep.left_out] == [("c1", "FAILED")]
@@ -163,8 +169,10 @@ def same_up_to_float_noise(got: str, want: str, *, rel: float = 0.05, abs_: floa
     g, w = _NUMBER.split(got), _NUMBER.split(want)
     if g != w:  # the words, punctuation, classes and table layout
         return False
-    return all(math.isclose(float(a), float(b), rel_tol=rel, abs_tol=abs_)
-               for a, b in zip(_NUMBER.findall(got), _NUMBER.findall(want)))
+    return all(
+        math.isclose(float(a), float(b), rel_tol=rel, abs_tol=abs_)
+        for a, b in zip(_NUMBER.findall(got), _NUMBER.findall(want))
+    )
 
 
 def test_golden_comparison_catches_a_changed_class_or_a_moved_number():
@@ -182,9 +190,14 @@ def test_poor_joint_fit_whose_frontier_runs_below_every_point_is_flagged():
     D = np.tile(160 * 2.0 ** np.arange(9, 14), 3)
     good = ChinchillaFit(E=0.2, A=20.0, B=4.0, alpha=0.35, beta=0.3, n=15)
     L = good.predict(N, D)
-    env = lower_envelope([(6 * N[i:i + 5] * D[i:i + 5], L[i:i + 5]) for i in (0, 5, 10)])
+    env = lower_envelope([(6 * N[i : i + 5] * D[i : i + 5], L[i : i + 5]) for i in (0, 5, 10)])
     assert poor_fit_caveat(good, N, D, L, *env) == ""  # measured = fitted: the optimum touches the points
     # measured losses 30% above what the fit says everywhere (a fit that missed the data): flagged
-    note = poor_fit_caveat(good, N, D, L * 1.3, *lower_envelope([(6 * N[i:i + 5] * D[i:i + 5], 1.3 * L[i:i + 5])
-                                                                 for i in (0, 5, 10)]))
+    note = poor_fit_caveat(
+        good,
+        N,
+        D,
+        L * 1.3,
+        *lower_envelope([(6 * N[i : i + 5] * D[i : i + 5], 1.3 * L[i : i + 5]) for i in (0, 5, 10)]),
+    )
     assert note.startswith("poor fit: its compute-optimal loss runs") and "below every measured point" in note

@@ -33,7 +33,9 @@ def test_seeds_are_averaged_not_a_grid(tmp_path):
     key = names.eval_loss("objective")
     x, y = curve(df, key, "tiny-m")
     assert len(x) == 9  # every milestone, once
-    per_seed = df[(df.metric == key) & (df.model == "tiny-m")].pivot_table(index="pairs", columns="seed", values="value")
+    per_seed = df[(df.metric == key) & (df.model == "tiny-m")].pivot_table(
+        index="pairs", columns="seed", values="value"
+    )
     assert np.allclose(y, per_seed.mean(axis=1).to_numpy())
     assert rep.fits[("objective", "tiny-m")].n == 9
     assert rep.trends[("adversarial", "tiny-xs")].kind == "power-law"
@@ -66,7 +68,7 @@ def test_grid_with_seeds_is_a_grid_and_labels_each_run(tmp_path):
     """Two budgets × two seeds per model: a grid; one grad-norm series per cell, labelled by both."""
     parts = []
     for seed in (0, 1):
-        for budget in (2.0 ** 12, 2.0 ** 14):
+        for budget in (2.0**12, 2.0**14):
             d = sweep_frame(seed, spike_at=None)
             d = d[d.pairs <= budget].copy()
             d["cell"] = d["cell"] + f"-{int(budget)}-s{seed}"
@@ -93,11 +95,22 @@ def test_a_seed_mean_break_is_one_headline_line_and_one_report_line_per_seed(tmp
     rep = analyze(seeded(), tmp_path, bootstrap=20, figures=False)
     evs = [b for b in rep.break_evidence if (b.category, b.model) == ("objective", "tiny-m")]
     assert [b.run for b in evs] == ["seed 0", "seed 1"]
-    assert evs[1].sentence().startswith("objective/tiny-m emergent (break of the seed mean at 2048 pairs): seed 1 in "
-                                        "[2048, 4096] pairs no grad-norm spike")
+    assert (
+        evs[1]
+        .sentence()
+        .startswith(
+            "objective/tiny-m emergent (break of the seed mean at 2048 pairs): seed 1 in "
+            "[2048, 4096] pairs no grad-norm spike"
+        )
+    )
     head = [x for x in rep.headline().splitlines() if "objective/tiny-m emergent" in x]
-    assert len(head) == 1 and "(break of the 2-seed mean at 2048 pairs): in [2048, 4096] pairs no grad-norm spike in " \
-        "any seed (max robust z " in head[0] and "training loss falls in 2 of 2 seeds (0.684 → 0.676)" in head[0], head
+    assert (
+        len(head) == 1
+        and "(break of the 2-seed mean at 2048 pairs): in [2048, 4096] pairs no grad-norm spike in "
+        "any seed (max robust z "
+        in head[0]
+        and "training loss falls in 2 of 2 seeds (0.684 → 0.676)" in head[0]
+    ), head
     md = (tmp_path / "report.md").read_text()
     assert "seed 0 in [2048, 4096]" in md and "seed 1 in [2048, 4096]" in md
 
@@ -107,12 +120,23 @@ def test_break_sentences_name_the_seeds_that_spiked():
 
     sp = Spike(index=300, step=300.0, pairs=4800.0, z=9.1, value=3.0)
     base = dict(category="objective", model="tiny-sm", break_pairs=4096.0, lo=4096.0, hi=8192.0, threshold=7.0)
-    evs = [BreakEvidence(**base, spikes=(), emergences=(), max_z=3.2, loss_before=0.51, loss_after=0.19, run="seed 0"),
-           BreakEvidence(**base, spikes=(sp,), emergences=(Emergence(spike=sp, drop=0.3, z=8.0),), max_z=9.1,
-                         loss_before=0.43, loss_after=0.44, run="seed 1")]
+    evs = [
+        BreakEvidence(**base, spikes=(), emergences=(), max_z=3.2, loss_before=0.51, loss_after=0.19, run="seed 0"),
+        BreakEvidence(
+            **base,
+            spikes=(sp,),
+            emergences=(Emergence(spike=sp, drop=0.3, z=8.0),),
+            max_z=9.1,
+            loss_before=0.43,
+            loss_after=0.44,
+            run="seed 1",
+        ),
+    ]
     (line,) = break_sentences(evs)
-    assert line == ("objective/tiny-sm emergent (break of the 2-seed mean at 4096 pairs): in [4096, 8192] pairs "
-                    "grad-norm spikes in 1 of 2 seeds (seed 1 at 4800 pairs), 1 with an emergence flag; "
-                    "training loss falls in 1 of 2 seeds (0.430–0.510 → 0.190–0.440)")
+    assert line == (
+        "objective/tiny-sm emergent (break of the 2-seed mean at 4096 pairs): in [4096, 8192] pairs "
+        "grad-norm spikes in 1 of 2 seeds (seed 1 at 4800 pairs), 1 with an emergence flag; "
+        "training loss falls in 1 of 2 seeds (0.430–0.510 → 0.190–0.440)"
+    )
     single = BreakEvidence(**base, spikes=(), emergences=(), max_z=3.2, loss_before=0.5, loss_after=0.2)
     assert break_sentences([single]) == [single.sentence()] and "break at 4096 pairs): in [4096" in single.sentence()

@@ -12,7 +12,7 @@ X = 2.0 ** np.arange(6, 20)
 def test_trend_classes(seed):
     rng = np.random.default_rng(seed)
     noise = lambda: np.exp(rng.normal(0, 0.005, len(X)))
-    assert classify(X, 2 * X ** -0.1 * noise()).kind == "power-law"
+    assert classify(X, 2 * X**-0.1 * noise()).kind == "power-law"
     assert classify(X, 0.69 * noise()).kind == "flat"
     em = classify(X, np.where(X < 2**14, 0.69, 0.69 * (X / 2**14) ** -0.3) * noise())
     assert em.kind == "emergent" and 2**12 <= em.break_x <= 2**16
@@ -98,7 +98,7 @@ def _run(spike_step=None, steps=256, seed=0):
     loss = 0.5 * np.exp(rng.normal(0, 0.01, steps))
     if spike_step is not None:
         g[spike_step] *= 20
-        loss[spike_step + 1:] *= 0.8
+        loss[spike_step + 1 :] *= 0.8
     return pairs, g, loss
 
 
@@ -118,8 +118,9 @@ def test_break_evidence_sees_a_spike_at_the_break_and_says_none_elsewhere():
     assert (early.lo, early.hi) == (1024.0, 2048.0) and early.spikes == () and early.max_z < 7
     assert "no grad-norm spike (max robust z" in early.sentence()
     # a break fitted at a milestone (exp(log 4096) is 4095.99…) opens the window at that milestone
-    on = break_evidence("objective", "tiny-s", float(np.exp(np.log(4096.0))) - 1e-9, ms, pairs, g, loss,
-                        spikes=sp, emergences=em)
+    on = break_evidence(
+        "objective", "tiny-s", float(np.exp(np.log(4096.0))) - 1e-9, ms, pairs, g, loss, spikes=sp, emergences=em
+    )
     assert (on.lo, on.hi) == (4096.0, 8192.0) and on.spikes == tuple(sp)
     with pytest.raises(AnalysisInputError, match="milestones"):
         break_evidence("objective", "tiny-s", 1500.0, ms[:1], pairs, g, loss, spikes=sp, emergences=em)

@@ -27,8 +27,9 @@ out_dir: {out}
 """
 
 
-def sweep(tmp_path: Path, extra: str = "", *, source: str = "x.parquet", tok: str | None = None,
-          models: str | None = None) -> Path:
+def sweep(
+    tmp_path: Path, extra: str = "", *, source: str = "x.parquet", tok: str | None = None, models: str | None = None
+) -> Path:
     text = BASE.format(source=source, tok=f", tokenizer: {tok}" if tok else "", out=tmp_path / "out") + extra
     if models:
         text = text.replace("models: [tiny-xs]", f"models: {models}")
@@ -44,11 +45,17 @@ def run(capsys, *argv) -> tuple[int, str]:
 
 
 # -- YAML key given twice ------------------------------------------------------------------------
-@pytest.mark.parametrize("text,field,line", [
-    ("name: a\nname: b\nmodels: [tiny-xs]\ndata: {source: x, tokens_per_pair: 1}\n", "name", 2),
-    ("name: a\nmodels: [tiny-xs]\ndata:\n  source: x\n  pairs: 1024\n  tokens_per_pair: 1\n  pairs: 2048\n",
-     "data.pairs", 7),
-])
+@pytest.mark.parametrize(
+    "text,field,line",
+    [
+        ("name: a\nname: b\nmodels: [tiny-xs]\ndata: {source: x, tokens_per_pair: 1}\n", "name", 2),
+        (
+            "name: a\nmodels: [tiny-xs]\ndata:\n  source: x\n  pairs: 1024\n  tokens_per_pair: 1\n  pairs: 2048\n",
+            "data.pairs",
+            7,
+        ),
+    ],
+)
 def test_a_key_given_twice_is_a_named_error(tmp_path, capsys, text, field, line):
     p = tmp_path / "dup.yaml"
     p.write_text(text)
@@ -81,12 +88,15 @@ def test_the_synthetic_placeholder_source_is_refused_by_plan(tmp_path, capsys, s
 
 
 # -- wps data synth ------------------------------------------------------------------------------
-@pytest.mark.parametrize("args,flag", [
-    (["--pairs", "0"], "--pairs"),
-    (["--style-rate", "1.5"], "--style-rate"),
-    (["--prompt-words", "20", "6"], "--prompt-words"),
-    (["--prompt-words", "0", "3"], "--prompt-words"),
-])
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--pairs", "0"], "--pairs"),
+        (["--style-rate", "1.5"], "--style-rate"),
+        (["--prompt-words", "20", "6"], "--prompt-words"),
+        (["--prompt-words", "0", "3"], "--prompt-words"),
+    ],
+)
 def test_synth_bad_knobs_are_named_and_leave_no_folder(tmp_path, capsys, args, flag):
     out = tmp_path / "synth"
     rc, err = run(capsys, "data", "synth", "--out", out, *args)
@@ -125,7 +135,9 @@ def _no_special_tokens(path: Path) -> Path:
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(["a few words of text"] * 4, trainer=trainers.BpeTrainer(vocab_size=300, show_progress=False))
+    tok.train_from_iterator(
+        ["a few words of text"] * 4, trainer=trainers.BpeTrainer(vocab_size=300, show_progress=False)
+    )
     tok.save(str(path))
     return path
 
@@ -151,10 +163,14 @@ def test_bad_tokenizers_are_named_errors(tmp_path, capsys, case):
 
 
 def test_a_tokenizer_larger_than_the_model_vocabulary_is_named_before_training(tmp_path, capsys):
-    tok = train_bpe([f"word{i} and more words {i * 7}" for i in range(200)], tmp_path / "tokenizer.json", vocab_size=600)
+    tok = train_bpe(
+        [f"word{i} and more words {i * 7}" for i in range(200)], tmp_path / "tokenizer.json", vocab_size=600
+    )
     assert tok.vocab_size > 256
-    shape = ("[{name: small-vocab, hidden: 32, layers: 2, heads: 2, kv_heads: 1, intermediate: 64, vocab: 256, "
-             "tie_embeddings: true, max_positions: 4096, rope_theta: 10000.0}]")
+    shape = (
+        "[{name: small-vocab, hidden: 32, layers: 2, heads: 2, kv_heads: 1, intermediate: 64, vocab: 256, "
+        "tie_embeddings: true, max_positions: 4096, rope_theta: 10000.0}]"
+    )
     rc, err = run(capsys, "train", sweep(tmp_path, tok=str(tmp_path / "tokenizer.json"), models=shape), "--cell", "0")
     assert rc == 2 and "data.tokenizer" in err and f"{tok.vocab_size:,} tokens" in err and "256" in err, err
     assert not (tmp_path / "out").exists()

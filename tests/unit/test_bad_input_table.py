@@ -24,11 +24,16 @@ SWEEP = {
     "name": "t",
     "models": ["tiny-xxxs"],
     "init": "random",
-    "data": {"source": "data/train.parquet", "tokenizer": "data/tokenizer.json", "pairs": 256,
-             "tokens_per_pair": 125},
+    "data": {"source": "data/train.parquet", "tokenizer": "data/tokenizer.json", "pairs": 256, "tokens_per_pair": 125},
     "milestones": {"start_log2": 6},
-    "train": {"global_batch_pairs": 32, "micro_batch_pairs": 16, "warmup_frac": 0.05, "ctx_len": 256,
-              "precision": "fp32", "zero_stage": 0},
+    "train": {
+        "global_batch_pairs": 32,
+        "micro_batch_pairs": 16,
+        "warmup_frac": 0.05,
+        "ctx_len": 256,
+        "precision": "fp32",
+        "zero_stage": 0,
+    },
     "eval": {"dir": "data/evals", "max_pairs_per_set": 8},
     "tracking": {"backend": "none"},
     "cluster": {"executor": "local"},
@@ -63,6 +68,7 @@ def ws(tmp_path, demo_data, monkeypatch) -> Path:
 
 # -- setup helpers: each returns a function of the workspace ---------------------------------------
 
+
 def _set(d: dict, dotted: str, value) -> None:
     *head, last = dotted.split(".")
     for k in head:
@@ -78,11 +84,13 @@ _DEL = object()
 
 def sweep(**over) -> Callable[[Path], None]:
     """The sweep with fields replaced (`train__warmup_frac=1.5`; `_DEL` removes a field)."""
+
     def f(ws: Path) -> None:
         d = json.loads(json.dumps(SWEEP))
         for k, v in over.items():
             _set(d, k.replace("__", "."), v)
         (ws / "s.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+
     return f
 
 
@@ -93,11 +101,13 @@ def raw(text: str | bytes, name: str = "s.yaml") -> Callable[[Path], None]:
         if p.is_dir():
             shutil.rmtree(p)
         p.write_bytes(text if isinstance(text, bytes) else text.encode())
+
     return f
 
 
 def write(name: str, content: str | bytes | None) -> Callable[[Path], None]:
     """Write a file (None: make it a folder; a folder that stood there is replaced)."""
+
     def f(ws: Path) -> None:
         p = ws / name
         if p.is_dir():
@@ -109,6 +119,7 @@ def write(name: str, content: str | bytes | None) -> Callable[[Path], None]:
             p.mkdir()
         else:
             p.write_bytes(content if isinstance(content, bytes) else content.encode())
+
     return f
 
 
@@ -116,6 +127,7 @@ def remove(name: str) -> Callable[[Path], None]:
     def f(ws: Path) -> None:
         p = ws / name
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+
     return f
 
 
@@ -130,17 +142,20 @@ def cell_id(ws: Path) -> str:
     return cell_dir(ws).name
 
 
-def launched(*, marker: str | bytes | None = None, lines: list[str | bytes] | None = None,
-             marker_is_dir: bool = False) -> Callable[[Path], None]:
+def launched(
+    *, marker: str | bytes | None = None, lines: list[str | bytes] | None = None, marker_is_dir: bool = False
+) -> Callable[[Path], None]:
     """A sweep that was launched: launches.jsonl with a record for cell 0 (pid 999999999: gone), then
     `lines` appended raw, and the cell's status.json as given."""
+
     def f(ws: Path) -> None:
         out = ws / "out" / "t"
         out.mkdir(parents=True, exist_ok=True)
         cid = cell_id(ws)
         rec = {"cell_id": cid, "index": 0, "job_id": "999999999", "executor": "local", "folder": "x", "time": 1.0}
         text = (json.dumps(rec) + "\n").encode() + b"".join(
-            (ln if isinstance(ln, bytes) else ln.encode()).replace(b"CID", cid.encode()) for ln in (lines or []))
+            (ln if isinstance(ln, bytes) else ln.encode()).replace(b"CID", cid.encode()) for ln in (lines or [])
+        )
         (out / "launches.jsonl").write_bytes(text)
         cd = cell_dir(ws)
         cd.mkdir(parents=True, exist_ok=True)
@@ -148,6 +163,7 @@ def launched(*, marker: str | bytes | None = None, lines: list[str | bytes] | No
             (cd / "status.json").mkdir()
         elif marker is not None:
             (cd / "status.json").write_bytes(marker if isinstance(marker, bytes) else marker.encode())
+
     return f
 
 
@@ -155,12 +171,16 @@ def both(*fs: Callable[[Path], None]) -> Callable[[Path], None]:
     def f(ws: Path) -> None:
         for g in fs:
             g(ws)
+
     return f
 
 
 FINISHED = json.dumps({"status": "FINISHED", "pairs_seen": 256, "steps": 8})
-BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "name: t\n"
+BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    + "name: t\n"
+)
 
 # (id, argv, setup, exit code, message fragment, files that must survive)
 Case = tuple[str, list[str], Callable[[Path], None] | None, int, str, tuple[str, ...]]
@@ -206,36 +226,94 @@ PLAN_CASES: list[Case] = [
     ("pairs-negative", ["plan", "s.yaml"], sweep(data__pairs=-5), 2, "data.pairs", ()),
     ("pairs-fraction", ["plan", "s.yaml"], sweep(data__pairs=2.5), 2, "data.pairs", ()),
     ("pairs-string", ["plan", "s.yaml"], sweep(data__pairs="many"), 2, "data.pairs", ()),
-    ("pairs-inf", ["plan", "s.yaml"], raw(yaml.safe_dump(SWEEP).replace("pairs: 256", "pairs: .inf")), 2,
-     "data.pairs", ()),
+    (
+        "pairs-inf",
+        ["plan", "s.yaml"],
+        raw(yaml.safe_dump(SWEEP).replace("pairs: 256", "pairs: .inf")),
+        2,
+        "data.pairs",
+        (),
+    ),
     ("tokens-per-pair-zero", ["plan", "s.yaml"], sweep(data__tokens_per_pair=0), 2, "data.tokens_per_pair", ()),
-    ("tokens-per-pair-nan", ["plan", "s.yaml"],
-     raw(yaml.safe_dump(SWEEP).replace("tokens_per_pair: 125", "tokens_per_pair: .nan")), 2, "tokens_per_pair", ()),
-    ("stats-file-missing", ["plan", "s.yaml"], sweep(data__tokens_per_pair=_DEL, data__stats_file="nope.json"), 2,
-     "data.stats_file", ()),
-    ("stats-file-folder", ["plan", "s.yaml"], sweep(data__tokens_per_pair=_DEL, data__stats_file="data"), 2,
-     "data.stats_file", ()),
-    ("stats-file-garbage", ["plan", "s.yaml"],
-     both(sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", "{oops")), 2,
-     "data.stats_file", ()),
-    ("stats-file-list", ["plan", "s.yaml"],
-     both(sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", "[1, 2]")), 2,
-     "data.stats_file", ()),
-    ("stats-file-binary", ["plan", "s.yaml"],
-     both(sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", b"\xff\xfe\x00")), 2,
-     "data.stats_file", ()),
-    ("stats-file-number", ["plan", "s.yaml"], sweep(data__tokens_per_pair=_DEL, data__stats_file=5), 2,
-     "data.stats_file", ()),
-    ("stats-file-bad-value", ["plan", "s.yaml"],
-     both(sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", '{"tokens_per_pair": "x"}')),
-     2, "tokens_per_pair", ()),
+    (
+        "tokens-per-pair-nan",
+        ["plan", "s.yaml"],
+        raw(yaml.safe_dump(SWEEP).replace("tokens_per_pair: 125", "tokens_per_pair: .nan")),
+        2,
+        "tokens_per_pair",
+        (),
+    ),
+    (
+        "stats-file-missing",
+        ["plan", "s.yaml"],
+        sweep(data__tokens_per_pair=_DEL, data__stats_file="nope.json"),
+        2,
+        "data.stats_file",
+        (),
+    ),
+    (
+        "stats-file-folder",
+        ["plan", "s.yaml"],
+        sweep(data__tokens_per_pair=_DEL, data__stats_file="data"),
+        2,
+        "data.stats_file",
+        (),
+    ),
+    (
+        "stats-file-garbage",
+        ["plan", "s.yaml"],
+        both(sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", "{oops")),
+        2,
+        "data.stats_file",
+        (),
+    ),
+    (
+        "stats-file-list",
+        ["plan", "s.yaml"],
+        both(sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", "[1, 2]")),
+        2,
+        "data.stats_file",
+        (),
+    ),
+    (
+        "stats-file-binary",
+        ["plan", "s.yaml"],
+        both(sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", b"\xff\xfe\x00")),
+        2,
+        "data.stats_file",
+        (),
+    ),
+    (
+        "stats-file-number",
+        ["plan", "s.yaml"],
+        sweep(data__tokens_per_pair=_DEL, data__stats_file=5),
+        2,
+        "data.stats_file",
+        (),
+    ),
+    (
+        "stats-file-bad-value",
+        ["plan", "s.yaml"],
+        both(
+            sweep(data__tokens_per_pair=_DEL, data__stats_file="st.json"), write("st.json", '{"tokens_per_pair": "x"}')
+        ),
+        2,
+        "tokens_per_pair",
+        (),
+    ),
     ("max-prompt-tokens-zero", ["plan", "s.yaml"], sweep(data__max_prompt_tokens=0), 2, "max_prompt_tokens", ()),
     # -- milestones
     ("start-log2-negative", ["plan", "s.yaml"], sweep(milestones__start_log2=-1), 2, "start_log2", ()),
     ("start-log2-beyond", ["plan", "s.yaml"], sweep(milestones__start_log2=40), 2, "start_log2", ()),
     ("start-log2-huge", ["plan", "s.yaml"], sweep(milestones__start_log2=10**9), 2, "start_log2", ()),
-    ("stop-below-start", ["plan", "s.yaml"], sweep(milestones__start_log2=7, milestones__stop_log2=6), 2,
-     "stop_log2", ()),
+    (
+        "stop-below-start",
+        ["plan", "s.yaml"],
+        sweep(milestones__start_log2=7, milestones__stop_log2=6),
+        2,
+        "stop_log2",
+        (),
+    ),
     ("milestone-pairs-empty", ["plan", "s.yaml"], sweep(milestones__pairs=[]), 2, "milestones.pairs", ()),
     ("milestone-pairs-zero", ["plan", "s.yaml"], sweep(milestones__pairs=[0, 64]), 2, "milestones.pairs", ()),
     ("milestone-pairs-beyond", ["plan", "s.yaml"], sweep(milestones__pairs=[64, 10**6]), 2, "milestones.pairs", ()),
@@ -280,10 +358,22 @@ PLAN_CASES: list[Case] = [
     # -- eval
     ("eval-set-unknown", ["plan", "s.yaml"], sweep(eval__sets=["helpsteer3"]), 2, "helpsteer3", ()),
     ("eval-sets-empty", ["plan", "s.yaml"], sweep(eval__sets=[]), 2, "eval.sets", ()),
-    ("eval-extra-category", ["plan", "s.yaml"],
-     sweep(eval__extra={"mine": {"category": "funny", "path": "x.jsonl"}}), 2, "eval.extra.mine.category", ()),
-    ("eval-extra-no-path", ["plan", "s.yaml"], sweep(eval__extra={"mine": {"category": "objective"}}), 2,
-     "eval.extra.mine.path", ()),
+    (
+        "eval-extra-category",
+        ["plan", "s.yaml"],
+        sweep(eval__extra={"mine": {"category": "funny", "path": "x.jsonl"}}),
+        2,
+        "eval.extra.mine.category",
+        (),
+    ),
+    (
+        "eval-extra-no-path",
+        ["plan", "s.yaml"],
+        sweep(eval__extra={"mine": {"category": "objective"}}),
+        2,
+        "eval.extra.mine.path",
+        (),
+    ),
     ("eval-max-pairs-zero", ["plan", "s.yaml"], sweep(eval__max_pairs_per_set=0), 2, "max_pairs_per_set", ()),
     ("eval-dir-number", ["plan", "s.yaml"], sweep(eval__dir=5), 2, "eval.dir", ()),
     # -- tracking
@@ -292,12 +382,30 @@ PLAN_CASES: list[Case] = [
     # -- cluster
     ("cluster-file-missing", ["plan", "s.yaml"], sweep(cluster="slurm/nope.yaml"), 2, "cluster", ()),
     ("cluster-file-folder", ["plan", "s.yaml"], sweep(cluster="slurm"), 2, "cluster", ()),
-    ("cluster-file-garbage", ["plan", "s.yaml"], both(sweep(cluster="slurm/p.yaml"), raw("a: [", "slurm/p.yaml")), 2,
-     "slurm/p.yaml", ()),
-    ("cluster-file-binary", ["plan", "s.yaml"],
-     both(sweep(cluster="slurm/p.yaml"), raw(b"\xff\xfe\xfa", "slurm/p.yaml")), 2, "slurm/p.yaml", ()),
-    ("cluster-file-list", ["plan", "s.yaml"], both(sweep(cluster="slurm/p.yaml"), raw("- 1\n", "slurm/p.yaml")), 2,
-     "slurm/p.yaml", ()),
+    (
+        "cluster-file-garbage",
+        ["plan", "s.yaml"],
+        both(sweep(cluster="slurm/p.yaml"), raw("a: [", "slurm/p.yaml")),
+        2,
+        "slurm/p.yaml",
+        (),
+    ),
+    (
+        "cluster-file-binary",
+        ["plan", "s.yaml"],
+        both(sweep(cluster="slurm/p.yaml"), raw(b"\xff\xfe\xfa", "slurm/p.yaml")),
+        2,
+        "slurm/p.yaml",
+        (),
+    ),
+    (
+        "cluster-file-list",
+        ["plan", "s.yaml"],
+        both(sweep(cluster="slurm/p.yaml"), raw("- 1\n", "slurm/p.yaml")),
+        2,
+        "slurm/p.yaml",
+        (),
+    ),
     ("cluster-flag-missing", ["plan", "s.yaml", "--cluster", "slurm/zz.yaml"], None, 2, "zz.yaml", ()),
     ("cluster-flag-folder", ["plan", "s.yaml", "--cluster", "slurm"], None, 2, "slurm", ()),
     ("cluster-gpus-zero", ["plan", "s.yaml"], sweep(cluster__gpus_per_node=0), 2, "cluster.gpus_per_node", ()),
@@ -318,48 +426,143 @@ STATE_CASES: list[Case] = [
     # -- wps status: state files torn or wrong, a tracking server away, --watch on nothing launched
     ("status-interval-zero", ["status", "s.yaml", "--interval", "0"], None, 2, "--interval", ()),
     ("status-interval-nan", ["status", "s.yaml", "--interval", "nan"], None, 2, "--interval", ()),
-    ("status-watch-never-launched", ["status", "s.yaml", "--watch", "--interval", "0.05"], None, 1,
-     "nothing launched", ()),
-    ("status-watch-partly-launched", ["status", "s.yaml", "--watch", "--interval", "0.05"],
-     both(sweep(models=["tiny-xxxs", "tiny-xxs"]), launched(marker=FINISHED)), 0, "1 cell(s) never launched", ()),
-    ("status-torn-launch-line", ["status", "s.yaml"], launched(lines=['{"cell_id": "CID", "ind']), 1,
-     "launches.jsonl", ("out/t/launches.jsonl",)),
-    ("status-garbage-launches", ["status", "s.yaml"], launched(lines=["not json at all\n"]), 1, "launches.jsonl:2",
-     ("out/t/launches.jsonl",)),
-    ("status-launch-record-list", ["status", "s.yaml"], launched(lines=["[1, 2]\n"]), 1, "launches.jsonl:2",
-     ("out/t/launches.jsonl",)),
-    ("status-launch-record-no-id", ["status", "s.yaml"], launched(lines=['{"job_id": 5}\n']), 1, "launches.jsonl:2",
-     ("out/t/launches.jsonl",)),
+    (
+        "status-watch-never-launched",
+        ["status", "s.yaml", "--watch", "--interval", "0.05"],
+        None,
+        1,
+        "nothing launched",
+        (),
+    ),
+    (
+        "status-watch-partly-launched",
+        ["status", "s.yaml", "--watch", "--interval", "0.05"],
+        both(sweep(models=["tiny-xxxs", "tiny-xxs"]), launched(marker=FINISHED)),
+        0,
+        "1 cell(s) never launched",
+        (),
+    ),
+    (
+        "status-torn-launch-line",
+        ["status", "s.yaml"],
+        launched(lines=['{"cell_id": "CID", "ind']),
+        1,
+        "launches.jsonl",
+        ("out/t/launches.jsonl",),
+    ),
+    (
+        "status-garbage-launches",
+        ["status", "s.yaml"],
+        launched(lines=["not json at all\n"]),
+        1,
+        "launches.jsonl:2",
+        ("out/t/launches.jsonl",),
+    ),
+    (
+        "status-launch-record-list",
+        ["status", "s.yaml"],
+        launched(lines=["[1, 2]\n"]),
+        1,
+        "launches.jsonl:2",
+        ("out/t/launches.jsonl",),
+    ),
+    (
+        "status-launch-record-no-id",
+        ["status", "s.yaml"],
+        launched(lines=['{"job_id": 5}\n']),
+        1,
+        "launches.jsonl:2",
+        ("out/t/launches.jsonl",),
+    ),
     ("status-launches-binary", ["status", "s.yaml"], launched(lines=[b"\xff\xfe{\x00\n"]), 1, "launches.jsonl", ()),
-    ("status-launches-folder", ["status", "s.yaml"], both(write("out/t/launches.jsonl", None)), 1, "launches.jsonl", ()),
-    ("status-marker-truncated", ["status", "s.yaml"], launched(marker=FINISHED[:20]), 1, "UNREADABLE",
-     ("out/t/launches.jsonl",)),
+    (
+        "status-launches-folder",
+        ["status", "s.yaml"],
+        both(write("out/t/launches.jsonl", None)),
+        1,
+        "launches.jsonl",
+        (),
+    ),
+    (
+        "status-marker-truncated",
+        ["status", "s.yaml"],
+        launched(marker=FINISHED[:20]),
+        1,
+        "UNREADABLE",
+        ("out/t/launches.jsonl",),
+    ),
     ("status-marker-list", ["status", "s.yaml"], launched(marker="[1]"), 1, "UNREADABLE", ()),
     ("status-marker-folder", ["status", "s.yaml"], launched(marker_is_dir=True), 1, "UNREADABLE", ()),
     ("status-marker-binary", ["status", "s.yaml"], launched(marker=b"\xff\xfe\x00\x01"), 1, "UNREADABLE", ()),
-    ("status-marker-bad-status", ["status", "s.yaml"], launched(marker='{"status": 5, "pairs_seen": "x"}'), 1,
-     "UNREADABLE", ()),
-    ("status-job-id-garbage", ["status", "s.yaml"], launched(lines=['{"cell_id": "CID", "job_id": "abc", '
-                                                                   '"executor": "local"}\n']), 0, "", ()),
-    ("status-failed-job-says-why", ["status", "s.yaml"],
-     both(launched(), write("out/t/jobs/999999999/999999999_0_log.err",
-                            "submitit ERROR (2026-12-07) - Submitted job triggered an exception\nTraceback (most "
-                            "recent call last):\n  File \"x.py\", line 1\nworldpm_scaling.data.io.PairsFileError: "
-                            "data/x.parquet: no such pairs file\n")), 0,
-     "FAILED: worldpm_scaling.data.io.PairsFileError: data/x.parquet", ()),
-    ("status-tracking-unreachable", ["status", "s.yaml"],
-     sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"), 0, "not answering", ()),
+    (
+        "status-marker-bad-status",
+        ["status", "s.yaml"],
+        launched(marker='{"status": 5, "pairs_seen": "x"}'),
+        1,
+        "UNREADABLE",
+        (),
+    ),
+    (
+        "status-job-id-garbage",
+        ["status", "s.yaml"],
+        launched(lines=['{"cell_id": "CID", "job_id": "abc", "executor": "local"}\n']),
+        0,
+        "",
+        (),
+    ),
+    (
+        "status-failed-job-says-why",
+        ["status", "s.yaml"],
+        both(
+            launched(),
+            write(
+                "out/t/jobs/999999999/999999999_0_log.err",
+                "submitit ERROR (2026-12-07) - Submitted job triggered an exception\nTraceback (most "
+                'recent call last):\n  File "x.py", line 1\nworldpm_scaling.data.io.PairsFileError: '
+                "data/x.parquet: no such pairs file\n",
+            ),
+        ),
+        0,
+        "FAILED: worldpm_scaling.data.io.PairsFileError: data/x.parquet",
+        (),
+    ),
+    (
+        "status-tracking-unreachable",
+        ["status", "s.yaml"],
+        sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"),
+        0,
+        "not answering",
+        (),
+    ),
     # -- wps cancel
-    ("cancel-torn-launch-line", ["cancel", "s.yaml"], launched(lines=['{"cell_id": "CID", "ind']), 1,
-     "launches.jsonl", ("out/t/launches.jsonl",)),
-    ("cancel-marker-truncated", ["cancel", "s.yaml"], launched(marker=FINISHED[:20]), 1, "status.json",
-     ("out/t/launches.jsonl",)),
+    (
+        "cancel-torn-launch-line",
+        ["cancel", "s.yaml"],
+        launched(lines=['{"cell_id": "CID", "ind']),
+        1,
+        "launches.jsonl",
+        ("out/t/launches.jsonl",),
+    ),
+    (
+        "cancel-marker-truncated",
+        ["cancel", "s.yaml"],
+        launched(marker=FINISHED[:20]),
+        1,
+        "status.json",
+        ("out/t/launches.jsonl",),
+    ),
     ("cancel-marker-list", ["cancel", "s.yaml"], launched(marker="[1]"), 1, "status.json", ()),
     ("cancel-cell-out-of-range", ["cancel", "s.yaml", "--cell", "99"], None, 2, "99", ()),
     ("cancel-cell-bogus", ["cancel", "s.yaml", "--cell", "zz"], None, 2, "zz", ()),
     ("cancel-cell-negative", ["cancel", "s.yaml", "--cell", "-1"], None, 2, "-1", ()),
-    ("cancel-job-id-garbage", ["cancel", "s.yaml"], launched(lines=['{"cell_id": "CID", "job_id": "abc", '
-                                                                   '"executor": "local"}\n']), 0, "cancelled 0", ()),
+    (
+        "cancel-job-id-garbage",
+        ["cancel", "s.yaml"],
+        launched(lines=['{"cell_id": "CID", "job_id": "abc", "executor": "local"}\n']),
+        0,
+        "cancelled 0",
+        (),
+    ),
 ]
 
 LAUNCH_CASES: list[Case] = [
@@ -367,46 +570,124 @@ LAUNCH_CASES: list[Case] = [
     ("check-ready", ["check", "s.yaml"], None, 0, "", ()),
     ("check-source-missing", ["check", "s.yaml"], remove("data/train.parquet"), 2, "data/train.parquet", ()),
     ("check-source-folder-empty", ["check", "s.yaml"], sweep(data__source="data/evals_none"), 2, "data.source", ()),
-    ("check-source-corrupt", ["check", "s.yaml"], write("data/train.parquet", b"PAR1garbage"), 2, "train.parquet",
-     ()),
-    ("check-source-too-few-pairs", ["check", "s.yaml"], sweep(data__pairs=4096, milestones__start_log2=6), 2,
-     "4,096", ()),
+    ("check-source-corrupt", ["check", "s.yaml"], write("data/train.parquet", b"PAR1garbage"), 2, "train.parquet", ()),
+    (
+        "check-source-too-few-pairs",
+        ["check", "s.yaml"],
+        sweep(data__pairs=4096, milestones__start_log2=6),
+        2,
+        "4,096",
+        (),
+    ),
     ("check-tokenizer-missing", ["check", "s.yaml"], remove("data/tokenizer.json"), 2, "data/tokenizer.json", ()),
-    ("check-tokenizer-corrupt", ["check", "s.yaml"], write("data/tokenizer.json", '{"version": '), 2, "tokenizer",
-     ()),
+    ("check-tokenizer-corrupt", ["check", "s.yaml"], write("data/tokenizer.json", '{"version": '), 2, "tokenizer", ()),
     ("check-evals-missing", ["check", "s.yaml"], remove("data/evals"), 2, "data/evals", ()),
     ("check-one-eval-missing", ["check", "s.yaml"], remove("data/evals/helpsteer2.jsonl"), 2, "helpsteer2", ()),
-    ("check-eval-corrupt", ["check", "s.yaml"], write("data/evals/offsetbias.jsonl", "{not json\n"), 2,
-     "offsetbias", ()),
+    (
+        "check-eval-corrupt",
+        ["check", "s.yaml"],
+        write("data/evals/offsetbias.jsonl", "{not json\n"),
+        2,
+        "offsetbias",
+        (),
+    ),
     ("check-out-dir-is-file", ["check", "s.yaml"], write("out", "a file"), 2, "out", ("out",)),
-    ("check-tracking-unreachable", ["check", "s.yaml"],
-     sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"), 2, "127.0.0.1:9", ()),
-    ("check-tracking-database-away", ["check", "s.yaml"],
-     sweep(tracking__backend="mlflow", tracking__uri="postgresql://u@127.0.0.1:9/m"), 2, "127.0.0.1:9", ()),
-    ("check-tracking-bad-scheme", ["check", "s.yaml"], sweep(tracking__backend="mlflow", tracking__uri="bogus://x"), 2,
-     "bogus", ()),
-    ("check-marker-unreadable", ["check", "s.yaml"], launched(marker=FINISHED[:20]), 2, "status.json",
-     ("out/t/launches.jsonl",)),
-    ("check-tokenizer-hint-base", ["check", "s.yaml"],
-     both(sweep(models=["qwen2.5-0.5b"], init="pretrained", cluster__models_dir="models", cluster__mem_gb_per_task=64,
-                data__tokenizer="checkpoints/Qwen2.5-0.5B"),
-          lambda ws: (ws / "models/Qwen2.5-0.5B").mkdir(parents=True) or shutil.copy(
-              ws / "data/tokenizer.json", ws / "models/Qwen2.5-0.5B/tokenizer.json")), 2,
-     "models/Qwen2.5-0.5B holds one", ()),
-    ("check-base-missing", ["check", "s.yaml"],
-     sweep(models=["qwen2.5-0.5b"], init="pretrained", cluster__models_dir="models", cluster__mem_gb_per_task=64), 2, "Qwen2.5-0.5B", ()),
+    (
+        "check-tracking-unreachable",
+        ["check", "s.yaml"],
+        sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"),
+        2,
+        "127.0.0.1:9",
+        (),
+    ),
+    (
+        "check-tracking-database-away",
+        ["check", "s.yaml"],
+        sweep(tracking__backend="mlflow", tracking__uri="postgresql://u@127.0.0.1:9/m"),
+        2,
+        "127.0.0.1:9",
+        (),
+    ),
+    (
+        "check-tracking-bad-scheme",
+        ["check", "s.yaml"],
+        sweep(tracking__backend="mlflow", tracking__uri="bogus://x"),
+        2,
+        "bogus",
+        (),
+    ),
+    (
+        "check-marker-unreadable",
+        ["check", "s.yaml"],
+        launched(marker=FINISHED[:20]),
+        2,
+        "status.json",
+        ("out/t/launches.jsonl",),
+    ),
+    (
+        "check-tokenizer-hint-base",
+        ["check", "s.yaml"],
+        both(
+            sweep(
+                models=["qwen2.5-0.5b"],
+                init="pretrained",
+                cluster__models_dir="models",
+                cluster__mem_gb_per_task=64,
+                data__tokenizer="checkpoints/Qwen2.5-0.5B",
+            ),
+            lambda ws: (
+                (ws / "models/Qwen2.5-0.5B").mkdir(parents=True)
+                or shutil.copy(ws / "data/tokenizer.json", ws / "models/Qwen2.5-0.5B/tokenizer.json")
+            ),
+        ),
+        2,
+        "models/Qwen2.5-0.5B holds one",
+        (),
+    ),
+    (
+        "check-base-missing",
+        ["check", "s.yaml"],
+        sweep(models=["qwen2.5-0.5b"], init="pretrained", cluster__models_dir="models", cluster__mem_gb_per_task=64),
+        2,
+        "Qwen2.5-0.5B",
+        (),
+    ),
     ("dry-run-ready", ["launch", "s.yaml", "--dry-run"], None, 0, "1 cells would be submitted", ()),
-    ("dry-run-source-missing", ["launch", "s.yaml", "--dry-run"], remove("data/train.parquet"), 2,
-     "data/train.parquet", ()),
+    (
+        "dry-run-source-missing",
+        ["launch", "s.yaml", "--dry-run"],
+        remove("data/train.parquet"),
+        2,
+        "data/train.parquet",
+        (),
+    ),
     ("dry-run-evals-missing", ["launch", "s.yaml", "--dry-run"], remove("data/evals"), 2, "data/evals", ()),
-    ("dry-run-tokenizer-missing", ["launch", "s.yaml", "--dry-run"], remove("data/tokenizer.json"), 2,
-     "tokenizer.json", ()),
+    (
+        "dry-run-tokenizer-missing",
+        ["launch", "s.yaml", "--dry-run"],
+        remove("data/tokenizer.json"),
+        2,
+        "tokenizer.json",
+        (),
+    ),
     ("launch-source-missing", ["launch", "s.yaml"], remove("data/train.parquet"), 2, "data/train.parquet", ()),
     ("launch-evals-missing", ["launch", "s.yaml", "--executor", "local"], remove("data/evals"), 2, "data/evals", ()),
-    ("launch-marker-unreadable", ["launch", "s.yaml"], launched(marker=FINISHED[:20]), 2, "status.json",
-     ("out/t/launches.jsonl",)),
-    ("launch-torn-launches", ["launch", "s.yaml", "--dry-run"], launched(lines=['{"cell_id": "CID", "ind']), 0,
-     "launches.jsonl", ("out/t/launches.jsonl",)),
+    (
+        "launch-marker-unreadable",
+        ["launch", "s.yaml"],
+        launched(marker=FINISHED[:20]),
+        2,
+        "status.json",
+        ("out/t/launches.jsonl",),
+    ),
+    (
+        "launch-torn-launches",
+        ["launch", "s.yaml", "--dry-run"],
+        launched(lines=['{"cell_id": "CID", "ind']),
+        0,
+        "launches.jsonl",
+        ("out/t/launches.jsonl",),
+    ),
     ("launch-executor-bogus", ["launch", "s.yaml", "--executor", "k8s"], None, 2, "--executor", ()),
     ("launch-sweep-missing", ["launch", "nope.yaml", "--dry-run"], None, 2, "nope.yaml", ()),
     ("launch-bad-seed", ["launch", "s.yaml", "--dry-run"], sweep(seeds=[-2]), 2, "seeds[0]", ()),
@@ -416,63 +697,176 @@ LAUNCH_CASES: list[Case] = [
 ]
 
 DATA_CASES: list[Case] = [
-    ("synth-out-is-file", ["data", "synth", "--out", "f.txt", "--pairs", "50"], write("f.txt", "keep"), 2, "f.txt",
-     ("f.txt",)),
+    (
+        "synth-out-is-file",
+        ["data", "synth", "--out", "f.txt", "--pairs", "50"],
+        write("f.txt", "keep"),
+        2,
+        "f.txt",
+        ("f.txt",),
+    ),
     ("synth-exists", ["data", "synth", "--out", "data", "--pairs", "50"], None, 2, "--force", ("data/train.parquet",)),
     ("synth-pairs-zero", ["data", "synth", "--out", "x", "--pairs", "0"], None, 2, "--pairs", ()),
     ("synth-pairs-text", ["data", "synth", "--out", "x", "--pairs", "many"], None, 2, "--pairs", ()),
     ("se-missing", ["data", "stackexchange", "nope.xml", "--out", "se"], None, 2, "nope.xml", ()),
-    ("se-empty-file", ["data", "stackexchange", "Posts.xml", "--out", "se"], write("Posts.xml", ""), 2, "Posts.xml", ()),
-    ("se-binary", ["data", "stackexchange", "Posts.xml", "--out", "se"], write("Posts.xml", b"\x00\xff" * 50), 2,
-     "Posts.xml", ()),
-    ("se-truncated-xml", ["data", "stackexchange", "Posts.xml", "--out", "se"],
-     write("Posts.xml", '<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Sco'), 2, "Posts.xml", ()),
-    ("se-not-posts", ["data", "stackexchange", "Posts.xml", "--out", "se"], write("Posts.xml", "<html></html>"), 2,
-     "Posts.xml", ()),
+    (
+        "se-empty-file",
+        ["data", "stackexchange", "Posts.xml", "--out", "se"],
+        write("Posts.xml", ""),
+        2,
+        "Posts.xml",
+        (),
+    ),
+    (
+        "se-binary",
+        ["data", "stackexchange", "Posts.xml", "--out", "se"],
+        write("Posts.xml", b"\x00\xff" * 50),
+        2,
+        "Posts.xml",
+        (),
+    ),
+    (
+        "se-truncated-xml",
+        ["data", "stackexchange", "Posts.xml", "--out", "se"],
+        write("Posts.xml", '<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Sco'),
+        2,
+        "Posts.xml",
+        (),
+    ),
+    (
+        "se-not-posts",
+        ["data", "stackexchange", "Posts.xml", "--out", "se"],
+        write("Posts.xml", "<html></html>"),
+        2,
+        "Posts.xml",
+        (),
+    ),
     ("se-empty-folder", ["data", "stackexchange", "dump", "--out", "se"], write("dump", None), 2, "dump", ()),
-    ("se-out-is-file", ["data", "stackexchange", "data/Posts.xml", "--out", "f.txt"], write("f.txt", "keep"), 2,
-     "f.txt", ("f.txt",)),
-    ("se-test-frac-bad", ["data", "stackexchange", "data/Posts.xml", "--out", "se", "--test-frac", "1.5"], None, 2,
-     "--test-frac", ()),
+    (
+        "se-out-is-file",
+        ["data", "stackexchange", "data/Posts.xml", "--out", "f.txt"],
+        write("f.txt", "keep"),
+        2,
+        "f.txt",
+        ("f.txt",),
+    ),
+    (
+        "se-test-frac-bad",
+        ["data", "stackexchange", "data/Posts.xml", "--out", "se", "--test-frac", "1.5"],
+        None,
+        2,
+        "--test-frac",
+        (),
+    ),
     ("evals-dir-missing", ["data", "evals", "--dir", "nope"], None, 1, "missing", ()),
     ("evals-dir-is-file", ["data", "evals", "--dir", "s.yaml"], None, 1, "missing", ()),
-    ("evals-corrupt", ["data", "evals", "--dir", "data/evals"], write("data/evals/helpsteer2.jsonl", "{x\n"), 2,
-     "helpsteer2", ()),
+    (
+        "evals-corrupt",
+        ["data", "evals", "--dir", "data/evals"],
+        write("data/evals/helpsteer2.jsonl", "{x\n"),
+        2,
+        "helpsteer2",
+        (),
+    ),
     ("evals-sweep-bad", ["data", "evals", "s.yaml"], sweep(seeds=[-1]), 2, "seeds[0]", ()),
-    ("evals-import-missing", ["data", "evals", "import", "helpsteer2", "nope.jsonl", "--out", "ev"], None, 2,
-     "nope.jsonl", ()),
-    ("evals-import-garbage", ["data", "evals", "import", "helpsteer2", "g.jsonl", "--out", "ev"],
-     write("g.jsonl", "garbage\n"), 2, "g.jsonl", ()),
+    (
+        "evals-import-missing",
+        ["data", "evals", "import", "helpsteer2", "nope.jsonl", "--out", "ev"],
+        None,
+        2,
+        "nope.jsonl",
+        (),
+    ),
+    (
+        "evals-import-garbage",
+        ["data", "evals", "import", "helpsteer2", "g.jsonl", "--out", "ev"],
+        write("g.jsonl", "garbage\n"),
+        2,
+        "g.jsonl",
+        (),
+    ),
     ("evals-import-bogus-set", ["data", "evals", "import", "nope", "g.jsonl"], None, 2, "nope", ()),
     ("tokenize-source-missing", ["data", "tokenize", "s.yaml"], remove("data/train.parquet"), 2, "train.parquet", ()),
-    ("tokenize-tokenizer-missing", ["data", "tokenize", "s.yaml"], remove("data/tokenizer.json"), 2, "tokenizer",
-     ()),
-    ("tokenize-source-corrupt", ["data", "tokenize", "s.yaml"], write("data/train.parquet", b"PAR1xx"), 2,
-     "train.parquet", ()),
+    ("tokenize-tokenizer-missing", ["data", "tokenize", "s.yaml"], remove("data/tokenizer.json"), 2, "tokenizer", ()),
+    (
+        "tokenize-source-corrupt",
+        ["data", "tokenize", "s.yaml"],
+        write("data/train.parquet", b"PAR1xx"),
+        2,
+        "train.parquet",
+        (),
+    ),
 ]
 
 ANALYZE_CASES: list[Case] = [
-    ("analyze-unreachable", ["analyze", "t", "--out", "rep", "--tracking-uri", "http://127.0.0.1:9"], None, 2,
-     "127.0.0.1:9", ()),
-    ("analyze-yaml-unreachable", ["analyze", "s.yaml", "--out", "rep"],
-     sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"), 2, "127.0.0.1:9", ()),
-    ("analyze-database-away", ["analyze", "t", "--out", "rep", "--tracking-uri", "postgresql://u@127.0.0.1:9/m"],
-     None, 2, "127.0.0.1:9", ()),
+    (
+        "analyze-unreachable",
+        ["analyze", "t", "--out", "rep", "--tracking-uri", "http://127.0.0.1:9"],
+        None,
+        2,
+        "127.0.0.1:9",
+        (),
+    ),
+    (
+        "analyze-yaml-unreachable",
+        ["analyze", "s.yaml", "--out", "rep"],
+        sweep(tracking__backend="mlflow", tracking__uri="http://127.0.0.1:9"),
+        2,
+        "127.0.0.1:9",
+        (),
+    ),
+    (
+        "analyze-database-away",
+        ["analyze", "t", "--out", "rep", "--tracking-uri", "postgresql://u@127.0.0.1:9/m"],
+        None,
+        2,
+        "127.0.0.1:9",
+        (),
+    ),
     ("analyze-bad-scheme", ["analyze", "t", "--out", "rep", "--tracking-uri", "bogus://x"], None, 2, "bogus", ()),
-    ("analyze-sqlite-missing", ["analyze", "t", "--out", "rep", "--tracking-uri", "sqlite:///nope/m.db"], None, 2,
-     "nope/m.db", ()),
-    ("analyze-sqlite-garbage", ["analyze", "t", "--out", "rep", "--tracking-uri", "sqlite:///g.db"],
-     write("g.db", "not a database"), 2, "g.db", ("g.db",)),
+    (
+        "analyze-sqlite-missing",
+        ["analyze", "t", "--out", "rep", "--tracking-uri", "sqlite:///nope/m.db"],
+        None,
+        2,
+        "nope/m.db",
+        (),
+    ),
+    (
+        "analyze-sqlite-garbage",
+        ["analyze", "t", "--out", "rep", "--tracking-uri", "sqlite:///g.db"],
+        write("g.db", "not a database"),
+        2,
+        "g.db",
+        ("g.db",),
+    ),
     ("analyze-from-missing", ["analyze", "t", "--out", "rep", "--from", "nope.csv"], None, 2, "nope.csv", ()),
     ("analyze-from-folder", ["analyze", "t", "--out", "rep", "--from", "data"], None, 2, "data", ()),
-    ("analyze-from-garbage", ["analyze", "t", "--out", "rep", "--from", "g.parquet"], write("g.parquet", "xx"), 2,
-     "g.parquet", ()),
-    ("analyze-from-empty-csv", ["analyze", "t", "--out", "rep", "--from", "e.csv"], write("e.csv", ""), 2, "e.csv",
-     ()),
-    ("analyze-from-wrong-columns", ["analyze", "t", "--out", "rep", "--from", "w.csv"], write("w.csv", "a,b\n1,2\n"),
-     2, "w.csv", ()),
-    ("analyze-out-is-file", ["analyze", "t", "--out", "f.txt", "--from", "w.csv"],
-     both(write("f.txt", "keep"), write("w.csv", "a\n1\n")), 2, "f.txt", ("f.txt",)),
+    (
+        "analyze-from-garbage",
+        ["analyze", "t", "--out", "rep", "--from", "g.parquet"],
+        write("g.parquet", "xx"),
+        2,
+        "g.parquet",
+        (),
+    ),
+    ("analyze-from-empty-csv", ["analyze", "t", "--out", "rep", "--from", "e.csv"], write("e.csv", ""), 2, "e.csv", ()),
+    (
+        "analyze-from-wrong-columns",
+        ["analyze", "t", "--out", "rep", "--from", "w.csv"],
+        write("w.csv", "a,b\n1,2\n"),
+        2,
+        "w.csv",
+        (),
+    ),
+    (
+        "analyze-out-is-file",
+        ["analyze", "t", "--out", "f.txt", "--from", "w.csv"],
+        both(write("f.txt", "keep"), write("w.csv", "a\n1\n")),
+        2,
+        "f.txt",
+        ("f.txt",),
+    ),
     ("analyze-bootstrap-negative", ["analyze", "t", "--out", "rep", "--bootstrap", "-1"], None, 2, "--bootstrap", ()),
     ("analyze-yaml-bad", ["analyze", "s.yaml", "--out", "rep"], sweep(train__warmup_frac=3), 2, "warmup_frac", ()),
     ("analyze-yaml-missing", ["analyze", "nope.yaml", "--out", "rep"], None, 2, "nope.yaml", ()),
@@ -491,13 +885,31 @@ OTHER_CASES: list[Case] = [  # the other subcommands' refusals, kept as they are
     ("fit-no-file", ["fit", "nope.csv", "--x", "N", "--y", "L"], None, 2, "nope.csv", ()),
     ("fit-no-column", ["fit", "w.csv", "--x", "N", "--y", "L"], write("w.csv", "a,b\n1,2\n"), 2, "'L'", ()),
     ("fit-binary", ["fit", "w.csv", "--x", "N", "--y", "L"], write("w.csv", b"\x00\xff\xfe" * 9), 2, "w.csv", ()),
-    ("fit-level-bad", ["fit", "w.csv", "--x", "a", "--y", "b", "--level", "2"], write("w.csv", "a,b\n1,2\n"), 2,
-     "--level", ()),
-    ("predict-no-file", ["predict", "nope.csv", "--x", "N,D", "--loss", "L", "--at", "N=1e9,D=1e10"], None, 2,
-     "nope.csv", ()),
+    (
+        "fit-level-bad",
+        ["fit", "w.csv", "--x", "a", "--y", "b", "--level", "2"],
+        write("w.csv", "a,b\n1,2\n"),
+        2,
+        "--level",
+        (),
+    ),
+    (
+        "predict-no-file",
+        ["predict", "nope.csv", "--x", "N,D", "--loss", "L", "--at", "N=1e9,D=1e10"],
+        None,
+        2,
+        "nope.csv",
+        (),
+    ),
     ("hf-no-dataset", ["data", "hf", "nope", "--out", "hfo"], None, 2, "nope", ()),
-    ("hf-out-is-file", ["data", "hf", "data/evals/helpsteer2.jsonl", "--out", "s.yaml"], None, 2, "s.yaml",
-     ("s.yaml",)),
+    (
+        "hf-out-is-file",
+        ["data", "hf", "data/evals/helpsteer2.jsonl", "--out", "s.yaml"],
+        None,
+        2,
+        "s.yaml",
+        ("s.yaml",),
+    ),
 ]
 
 ALL = PLAN_CASES + STATE_CASES + LAUNCH_CASES + DATA_CASES + ANALYZE_CASES + OTHER_CASES
@@ -561,10 +973,17 @@ def test_the_paper_grid_dry_run_without_its_inputs_names_each_one(tmp_path, monk
     rc = main(["launch", str(repo / "sweeps/worldpm.yaml"), "--cluster", str(repo / "slurm/h100.yaml"), "--dry-run"])
     out, err = capsys.readouterr()
     assert rc == 2 and "#SBATCH" in out, err
-    for item in ("data.source", "data.tokenizer", "eval sets", "base qwen2.5-1.5b", "base qwen2.5-7b",
-                 "base qwen2.5-72b", "tracking.uri"):
+    for item in (
+        "data.source",
+        "data.tokenizer",
+        "eval sets",
+        "base qwen2.5-1.5b",
+        "base qwen2.5-7b",
+        "base qwen2.5-72b",
+        "tracking.uri",
+    ):
         assert item in err, (item, err)
-    table = out[out.index("pre-flight check"):]
+    table = out[out.index("pre-flight check") :]
     assert "data/stackexchange/train.parquet" in table and max(len(line) for line in table.splitlines()) <= 100
 
 

@@ -28,14 +28,23 @@ def test_plan_csv(repo, capsys):
     assert lines[0].startswith("index,cell_id,model") and len(lines) == 1 + 3 * 8  # header, 3 sizes × 8 seeds
 
 
-@pytest.mark.parametrize("text,field", [
-    ("name: t\nmodels: [tiny-xs\n", "YAML syntax error"),
-    ("name: t\nmodels: [tiny-xs]\nbogus: 1\n", "bogus"),
-    ("name: t\nmodels: [nope]\ndata: {tokens_per_pair: 1}\n", "models[0]"),
-    ("name: t\nmodels: [tiny-xs]\ndata: {pairs: 0, tokens_per_pair: 1}\n", "data.pairs"),
-    ("name: t\nmodels: [tiny-xs]\ndata: {pairs: 100, tokens_per_pair: 1}\nmilestones: {pairs: [200]}\n", "milestones.pairs[0]"),
-    ("name: t\nmodels: [qwen2.5-72b]\ndata: {source: x.parquet, tokens_per_pair: 2000}\nmilestones: {start_log2: 14}\ncluster: {gpu_type: A100-40G, gpus_per_node: 8, max_nodes: 1}\n", "models[0]"),
-])
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("name: t\nmodels: [tiny-xs\n", "YAML syntax error"),
+        ("name: t\nmodels: [tiny-xs]\nbogus: 1\n", "bogus"),
+        ("name: t\nmodels: [nope]\ndata: {tokens_per_pair: 1}\n", "models[0]"),
+        ("name: t\nmodels: [tiny-xs]\ndata: {pairs: 0, tokens_per_pair: 1}\n", "data.pairs"),
+        (
+            "name: t\nmodels: [tiny-xs]\ndata: {pairs: 100, tokens_per_pair: 1}\nmilestones: {pairs: [200]}\n",
+            "milestones.pairs[0]",
+        ),
+        (
+            "name: t\nmodels: [qwen2.5-72b]\ndata: {source: x.parquet, tokens_per_pair: 2000}\nmilestones: {start_log2: 14}\ncluster: {gpu_type: A100-40G, gpus_per_node: 8, max_nodes: 1}\n",
+            "models[0]",
+        ),
+    ],
+)
 def test_plan_bad_input_exits_2(tmp_path, capsys, text, field):
     p = tmp_path / "bad.yaml"
     p.write_text(text)
@@ -45,8 +54,12 @@ def test_plan_bad_input_exits_2(tmp_path, capsys, text, field):
 
 
 def test_console_script_and_module(repo):
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "plan", str(repo / "sweeps/demo.yaml"),
-                        "--format", "json"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", "plan", str(repo / "sweeps/demo.yaml"), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(r.stdout)[0]["model"] == "tiny-xxxs"
 
 

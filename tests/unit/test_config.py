@@ -22,7 +22,14 @@ train: {global_batch_pairs: 32, micro_batch_pairs: 8}
 
 def test_paper_defaults():
     t = TrainSpec()
-    assert (t.lr, t.weight_decay, t.warmup_frac, t.schedule, t.epochs, t.ctx_len) == (3e-6, 0.1, 0.1, "constant", 1, 2048)
+    assert (t.lr, t.weight_decay, t.warmup_frac, t.schedule, t.epochs, t.ctx_len) == (
+        3e-6,
+        0.1,
+        0.1,
+        "constant",
+        1,
+        2048,
+    )
 
 
 def test_load_shipped_sweeps(repo):
@@ -39,22 +46,31 @@ def test_milestones_powers_of_two_plus_budget():
     assert resolve_milestones(MilestoneSpec(pairs=(8, 4, 8)), 16) == (4, 8)
 
 
-@pytest.mark.parametrize("patch,path,needle", [
-    ("train: {lrr: 1.0e-3, global_batch_pairs: 32, micro_batch_pairs: 8}", "train.lrr", "did you mean 'lr'"),
-    ("models: [tiny-xs, qwen2.5-8b]", "models[1]", "valid: qwen2.5-0.5b"),
-    ("data: {source: x, pairs: 0, tokens_per_pair: 100}", "data.pairs", "must be > 0"),
-    ("data: {source: x, pairs: -5, tokens_per_pair: 100}", "data.pairs", "must be > 0"),
-    ("data: {source: x, pairs: 4096, tokens_per_pair: 100}\nmilestones: {pairs: [64, 8192]}",
-     "milestones.pairs[1]", "beyond the data budget"),
-    ("milestones: {start_log2: 13}", "milestones.start_log2", "beyond the data budget"),
-    ("mode: gird", "mode", "is not one of 'milestones', 'grid'"),
-    ("train: {schedule: cosine, global_batch_pairs: 32, micro_batch_pairs: 8}", "train.schedule", "milestone mode"),
-    ("eval: {sets: [offsetbias, rmbench]}", "eval.sets[1]", "unknown eval set"),
-    ("models: [{name: x, hidden: 64, layers: 2, heads: 3, kv_heads: 1, intermediate: 8, vocab: 10}]",
-     "models[0]", "divisible"),
-    ("seeds: [0, 0]", "seeds", "duplicate"),
-    ("train: {lr: fast, global_batch_pairs: 32, micro_batch_pairs: 8}", "train.lr", "expected a number"),
-])
+@pytest.mark.parametrize(
+    "patch,path,needle",
+    [
+        ("train: {lrr: 1.0e-3, global_batch_pairs: 32, micro_batch_pairs: 8}", "train.lrr", "did you mean 'lr'"),
+        ("models: [tiny-xs, qwen2.5-8b]", "models[1]", "valid: qwen2.5-0.5b"),
+        ("data: {source: x, pairs: 0, tokens_per_pair: 100}", "data.pairs", "must be > 0"),
+        ("data: {source: x, pairs: -5, tokens_per_pair: 100}", "data.pairs", "must be > 0"),
+        (
+            "data: {source: x, pairs: 4096, tokens_per_pair: 100}\nmilestones: {pairs: [64, 8192]}",
+            "milestones.pairs[1]",
+            "beyond the data budget",
+        ),
+        ("milestones: {start_log2: 13}", "milestones.start_log2", "beyond the data budget"),
+        ("mode: gird", "mode", "is not one of 'milestones', 'grid'"),
+        ("train: {schedule: cosine, global_batch_pairs: 32, micro_batch_pairs: 8}", "train.schedule", "milestone mode"),
+        ("eval: {sets: [offsetbias, rmbench]}", "eval.sets[1]", "unknown eval set"),
+        (
+            "models: [{name: x, hidden: 64, layers: 2, heads: 3, kv_heads: 1, intermediate: 8, vocab: 10}]",
+            "models[0]",
+            "divisible",
+        ),
+        ("seeds: [0, 0]", "seeds", "duplicate"),
+        ("train: {lr: fast, global_batch_pairs: 32, micro_batch_pairs: 8}", "train.lr", "expected a number"),
+    ],
+)
 def test_bad_input_names_the_field(tmp_path, patch, path, needle):
     # later keys override earlier ones in YAML mappings? No: duplicate keys — so rebuild the doc.
     base = {line.split(":")[0]: line for line in BASE.splitlines()}
@@ -114,12 +130,15 @@ def test_milestone_below_one_batch(tmp_path):
         load_sweep(p)
 
 
-@pytest.mark.parametrize("train,init_line,path,msg", [
-    ("micro_batch_pairs: fast", "", "train.micro_batch_pairs", "expected an integer"),
-    ("micro_batch_pairs: 0", "", "train.micro_batch_pairs", "must be > 0"),
-    ("micro_batch_pairs: 8", "init: scratch\n", "init", "'scratch' is not one of"),
-    ("micro_batch_pairs: 8", "", "models[1].init", "'warm' is not one of"),
-])
+@pytest.mark.parametrize(
+    "train,init_line,path,msg",
+    [
+        ("micro_batch_pairs: fast", "", "train.micro_batch_pairs", "expected an integer"),
+        ("micro_batch_pairs: 0", "", "train.micro_batch_pairs", "must be > 0"),
+        ("micro_batch_pairs: 8", "init: scratch\n", "init", "'scratch' is not one of"),
+        ("micro_batch_pairs: 8", "", "models[1].init", "'warm' is not one of"),
+    ],
+)
 def test_micro_auto_and_init_errors_name_the_field(tmp_path, train, init_line, path, msg):
     text = BASE.replace("micro_batch_pairs: 8", train.split(": ", 1)[0] + ": " + train.split(": ", 1)[1])
     if path == "models[1].init":
@@ -132,7 +151,8 @@ def test_micro_auto_and_init_errors_name_the_field(tmp_path, train, init_line, p
 def test_micro_auto_init_and_models_dir_parse(tmp_path, monkeypatch):
     monkeypatch.delenv("WPS_MODELS_DIR", raising=False)
     text = BASE.replace("micro_batch_pairs: 8", "micro_batch_pairs: auto").replace(
-        "models: [tiny-xs, tiny-s]", "models: [tiny-xs, {name: qwen2.5-7b, init: random}]")
+        "models: [tiny-xs, tiny-s]", "models: [tiny-xs, {name: qwen2.5-7b, init: random}]"
+    )
     spec = load_sweep(write(tmp_path, text + "init: random\ncluster: {models_dir: /m}\n"))
     assert spec.train.micro_batch_pairs == "auto" and spec.init == "random"
     assert spec.models[1].init == "random" and spec.models[1].base == "Qwen2.5-7B"

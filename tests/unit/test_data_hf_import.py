@@ -37,11 +37,27 @@ def h4_rows_from_dump(posts: Path) -> list[dict]:
     rows = []
     for qid, q in sorted(qs.items()):
         acc = q.get("AcceptedAnswerId")
-        rows.append({"qid": qid, "title": q.get("Title", ""), "question": q.get("Body", ""), "date": q.get("CreationDate", ""),
-                     "metadata": ["https://example.stackexchange.com/questions/%d" % qid],
-                     "answers": [{"answer_id": int(a["Id"]), "author": "u", "author_id": 1, "author_profile": "",
-                                  "pm_score": int(a.get("Score") or 0), "selected": a["Id"] == acc,
-                                  "text": a.get("Body", "")} for a in ans.get(qid, [])]})
+        rows.append(
+            {
+                "qid": qid,
+                "title": q.get("Title", ""),
+                "question": q.get("Body", ""),
+                "date": q.get("CreationDate", ""),
+                "metadata": ["https://example.stackexchange.com/questions/%d" % qid],
+                "answers": [
+                    {
+                        "answer_id": int(a["Id"]),
+                        "author": "u",
+                        "author_id": 1,
+                        "author_profile": "",
+                        "pm_score": int(a.get("Score") or 0),
+                        "selected": a["Id"] == acc,
+                        "text": a.get("Body", ""),
+                    }
+                    for a in ans.get(qid, [])
+                ],
+            }
+        )
     return rows
 
 
@@ -49,8 +65,10 @@ def triples(path: Path) -> list[tuple]:
     import pandas as pd
 
     df = pd.read_parquet(path)  # a split may be empty (read_pairs refuses those)
-    return sorted((json.dumps(p) if not isinstance(p, str) else p, c, r)
-                  for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"]))
+    return sorted(
+        (json.dumps(p) if not isinstance(p, str) else p, c, r)
+        for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"])
+    )
 
 
 @pytest.mark.parametrize("dump", ["fixture", "fake"])
@@ -59,8 +77,22 @@ def test_h4_schema_gives_the_pairs_wps_data_stackexchange_gives(tmp_path, capsys
     ds = datasets.Dataset.from_list(h4_rows_from_dump(posts))
     ds.save_to_disk(str(tmp_path / "h4"))
     assert main(["data", "stackexchange", str(posts), "--out", str(tmp_path / "se"), "--test-frac", "0.2"]) == 0
-    assert main(["data", "hf", str(tmp_path / "h4"), "--schema", "h4-stack-exchange", "--out", str(tmp_path / "hf"),
-                 "--test-frac", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "hf",
+                str(tmp_path / "h4"),
+                "--schema",
+                "h4-stack-exchange",
+                "--out",
+                str(tmp_path / "hf"),
+                "--test-frac",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     for split in ("train", "test"):
         se, hf = triples(tmp_path / "se" / f"{split}.parquet"), triples(tmp_path / "hf" / f"{split}.parquet")
         assert hf == se and (se or split == "test")
@@ -68,24 +100,45 @@ def test_h4_schema_gives_the_pairs_wps_data_stackexchange_gives(tmp_path, capsys
 
 
 def test_plain_and_conversation_pairs_from_parquet_with_a_column_map(tmp_path, capsys):
-    conv = [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "7."},
-            {"role": "user", "content": "Another?"}]
-    ds = datasets.Dataset.from_dict({
-        "question": ["What is 2+2?", "Capital of France?", None, "ok?"],
-        "response_j": ["4", "Paris.", "x", ""],
-        "response_k": ["5", "Lyon.", "y", "no"]})
+    conv = [
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "7."},
+        {"role": "user", "content": "Another?"},
+    ]
+    ds = datasets.Dataset.from_dict(
+        {
+            "question": ["What is 2+2?", "Capital of France?", None, "ok?"],
+            "response_j": ["4", "Paris.", "x", ""],
+            "response_k": ["5", "Lyon.", "y", "no"],
+        }
+    )
     ds.to_parquet(str(tmp_path / "se.parquet"))
-    assert main(["data", "hf", str(tmp_path / "se.parquet"), "--map", "prompt=question,chosen=response_j,"
-                 "rejected=response_k", "--out", str(tmp_path / "a")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "hf",
+                str(tmp_path / "se.parquet"),
+                "--map",
+                "prompt=question,chosen=response_j,rejected=response_k",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "bad rows skipped: missing value 1, empty text 1" in out and "row 2: field 'question' is null" in out
     df = read_pairs(tmp_path / "a")
     assert list(df["chosen"]) == ["4", "Paris."]
     # chat-format preference rows (the prompt is the turns before each reply), from a DatasetDict on disk
-    chat = datasets.Dataset.from_dict({
-        "prompt": ["Another?"],
-        "chosen": [conv + [{"role": "assistant", "content": "11."}]],
-        "rejected": [conv + [{"role": "assistant", "content": "12."}]]})
+    chat = datasets.Dataset.from_dict(
+        {
+            "prompt": ["Another?"],
+            "chosen": [conv + [{"role": "assistant", "content": "11."}]],
+            "rejected": [conv + [{"role": "assistant", "content": "12."}]],
+        }
+    )
     datasets.DatasetDict({"train_prefs": chat, "test_prefs": chat}).save_to_disk(str(tmp_path / "uf"))
     assert main(["data", "hf", str(tmp_path / "uf"), "--out", str(tmp_path / "b")]) == 2
     assert "choose one with --split (splits: train_prefs, test_prefs)" in capsys.readouterr().err
@@ -95,20 +148,45 @@ def test_plain_and_conversation_pairs_from_parquet_with_a_column_map(tmp_path, c
 
 
 def test_ratings_are_paired_by_the_named_attribute(tmp_path, capsys):
-    ds = datasets.Dataset.from_dict({
-        "prompt": ["p1", "p1", "p2", "p2", "p3", "p3"],
-        "response": ["good", "bad", "tie-a", "tie-b", "long", "short"],
-        "helpfulness": [4, 1, 2, 2, 3, 1], "correctness": [4, 1, 2, 2, 0, 4],
-        "coherence": [4] * 6, "complexity": [1] * 6, "verbosity": [1, 1, 1, 1, 4, 0]})
+    ds = datasets.Dataset.from_dict(
+        {
+            "prompt": ["p1", "p1", "p2", "p2", "p3", "p3"],
+            "response": ["good", "bad", "tie-a", "tie-b", "long", "short"],
+            "helpfulness": [4, 1, 2, 2, 3, 1],
+            "correctness": [4, 1, 2, 2, 0, 4],
+            "coherence": [4] * 6,
+            "complexity": [1] * 6,
+            "verbosity": [1, 1, 1, 1, 4, 0],
+        }
+    )
     ds.to_json(str(tmp_path / "hs2.jsonl"))
     assert main(["data", "hf", str(tmp_path / "hs2.jsonl"), "--schema", "ratings", "--out", str(tmp_path / "h")]) == 0
     df = read_pairs(tmp_path / "h")
-    assert [(r.prompt, r.chosen, r.rejected) for r in df.itertuples()] == [("p1", "good", "bad"), ("p3", "long", "short")]
+    assert [(r.prompt, r.chosen, r.rejected) for r in df.itertuples()] == [
+        ("p1", "good", "bad"),
+        ("p3", "long", "short"),
+    ]
     assert "1 without a pair" in capsys.readouterr().out
-    assert main(["data", "hf", str(tmp_path / "hs2.jsonl"), "--schema", "ratings", "--attribute", "correctness",
-                 "--out", str(tmp_path / "c")]) == 0
-    assert [(r.chosen, r.rejected) for r in read_pairs(tmp_path / "c").itertuples()] == [("good", "bad"),
-                                                                                       ("short", "long")]
+    assert (
+        main(
+            [
+                "data",
+                "hf",
+                str(tmp_path / "hs2.jsonl"),
+                "--schema",
+                "ratings",
+                "--attribute",
+                "correctness",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
+    assert [(r.chosen, r.rejected) for r in read_pairs(tmp_path / "c").itertuples()] == [
+        ("good", "bad"),
+        ("short", "long"),
+    ]
 
 
 def test_a_wrong_column_map_lists_the_columns_found(tmp_path, capsys):
@@ -118,7 +196,21 @@ def test_a_wrong_column_map_lists_the_columns_found(tmp_path, capsys):
     assert "chosen → 'chosen'" in err and "(q, good, bad)" in err, err
     assert main(["data", "hf", str(tmp_path / "d"), "--map", "answer=good", "--out", str(tmp_path / "o")]) == 2
     assert "['answer'] are not fields of the pairs schema" in capsys.readouterr().err
-    assert main(["data", "hf", str(tmp_path / "d"), "--schema", "ratings", "--map", "prompt=q,response=good",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "hf",
+                str(tmp_path / "d"),
+                "--schema",
+                "ratings",
+                "--map",
+                "prompt=q,response=good",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "attribute → 'helpfulness'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

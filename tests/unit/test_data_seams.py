@@ -80,7 +80,7 @@ def test_train_pairs_shuffle_shard_budget_and_fit(synth):
     for p in a[:200]:
         assert len(p.prompt) + len(p.chosen) <= 64 and len(p.prompt) + len(p.rejected) <= 64
         assert p.chosen[-1] == tok.reward_id() == tok.pad_id and p.rejected[-1] == tok.reward_id()  # <|endoftext|>
-        assert (p.prompt[-len(header):] == header).all()  # cut from the left: the assistant header stays
+        assert (p.prompt[-len(header) :] == header).all()  # cut from the left: the assistant header stays
         long_prompts += p.prompt[0] != tok.encode("<|im_start|>")[0]
     assert long_prompts > 0  # ctx 64 is short enough that some prompts were cut
     full = open_train_pairs(data, seed=0, ctx_len=4096)
@@ -110,8 +110,11 @@ def test_eval_sets_by_category_cap_and_missing(synth, tmp_path):
     assert {s.category for s in sets.values()} == set(CATEGORIES)
     assert all(s.category == EVAL_SETS[n] and len(s.pairs) == 10 for n, s in sets.items())
     # a user set is registered by name, category and path
-    extra = EvalSpec(dir=str(out / "evals"), sets=("mine",),
-                     extra={"mine": EvalSetSpec(category="objective", path=str(out / "evals" / "rmbench_math.jsonl"))})
+    extra = EvalSpec(
+        dir=str(out / "evals"),
+        sets=("mine",),
+        extra={"mine": EvalSetSpec(category="objective", path=str(out / "evals" / "rmbench_math.jsonl"))},
+    )
     assert load_eval_sets(extra, tokenizer=tok, ctx_len=128)["mine"].category == "objective"
     with pytest.raises(EvalSetMissing, match=re.escape(str(tmp_path / "rmb_helpfulness.jsonl"))):
         load_eval_sets(EvalSpec(dir=str(tmp_path), sets=("rmb_helpfulness",)), tokenizer=tok, ctx_len=128)
@@ -135,6 +138,7 @@ def test_cli_evals_and_synth(synth, tmp_path, capsys):
 
 
 # -- the planted signals ---------------------------------------------------------------------------
+
 
 def _bow(text: str) -> Counter:
     return Counter(re.findall(r"[a-z]+", text.lower()))
@@ -179,14 +183,16 @@ def test_style_cues_follow_style_rate_in_train_and_point_wrong_in_adversarial():
     cfg = SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=200, style_rate=0.8, long_extra_words=(8, 20))
     train, evals, _ = generate(cfg)
     longer = np.mean([len(p["chosen"]) > len(p["rejected"]) for p in train])
-    md = np.mean([p["chosen_markdown"] and not p["rejected_markdown"] for p in train]
-                 ) / np.mean([p["chosen_markdown"] != p["rejected_markdown"] for p in train])
+    md = np.mean([p["chosen_markdown"] and not p["rejected_markdown"] for p in train]) / np.mean(
+        [p["chosen_markdown"] != p["rejected_markdown"] for p in train]
+    )
     assert abs(longer - 0.8) < 0.06 and abs(md - 0.8) < 0.04
     adv = [p for n, ps in evals.items() if EVAL_SETS[n] == "adversarial" for p in ps]
     assert np.mean([len(p["rejected"]) > len(p["chosen"]) for p in adv]) > 0.85
     assert all(p["rejected_markdown"] and not p["chosen_markdown"] for p in adv)
-    neutral = generate(SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=10, style_rate=0.5,
-                                   long_extra_words=(8, 20)))[0]
+    neutral = generate(
+        SynthConfig(pairs=4000, seed=2, eval_pairs_per_set=10, style_rate=0.5, long_extra_words=(8, 20))
+    )[0]
     assert abs(np.mean([len(p["chosen"]) > len(p["rejected"]) for p in neutral]) - 0.5) < 0.05
 
 
@@ -215,21 +221,28 @@ def test_zipf_markers_rare_words_appear_only_with_more_data():
         train, _, world = generate(cfg)
         good = set(world.good)
         words = [[w for w in _bow(p["chosen"] + " " + p["rejected"]) if w in good] for p in train]
-        return [len({w for ws in words[:n] for w in ws}) for n in ns], collections.Counter(w for ws in words for w in ws), world
+        return (
+            [len({w for ws in words[:n] for w in ws}) for n in ns],
+            collections.Counter(w for ws in words for w in ws),
+            world,
+        )
 
     ns = (100, 400, 1600, 6400)
-    seen, counts, world = seen_by(SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=256,
-                                              quality_zipf=1.5), ns)
+    seen, counts, world = seen_by(
+        SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=256, quality_zipf=1.5), ns
+    )
     assert seen[0] < seen[1] < seen[2] < seen[3] < 256, seen
     assert 2.0 < counts[world.good[0]] / counts[world.good[1]] < 3.8  # 2^1.5 ≈ 2.83
-    uniform, _, _ = seen_by(SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=16,
-                                     quality_zipf=0.0), ns)
+    uniform, _, _ = seen_by(
+        SynthConfig(pairs=6400, seed=1, eval_pairs_per_set=10, quality_words=16, quality_zipf=0.0), ns
+    )
     assert uniform[0] == uniform[-1] == 16
     with pytest.raises(ValueError, match="quality_zipf"):
         SynthConfig(quality_zipf=-1)
 
 
 # -- bad input: named errors, not tracebacks (issue 19's table) -------------------------------------
+
 
 def test_bad_pairs_files_are_named_errors(synth, tmp_path):
     import pandas as pd
@@ -242,18 +255,23 @@ def test_bad_pairs_files_are_named_errors(synth, tmp_path):
     (tmp_path / "corrupt.parquet").write_bytes(b"PAR1" + b"\x00" * 64)
     (tmp_path / "empty.parquet").write_bytes(b"")
     (tmp_path / "pairs.csv").write_text("prompt,chosen,rejected\np,c,r\n")
-    (tmp_path / "null.jsonl").write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n'
-                                         '{"prompt": "p", "chosen": null, "rejected": "r"}\n')
+    (tmp_path / "null.jsonl").write_text(
+        '{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": null, "rejected": "r"}\n'
+    )
     (tmp_path / "int.jsonl").write_text('{"prompt": "p", "chosen": 3, "rejected": "r"}\n')
-    (tmp_path / "turns.jsonl").write_text('{"prompt": [{"role": "user", "content": "q"}, '
-                                          '{"role": "assistant", "content": "a"}], "chosen": "c", "rejected": "r"}\n')
-    cases = {"nochosen.parquet": r"nochosen.parquet: missing columns \['chosen'\]",
-             "corrupt.parquet": "corrupt.parquet: not a readable Parquet file",
-             "empty.parquet": r"empty.parquet: empty file \(0 bytes\)",
-             "pairs.csv": "pairs.csv: a pairs file must be .parquet or .jsonl, not .csv",
-             "null.jsonl": "null.jsonl:2: field 'chosen' must be a string, got null",
-             "int.jsonl": "int.jsonl:1: field 'chosen' must be a string, got int",
-             "turns.jsonl": "turns.jsonl:1: field 'prompt': prompt turn 1: the last turn must be the user's"}
+    (tmp_path / "turns.jsonl").write_text(
+        '{"prompt": [{"role": "user", "content": "q"}, '
+        '{"role": "assistant", "content": "a"}], "chosen": "c", "rejected": "r"}\n'
+    )
+    cases = {
+        "nochosen.parquet": r"nochosen.parquet: missing columns \['chosen'\]",
+        "corrupt.parquet": "corrupt.parquet: not a readable Parquet file",
+        "empty.parquet": r"empty.parquet: empty file \(0 bytes\)",
+        "pairs.csv": "pairs.csv: a pairs file must be .parquet or .jsonl, not .csv",
+        "null.jsonl": "null.jsonl:2: field 'chosen' must be a string, got null",
+        "int.jsonl": "int.jsonl:1: field 'chosen' must be a string, got int",
+        "turns.jsonl": "turns.jsonl:1: field 'prompt': prompt turn 1: the last turn must be the user's",
+    }
     for name, match in cases.items():
         with pytest.raises(PairsFileError, match=match):
             list(iter_pairs(tmp_path / name))
@@ -267,13 +285,18 @@ def test_bad_pairs_files_are_named_errors(synth, tmp_path):
 def test_cli_evals_bad_json_line_is_unreadable_not_found(tmp_path, capsys):
     ev = tmp_path / "ev"
     ev.mkdir()
-    (ev / "offsetbias.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
-                                         '{"prompt": "p", "chosen": "a", "rejected": "b"\n')
-    (ev / "helpsteer2.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
-                                         '{"prompt": "p", "chosen": 7, "rejected": "b"}\n')
+    (ev / "offsetbias.jsonl").write_text(
+        '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a", "rejected": "b"\n'
+    )
+    (ev / "helpsteer2.jsonl").write_text(
+        '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": 7, "rejected": "b"}\n'
+    )
     assert main(["data", "evals", "--dir", str(ev), "--format", "json"]) == 2
     rows = {r["set"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["offsetbias"]["status"].startswith("unreadable:") and "offsetbias.jsonl:2: bad JSON" in rows["offsetbias"]["status"]
+    assert (
+        rows["offsetbias"]["status"].startswith("unreadable:")
+        and "offsetbias.jsonl:2: bad JSON" in rows["offsetbias"]["status"]
+    )
     assert "helpsteer2.jsonl:2: field 'chosen' must be a string, got int" in rows["helpsteer2"]["status"]
     assert rows["offsetbias"]["pairs"] is None and rows["rmb_helpfulness"]["status"] == "missing"
 
@@ -287,14 +310,20 @@ def test_conversation_prompts_round_trip_parquet_and_cache(synth, tmp_path):
 
     out, _ = synth
     tok = load_tokenizer(out / "tokenizer.json")
-    conv = [{"role": "user", "content": "first question"}, {"role": "assistant", "content": "first answer"},
-            {"role": "user", "content": "second question"}]
+    conv = [
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "second question"},
+    ]
     df = pd.DataFrame({"prompt": ["plain question", conv], "chosen": ["good", "fine"], "rejected": ["bad", "poor"]})
     write_pairs(df, tmp_path / "train.parquet")
     back = read_pairs(tmp_path / "train.parquet")
     assert back["prompt"][0] == "plain question" and back["prompt"][1] == conv
     folder = build_cache(tmp_path / "train.parquet", tok)
-    pairs = open_train_pairs(DataSpec(source=str(tmp_path / "train.parquet"), tokenizer=str(out / "tokenizer.json"),
-                                      pairs=2), seed=0, ctx_len=4096)
+    pairs = open_train_pairs(
+        DataSpec(source=str(tmp_path / "train.parquet"), tokenizer=str(out / "tokenizer.json"), pairs=2),
+        seed=0,
+        ctx_len=4096,
+    )
     texts = sorted(tok.decode(p.prompt.tolist()) for p in pairs)
     assert folder.is_dir() and prompt_text(conv) in texts and prompt_text("plain question") in texts

@@ -36,8 +36,14 @@ def test_golden_pairs(tmp_path):
     assert got == expected
     # Q5's two answers tie (2 = 2): no pair; 10 empty, 13 deleted, 18 over-long, 17 orphan, 19 a tag wiki.
     assert 5 not in {r["question_id"] for r in got}
-    assert s.filtered == {"empty": 1, "deleted": 1, "too_long": 1, "orphan_answer": 1, "other_post_type": 1,
-                          "questions_without_pair": 1}
+    assert s.filtered == {
+        "empty": 1,
+        "deleted": 1,
+        "too_long": 1,
+        "orphan_answer": 1,
+        "other_post_type": 1,
+        "questions_without_pair": 1,
+    }
     assert (s.posts_read, s.questions, s.pairs_train, s.pairs_test) == (19, 4, 7, 0)
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["pairs"] == 7 and summary["options"]["accepted_bonus"] == 1
@@ -45,7 +51,9 @@ def test_golden_pairs(tmp_path):
 
 def test_accepted_bonus_turns_ties_and_can_be_switched_off(tmp_path):
     # Q1: answer 2 has 5 votes, accepted answer 3 has 4: with the +1 bonus they tie (no pair) …
-    with_bonus = _pairs(Path(convert(FIX / "Posts.xml", tmp_path / "a", ConvertOptions(**GOLDEN)).outputs["train"]).parent)
+    with_bonus = _pairs(
+        Path(convert(FIX / "Posts.xml", tmp_path / "a", ConvertOptions(**GOLDEN)).outputs["train"]).parent
+    )
     ids = set(zip(with_bonus.chosen_id, with_bonus.rejected_id))
     assert (2, 3) not in ids and (3, 2) not in ids
     # … without it, votes alone prefer 2 over 3.
@@ -132,15 +140,18 @@ def test_jsonl_output_reads_back(tmp_path):
     assert len(df) == 7 and {"prompt", "chosen", "rejected", "question_id", "site"} <= set(df.columns)
 
 
-@pytest.mark.parametrize("html,md", [
-    ("<p>a &amp; b</p><p>c</p>", "a & b\n\nc"),
-    ("<pre><code>if x &lt; 1:\n    y()\n</code></pre>", "```\nif x < 1:\n    y()\n```"),
-    ("<p><strong>b</strong> <em>i</em> <code>&lt;t&gt;</code></p>", "**b** *i* `<t>`"),
-    ("<ul><li>one</li><li>two</li></ul>", "- one\n- two"),
-    ("<ol><li>x</li><li>y</li></ol>", "1. x\n2. y"),
-    ('<p><a href="http://u">l</a> <img src="i.png" alt="p"></p>', "[l](http://u) ![p](i.png)"),
-    ("<blockquote><p>q</p></blockquote><h3>H</h3>", "> q\n\n### H"),
-    ("plain text", "plain text"),
-])
+@pytest.mark.parametrize(
+    "html,md",
+    [
+        ("<p>a &amp; b</p><p>c</p>", "a & b\n\nc"),
+        ("<pre><code>if x &lt; 1:\n    y()\n</code></pre>", "```\nif x < 1:\n    y()\n```"),
+        ("<p><strong>b</strong> <em>i</em> <code>&lt;t&gt;</code></p>", "**b** *i* `<t>`"),
+        ("<ul><li>one</li><li>two</li></ul>", "- one\n- two"),
+        ("<ol><li>x</li><li>y</li></ol>", "1. x\n2. y"),
+        ('<p><a href="http://u">l</a> <img src="i.png" alt="p"></p>', "[l](http://u) ![p](i.png)"),
+        ("<blockquote><p>q</p></blockquote><h3>H</h3>", "> q\n\n### H"),
+        ("plain text", "plain text"),
+    ],
+)
 def test_html_to_markdown(html, md):
     assert html_to_markdown(html) == md

@@ -69,8 +69,13 @@ def test_chain_names_are_bound_anew_per_pair():
     assert max(len(v) for v in ends.values()) > 3  # no fixed table to memorise: the prompt decides
 
 
-@pytest.mark.parametrize("kw,field", [({"answer_hops": -1}, "answer_hops (--answer-hops)"),
-                                      ({"answer_hops": 3, "chain_names": 7}, "chain_names (--chain-names)")])
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        ({"answer_hops": -1}, "answer_hops (--answer-hops)"),
+        ({"answer_hops": 3, "chain_names": 7}, "chain_names (--chain-names)"),
+    ],
+)
 def test_bad_hops_knobs_are_named(kw, field):
     with pytest.raises(SynthConfigError, match=re.escape(field)):
         SynthConfig(**kw)
@@ -102,9 +107,14 @@ def test_parity_pairs_prefer_the_verdict_of_the_secret_flags_and_no_flag_alone_p
     assert all(abs(a / len(answer) - 0.5) < 0.05 for a in agree.values()), agree
 
 
-@pytest.mark.parametrize("kw,field", [({"parity_flags": 0}, "parity_flags (--parity-flags)"),
-                                      ({"parity_flags": 4, "parity_k": 5}, "parity_k (--parity-k)"),
-                                      ({"answer_form": "oracle"}, "answer_form (--answer-form)")])
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        ({"parity_flags": 0}, "parity_flags (--parity-flags)"),
+        ({"parity_flags": 4, "parity_k": 5}, "parity_k (--parity-k)"),
+        ({"answer_form": "oracle"}, "answer_form (--answer-form)"),
+    ],
+)
 def test_bad_parity_knobs_are_named(kw, field):
     with pytest.raises(SynthConfigError, match=re.escape(field)):
         SynthConfig(**kw)

@@ -28,11 +28,20 @@ EXPECTED = {
     "rmbench_math": (3 * 9 - 3, 3, {"empty reply": 3}),
     "rmbench_humanevalpack": (10 * 9, 10, {}),
     "offsetbias": (80, None, {}),
-    "rewardbench_llmbar": (16, 16, {"subset 'mt-bench-hard' is not LLMBar": 1,
-                                  "subset 'alpacaeval-easy' is not LLMBar": 1}),
-    "ppe_mbpp_plus": (4 + 8 + 3, 3, {"conflict pair of equal correctness": 1,
-                                     "model claude-3-haiku-20240307 excluded (WorldPM App. A.4)": 1,
-                                     "all responses correct (no pair)": 1}),
+    "rewardbench_llmbar": (
+        16,
+        16,
+        {"subset 'mt-bench-hard' is not LLMBar": 1, "subset 'alpacaeval-easy' is not LLMBar": 1},
+    ),
+    "ppe_mbpp_plus": (
+        4 + 8 + 3,
+        3,
+        {
+            "conflict pair of equal correctness": 1,
+            "model claude-3-haiku-20240307 excluded (WorldPM App. A.4)": 1,
+            "all responses correct (no pair)": 1,
+        },
+    ),
     "ppe_human_preference": (16, 16, {"winner 'tie'": 1, "winner 'tie (bothbad)'": 1}),
     "helpsteer2": (13, 13, {"tie on helpfulness": 1, "prompt with a single response": 1}),
     "rmb_helpfulness": (42, 8, {}),  # RMB pairs several answers to one query: 42 pairs share 8 prompts
@@ -70,7 +79,9 @@ def test_known_rows_chosen_and_rejected():
     # EvalBiasBench: label 1 = response1 better (the first 'length bias' record)
     ob = _rows("offsetbias")[0]
     assert ob["prompt"] == "Write a script for a 10-second conversation between two characters."
-    assert ob["chosen"].startswith("Person A: Hi, how are you?") and ob["rejected"].startswith("Person A: Hi, I'm John.")
+    assert ob["chosen"].startswith("Person A: Hi, how are you?") and ob["rejected"].startswith(
+        "Person A: Hi, I'm John."
+    )
     # RewardBench: LLMBar rows only, as given
     rb = {r["group"]: r for r in _rows("rewardbench_llmbar")}
     assert rb["llmbar-adver-neighbor/102"]["chosen"] == "Joyful."
@@ -113,6 +124,7 @@ def test_ppe_mbpp_excludes_claude_3_haiku_only_there():
 
 # -- the real releases ---------------------------------------------------------------------------
 
+
 def test_real_rmbench_chat_every_prompt_own_lists_and_style_labels(tmp_path):
     items = json.loads(SOURCES["rmbench_chat"].read_text())
     import_set("rmbench_chat", SOURCES["rmbench_chat"], tmp_path)
@@ -146,13 +158,17 @@ def test_real_rmb_multi_turn_keeps_every_turn(tmp_path):
     assert len(five) == 2
     r = five[0]
     src = raw[r["group"]]
-    assert [(t["role"], t["content"]) for t in r["prompt"]] == [(t["role"], t["content"]) for t in src["conversation_input"]]
+    assert [(t["role"], t["content"]) for t in r["prompt"]] == [
+        (t["role"], t["content"]) for t in src["conversation_input"]
+    ]
     assert r["chosen"] == src["chosen"]["answer"] and r["rejected"] == src["reject"]["answer"]
     text = prompt_text(r["prompt"])
     turns = src["conversation_input"]
-    expected = ("<|im_start|>system\n<|im_end|>\n"
-                + "".join(f"<|im_start|>{t['role']}\n{t['content']}<|im_end|>\n" for t in turns)
-                + "<|im_start|>assistant\n")
+    expected = (
+        "<|im_start|>system\n<|im_end|>\n"
+        + "".join(f"<|im_start|>{t['role']}\n{t['content']}<|im_end|>\n" for t in turns)
+        + "<|im_start|>assistant\n"
+    )
     assert text == expected and text.count("<|im_start|>user\n") == 3
     singles = [r for r in df.to_dict("records") if isinstance(r["prompt"], str)]
     assert len(singles) == sum(len(it["conversation_input"]) == 1 for it in raw.values())
@@ -168,28 +184,65 @@ def test_parquet_output_keeps_conversations(tmp_path):
 
 # -- bad input ------------------------------------------------------------------------------------
 
+
 def _write(path: Path, obj) -> Path:
     path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
     return path
 
 
-@pytest.mark.parametrize("name,content,match", [
-    ("rmbench_chat", [{"id": 1, "chosen": ["a", "b", "c"], "rejected": ["d", "e", "f"]}], "missing field 'prompt'"),
-    ("rmbench_chat", [{"id": 1, "prompt": "p", "chosen": "a", "rejected": ["d", "e", "f"]}],
-     "field 'chosen' must be list, got str"),
-    ("rmbench_chat", [{"id": 1, "prompt": "p", "chosen": ["a", "b"], "rejected": ["d", "e", "f"]}],
-     "field 'chosen' must hold 3 replies"),
-    ("rmbench_chat", [], "no records"),
-    ("rmbench_chat", "", "empty file"),
-    ("rmbench_chat", "{not json", "bad JSON"),
-    ("offsetbias", [{"instruction": "i", "response1": "a", "response2": "b", "label": 3}], "'label' must be 1 or 2"),
-    ("offsetbias", [{"instruction": "i", "response1": "a", "response2": None, "label": 1}],
-     "field 'response2' must be str, got null"),
-    ("rmb_helpfulness", [{"pair_uid": "1", "conversation_input": [{"role": "user", "content": "q"}],
-                          "chosen": {"llm_name": "x"}, "reject": {"answer": "b"}}], "'chosen'.answer must be str"),
-    ("rmb_helpfulness", [{"pair_uid": "1", "conversation_input": [{"role": "assistant", "content": "q"}],
-                          "chosen": {"answer": "a"}, "reject": {"answer": "b"}}], "last turn must be the user's"),
-])
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("rmbench_chat", [{"id": 1, "chosen": ["a", "b", "c"], "rejected": ["d", "e", "f"]}], "missing field 'prompt'"),
+        (
+            "rmbench_chat",
+            [{"id": 1, "prompt": "p", "chosen": "a", "rejected": ["d", "e", "f"]}],
+            "field 'chosen' must be list, got str",
+        ),
+        (
+            "rmbench_chat",
+            [{"id": 1, "prompt": "p", "chosen": ["a", "b"], "rejected": ["d", "e", "f"]}],
+            "field 'chosen' must hold 3 replies",
+        ),
+        ("rmbench_chat", [], "no records"),
+        ("rmbench_chat", "", "empty file"),
+        ("rmbench_chat", "{not json", "bad JSON"),
+        (
+            "offsetbias",
+            [{"instruction": "i", "response1": "a", "response2": "b", "label": 3}],
+            "'label' must be 1 or 2",
+        ),
+        (
+            "offsetbias",
+            [{"instruction": "i", "response1": "a", "response2": None, "label": 1}],
+            "field 'response2' must be str, got null",
+        ),
+        (
+            "rmb_helpfulness",
+            [
+                {
+                    "pair_uid": "1",
+                    "conversation_input": [{"role": "user", "content": "q"}],
+                    "chosen": {"llm_name": "x"},
+                    "reject": {"answer": "b"},
+                }
+            ],
+            "'chosen'.answer must be str",
+        ),
+        (
+            "rmb_helpfulness",
+            [
+                {
+                    "pair_uid": "1",
+                    "conversation_input": [{"role": "assistant", "content": "q"}],
+                    "chosen": {"answer": "a"},
+                    "reject": {"answer": "b"},
+                }
+            ],
+            "last turn must be the user's",
+        ),
+    ],
+)
 def test_malformed_json_sources_are_named_errors(tmp_path, name, content, match):
     src = _write(tmp_path / "src.json", content)
     with pytest.raises(EvalImportError, match=match):
@@ -201,12 +254,18 @@ def test_malformed_parquet_and_jsonl_sources(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"question_id": ["q"], "prompt": ["p"], "scores": [[True, False]],
-                             "response_1": ["a"]}), tmp_path / "k.parquet")
+    pq.write_table(
+        pa.table({"question_id": ["q"], "prompt": ["p"], "scores": [[True, False]], "response_1": ["a"]}),
+        tmp_path / "k.parquet",
+    )
     with pytest.raises(EvalImportError, match=r"2 scores but response columns \['response_1'\]"):
         build("ppe_gpqa", tmp_path / "k.parquet")
-    pq.write_table(pa.table({"question_id": ["q"], "prompt": ["p"], "scores": [[True, False]],
-                             "response_1": ["a"], "response_2": ["b"]}), tmp_path / "m.parquet")
+    pq.write_table(
+        pa.table(
+            {"question_id": ["q"], "prompt": ["p"], "scores": [[True, False]], "response_1": ["a"], "response_2": ["b"]}
+        ),
+        tmp_path / "m.parquet",
+    )
     with pytest.raises(EvalImportError, match="missing field 'model_name'"):  # needed to drop Claude-3-Haiku
         build("ppe_mbpp_plus", tmp_path / "m.parquet")
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
@@ -231,18 +290,35 @@ def test_malformed_parquet_and_jsonl_sources(tmp_path):
 
 def test_cli_import_exit_codes_and_force(tmp_path, capsys):
     out = tmp_path / "ev"
-    assert main(["data", "evals", "import", "rewardbench_llmbar", str(SOURCES["rewardbench_llmbar"]),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["data", "evals", "import", "rewardbench_llmbar", str(SOURCES["rewardbench_llmbar"]), "--out", str(out)])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "16 pairs from 16 prompts" in text and "skipped 1: subset 'mt-bench-hard' is not LLMBar" in text
     before = (out / "rewardbench_llmbar.jsonl").read_text()
     (out / "rewardbench_llmbar.jsonl").write_text("mine\n")
-    assert main(["data", "evals", "import", "rewardbench_llmbar", str(SOURCES["rewardbench_llmbar"]),
-                 "--out", str(out)]) == 2
+    assert (
+        main(["data", "evals", "import", "rewardbench_llmbar", str(SOURCES["rewardbench_llmbar"]), "--out", str(out)])
+        == 2
+    )
     assert "already exists (pass --force" in capsys.readouterr().err
     assert (out / "rewardbench_llmbar.jsonl").read_text() == "mine\n"  # not overwritten
-    assert main(["data", "evals", "import", "rewardbench_llmbar", str(SOURCES["rewardbench_llmbar"]),
-                 "--out", str(out), "--force"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "evals",
+                "import",
+                "rewardbench_llmbar",
+                str(SOURCES["rewardbench_llmbar"]),
+                "--out",
+                str(out),
+                "--force",
+            ]
+        )
+        == 0
+    )
     assert (out / "rewardbench_llmbar.jsonl").read_text() == before
     bad = _write(tmp_path / "b.json", [{"id": 1, "prompt": 5, "chosen": ["a"] * 3, "rejected": ["b"] * 3}])
     assert main(["data", "evals", "import", "rmbench_chat", str(bad), "--out", str(out)]) == 2

@@ -28,8 +28,11 @@ def _readme_matrix(score_chosen: np.ndarray, score_rejected: np.ndarray) -> dict
     """RM-Bench README recipe, written out: acc[i][j] = share of items whose chosen style-i score beats the
     rejected style-j score; hard = upper-right triangle mean, normal = diagonal, easy = lower-left."""
     acc = (score_chosen[:, :, None] > score_rejected[:, None, :]).mean(axis=0)
-    return {names.ACC_HARD: np.triu(acc, 1).sum() / 3, names.ACC_NORMAL: np.diag(acc).mean(),
-            names.ACC_EASY: np.tril(acc, -1).sum() / 3}
+    return {
+        names.ACC_HARD: np.triu(acc, 1).sum() / 3,
+        names.ACC_NORMAL: np.diag(acc).mean(),
+        names.ACC_EASY: np.tril(acc, -1).sum() / 3,
+    }
 
 
 def test_rmbench_accuracy_matches_the_readme_matrix():
@@ -83,15 +86,30 @@ def test_group_metadata_reaches_tokenized_pairs(tmp_path):
     import_set("ppe_gpqa", FIX / "ppe" / "gpqa.parquet", tmp_path)
     import_set("rmb_helpfulness", FIX / "rmb" / "Pairwise_set" / "Helpfulness", tmp_path)
     (tmp_path / "helpsteer2.jsonl").write_text(  # no markdown columns, a conversation prompt
-        json.dumps({"prompt": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
-                                {"role": "user", "content": "list two"}],
-                    "chosen": "- a\n- b", "rejected": "a and b"}) + "\n")
+        json.dumps(
+            {
+                "prompt": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "yo"},
+                    {"role": "user", "content": "list two"},
+                ],
+                "chosen": "- a\n- b",
+                "rejected": "a and b",
+            }
+        )
+        + "\n"
+    )
     tok = train_bpe(["hello world list two a b - yo hi"] * 20, tmp_path / "tok.json", vocab_size=300)
-    sets = load_eval_sets(EvalSpec(dir=str(tmp_path), sets=("ppe_gpqa", "helpsteer2", "rmb_helpfulness")),
-                          tokenizer=tok, ctx_len=4096)
+    sets = load_eval_sets(
+        EvalSpec(dir=str(tmp_path), sets=("ppe_gpqa", "helpsteer2", "rmb_helpfulness")), tokenizer=tok, ctx_len=4096
+    )
     g = sets["ppe_gpqa"].pairs
-    assert {p.group for p in g} == {"q1/gpt-4o-mini-2024-07-18", "q1/claude-3-haiku-20240307",
-                                    "q3/Meta-Llama-3-8B-Instruct", "q4/gpt-4o-mini-2024-07-18"}
+    assert {p.group for p in g} == {
+        "q1/gpt-4o-mini-2024-07-18",
+        "q1/claude-3-haiku-20240307",
+        "q3/Meta-Llama-3-8B-Instruct",
+        "q4/gpt-4o-mini-2024-07-18",
+    }
     assert [(p.chosen_slot, p.rejected_slot) for p in g[:4]] == [(0, 1), (2, 3), (4, 5), (2, 1)]
     hs = sets["helpsteer2"].pairs[0]
     assert (hs.chosen_markdown, hs.rejected_markdown, hs.group, hs.chosen_slot) == (True, False, None, -1)
@@ -114,14 +132,19 @@ def test_label_sources_reach_the_report_style_section(tmp_path):
     import_set("rmbench_chat", FIX / "rmbench" / "chat_filtered.json", tmp_path)
     import_set("offsetbias", FIX / "offsetbias" / "biasbench.json", tmp_path)
     row = {"prompt": "p", "chosen": "- a", "rejected": "b"}
-    (tmp_path / "helpsteer2.jsonl").write_text(json.dumps({**row, "chosen_markdown": True,
-                                                           "rejected_markdown": False}) + "\n")
+    (tmp_path / "helpsteer2.jsonl").write_text(
+        json.dumps({**row, "chosen_markdown": True, "rejected_markdown": False}) + "\n"
+    )
     (tmp_path / "rmb_helpfulness.jsonl").write_text(json.dumps(row) + "\n")
     labels = label_sources(EvalSpec(dir=str(tmp_path)))
-    assert labels == {"rmbench_chat": LABELS_STYLE_INDEX, "offsetbias": LABELS_DETECTED,
-                      "helpsteer2": LABELS_TRUE, "rmb_helpfulness": AT_LOAD}
+    assert labels == {
+        "rmbench_chat": LABELS_STYLE_INDEX,
+        "offsetbias": LABELS_DETECTED,
+        "helpsteer2": LABELS_TRUE,
+        "rmb_helpfulness": AT_LOAD,
+    }
     rep = Report(sweep="s", models=["tiny"], n_of={"tiny": 1e5})
     phi = {"markdown": {"tiny": (np.array([64.0, 128.0]), np.array([0.2, 0.1]))}}
     text = write_markdown(rep, tmp_path / "report.md", phi, labels).read_text()
-    style = text[text.index("## Style"):]
+    style = text[text.index("## Style") :]
     assert f"- rmbench_chat: {LABELS_STYLE_INDEX}" in style and f"- rmb_helpfulness: {AT_LOAD}" in style

@@ -34,16 +34,19 @@ def snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-@pytest.mark.parametrize("out,named", [
-    (".", "the current directory"),
-    ("..", "the current directory"),
-    ("out/demo/cells/{cell}", "the cell's folder"),
-    ("out/demo/cells/{cell}/checkpoints", "the cell's folder"),
-    ("out/demo", "the cell's folder"),      # above the cell's folder
-    ("data/demo", "the training data's folder"),
-    ("data/demo/evals", "the training data's folder"),
-    ("data", "the training data's folder"),
-])
+@pytest.mark.parametrize(
+    "out,named",
+    [
+        (".", "the current directory"),
+        ("..", "the current directory"),
+        ("out/demo/cells/{cell}", "the cell's folder"),
+        ("out/demo/cells/{cell}/checkpoints", "the cell's folder"),
+        ("out/demo", "the cell's folder"),  # above the cell's folder
+        ("data/demo", "the training data's folder"),
+        ("data/demo/evals", "the training data's folder"),
+        ("data", "the training data's folder"),
+    ],
+)
 def test_force_never_replaces_what_is_not_an_export(work, capsys, monkeypatch, out, named):
     root, sweep, run = work
     monkeypatch.chdir(root)

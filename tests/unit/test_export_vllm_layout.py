@@ -25,16 +25,32 @@ def vllm_qwen2_rm_weights(cfg: dict) -> dict[str, tuple[int, ...]]:
     """Every tensor name (and shape) vLLM's Qwen2ForRewardModel.load_weights takes from a checkpoint."""
     h, n, kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d, inter, vocab = h // n, cfg["intermediate_size"], cfg["vocab_size"]
-    w = {"model.embed_tokens.weight": (vocab, h), "model.norm.weight": (h,),
-         "score.0.weight": (h, h), "score.0.bias": (h,), "score.2.weight": (1, h), "score.2.bias": (1,)}
+    w = {
+        "model.embed_tokens.weight": (vocab, h),
+        "model.norm.weight": (h,),
+        "score.0.weight": (h, h),
+        "score.0.bias": (h,),
+        "score.2.weight": (1, h),
+        "score.2.bias": (1,),
+    }
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        w.update({p + "self_attn.q_proj.weight": (n * d, h), p + "self_attn.q_proj.bias": (n * d,),
-                  p + "self_attn.k_proj.weight": (kv * d, h), p + "self_attn.k_proj.bias": (kv * d,),
-                  p + "self_attn.v_proj.weight": (kv * d, h), p + "self_attn.v_proj.bias": (kv * d,),
-                  p + "self_attn.o_proj.weight": (h, n * d), p + "mlp.gate_proj.weight": (inter, h),
-                  p + "mlp.up_proj.weight": (inter, h), p + "mlp.down_proj.weight": (h, inter),
-                  p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,)})
+        w.update(
+            {
+                p + "self_attn.q_proj.weight": (n * d, h),
+                p + "self_attn.q_proj.bias": (n * d,),
+                p + "self_attn.k_proj.weight": (kv * d, h),
+                p + "self_attn.k_proj.bias": (kv * d,),
+                p + "self_attn.v_proj.weight": (kv * d, h),
+                p + "self_attn.v_proj.bias": (kv * d,),
+                p + "self_attn.o_proj.weight": (h, n * d),
+                p + "mlp.gate_proj.weight": (inter, h),
+                p + "mlp.up_proj.weight": (inter, h),
+                p + "mlp.down_proj.weight": (h, inter),
+                p + "input_layernorm.weight": (h,),
+                p + "post_attention_layernorm.weight": (h,),
+            }
+        )
     return w
 
 
@@ -71,8 +87,11 @@ def test_export_has_the_layout_vllm_qwen2_reward_model_loads(exported):
     # reward per token, and the scorer reads the one at the recorded token
     meta = json.loads((exported / "wps_export.json").read_text())
     assert cfg["reward_token"] == "<|endoftext|>" and meta["reward_token"] == "endoftext"
-    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
-                                  tokenize=True, add_generation_prompt=False)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+        tokenize=True,
+        add_generation_prompt=False,
+    )
     ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
     assert tok.convert_ids_to_tokens(ids[-1]) == cfg["reward_token"]
 

@@ -26,8 +26,13 @@ def import_graph(root: Path = PKG) -> dict[str, set[str]]:
     for mod, path in files.items():
         pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         tree = ast.parse(path.read_text(), str(path))
-        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _type_checking(node.test)
-                for stmt in node.body for n in ast.walk(stmt)}
+        skip = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and _type_checking(node.test)
+            for stmt in node.body
+            for n in ast.walk(stmt)
+        }
         for node in ast.walk(tree):
             if id(node) in skip:
                 continue
@@ -51,7 +56,8 @@ def import_graph(root: Path = PKG) -> dict[str, set[str]]:
 
 def _type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -65,7 +71,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         stack.pop()

@@ -21,8 +21,15 @@ from worldpm_scaling.launch.ranks import (
 )
 from worldpm_scaling.launch.status import TERMINAL, cell_state
 
-SRUN_2x1 = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "0",
-            "SLURM_STEP_NODELIST": "wpsnode[1-2]", "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "SLURM_NTASKS": "2"}
+SRUN_2x1 = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_STEP_NUM_TASKS": "2",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "0",
+    "SLURM_STEP_NODELIST": "wpsnode[1-2]",
+    "SLURM_STEP_TASKS_PER_NODE": "1(x2)",
+    "SLURM_NTASKS": "2",
+}
 
 
 def test_nodelists_expand_in_order():
@@ -50,7 +57,9 @@ def test_a_batch_script_without_srun_is_one_process():
 
 
 def test_torchrun_variables_win_and_must_be_complete():
-    r = rank_env({**SRUN_2x1, "RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1"})
+    r = rank_env(
+        {**SRUN_2x1, "RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
+    )
     assert (r.rank, r.world, r.local_rank, r.source) == (3, 4, 1, "torchrun")
     with pytest.raises(RankSetupError, match="MASTER_ADDR"):
         rank_env({"RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "1"})
@@ -71,8 +80,13 @@ def test_a_multi_host_group_on_a_loopback_hostname_stops_naming_the_field():
     with pytest.raises(NetworkSetupError, match="cluster.network_interface") as e:
         check_network(r, None, interfaces=["lo", "eth0"], resolve=debian_hosts, hostname="wpsnode2")
     with pytest.raises(NetworkSetupError, match="cluster.network_interface"):  # rank 0's host, where the
-        check_network(rank_env({**SRUN_2x1, "SLURM_PROCID": "0"}), None, interfaces=["lo"],  # master is itself
-                      resolve=lambda n: ["127.0.1.1"], hostname="wpsnode1")
+        check_network(
+            rank_env({**SRUN_2x1, "SLURM_PROCID": "0"}),
+            None,
+            interfaces=["lo"],  # master is itself
+            resolve=lambda n: ["127.0.1.1"],
+            hostname="wpsnode1",
+        )
     assert "127.0.1.1" in str(e.value) and "wpsnode2" in str(e.value)
     check_network(r, "eth0", interfaces=["lo", "eth0"], resolve=_loopback, hostname="wpsnode2")  # named: fine
     check_network(r, None, interfaces=["lo"], resolve=lambda n: ["10.0.0.2"], hostname="wpsnode2")  # routable
@@ -118,19 +132,31 @@ def test_fifty_simultaneous_starts_of_four_ranks_write_their_markers(tmp_path):
 
 
 def test_a_lost_peer_is_named_by_rank_host_and_address():
-    recs = {0: {"rank": 0, "host": "n1", "address": "10.213.7.2", "pid": 1},
-            1: {"rank": 1, "host": "n2", "address": "10.213.7.3", "pid": 77}}
+    recs = {
+        0: {"rank": 0, "host": "n1", "address": "10.213.7.2", "pid": 1},
+        1: {"rank": 1, "host": "n2", "address": "10.213.7.3", "pid": 77},
+    }
     err = "RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.213.7.3]:40321"
     assert markers.describe_lost_rank(err, recs, me=0) == "rank 1 on host n2 (10.213.7.3, pid 77)"
     assert markers.describe_lost_rank("something else", recs, me=0) is None
 
 
-@pytest.mark.parametrize("marker,sched,shown", [
-    ("PREEMPTED", "PENDING", "REQUEUED"), ("PREEMPTED", "RUNNING", "REQUEUED"), ("REQUEUED", "REQUEUED", "REQUEUED"),
-    ("PREEMPTED", "CANCELLED by 0", "CANCELLED"), ("REQUEUED", "CANCELLED", "CANCELLED"),
-    ("PREEMPTED", "TIMEOUT", "PREEMPTED"), ("PREEMPTED", "EXITED", "PREEMPTED"),
-    ("RUNNING", "CANCELLED by 0", "CANCELLED"), ("RUNNING", "NODE_FAIL", "NODE_FAIL"), ("RUNNING", "EXITED", "FAILED"),
-    ("FINISHED", None, "FINISHED")])
+@pytest.mark.parametrize(
+    "marker,sched,shown",
+    [
+        ("PREEMPTED", "PENDING", "REQUEUED"),
+        ("PREEMPTED", "RUNNING", "REQUEUED"),
+        ("REQUEUED", "REQUEUED", "REQUEUED"),
+        ("PREEMPTED", "CANCELLED by 0", "CANCELLED"),
+        ("REQUEUED", "CANCELLED", "CANCELLED"),
+        ("PREEMPTED", "TIMEOUT", "PREEMPTED"),
+        ("PREEMPTED", "EXITED", "PREEMPTED"),
+        ("RUNNING", "CANCELLED by 0", "CANCELLED"),
+        ("RUNNING", "NODE_FAIL", "NODE_FAIL"),
+        ("RUNNING", "EXITED", "FAILED"),
+        ("FINISHED", None, "FINISHED"),
+    ],
+)
 def test_a_preempted_cell_is_requeued_while_its_job_lives_never_killed(marker, sched, shown):
     assert cell_state(marker, sched) == shown
     assert (shown in TERMINAL) == (shown not in ("REQUEUED", "RUNNING"))
@@ -142,13 +168,17 @@ def test_the_first_rank_of_every_other_node_samples_its_node_into_rank_zeros_run
     from worldpm_scaling.track import system_metrics
 
     started = []
-    monkeypatch.setattr(system_metrics, "start_system_metrics",
-                        lambda run, *, interval_s, node_id: started.append((run.run_id, node_id)) or "mon")
+    monkeypatch.setattr(
+        system_metrics,
+        "start_system_metrics",
+        lambda run, *, interval_s, node_id: started.append((run.run_id, node_id)) or "mon",
+    )
     hosts = ["n1", "n1", "n2", "n2"]
 
     def run(uri="http://10.0.0.1:5000", backend="mlflow", on=True):
-        return SimpleNamespace(tracking=SimpleNamespace(uri=uri, backend=backend, system_metrics=on,
-                                                        system_metrics_interval_s=5.0))
+        return SimpleNamespace(
+            tracking=SimpleNamespace(uri=uri, backend=backend, system_metrics=on, system_metrics_interval_s=5.0)
+        )
 
     def ranks(r):
         return rank_env({"RANK": str(r), "WORLD_SIZE": "4", "MASTER_ADDR": "n1", "MASTER_PORT": "1"})
@@ -167,9 +197,11 @@ def test_wps_launch_refuses_a_profile_interface_this_host_lacks(tmp_path, capsys
     prof = tmp_path / "p.yaml"
     prof.write_text((root / "slurm" / "local-cluster.yaml").read_text() + "network_interface: nosuch9\n")
     y = tmp_path / "s.yaml"
-    y.write_text(f"name: nif\nmodels: [tiny-xs]\ndata: {{source: x.parquet, pairs: 256, tokens_per_pair: 100}}\n"
-                 f"milestones: {{start_log2: 6}}\ntrain: {{global_batch_pairs: 32, micro_batch_pairs: 16}}\n"
-                 f"tracking: {{backend: none}}\nout_dir: {tmp_path / 'out'}\n")
+    y.write_text(
+        f"name: nif\nmodels: [tiny-xs]\ndata: {{source: x.parquet, pairs: 256, tokens_per_pair: 100}}\n"
+        f"milestones: {{start_log2: 6}}\ntrain: {{global_batch_pairs: 32, micro_batch_pairs: 16}}\n"
+        f"tracking: {{backend: none}}\nout_dir: {tmp_path / 'out'}\n"
+    )
     rc = main(["launch", str(y), "--cluster", str(prof), *(["--dry-run"] if dry else [])])
     err = capsys.readouterr().err
     assert rc == 2 and "cluster.network_interface 'nosuch9'" in err and "does not exist on this host" in err, err

@@ -47,7 +47,8 @@ def test_shape_from_checkpoint(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     (tmp_path / "config.json").write_text(
         '{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, '
-        '"num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000, "model_type": "qwen2"}')
+        '"num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000, "model_type": "qwen2"}'
+    )
     s = models.shape_from_checkpoint(tmp_path)
     assert s.path == str(tmp_path) and s.hidden == 64 and s.kv_heads == 2
     with pytest.raises(ValueError, match="no such checkpoint folder"):

@@ -38,8 +38,9 @@ def test_zero_stages_shrink_memory(paper):
     mem = [memory_per_gpu(m, t, gpus=64, zero_stage=s, tokens_per_micro=4000).total for s in range(4)]
     assert mem[0] > mem[1] > mem[2] > mem[3]
     ckpt = memory_per_gpu(m, t, gpus=64, zero_stage=3, tokens_per_micro=4000).activations
-    no_ckpt = memory_per_gpu(m, dataclasses.replace(t, activation_checkpointing=False), gpus=64,
-                             zero_stage=3, tokens_per_micro=4000).activations
+    no_ckpt = memory_per_gpu(
+        m, dataclasses.replace(t, activation_checkpointing=False), gpus=64, zero_stage=3, tokens_per_micro=4000
+    ).activations
     assert no_ckpt > 10 * ckpt
 
 
@@ -59,9 +60,13 @@ def test_ids_deterministic_and_sensitive(paper):
     assert len({r.cell_id for r in a.runs}) == len(a.runs)
     run = a.runs[0]
     changes = {
-        "sweep": "other", "model": a.runs[1].model, "data": dataclasses.replace(run.data, source="y"),
-        "pairs": run.pairs - 1, "milestones": run.milestones[1:],
-        "train": dataclasses.replace(run.train, lr=1e-5), "eval": dataclasses.replace(run.eval, dir="e2"),
+        "sweep": "other",
+        "model": a.runs[1].model,
+        "data": dataclasses.replace(run.data, source="y"),
+        "pairs": run.pairs - 1,
+        "milestones": run.milestones[1:],
+        "train": dataclasses.replace(run.train, lr=1e-5),
+        "eval": dataclasses.replace(run.eval, dir="e2"),
         "seed": 7,
     }
     assert set(changes) == set(RunSpec.IDENTITY_FIELDS)
@@ -131,7 +136,9 @@ def test_lr_width_ref_gives_each_width_its_own_lr(repo):
         assert float(r.flat_params()["train.lr"]) == pytest.approx(r.train.lr)
     assert len({r.train.lr for r in scaled.runs}) == len({r.model.hidden for r in scaled.runs}) > 1
     gentle = plan(sweep(lr=3e-3, lr_width_ref=32, lr_width_power=0.5))
-    assert [r.train.lr for r in gentle.runs] == pytest.approx([3e-3 * (32 / r.model.hidden) ** 0.5 for r in gentle.runs])
+    assert [r.train.lr for r in gentle.runs] == pytest.approx(
+        [3e-3 * (32 / r.model.hidden) ** 0.5 for r in gentle.runs]
+    )
     unscaled = plan(sweep(lr=3e-3, lr_width_ref=None))
     assert {r.train.lr for r in unscaled.runs} == {3e-3}
     assert {r.cell_id for r in scaled.runs}.isdisjoint(r.cell_id for r in unscaled.runs)

@@ -29,8 +29,11 @@ def sweep(repo, tmp_path, monkeypatch):
     """worldpm.yaml on a profile whose models_dir is tmp/models (and no $WPS_MODELS_DIR)."""
     monkeypatch.delenv("WPS_MODELS_DIR", raising=False)
     prof = tmp_path / "h100.yaml"
-    prof.write_text((repo / "slurm/h100.yaml").read_text().replace("models_dir: /shared/models",
-                                                                   f"models_dir: {tmp_path / 'models'}"))
+    prof.write_text(
+        (repo / "slurm/h100.yaml")
+        .read_text()
+        .replace("models_dir: /shared/models", f"models_dir: {tmp_path / 'models'}")
+    )
     text = (repo / "sweeps/worldpm.yaml").read_text().replace("cluster: slurm/h100.yaml", f"cluster: {prof}")
     text = text.replace("name: worldpm", f"name: worldpm\nout_dir: {tmp_path / 'out'}")
     f = tmp_path / "worldpm.yaml"
@@ -41,8 +44,9 @@ def sweep(repo, tmp_path, monkeypatch):
 def test_paper_cells_start_from_bases_under_models_dir(sweep, tmp_path, monkeypatch):
     p = plan(load_sweep(sweep))
     assert [r.model.init for r in p.runs] == ["pretrained"] * 3
-    assert [r.model.path for r in p.runs] == [str(tmp_path / "models" / b) for b in
-                                              ("Qwen2.5-1.5B", "Qwen2.5-7B", "Qwen2.5-72B")]
+    assert [r.model.path for r in p.runs] == [
+        str(tmp_path / "models" / b) for b in ("Qwen2.5-1.5B", "Qwen2.5-7B", "Qwen2.5-72B")
+    ]
     # $WPS_MODELS_DIR overrides the profile; where the bases sit is not what a cell is: same ids
     monkeypatch.setenv("WPS_MODELS_DIR", str(tmp_path / "elsewhere"))
     moved = plan(load_sweep(sweep))
@@ -87,7 +91,8 @@ def test_plan_marks_missing_bases_and_launch_refuses_them(sweep, tmp_path, capsy
     (tmp_path / "models" / "Qwen2.5-72B" / "config.json").unlink()
     _base(tmp_path / "models" / "fixed", "qwen2.5-72b")
     (tmp_path / "models" / "Qwen2.5-72B" / "config.json").write_text(
-        (tmp_path / "models" / "fixed" / "Qwen2.5-72B" / "config.json").read_text())
+        (tmp_path / "models" / "fixed" / "Qwen2.5-72B" / "config.json").read_text()
+    )
     assert main(["launch", str(sweep), "--dry-run"]) == 2  # bases ready; the data, evals and server are not
     cap = capsys.readouterr()
     assert "#SBATCH" in cap.out and "base qwen2.5" not in cap.err and "data.source" in cap.err
@@ -97,13 +102,16 @@ def test_plan_marks_missing_bases_and_launch_refuses_them(sweep, tmp_path, capsy
 
 def test_random_init_only_when_asked(repo, sweep, tmp_path):
     spec = load_sweep(sweep)
-    text = sweep.read_text().replace("models: [qwen2.5-1.5b, qwen2.5-7b, qwen2.5-72b]",
-                                     "models: [qwen2.5-1.5b, {name: qwen2.5-7b, init: random}]")
+    text = sweep.read_text().replace(
+        "models: [qwen2.5-1.5b, qwen2.5-7b, qwen2.5-72b]", "models: [qwen2.5-1.5b, {name: qwen2.5-7b, init: random}]"
+    )
     f = tmp_path / "mixed.yaml"
     f.write_text(text)
     mixed = plan(load_sweep(f))
     assert [(r.model.init, r.model.path) for r in mixed.runs] == [
-        ("pretrained", str(tmp_path / "models" / "Qwen2.5-1.5B")), ("random", None)]
+        ("pretrained", str(tmp_path / "models" / "Qwen2.5-1.5B")),
+        ("random", None),
+    ]
     pretrained = plan(spec).runs[1]
     assert mixed.runs[1].cell_id != pretrained.cell_id  # a random 7B is another experiment
     every = plan(dataclasses.replace(spec, init="random"))

@@ -50,10 +50,11 @@ def test_zero2_all_reduces_once_per_step_and_one_gpu_moves_nothing(paper):
     psi = paper.models[0].params_reward_model
     g = c.gpus
     assert c.comm_bytes_per_step == pytest.approx(2 * 2 * psi * (g - 1) / g)  # independent of accumulation
-    bw = (40e9 if g > 8 else 360e9)
+    bw = 40e9 if g > 8 else 360e9
     assert c.comm_hours == pytest.approx(math.ceil(15_000_000 / 10240) * c.comm_bytes_per_step / bw / 3600)
-    one = plan(_with(paper, models=(paper.models[0],), cluster={"gpus_per_node": 1, "max_nodes": 1,
-                                                                "target_hours": None}))
+    one = plan(
+        _with(paper, models=(paper.models[0],), cluster={"gpus_per_node": 1, "max_nodes": 1, "target_hours": None})
+    )
     assert one.costs[0].gpus == 1 and one.costs[0].comm_hours == 0
 
 
@@ -87,8 +88,9 @@ def test_evaluation_is_sharded_over_the_ranks(paper):
     m = paper.models[0]
     eval_flops = 2 * m.params_non_embedding * 11 * 12 * 2000 * 2000  # 11 milestones × 12 sets × 2000 pairs
     compute8 = eval_flops / (8 * 989e12 * 0.35) / 3600
-    assert e8.eval_hours == pytest.approx(compute8 + 11 * 12 * math.ceil(250 / e8.micro_batch_pairs)
-                                          * 2 * m.params_reward_model * 7 / 8 / 360e9 / 3600)
+    assert e8.eval_hours == pytest.approx(
+        compute8 + 11 * 12 * math.ceil(250 / e8.micro_batch_pairs) * 2 * m.params_reward_model * 7 / 8 / 360e9 / 3600
+    )
     assert e16.eval_hours < 0.6 * e8.eval_hours  # each rank scores 1/G of every set
 
 
@@ -100,7 +102,8 @@ def test_checkpoint_time_and_signal_delay_warning(paper):
     assert r72.resources.checkpoint_seconds == pytest.approx(ck + max(ck, 14 * psi / 128 / 1e9), rel=1e-3)
     assert r72.resources.step_seconds == pytest.approx(p.costs[2].step_seconds, rel=1e-3)
     assert r72.resources.step_seconds * math.ceil(15_000_000 / 10240) / 3600 == pytest.approx(
-        p.costs[2].compute_hours + p.costs[2].comm_hours, rel=1e-3)
+        p.costs[2].compute_hours + p.costs[2].comm_hours, rel=1e-3
+    )
     assert p.warnings == ()  # the h100 profile's 900 s fits a 72B step + save + verify
     short = plan(_with(paper, cluster={"signal_delay_s": 120}))  # the default: too short for 72B only
     need = r72.resources.step_seconds + r72.resources.checkpoint_seconds

@@ -17,9 +17,13 @@ pytestmark = pytest.mark.unit
 
 CONVS = [
     [{"role": "user", "content": "Tips for better sleep?"}, {"role": "assistant", "content": "A fixed bedtime."}],
-    [{"role": "system", "content": ""}, {"role": "user", "content": "Name a prime."},
-     {"role": "assistant", "content": "7."}, {"role": "user", "content": "Another?"},
-     {"role": "assistant", "content": "11, and **13** too."}],
+    [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "7."},
+        {"role": "user", "content": "Another?"},
+        {"role": "assistant", "content": "11, and **13** too."},
+    ],
     [{"role": "user", "content": "Write a list"}, {"role": "assistant", "content": "- one\n- two"}],
 ]
 
@@ -70,8 +74,14 @@ def test_a_pairs_file_gives_both_rewards_and_the_bt_metrics(exported, tmp_path, 
 def test_a_malformed_row_is_named_by_line_and_nothing_is_written(exported, tmp_path, capsys):
     root, _ = exported
     f = tmp_path / "bad.jsonl"
-    f.write_text(json.dumps(CONVS[0]) + "\n" + json.dumps(CONVS[1]) + "\n"
-                 + json.dumps([{"role": "user", "content": "no reply"}]) + "\n")
+    f.write_text(
+        json.dumps(CONVS[0])
+        + "\n"
+        + json.dumps(CONVS[1])
+        + "\n"
+        + json.dumps([{"role": "user", "content": "no reply"}])
+        + "\n"
+    )
     out = tmp_path / "never.jsonl"
     assert main(["score", str(root / "rm"), str(f), "--out", str(out), "--batch", "1"]) == 2
     err = capsys.readouterr().err

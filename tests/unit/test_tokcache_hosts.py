@@ -66,14 +66,27 @@ def _builds(folder: Path) -> list[dict]:
 
 # -- a lock that cannot be taken -------------------------------------------------------------------
 
+
 def test_unlockable_filesystem_ends_the_wait_of_another_process(tmp_path, tok_file):
     src = _pairs(tmp_path / "data")
-    waiter = subprocess.Popen([sys.executable, "-c", WAITER, str(src), str(tok_file), "60"], cwd=REPO,
-                              env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", WAITER, str(src), str(tok_file), "60"],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert waiter.stdout.readline().strip() == "waiting"
-        b = subprocess.run([sys.executable, "-c", BUILDER, str(src), str(tok_file)], cwd=REPO,
-                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        b = subprocess.run(
+            [sys.executable, "-c", BUILDER, str(src), str(tok_file)],
+            cwd=REPO,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         ended = time.monotonic()
         out, err = waiter.communicate(timeout=60)
     finally:
@@ -110,7 +123,8 @@ def test_lock_error_is_named_and_no_lock_builds(tmp_path, tok_file, monkeypatch)
 def test_cli_no_lock_flag(tmp_path, tok_file):
     src = _pairs(tmp_path / "data")
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(textwrap.dedent(f"""
+    sweep.write_text(
+        textwrap.dedent(f"""
         name: nl
         models: [{{name: tk, hidden: 32, layers: 2, heads: 2, kv_heads: 1, intermediate: 64, vocab: 300,
                   tie_embeddings: true, max_positions: 512, rope_theta: 10000.0}}]
@@ -118,8 +132,9 @@ def test_cli_no_lock_flag(tmp_path, tok_file):
         milestones: {{pairs: [40]}}
         train: {{global_batch_pairs: 8, micro_batch_pairs: 4, ctx_len: 64}}
         cluster: {{executor: local, gpu_type: cpu}}
-        out_dir: {tmp_path / 'out'}
-    """))
+        out_dir: {tmp_path / "out"}
+    """)
+    )
     hook = tmp_path / "hook"  # this filesystem refuses flock, as Lustre without -o flock does
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(BUILDER.split("from worldpm_scaling")[0])
@@ -158,15 +173,27 @@ def test_two_hosts_building_at_once_under_a_host_local_lock_share_one_cache(tmp_
     src = _pairs(tmp_path / "data")
     sync = tmp_path / "sync"
     sync.mkdir()
-    a = subprocess.Popen([sys.executable, "-c", PAUSED_BUILDER, str(src), str(tok_file), str(sync)], cwd=REPO,
-                         env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    a = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_BUILDER, str(src), str(tok_file), str(sync)],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (sync / "ready").exists():
             assert a.poll() is None and time.monotonic() < deadline, a.stderr.read()[-2000:] if a.poll() else "slow"
             time.sleep(0.05)
-        b = subprocess.run([sys.executable, "-c", PAUSED_BUILDER, str(src), str(tok_file), str(sync)], cwd=REPO,
-                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        b = subprocess.run(
+            [sys.executable, "-c", PAUSED_BUILDER, str(src), str(tok_file), str(sync)],
+            cwd=REPO,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert b.returncode == 0, b.stderr[-2000:]
         (sync / "go").touch()
         out, err = a.communicate(timeout=60)
@@ -180,6 +207,7 @@ def test_two_hosts_building_at_once_under_a_host_local_lock_share_one_cache(tmp_
 
 
 # -- a key that does not depend on the mount path ---------------------------------------------------
+
 
 def test_same_file_at_another_path_reads_the_cache_built_at_the_first(tmp_path, tok_file):
     src = _pairs(tmp_path / "host1" / "data")
@@ -207,7 +235,7 @@ def test_changed_content_or_tokenizer_changes_the_key(tmp_path, tok_file):
     st = src.stat()
     data = bytearray(src.read_bytes())
     i = data.index(b"good answer 7")
-    data[i:i + 4] = b"GOOD"  # same size, same mtime: the content hash tells
+    data[i : i + 4] = b"GOOD"  # same size, same mtime: the content hash tells
     src.write_bytes(bytes(data))
     os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert cache_key(src, tok) != key
@@ -243,12 +271,15 @@ def test_old_format_caches_are_not_reused(tmp_path, tok_file):
     src = _pairs(tmp_path / "data")
     tok = load_tokenizer(tok_file)
     st, tst = src.stat(), tok_file.stat()
-    old = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}|{tok_file.resolve()}:{tst.st_size}:"
-                         f"{tst.st_mtime_ns}|endoftext".encode()).hexdigest()[:16]
+    old = hashlib.sha256(
+        f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}|{tok_file.resolve()}:{tst.st_size}:"
+        f"{tst.st_mtime_ns}|endoftext".encode()
+    ).hexdigest()[:16]
     assert cache_key(src, tok) != old
 
 
 # -- failure markers judged without clocks ----------------------------------------------------------
+
 
 def _marker(folder: Path, *, launch: str | None, mtime_offset_s: float, error: str = "RuntimeError: boom") -> None:
     """A failure marker as another host writes it, its mtime (and `written`) by a skewed clock."""
@@ -256,9 +287,18 @@ def _marker(folder: Path, *, launch: str | None, mtime_offset_s: float, error: s
     marker = folder.parent / f".{folder.name}.failed"
     skewed = time.time() + mtime_offset_s
     tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps({"attempt": uuid.uuid4().hex, "launch": launch, "host": "node7", "pid": 1,
-                               "error": error,
-                               "written": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(skewed))}))
+    tmp.write_text(
+        json.dumps(
+            {
+                "attempt": uuid.uuid4().hex,
+                "launch": launch,
+                "host": "node7",
+                "pid": 1,
+                "error": error,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(skewed)),
+            }
+        )
+    )
     os.utime(tmp, (skewed, skewed))
     os.replace(tmp, marker)
 

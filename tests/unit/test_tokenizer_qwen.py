@@ -39,10 +39,15 @@ def test_known_ids_and_special_tokens(hf_tok):
 
 def test_three_message_conversation_renders_the_qwen25_template(hf_tok, qwen_tokenizer):  # noqa: F811 — the fixture imported above
     tok = hf_tok
-    conv = [{"role": "system", "content": ""}, {"role": "user", "content": "Tips for better sleep?"},
-            {"role": "assistant", "content": "Keep a schedule."}]
-    expected = ("<|im_start|>system\n<|im_end|>\n<|im_start|>user\nTips for better sleep?<|im_end|>\n"
-                "<|im_start|>assistant\nKeep a schedule.<|im_end|>\n")
+    conv = [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": "Tips for better sleep?"},
+        {"role": "assistant", "content": "Keep a schedule."},
+    ]
+    expected = (
+        "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nTips for better sleep?<|im_end|>\n"
+        "<|im_start|>assistant\nKeep a schedule.<|im_end|>\n"
+    )
     assert tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False) == expected
     # the project's rendering is that string, then the reward token the release reads
     assert prompt_text(conv[:2]) + reply_text(conv[2]["content"]) == expected + "<|endoftext|>"
@@ -71,8 +76,12 @@ def test_stackexchange_tokens_per_pair_reach_the_plan(qwen_tokenizer, tmp_path, 
     assert tpp - im_end["tokens_per_pair"] == pytest.approx(4.0)  # "\n<|endoftext|>" on each of two replies
 
     sweep = yaml.safe_load((Path(__file__).resolve().parents[2] / "sweeps" / "demo.yaml").read_text())
-    sweep["data"] = {"source": str(out / "train.parquet"), "tokenizer": str(qwen_tokenizer), "pairs": 64,
-                     "stats_file": str(tmp_path / "stats.json")}
+    sweep["data"] = {
+        "source": str(out / "train.parquet"),
+        "tokenizer": str(qwen_tokenizer),
+        "pairs": 64,
+        "stats_file": str(tmp_path / "stats.json"),
+    }
     sweep["milestones"] = {"pairs": [32, 64]}
     sweep["models"] = ["tiny-xs"]
     sweep.pop("cluster", None)

@@ -16,29 +16,65 @@ from worldpm_scaling.track.spool import Spool, SpoolError, cell_key, find_spools
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("name", ["MLFLOW_TRACKING_TOKEN", "HF_TOKEN", "db.password", "api_key", "AWS_SECRET_ACCESS_KEY",
-                                  "MLFLOW_TRACKING_PASSWORD", "Authorization", "ssh_key", "auth_token", "pg_pwd"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MLFLOW_TRACKING_TOKEN",
+        "HF_TOKEN",
+        "db.password",
+        "api_key",
+        "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_PASSWORD",
+        "Authorization",
+        "ssh_key",
+        "auth_token",
+        "pg_pwd",
+    ],
+)
 def test_secret_names_are_recognised(name):
     assert is_secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["train/tokens_seen", "data.tokenizer", "data.tokens_per_pair", "data.max_prompt_tokens",
-                                  "model.name", "author", "monkey", "tracking.uri", "eval.sets"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "train/tokens_seen",
+        "data.tokenizer",
+        "data.tokens_per_pair",
+        "data.max_prompt_tokens",
+        "model.name",
+        "author",
+        "monkey",
+        "tracking.uri",
+        "eval.sets",
+    ],
+)
 def test_ordinary_names_are_kept(name):
     assert not is_secret_name(name)
 
 
 def test_mask_uri_hides_passwords_and_query_secrets():
-    assert mask_uri("postgresql://u:pw@h:5432/db?sslmode=require&password=x") == \
-        "postgresql://u:***@h:5432/db?sslmode=require&password=***"
+    assert (
+        mask_uri("postgresql://u:pw@h:5432/db?sslmode=require&password=x")
+        == "postgresql://u:***@h:5432/db?sslmode=require&password=***"
+    )
     assert mask_uri("https://ghp_abc123@github.com/o/r") == "https://***@github.com/o/r"
     assert mask_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
 def test_scrub_drops_secret_keys_env_values_and_truncates():
     env = {"WANDB_API_KEY": "sk-live-abcdef", "HOME": "/root"}
-    out = scrub({"db.password": "p", "note": "uses sk-live-abcdef", "uri": "mysql://a:b@h/d", "lr": 0.1,
-                 "long": "y" * 7000, "home": "/root"}, environ=env)
+    out = scrub(
+        {
+            "db.password": "p",
+            "note": "uses sk-live-abcdef",
+            "uri": "mysql://a:b@h/d",
+            "lr": 0.1,
+            "long": "y" * 7000,
+            "home": "/root",
+        },
+        environ=env,
+    )
     assert out == {"uri": "mysql://a:***@h/d", "lr": "0.1", "long": "y" * 6000, "home": "/root"}
 
 
@@ -80,8 +116,12 @@ def test_spool_meta_merges_and_is_replaced_atomically(tmp_path):
     sp.update_meta("cell-a", sweep="s", params={"a": "1"}, artifacts=[["/x", None]])
     sp.update_meta("cell-a", params={"b": "2"}, status="FINISHED", artifacts=[["/x", None], ["/y", "d"]])
     m = sp.meta("cell-a")
-    assert m == {"sweep": "s", "params": {"a": "1", "b": "2"}, "status": "FINISHED",
-                 "artifacts": [["/x", None], ["/y", "d"]]}
+    assert m == {
+        "sweep": "s",
+        "params": {"a": "1", "b": "2"},
+        "status": "FINISHED",
+        "artifacts": [["/x", None], ["/y", "d"]],
+    }
     assert [p.name for p in tmp_path.iterdir()] == ["cell-a.meta.json"]  # no temp files left behind
     (tmp_path / "cell-b.meta.json").write_text("{oops")
     with pytest.raises(SpoolError, match="cell-b.meta.json"):
@@ -100,7 +140,10 @@ def test_spool_keys_parents_first_and_find_spools(tmp_path):
 
 def test_job_tags_name_the_slurm_job():
     assert job_tags({"SLURM_JOB_ID": "77"})["slurm_job_id"] == "77"
-    assert job_tags({"SLURM_JOB_ID": "80", "SLURM_ARRAY_JOB_ID": "79", "SLURM_ARRAY_TASK_ID": "3"})["slurm_job_id"] == "79_3"
+    assert (
+        job_tags({"SLURM_JOB_ID": "80", "SLURM_ARRAY_JOB_ID": "79", "SLURM_ARRAY_TASK_ID": "3"})["slurm_job_id"]
+        == "79_3"
+    )
     assert "slurm_job_id" not in job_tags({})
     assert job_tags({})["host"]
 
@@ -117,19 +160,27 @@ def test_open_tracker_backends(tmp_path):
 def test_offline_run_drops_repeated_steps_per_key_and_keeps_identity(tmp_path):
     tr = open_tracker(TrackingSpec(backend="spool", flush_every_s=3600), spool_dir=tmp_path)
     parent = tr.start_sweep("demo", params={"description": "d"})
-    run = tr.start_cell("demo", "c0", name="tiny-xs", parent_run_id=parent.run_id,
-                        params={"lr": 0.1, "db.password": "x"}, tags={"k": "v"})
+    run = tr.start_cell(
+        "demo",
+        "c0",
+        name="tiny-xs",
+        parent_run_id=parent.run_id,
+        params={"lr": 0.1, "db.password": "x"},
+        tags={"k": "v"},
+    )
     assert isinstance(run, Run) and run.run_id == "spool:cell-c0" and parent.run_id == "spool:sweep-demo"
     run.log_metrics({"train/loss": 1.0}, step=1)
     run.log_metrics({"eval/rmb/loss": 0.9}, step=1)  # another key at the same step: kept
-    run.log_metrics({"train/loss": 5.0}, step=1)     # same key, same step: dropped
+    run.log_metrics({"train/loss": 5.0}, step=1)  # same key, same step: dropped
     run.log_metrics({"train/loss": 0.8}, step=2)
     assert run.last_step() == 2 and run.last_steps() == {"train/loss": 2, "eval/rmb/loss": 1}
     run.finish("FAILED")
     sp = Spool(tmp_path)
-    assert sp.read("cell-c0")[0] == [("train/loss", 1.0, sp.read("cell-c0")[0][0][2], 1),
-                                     ("eval/rmb/loss", 0.9, sp.read("cell-c0")[0][1][2], 1),
-                                     ("train/loss", 0.8, sp.read("cell-c0")[0][2][2], 2)]
+    assert sp.read("cell-c0")[0] == [
+        ("train/loss", 1.0, sp.read("cell-c0")[0][0][2], 1),
+        ("eval/rmb/loss", 0.9, sp.read("cell-c0")[0][1][2], 1),
+        ("train/loss", 0.8, sp.read("cell-c0")[0][2][2], 2),
+    ]
     meta = sp.meta("cell-c0")
     assert meta["status"] == "FAILED" and meta["cell_id"] == "c0" and meta["sweep"] == "demo"
     assert meta["params"] == {"lr": "0.1"} and meta["tags"]["k"] == "v" and meta["name"] == "tiny-xs"

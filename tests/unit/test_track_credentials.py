@@ -37,7 +37,11 @@ def _home(tmp_path: Path, mode: int = 0o600, user: str = "alice", pw: str = CANA
 
 
 def test_environment_wins_and_the_source_is_named_without_the_secret(tmp_path):
-    env = {**_home(tmp_path, pw="file-pw-123456"), "MLFLOW_TRACKING_USERNAME": "bob", "MLFLOW_TRACKING_PASSWORD": CANARY}
+    env = {
+        **_home(tmp_path, pw="file-pw-123456"),
+        "MLFLOW_TRACKING_USERNAME": "bob",
+        "MLFLOW_TRACKING_PASSWORD": CANARY,
+    }
     c = cr.resolve(env)
     assert (c.username, c.password) == ("bob", CANARY)
     assert "environment" in c.source and "MLFLOW_TRACKING_PASSWORD" in c.source
@@ -80,8 +84,11 @@ def test_sweep_spec_with_credentials_in_tracking_uri_is_a_named_spec_error(tmp_p
     assert "tracking.uri" in str(e.value) and "sweep.yaml" in str(e.value) and CANARY not in str(e.value)
     text = (ROOT / "sweeps" / "demo.yaml").read_text()
     bad = tmp_path / "demo.yaml"
-    bad.write_text(text + f"\ntracking:\n  uri: http://alice:{CANARY}@mlflow:5000\n" if "\ntracking:" not in text
-                   else text.replace("\ntracking:\n", f"\ntracking:\n  uri: http://alice:{CANARY}@mlflow:5000\n", 1))
+    bad.write_text(
+        text + f"\ntracking:\n  uri: http://alice:{CANARY}@mlflow:5000\n"
+        if "\ntracking:" not in text
+        else text.replace("\ntracking:\n", f"\ntracking:\n  uri: http://alice:{CANARY}@mlflow:5000\n", 1)
+    )
     with pytest.raises(SpecError) as e:
         load_sweep(bad)
     assert "tracking" in str(e.value) and CANARY not in str(e.value)
@@ -133,7 +140,9 @@ def test_network_server_needs_auth_or_the_open_flag():
     assert "OPEN" in check_exposure("10.213.7.1", auth=False, open_network=True)
     with pytest.raises(ServerConfigError):
         MlflowServer("sqlite:///x.db", "art", host="0.0.0.0", port=5999)
-    srv = MlflowServer("sqlite:///x.db", "art", host="10.213.7.1", port=5999, open_network=True, allowed_hosts=["mlflow.lab"])
+    srv = MlflowServer(
+        "sqlite:///x.db", "art", host="10.213.7.1", port=5999, open_network=True, allowed_hosts=["mlflow.lab"]
+    )
     cmd = srv.command()
     hosts = cmd[cmd.index("--allowed-hosts") + 1].split(",")
     assert {"10.213.7.1", "10.213.7.1:5999", "mlflow.lab", "mlflow.lab:5999"} <= set(hosts)
@@ -143,9 +152,19 @@ def test_network_server_needs_auth_or_the_open_flag():
 
 
 def test_wps_ui_beyond_localhost_without_auth_exits_2_naming_the_flags():
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "ui", "--host", "0.0.0.0"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", "ui", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "--auth" in r.stderr and "--open" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "worldpm_scaling", "ui", "--auth", "--open"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "worldpm_scaling", "ui", "--auth", "--open"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 2 and "contradict" in r.stderr

@@ -22,9 +22,19 @@ pytestmark = pytest.mark.unit
 
 
 def _git(cwd, *args):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-                        "GIT_COMMITTER_EMAIL": "t@x"})
+    subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@x",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@x",
+        },
+    )
 
 
 def test_git_state_commit_and_dirty_flag(tmp_path):
@@ -69,10 +79,18 @@ def _pairs(path, n):
 def test_cell_inputs_digest_rows_and_context(tmp_path):
     train = _pairs(tmp_path / "d1" / "train.jsonl", 5)
     ev = _pairs(tmp_path / "ev" / "mine.jsonl", 3)
-    spec = SimpleNamespace(data=DataSpec(source=str(train)), pairs=4,
-                           eval=EvalSpec(sets=("mine", "gone"), dir=str(tmp_path / "ev"),
-                                         extra={"mine": EvalSetSpec(category="objective", path=str(ev)),
-                                                "gone": EvalSetSpec(category="subjective", path=str(tmp_path / "no.jsonl"))}))
+    spec = SimpleNamespace(
+        data=DataSpec(source=str(train)),
+        pairs=4,
+        eval=EvalSpec(
+            sets=("mine", "gone"),
+            dir=str(tmp_path / "ev"),
+            extra={
+                "mine": EvalSetSpec(category="objective", path=str(ev)),
+                "gone": EvalSetSpec(category="subjective", path=str(tmp_path / "no.jsonl")),
+            },
+        ),
+    )
     recs = datasets.cell_inputs(spec)
     assert [(r["name"], r["context"]) for r in recs] == [("d1/train.jsonl", "training"), ("mine", "evaluation")]
     assert recs[0]["digest"] == hashlib.sha256(train.read_bytes()).hexdigest()[:10]
@@ -122,8 +140,11 @@ def test_system_metrics_sample_through_the_run_and_resume_their_counter():
     hist = run.history("system/cpu_utilization_percentage")
     assert len(hist) >= 3 and hist[0][0] == 7
     keys = set(run.metrics)
-    for k in ("system/system_memory_usage_megabytes", "system/disk_usage_percentage",
-              "system/network_receive_megabytes"):
+    for k in (
+        "system/system_memory_usage_megabytes",
+        "system/disk_usage_percentage",
+        "system/network_receive_megabytes",
+    ):
         assert k in keys
     assert next_system_step({"train/loss": 9}) == 0
     with pytest.raises(ValueError, match="system_metrics_interval_s"):
@@ -141,8 +162,7 @@ def test_node_id_prefixes_keys():
 def test_last_step_is_the_optimizer_step_not_the_sample_counter(tmp_path):
     from worldpm_scaling.track.spool import Spool
 
-    run = MlflowRun(store=None, spool=Spool(tmp_path), key="cell-x", run_id=None, background=False,
-                    finish_wait_s=0)
+    run = MlflowRun(store=None, spool=Spool(tmp_path), key="cell-x", run_id=None, background=False, finish_wait_s=0)
     run.log_metrics({"train/loss": 0.5}, step=2)
     run.log_metrics({"system/cpu_utilization_percentage": 10.0}, step=40)
     assert run.last_step() == 2

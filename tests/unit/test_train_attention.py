@@ -18,10 +18,30 @@ from worldpm_scaling.train.synthetic import synthetic_pairs
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
-GQA = ModelShape(name="unit-gqa", hidden=32, layers=3, heads=4, kv_heads=2, intermediate=64, vocab=96,
-                 tie_embeddings=True, max_positions=512, rope_theta=10000.0)
-MHA = ModelShape(name="unit-mha", hidden=32, layers=2, heads=4, kv_heads=4, intermediate=64, vocab=96,
-                 tie_embeddings=True, max_positions=512, rope_theta=10000.0)
+GQA = ModelShape(
+    name="unit-gqa",
+    hidden=32,
+    layers=3,
+    heads=4,
+    kv_heads=2,
+    intermediate=64,
+    vocab=96,
+    tie_embeddings=True,
+    max_positions=512,
+    rope_theta=10000.0,
+)
+MHA = ModelShape(
+    name="unit-mha",
+    hidden=32,
+    layers=2,
+    heads=4,
+    kv_heads=4,
+    intermediate=64,
+    vocab=96,
+    tie_embeddings=True,
+    max_positions=512,
+    rope_theta=10000.0,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -66,12 +86,14 @@ def test_flex_gives_the_segment_rewards(pairs, shape, mode, monkeypatch):
         with attention.use_backend("flex"):
             c, r = model.rewards(b)
     assert len(flex) == shape.layers and len(builds) == 1  # one call per layer, one block mask per batch
-    assert len(sdpa) == shape.layers * len(b.segments)     # ... and no SDPA call on the flex path
+    assert len(sdpa) == shape.layers * len(b.segments)  # ... and no SDPA call on the flex path
     if shape.kv_heads < shape.heads:  # the kernel's own GQA: K/V reach it with kv_heads heads
         q, k = flex[0][0][0], flex[0][0][1]
         assert k.shape[1] == shape.kv_heads and q.shape[1] == shape.heads and flex[0][1]["enable_gqa"]
-    assert (c - ref_c).abs().max() <= 1e-5 and (r - ref_r).abs().max() <= 1e-5, \
-        ((c - ref_c).abs().max(), (r - ref_r).abs().max())
+    assert (c - ref_c).abs().max() <= 1e-5 and (r - ref_r).abs().max() <= 1e-5, (
+        (c - ref_c).abs().max(),
+        (r - ref_r).abs().max(),
+    )
 
 
 def test_segment_path_uses_enable_gqa_without_copying_kv(pairs, monkeypatch):
@@ -119,6 +141,7 @@ def test_block_mask_equals_flex_attentions_own(shared):
         dense[qs:qe, qs:qe] = torch.ones(qe - qs, qe - qs, dtype=torch.bool).tril()
         dense[qs:qe, ps:pe] = True
     from torch.nn.attention.flex_attention import create_mask
+
     assert torch.equal(create_mask(bm.mask_mod, 1, 1, n, n, device="cpu")[0, 0], dense)
 
 
@@ -131,17 +154,33 @@ def test_bucket_pads_at_most_a_quarter():
 
 def _fake_varlen(calls):
     """What the CUDA kernel computes, from its own arguments: causal attention inside each cu_seqlens span."""
-    def varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), enable_gqa=False,
-                    **kw):
-        calls.append(dict(q=q.shape, k=k.shape, cu_q=cu_q.tolist(), cu_k=cu_k.tolist(), max_q=max_q, max_k=max_k,
-                          scale=scale, window_size=window_size, enable_gqa=enable_gqa, dtype=cu_q.dtype))
+
+    def varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), enable_gqa=False, **kw):
+        calls.append(
+            dict(
+                q=q.shape,
+                k=k.shape,
+                cu_q=cu_q.tolist(),
+                cu_k=cu_k.tolist(),
+                max_q=max_q,
+                max_k=max_k,
+                scale=scale,
+                window_size=window_size,
+                enable_gqa=enable_gqa,
+                dtype=cu_q.dtype,
+            )
+        )
         out = []
         bounds = cu_q.tolist()
         for a, b in zip(bounds, bounds[1:]):
             qs, ks, vs = (t[a:b].transpose(0, 1)[None] for t in (q, k, v))
-            out.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=window_size == (-1, 0), scale=scale,
-                                                      enable_gqa=enable_gqa)[0].transpose(0, 1))
+            out.append(
+                F.scaled_dot_product_attention(
+                    qs, ks, vs, is_causal=window_size == (-1, 0), scale=scale, enable_gqa=enable_gqa
+                )[0].transpose(0, 1)
+            )
         return torch.cat(out)
+
     return varlen_attn
 
 
@@ -169,7 +208,7 @@ def test_packed_rows_make_one_varlen_call_per_layer(pairs, monkeypatch):
         assert call["max_q"] == call["max_k"] == max(lengths)
         assert call["window_size"] == (-1, 0) and call["enable_gqa"] is True
         assert call["q"] == (T, GQA.heads, head_dim) and call["k"] == (T, GQA.kv_heads, head_dim)
-        assert call["scale"] == pytest.approx(head_dim ** -0.5)
+        assert call["scale"] == pytest.approx(head_dim**-0.5)
     assert torch.allclose(c, ref_c, atol=1e-5, rtol=0) and torch.allclose(r, ref_r, atol=1e-5, rtol=0)
 
 
@@ -179,8 +218,18 @@ def test_flash_attn_gets_the_same_single_call(pairs, monkeypatch):
 
     def flash_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_scale=None, causal=False):
         assert dropout_p == 0.0
-        return fake(q, k, v, cu_q, cu_k, max_q, max_k, scale=softmax_scale, window_size=(-1, 0) if causal else (-1, -1),
-                    enable_gqa=k.shape[1] != q.shape[1])
+        return fake(
+            q,
+            k,
+            v,
+            cu_q,
+            cu_k,
+            max_q,
+            max_k,
+            scale=softmax_scale,
+            window_size=(-1, 0) if causal else (-1, -1),
+            enable_gqa=k.shape[1] != q.shape[1],
+        )
 
     monkeypatch.setitem(sys.modules, "flash_attn", types.SimpleNamespace(flash_attn_varlen_func=flash_attn_varlen_func))
     monkeypatch.setattr(attention, "_is_cuda", lambda t: True)
@@ -213,6 +262,7 @@ def test_cuda_flex_is_compiled_once_and_padded_to_its_bucket(pairs, monkeypatch)
         def run(q, k, v, **fkw):
             calls.append((q.shape, k.shape, fkw))
             return fn(q, k, v, **fkw)
+
         return run
 
     monkeypatch.setattr(attention, "_is_cuda", lambda t: True)
@@ -228,7 +278,7 @@ def test_cuda_flex_is_compiled_once_and_padded_to_its_bucket(pairs, monkeypatch)
             ref_c, ref_r = model.rewards(b)
         c, r = model.rewards(b)  # automatic: CUDA + prefixes → flex
     assert compiles == [("flex_attention", {"dynamic": False})]  # one compiled function, static shapes
-    assert torch._dynamo.config.recompile_limit >= 64         # room for every length bucket
+    assert torch._dynamo.config.recompile_limit >= 64  # room for every length bucket
     first = calls
     assert all(q == (1, GQA.heads, attention.bucket(T), GQA.hidden // GQA.heads) for q, _, _ in first)
     assert all(k[1] == GQA.kv_heads and kw["enable_gqa"] for _, k, kw in first)
@@ -246,8 +296,8 @@ def test_choice_by_device_dtype_and_collation(pairs, monkeypatch):
     monkeypatch.setattr(attention, "_is_cuda", lambda t: True)
     monkeypatch.setattr(attention, "_has_flash_attn", lambda: False)
     assert attention.choose(packed, bf16) == "varlen"
-    assert attention.choose(packed, fp32) == "flex"   # the flash kernels are fp16/bf16 only
-    assert attention.choose(shared, bf16) == "flex"   # a prefix is not contiguous with its reply
+    assert attention.choose(packed, fp32) == "flex"  # the flash kernels are fp16/bf16 only
+    assert attention.choose(shared, bf16) == "flex"  # a prefix is not contiguous with its reply
     monkeypatch.setattr(attention, "_has_flash_attn", lambda: True)
     assert attention.choose(packed, bf16) == "flash_attn"
     monkeypatch.setenv(attention.ENV_VAR, "segments")

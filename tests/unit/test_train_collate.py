@@ -15,11 +15,25 @@ from worldpm_scaling.train.synthetic import synthetic_pairs
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 
-
-SHAPE = ModelShape(name="unit", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab=96,
-                   tie_embeddings=True, max_positions=512, rope_theta=10000.0)
-VARIANTS = [("padded", "segments"), ("packed", "segments"), ("packed", "mask"),
-            ("shared_prompt", "segments"), ("shared_prompt", "mask")]
+SHAPE = ModelShape(
+    name="unit",
+    hidden=32,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    intermediate=64,
+    vocab=96,
+    tie_embeddings=True,
+    max_positions=512,
+    rope_theta=10000.0,
+)
+VARIANTS = [
+    ("padded", "segments"),
+    ("packed", "segments"),
+    ("packed", "mask"),
+    ("shared_prompt", "segments"),
+    ("shared_prompt", "mask"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +77,8 @@ def test_packing_removes_padding_and_shares_the_prompt(pairs):
     p0 = pairs[0]
     lp, lc = len(p0.prompt), len(p0.chosen)
     row = shared.position_ids[0].tolist()
-    assert row[:lp + lc] == list(range(lp + lc))
-    assert row[lp + lc:lp + lc + len(p0.rejected)] == list(range(lp, lp + len(p0.rejected)))
+    assert row[: lp + lc] == list(range(lp + lc))
+    assert row[lp + lc : lp + lc + len(p0.rejected)] == list(range(lp, lp + len(p0.rejected)))
 
 
 def test_a_shared_reply_never_sees_the_other_reply(pairs):

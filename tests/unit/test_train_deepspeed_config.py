@@ -16,8 +16,16 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "deepspeed_qwen2.5-72b.json"
-VARIANTS = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"), (3, "none"),
-            (3, "optimizer"), (3, "optimizer+params")]
+VARIANTS = [
+    (0, "none"),
+    (1, "none"),
+    (1, "optimizer"),
+    (2, "none"),
+    (2, "optimizer"),
+    (3, "none"),
+    (3, "optimizer"),
+    (3, "optimizer+params"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +36,21 @@ def cell_72b():
 
 
 def configs(run):
-    return {f"zero{s}" + ("" if o == "none" else f"_offload_{o}"): deepspeed_config(run, zero_stage=s, offload=o)
-            for s, o in VARIANTS}
+    return {
+        f"zero{s}" + ("" if o == "none" else f"_offload_{o}"): deepspeed_config(run, zero_stage=s, offload=o)
+        for s, o in VARIANTS
+    }
 
 
 def test_72b_configs_match_the_golden_file(cell_72b):
-    got = {"cell": {"model": cell_72b.model.name, "gpus": cell_72b.resources.gpus,
-                    "grad_accum": cell_72b.resources.grad_accum}, "configs": configs(cell_72b)}
+    got = {
+        "cell": {
+            "model": cell_72b.model.name,
+            "gpus": cell_72b.resources.gpus,
+            "grad_accum": cell_72b.resources.grad_accum,
+        },
+        "configs": configs(cell_72b),
+    }
     # regenerate after a deliberate change: python -m worldpm_scaling.train.deepspeed_config --golden
     assert got == json.loads(GOLDEN.read_text())
 

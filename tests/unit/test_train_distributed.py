@@ -19,8 +19,18 @@ from worldpm_scaling.train.synthetic import make_run
 
 pytestmark = [pytest.mark.unit]
 
-SHAPE = ModelShape(name="unit", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab=64,
-                   tie_embeddings=True, max_positions=256, rope_theta=10000.0)
+SHAPE = ModelShape(
+    name="unit",
+    hidden=32,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    intermediate=64,
+    vocab=64,
+    tie_embeddings=True,
+    max_positions=256,
+    rope_theta=10000.0,
+)
 
 
 @pytest.fixture

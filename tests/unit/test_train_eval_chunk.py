@@ -12,17 +12,34 @@ from worldpm_scaling.train.synthetic import make_run, synthetic_pairs
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
-SHAPE = ModelShape(name="unit", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab=64,
-                   tie_embeddings=True, max_positions=256, rope_theta=10000.0)
+SHAPE = ModelShape(
+    name="unit",
+    hidden=32,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    intermediate=64,
+    vocab=64,
+    tie_embeddings=True,
+    max_positions=256,
+    rope_theta=10000.0,
+)
 
 
 def _metrics(tmp_path, chunk: int | None, monkeypatch) -> dict[str, float]:
-    run = make_run(SHAPE, pairs=16, out_dir=str(tmp_path / str(chunk)), global_batch_pairs=4, micro_batch_pairs=4,
-                   collation="shared_prompt")
-    sets = [EvalData("rmbench_chat", "adversarial", synthetic_pairs(37, vocab=SHAPE.vocab, seed=100)),
-            EvalData("ppe_gpqa", "objective", synthetic_pairs(21, vocab=SHAPE.vocab, seed=101))]
-    tr = Trainer(run, InMemoryTracker().start_cell("s", "c", name="c"), train_pairs=[], eval_sets=sets,
-                 device="cpu")
+    run = make_run(
+        SHAPE,
+        pairs=16,
+        out_dir=str(tmp_path / str(chunk)),
+        global_batch_pairs=4,
+        micro_batch_pairs=4,
+        collation="shared_prompt",
+    )
+    sets = [
+        EvalData("rmbench_chat", "adversarial", synthetic_pairs(37, vocab=SHAPE.vocab, seed=100)),
+        EvalData("ppe_gpqa", "objective", synthetic_pairs(21, vocab=SHAPE.vocab, seed=101)),
+    ]
+    tr = Trainer(run, InMemoryTracker().start_cell("s", "c", name="c"), train_pairs=[], eval_sets=sets, device="cpu")
     with monkeypatch.context() as m:
         if chunk is not None:
             m.setattr(Trainer, "eval_chunk", property(lambda self: chunk))

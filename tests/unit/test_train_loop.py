@@ -24,9 +24,18 @@ from worldpm_scaling.train.synthetic import make_run, synthetic_pairs
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
 
-
-SHAPE = ModelShape(name="unit", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab=64,
-                   tie_embeddings=True, max_positions=256, rope_theta=10000.0)
+SHAPE = ModelShape(
+    name="unit",
+    hidden=32,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    intermediate=64,
+    vocab=64,
+    tie_embeddings=True,
+    max_positions=256,
+    rope_theta=10000.0,
+)
 MARKER = 5
 
 
@@ -47,8 +56,15 @@ class StrictRun:
 
 
 def run_for(tmp_path, *, pairs=64, **train):
-    kw = dict(lr=3e-3, weight_decay=0.0, warmup_frac=0.0, global_batch_pairs=8, micro_batch_pairs=4,
-              collation="shared_prompt", checkpoint_every_steps=None)
+    kw = dict(
+        lr=3e-3,
+        weight_decay=0.0,
+        warmup_frac=0.0,
+        global_batch_pairs=8,
+        micro_batch_pairs=4,
+        collation="shared_prompt",
+        checkpoint_every_steps=None,
+    )
     kw.update(train)
     return make_run(SHAPE, pairs=pairs, out_dir=str(tmp_path), **kw)
 
@@ -58,8 +74,10 @@ def data(n=64, seed=0, marker=MARKER):
 
 
 def evals():
-    return [EvalData("rmbench_chat", "adversarial", data(32, seed=100)),
-            EvalData("ppe_gpqa", "objective", data(32, seed=101))]
+    return [
+        EvalData("rmbench_chat", "adversarial", data(32, seed=100)),
+        EvalData("ppe_gpqa", "objective", data(32, seed=101)),
+    ]
 
 
 def new_run():
@@ -67,15 +85,27 @@ def new_run():
 
 
 def test_learns_a_planted_preference(tmp_path):
-    run = make_run(SHAPE, pairs=384, out_dir=str(tmp_path), milestones=(64, 384), lr=1e-2, weight_decay=0.0,
-                   warmup_frac=0.05, global_batch_pairs=16, micro_batch_pairs=16, checkpoint_every_steps=None)
+    run = make_run(
+        SHAPE,
+        pairs=384,
+        out_dir=str(tmp_path),
+        milestones=(64, 384),
+        lr=1e-2,
+        weight_decay=0.0,
+        warmup_frac=0.05,
+        global_batch_pairs=16,
+        micro_batch_pairs=16,
+        checkpoint_every_steps=None,
+    )
     tr = new_run()
     result = Trainer(run, tr, train_pairs=data(384), eval_sets=evals()).fit()
     assert result.status == "FINISHED" and result.steps == 24 and result.pairs_seen == 384
     acc = dict(tr.inner.history(names.eval_acc("rmbench_chat")))
     assert set(acc) == {4, 24}  # evaluated when pairs_seen crossed 64 (step 4) and 384 (step 24)
     assert acc[24] >= 0.95, acc
-    assert tr.inner.history(names.eval_loss("adversarial"))[-1][1] < tr.inner.history(names.eval_loss("adversarial"))[0][1]
+    assert (
+        tr.inner.history(names.eval_loss("adversarial"))[-1][1] < tr.inner.history(names.eval_loss("adversarial"))[0][1]
+    )
 
 
 def test_every_step_logs_the_train_and_perf_metrics(tmp_path):
@@ -91,8 +121,13 @@ def test_every_step_logs_the_train_and_perf_metrics(tmp_path):
     assert all(v == 1.0 for _, v in m[names.PERF_REAL_TOKEN_FRAC])  # shared-prompt segments: no padding
     assert 0 < m[names.PERF_MFU][0][1] < 1
     # one milestone (the budget) → eval at the last step only, per set, per category and Phi
-    for key in (names.eval_loss("rmbench_chat"), names.eval_acc("ppe_gpqa"), names.eval_loss("objective"),
-                names.eval_acc("adversarial"), names.eval_phi("rmbench_chat", "length")):
+    for key in (
+        names.eval_loss("rmbench_chat"),
+        names.eval_acc("ppe_gpqa"),
+        names.eval_loss("objective"),
+        names.eval_acc("adversarial"),
+        names.eval_phi("rmbench_chat", "length"),
+    ):
         assert [s for s, _ in m[key]] == [4], key
     cat = m[names.eval_loss("adversarial")][0][1]
     assert cat == m[names.eval_loss("rmbench_chat")][0][1]
@@ -136,7 +171,8 @@ def test_resume_matches_the_uninterrupted_curve(tmp_path):
     assert [s for s, _ in a] == [s for s, _ in b]
     assert max(abs(x - y) for (_, x), (_, y) in zip(a, b)) <= 1e-6
     assert full.inner.history(names.eval_loss("ppe_gpqa"))[-1][1] == pytest.approx(
-        part.inner.history(names.eval_loss("ppe_gpqa"))[-1][1], abs=1e-6)
+        part.inner.history(names.eval_loss("ppe_gpqa"))[-1][1], abs=1e-6
+    )
 
 
 def test_a_corrupt_checkpoint_is_refused(tmp_path):
@@ -193,8 +229,12 @@ def test_skip_policy_skips_a_bounded_number_of_bad_batches(tmp_path):
     assert res.status == "FINISHED" and t.skipped == 1 and res.pairs_seen == 48
     assert [s for s, _ in tr.inner.history(names.TRAIN_LOSS)] == [1, 2, 4, 5, 6]
     state["bad_steps"] = {1, 3}
-    t2 = Trainer(run_for(tmp_path / "b", pairs=48, nonfinite="skip", max_skipped_batches=1), new_run(),
-                 train_pairs=data(48), eval_sets=[])
+    t2 = Trainer(
+        run_for(tmp_path / "b", pairs=48, nonfinite="skip", max_skipped_batches=1),
+        new_run(),
+        train_pairs=data(48),
+        eval_sets=[],
+    )
     t2._build()
     start(t2)
     with pytest.raises(NonFiniteLossError, match="grad norm at step 4"):
@@ -276,6 +316,7 @@ def test_host_syncs_per_optimizer_step_do_not_grow_with_micro_batches(tmp_path, 
                 if fr.f_code.co_filename.startswith(pkg) and fr.f_code.co_filename not in host_side:
                     counts["n"] += 1
             return orig(self, *a, **kw)
+
         monkeypatch.setattr(torch.Tensor, name, f)
 
     for name in ("item", "cpu", "tolist", "__float__"):

@@ -20,14 +20,35 @@ from worldpm_scaling.train.synthetic import make_run, synthetic_pairs
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_torch_thread")]
 
-SHAPE = ModelShape(name="unit", hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, vocab=64,
-                   tie_embeddings=True, max_positions=256, rope_theta=10000.0)
+SHAPE = ModelShape(
+    name="unit",
+    hidden=32,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    intermediate=64,
+    vocab=64,
+    tie_embeddings=True,
+    max_positions=256,
+    rope_theta=10000.0,
+)
 
 
 def _run(out, **kw):
-    return make_run(SHAPE, pairs=96, out_dir=str(out), lr=3e-3, weight_decay=0.0, warmup_frac=0.0,
-                    global_batch_pairs=8, micro_batch_pairs=4, collation="shared_prompt",
-                    checkpoint_every_steps=3, milestones=(48, 96), **kw)
+    return make_run(
+        SHAPE,
+        pairs=96,
+        out_dir=str(out),
+        lr=3e-3,
+        weight_decay=0.0,
+        warmup_frac=0.0,
+        global_batch_pairs=8,
+        micro_batch_pairs=4,
+        collation="shared_prompt",
+        checkpoint_every_steps=3,
+        milestones=(48, 96),
+        **kw,
+    )
 
 
 PAIRS = synthetic_pairs(96, vocab=SHAPE.vocab, seed=0, marker=5)

@@ -9,5 +9,15 @@ from .fits import ChinchillaFit, PowerFit, fit_chinchilla, fit_power
 from .spikes import detect_spikes, emergence_flags
 from .trends import Trend, classify
 
-__all__ = ["AnalysisInputError", "FitError", "PowerFit", "ChinchillaFit", "fit_power", "fit_chinchilla",
-           "detect_spikes", "emergence_flags", "Trend", "classify"]
+__all__ = [
+    "AnalysisInputError",
+    "FitError",
+    "PowerFit",
+    "ChinchillaFit",
+    "fit_power",
+    "fit_chinchilla",
+    "detect_spikes",
+    "emergence_flags",
+    "Trend",
+    "classify",
+]

@@ -47,6 +47,7 @@ def _one_blas_thread(fn):
 
     return wrapped
 
+
 HUBER_DELTA = 1e-3  # Chinchilla approach 3
 _LBFGS = {"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-10}
 # L(N, D): flat or degenerate surfaces (few model sizes, a term at its bound) crawl for thousands of
@@ -60,7 +61,9 @@ _LBFGS_REFIT = {"maxiter": 500, "ftol": 1e-11, "gtol": 1e-8}  # bootstrap refits
 # input checks
 
 
-def check_xy(x, y, *, n_params: int, names: tuple[str, ...] = ("x",), y_name: str = "y") -> tuple[np.ndarray, np.ndarray]:
+def check_xy(
+    x, y, *, n_params: int, names: tuple[str, ...] = ("x",), y_name: str = "y"
+) -> tuple[np.ndarray, np.ndarray]:
     """Arrays as float, with a named error for empty, NaN, non-positive or too-few points."""
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
@@ -73,16 +76,21 @@ def check_xy(x, y, *, n_params: int, names: tuple[str, ...] = ("x",), y_name: st
     for j, name in enumerate(names):
         col = xs[:, j]
         if np.isnan(col).any():
-            raise AnalysisInputError(f"column {name!r} has NaN values (rows {np.flatnonzero(np.isnan(col))[:5].tolist()})")
+            raise AnalysisInputError(
+                f"column {name!r} has NaN values (rows {np.flatnonzero(np.isnan(col))[:5].tolist()})"
+            )
         if (col <= 0).any():
-            raise AnalysisInputError(f"column {name!r} must be positive for a power law "
-                                     f"(rows {np.flatnonzero(col <= 0)[:5].tolist()})")
+            raise AnalysisInputError(
+                f"column {name!r} must be positive for a power law (rows {np.flatnonzero(col <= 0)[:5].tolist()})"
+            )
     if np.isnan(ys).any():
         raise AnalysisInputError(f"column {y_name!r} has NaN values (rows {np.flatnonzero(np.isnan(ys))[:5].tolist()})")
     if (ys <= 0).any():
         raise AnalysisInputError(f"column {y_name!r} must be positive (a loss) to fit in log space")
     if len(ys) <= n_params:
-        raise AnalysisInputError(f"{len(ys)} points cannot determine {n_params} parameters; need at least {n_params + 1}")
+        raise AnalysisInputError(
+            f"{len(ys)} points cannot determine {n_params} parameters; need at least {n_params + 1}"
+        )
     return xs, ys
 
 
@@ -120,9 +128,16 @@ class PowerFit:
         return self.E + self.A * np.power(np.asarray(x, dtype=float), -self.alpha)
 
     def to_dict(self) -> dict:
-        return {"E": self.E, "A": self.A, "alpha": self.alpha, "n": self.n, "fixed_E": self.fixed_E,
-                "level": self.level, "ci": {k: v.to_list() for k, v in self.ci.items()},
-                "extrapolation_rel_error": self.extrapolation_rel_error}
+        return {
+            "E": self.E,
+            "A": self.A,
+            "alpha": self.alpha,
+            "n": self.n,
+            "fixed_E": self.fixed_E,
+            "level": self.level,
+            "ci": {k: v.to_list() for k, v in self.ci.items()},
+            "extrapolation_rel_error": self.extrapolation_rel_error,
+        }
 
 
 @dataclass(frozen=True)
@@ -145,7 +160,7 @@ class ChinchillaFit:
     def predict(self, N, D) -> np.ndarray:
         N = np.asarray(N, dtype=float)
         D = np.asarray(D, dtype=float)
-        return self.E + self.A * N ** -self.alpha + self.B * D ** -self.beta
+        return self.E + self.A * N**-self.alpha + self.B * D**-self.beta
 
     def frontier(self, compute) -> tuple[np.ndarray, np.ndarray]:
         """Compute-optimal N and D for C = 6·N·D: N_opt = G·(C/6)^a, D_opt = (C/6)^b / G with
@@ -164,10 +179,19 @@ class ChinchillaFit:
     def to_dict(self) -> dict:
         a, b = self.frontier_exponents
         why = identification(self)
-        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta,
-                "n": self.n, "level": self.level, "ci": {k: v.to_list() for k, v in self.ci.items()},
-                "identified": not why, "not_identified": why,
-                "frontier": None if why else {"N_opt_exponent": a, "D_opt_exponent": b}}
+        return {
+            "E": self.E,
+            "A": self.A,
+            "B": self.B,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "n": self.n,
+            "level": self.level,
+            "ci": {k: v.to_list() for k, v in self.ci.items()},
+            "identified": not why,
+            "not_identified": why,
+            "frontier": None if why else {"N_opt_exponent": a, "D_opt_exponent": b},
+        }
 
 
 # An exponent whose bootstrap interval is wider than this ratio (hi / lo) is not pinned by the data:
@@ -184,10 +208,15 @@ an estimate at its edge is reported as not identified."""
 _AT_BOUND = 1e-3
 
 
-def design_identification(n_N: int, n_D: int, *, need: int = MIN_DISTINCT, names: tuple[str, str] = ("N", "D")) -> list[str]:
+def design_identification(
+    n_N: int, n_D: int, *, need: int = MIN_DISTINCT, names: tuple[str, str] = ("N", "D")
+) -> list[str]:
     """Reasons the design (distinct N and D values) cannot identify the joint fit (empty = it can)."""
-    return [f"{k} distinct {name} value{'s' if k != 1 else ''} (the form needs {need})"
-            for k, name in zip((n_N, n_D), names) if 0 < k < need]
+    return [
+        f"{k} distinct {name} value{'s' if k != 1 else ''} (the form needs {need})"
+        for k, name in zip((n_N, n_D), names)
+        if 0 < k < need
+    ]
 
 
 def identification(fit: "ChinchillaFit") -> list[str]:
@@ -207,7 +236,9 @@ def identification(fit: "ChinchillaFit") -> list[str]:
         elif ci is None:
             out.append(f"{k} has no interval (no bootstrap)")
         elif ci.lo <= lo_b + _AT_BOUND or ci.hi >= hi_b - _AT_BOUND:
-            out.append(f"{k} interval [{ci.lo:.3g}, {ci.hi:.3g}] touches the bound {lo_b if ci.lo <= lo_b + _AT_BOUND else hi_b:g}")
+            out.append(
+                f"{k} interval [{ci.lo:.3g}, {ci.hi:.3g}] touches the bound {lo_b if ci.lo <= lo_b + _AT_BOUND else hi_b:g}"
+            )
         elif ci.hi / ci.lo > IDENT_MAX_RATIO:
             out.append(f"{k} interval [{ci.lo:.3g}, {ci.hi:.3g}] spans {ci.hi / ci.lo:.1f}x (> {IDENT_MAX_RATIO:g}x)")
     return out
@@ -249,17 +280,28 @@ def _power_objective(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, delt
     return val, np.array([(g * w1).sum(), (g * w1 * -logx).sum(), (g * w2).sum()])
 
 
-def _fit_power_free(logx: np.ndarray, logy: np.ndarray, *, delta: float, starts=None,
-                    options: dict | None = None) -> tuple[np.ndarray, float]:
+def _fit_power_free(
+    logx: np.ndarray, logy: np.ndarray, *, delta: float, starts=None, options: dict | None = None
+) -> tuple[np.ndarray, float]:
     if starts is None:
         ymin = logy.min()
-        starts = [(a, al, e) for a in (logy.max() + 1.0, logy.max() + 5.0, logy.max() + 15.0)
-                  for al in (0.05, 0.2, 0.5, 1.0) for e in (ymin - 5.0, ymin - 1.0, ymin - 0.1)]
+        starts = [
+            (a, al, e)
+            for a in (logy.max() + 1.0, logy.max() + 5.0, logy.max() + 15.0)
+            for al in (0.05, 0.2, 0.5, 1.0)
+            for e in (ymin - 5.0, ymin - 1.0, ymin - 0.1)
+        ]
     best, best_val = None, math.inf
     for s in starts:
-        res = optimize.minimize(_power_objective, np.array(s, float), args=(logx, logy, delta), jac=True,
-                                method="L-BFGS-B", bounds=[(None, None), (0.0, 10.0), (None, None)],
-                                options=options or _LBFGS)
+        res = optimize.minimize(
+            _power_objective,
+            np.array(s, float),
+            args=(logx, logy, delta),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(None, None), (0.0, 10.0), (None, None)],
+            options=options or _LBFGS,
+        )
         if res.fun < best_val and np.isfinite(res.fun):
             best, best_val = res.x, res.fun
     if best is None:
@@ -268,9 +310,19 @@ def _fit_power_free(logx: np.ndarray, logy: np.ndarray, *, delta: float, starts=
 
 
 @_one_blas_thread
-def fit_power(x, y, *, fix_E: float | None = None, bootstrap: int = 1000, level: float = 0.9,
-              seed: int = 0, extrapolate: bool = True, x_name: str = "x", y_name: str = "y",
-              delta: float = HUBER_DELTA) -> PowerFit:
+def fit_power(
+    x,
+    y,
+    *,
+    fix_E: float | None = None,
+    bootstrap: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    extrapolate: bool = True,
+    x_name: str = "x",
+    y_name: str = "y",
+    delta: float = HUBER_DELTA,
+) -> PowerFit:
     """Fit L = E + A·x^-α with bootstrap intervals.
 
     `fix_E=0` gives the pure power law (OLS in log-log, exact and vectorised). Otherwise E is fitted
@@ -315,8 +367,9 @@ def fit_power(x, y, *, fix_E: float | None = None, bootstrap: int = 1000, level:
             sub = fit_power(xs[keep], ys[keep], fix_E=fix_E, bootstrap=0, extrapolate=False, delta=delta)
             at = xs == xs.max()
             extra = float(np.mean(np.abs(sub.predict(xs[at]) - ys[at]) / ys[at]))
-    return PowerFit(E=E, A=A, alpha=alpha, n=len(xs), fixed_E=fix_E is not None, ci=ci, level=level,
-                    extrapolation_rel_error=extra)
+    return PowerFit(
+        E=E, A=A, alpha=alpha, n=len(xs), fixed_E=fix_E is not None, ci=ci, level=level, extrapolation_rel_error=extra
+    )
 
 
 def _intervals(samples: dict[str, np.ndarray], level: float) -> dict[str, Interval]:
@@ -346,24 +399,39 @@ def _chin_objective(theta, logN, logD, logy, delta):
 
 def default_chinchilla_starts() -> list[tuple[float, ...]]:
     """The grid of Hoffmann et al. (2022), approach 3."""
-    return [(a, b, e, al, be) for a in (0.0, 5.0, 10.0, 15.0, 20.0, 25.0) for b in (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
-            for e in (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5) for al in (0.0, 0.5, 1.0, 1.5, 2.0) for be in (0.0, 0.5, 1.0, 1.5, 2.0)]
+    return [
+        (a, b, e, al, be)
+        for a in (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+        for b in (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+        for e in (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+        for al in (0.0, 0.5, 1.0, 1.5, 2.0)
+        for be in (0.0, 0.5, 1.0, 1.5, 2.0)
+    ]
 
 
 def _fit_chin(logN, logD, logy, delta, starts, options=None, refine: int = 24):
     # Evaluate every start's objective first and refine only the best few: the full grid of
     # 4,500 starts × L-BFGS would be slow, and the best starts land in the same basin anyway.
     S = np.asarray(starts, dtype=float)
-    t = np.stack([S[:, 0:1] - S[:, 3:4] * logN, S[:, 1:2] - S[:, 4:5] * logD,
-                  np.broadcast_to(S[:, 2:3], (len(S), len(logN)))], axis=1)
+    t = np.stack(
+        [S[:, 0:1] - S[:, 3:4] * logN, S[:, 1:2] - S[:, 4:5] * logD, np.broadcast_to(S[:, 2:3], (len(S), len(logN)))],
+        axis=1,
+    )
     r = np.abs(logsumexp(t, axis=1) - logy)
     vals = np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)).sum(axis=1)  # ranking only
     order = np.argsort(vals)[: min(refine, len(starts))]
     bounds = [(None, None), (None, None), (None, None), EXPONENT_BOUNDS, EXPONENT_BOUNDS]
 
     def run(x0, opts):
-        res = optimize.minimize(_chin_objective, np.asarray(x0, float), args=(logN, logD, logy, delta),
-                                jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+        res = optimize.minimize(
+            _chin_objective,
+            np.asarray(x0, float),
+            args=(logN, logD, logy, delta),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options=opts,
+        )
         return res.x, (res.fun if np.isfinite(res.fun) else math.inf)
 
     if options is not None:  # bootstrap refit from the optimum: one run
@@ -381,12 +449,23 @@ def _fit_chin(logN, logD, logy, delta, starts, options=None, refine: int = 24):
 
 
 @_one_blas_thread
-def fit_chinchilla(N, D, y, *, bootstrap: int = 200, level: float = 0.9, seed: int = 0,
-                   starts: list[tuple[float, ...]] | None = None, names: tuple[str, str] = ("N", "D"),
-                   y_name: str = "y", delta: float = HUBER_DELTA) -> ChinchillaFit:
+def fit_chinchilla(
+    N,
+    D,
+    y,
+    *,
+    bootstrap: int = 200,
+    level: float = 0.9,
+    seed: int = 0,
+    starts: list[tuple[float, ...]] | None = None,
+    names: tuple[str, str] = ("N", "D"),
+    y_name: str = "y",
+    delta: float = HUBER_DELTA,
+) -> ChinchillaFit:
     """Fit L(N, D) = E + A/N^α + B/D^β (log-space Huber, grid of starts, L-BFGS) with bootstrap CIs."""
-    xs, ys = check_xy(np.column_stack([np.asarray(N, float), np.asarray(D, float)]), y, n_params=5,
-                      names=names, y_name=y_name)
+    xs, ys = check_xy(
+        np.column_stack([np.asarray(N, float), np.asarray(D, float)]), y, n_params=5, names=names, y_name=y_name
+    )
     logN, logD, logy = np.log(xs[:, 0]), np.log(xs[:, 1]), np.log(ys)
     theta, val = _fit_chin(logN, logD, logy, delta, starts or default_chinchilla_starts())
     ci = {}
@@ -398,11 +477,22 @@ def fit_chinchilla(N, D, y, *, bootstrap: int = 200, level: float = 0.9, seed: i
             th, _ = _fit_chin(logN[idx], logD[idx], logy[idx], delta, [tuple(theta)], options=_LBFGS_REFIT)
             samples.append(th)
         s = np.array(samples)
-        ci = _intervals({"A": np.exp(s[:, 0]), "B": np.exp(s[:, 1]), "E": np.exp(s[:, 2]),
-                         "alpha": s[:, 3], "beta": s[:, 4]}, level)
-    return ChinchillaFit(E=float(np.exp(theta[2])), A=float(np.exp(theta[0])), B=float(np.exp(theta[1])),
-                         alpha=float(theta[3]), beta=float(theta[4]), n=len(ys), ci=ci, level=level, loss=float(val),
-                         n_N=len(np.unique(xs[:, 0])), n_D=len(np.unique(xs[:, 1])))
+        ci = _intervals(
+            {"A": np.exp(s[:, 0]), "B": np.exp(s[:, 1]), "E": np.exp(s[:, 2]), "alpha": s[:, 3], "beta": s[:, 4]}, level
+        )
+    return ChinchillaFit(
+        E=float(np.exp(theta[2])),
+        A=float(np.exp(theta[0])),
+        B=float(np.exp(theta[1])),
+        alpha=float(theta[3]),
+        beta=float(theta[4]),
+        n=len(ys),
+        ci=ci,
+        level=level,
+        loss=float(val),
+        n_N=len(np.unique(xs[:, 0])),
+        n_D=len(np.unique(xs[:, 1])),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,8 +537,14 @@ class FrontierFit:
 
 
 @_one_blas_thread
-def fit_frontier(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, bootstrap: int = 1000, level: float = 0.9,
-                 seed: int = 0, y_name: str = "y") -> FrontierFit:
+def fit_frontier(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    bootstrap: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    y_name: str = "y",
+) -> FrontierFit:
     """Power law fitted to the lower envelope of several loss-vs-compute curves.
 
     Bootstrap (parametric, curve by curve): each replicate redraws every curve from its own log-log line
@@ -525,8 +621,15 @@ class IsoflopBudget:
     N_opt_ci: Interval | None = None
 
     def to_dict(self) -> dict:
-        return {"C": self.C, "N_opt": self.N_opt, "D_opt": self.D_opt, "points": self.points, "used": self.used,
-                "flag": self.flag, "N_opt_ci": self.N_opt_ci.to_list() if self.N_opt_ci else None}
+        return {
+            "C": self.C,
+            "N_opt": self.N_opt,
+            "D_opt": self.D_opt,
+            "points": self.points,
+            "used": self.used,
+            "flag": self.flag,
+            "N_opt_ci": self.N_opt_ci.to_list() if self.N_opt_ci else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -546,10 +649,18 @@ class IsoflopFit:
         return sum(b.points for b in self.budgets if b.used)
 
     def to_dict(self) -> dict:
-        return {"a": self.a, "b": self.b, "a_ci": self.ci["a"].to_list() if "a" in self.ci else None,
-                "b_ci": self.ci["b"].to_list() if "b" in self.ci else None, "kN": self.kN, "kD": self.kD,
-                "level": self.level, "points_used": self.points_used,
-                "budgets_used": sum(b.used for b in self.budgets), "budgets": [b.to_dict() for b in self.budgets]}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "a_ci": self.ci["a"].to_list() if "a" in self.ci else None,
+            "b_ci": self.ci["b"].to_list() if "b" in self.ci else None,
+            "kN": self.kN,
+            "kD": self.kD,
+            "level": self.level,
+            "points_used": self.points_used,
+            "budgets_used": sum(b.used for b in self.budgets),
+            "budgets": [b.to_dict() for b in self.budgets],
+        }
 
 
 def _parabola(u: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -581,8 +692,19 @@ def _profile(u: np.ndarray, y: np.ndarray, what: str) -> tuple[float, str, np.nd
 
 
 @_one_blas_thread
-def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, seed: int = 0, window: int = 3,
-                names: tuple[str, str, str] = ("C", "N", "D"), y_name: str = "loss") -> IsoflopFit:
+def fit_isoflop(
+    C,
+    N,
+    L,
+    D=None,
+    *,
+    bootstrap: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    window: int = 3,
+    names: tuple[str, str, str] = ("C", "N", "D"),
+    y_name: str = "loss",
+) -> IsoflopFit:
     """IsoFLOP analysis: rows with the same budget C form one profile of loss over model size N.
 
     Per budget a parabola in log N gives N_opt (and, with a D column, a parabola in log D gives D_opt;
@@ -595,15 +717,14 @@ def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, s
     intervals from the same replicates.
     """
     cols = [np.asarray(C, float), np.asarray(N, float)] + ([np.asarray(D, float)] if D is not None else [])
-    xs, ys = check_xy(np.column_stack(cols), L, n_params=0, names=names[:len(cols)], y_name=y_name)
+    xs, ys = check_xy(np.column_stack(cols), L, n_params=0, names=names[: len(cols)], y_name=y_name)
     Cs, Ns = xs[:, 0], xs[:, 1]
     Ds = xs[:, 2] if D is not None else None
     groups = []
     for c in np.unique(Cs):
         m = Cs == c
         order = np.argsort(Ns[m], kind="stable")
-        groups.append((float(c), np.log(Ns[m][order]), ys[m][order],
-                       np.log(Ds[m][order]) if Ds is not None else None))
+        groups.append((float(c), np.log(Ns[m][order]), ys[m][order], np.log(Ds[m][order]) if Ds is not None else None))
     budgets: list[IsoflopBudget] = []
     used = []
     for c, u, y, ud in groups:
@@ -615,8 +736,10 @@ def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, s
                 u, y, ud = u[sl], y[sl], (ud[sl] if ud is not None else None)
         v, flag, p = _profile(u, y, "sizes")
         if not flag and len(u) < 5:
-            flag = (f"lowest loss {min(int(np.argmin(y)), len(u) - 1 - int(np.argmin(y)))} size(s) from the edge of "
-                    f"the sampled sizes ({len(u)} points around it; need 2 on each side): at the edge")
+            flag = (
+                f"lowest loss {min(int(np.argmin(y)), len(u) - 1 - int(np.argmin(y)))} size(s) from the edge of "
+                f"the sampled sizes ({len(u)} points around it; need 2 on each side): at the edge"
+            )
         n_opt = math.exp(v) if math.isfinite(v) else math.nan
         if ud is not None and not flag:
             order = np.argsort(ud, kind="stable")
@@ -630,8 +753,10 @@ def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, s
             used.append((c, u, y, ud, p))
     if len(used) < 3:
         flagged = "; ".join(f"C={bud.C:.3g}: {bud.flag}" for bud in budgets if bud.flag)
-        raise AnalysisInputError(f"IsoFLOP fit needs 3 budgets with an interior loss minimum, got {len(used)} of "
-                                 f"{len(budgets)}" + (f" ({flagged})" if flagged else ""))
+        raise AnalysisInputError(
+            f"IsoFLOP fit needs 3 budgets with an interior loss minimum, got {len(used)} of "
+            f"{len(budgets)}" + (f" ({flagged})" if flagged else "")
+        )
     lc = np.log([g[0] for g in used])
     ln = np.log([bud.N_opt for bud in budgets if bud.used])
     ldd = np.log([bud.D_opt for bud in budgets if bud.used])
@@ -666,8 +791,10 @@ def fit_isoflop(C, N, L, D=None, *, bootstrap: int = 1000, level: float = 0.9, s
             _, sa = _ols_loglog(lcb, vn[rows, pick][ok])
             _, sb = _ols_loglog(lcb, vd[rows, pick][ok])
             ci = _intervals({"a": -sa, "b": -sb}, level)
-            per_budget = [Interval(*[float(math.exp(q)) for q in np.quantile(vn[ok, j], [(1 - level) / 2, (1 + level) / 2])])
-                          for j in range(len(used))]
+            per_budget = [
+                Interval(*[float(math.exp(q)) for q in np.quantile(vn[ok, j], [(1 - level) / 2, (1 + level) / 2])])
+                for j in range(len(used))
+            ]
     out, j = [], 0
     for bud in budgets:
         out.append(dataclasses.replace(bud, N_opt_ci=per_budget[j]) if bud.used else bud)

@@ -65,12 +65,23 @@ def tidy(runs: list[dict], histories: dict[str, dict[str, list[tuple[int, float]
                 continue
             steps = np.array([s for s, _ in points])
             vals = np.array([v for _, v in points], dtype=float)
-            frames.append(pd.DataFrame({
-                "sweep": r["sweep"], "cell": r["cell"], "model": r["model"], "N": float(r["N"]),
-                "pairs": [pairs.get(int(s), np.nan) for s in steps],
-                "tokens": [tokens.get(int(s), np.nan) for s in steps],
-                "step": steps, "metric": metric, "value": vals, STATUS: r.get("status", "UNKNOWN"),
-                SEED: int(r.get("seed", 0))}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "sweep": r["sweep"],
+                        "cell": r["cell"],
+                        "model": r["model"],
+                        "N": float(r["N"]),
+                        "pairs": [pairs.get(int(s), np.nan) for s in steps],
+                        "tokens": [tokens.get(int(s), np.nan) for s in steps],
+                        "step": steps,
+                        "metric": metric,
+                        "value": vals,
+                        STATUS: r.get("status", "UNKNOWN"),
+                        SEED: int(r.get("seed", 0)),
+                    }
+                )
+            )
     if not frames:
         return pd.DataFrame(columns=ALL_COLUMNS)
     df = pd.concat(frames, ignore_index=True)
@@ -88,7 +99,7 @@ def default_uri(tracking_uri: str | None = None) -> str:
 def _existing_store(uri: str) -> str:
     """Refuse a sqlite URI whose file does not exist: opening it would create an empty store."""
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = Path(uri[len("sqlite:///") :])
         if not path.is_file():
             raise AnalysisInputError(f"no MLflow store at {uri} (no file {path}); pass --tracking-uri")
     return uri
@@ -106,8 +117,13 @@ def _all_runs(client, exp_id: str, sweep: str) -> list:
     """Every run tagged with the sweep, page by page (a sweep can exceed one page)."""
     out, token = [], None
     for _ in range(10_000):  # bounded: 10k pages of 1000 runs
-        page = client.search_runs([exp_id], filter_string=f"tags.sweep = '{sweep}'", max_results=1000,
-                                  order_by=["attributes.start_time ASC"], page_token=token)
+        page = client.search_runs(
+            [exp_id],
+            filter_string=f"tags.sweep = '{sweep}'",
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
         out.extend(page)
         token = page.token
         if not token:
@@ -115,9 +131,15 @@ def _all_runs(client, exp_id: str, sweep: str) -> list:
     return out
 
 
-def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str | None = None,
-                cache: str | Path | None = None, max_workers: int = 8,
-                cells: Collection[str] | None = None) -> pd.DataFrame:
+def from_mlflow(
+    sweep: str,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    cache: str | Path | None = None,
+    max_workers: int = 8,
+    cells: Collection[str] | None = None,
+) -> pd.DataFrame:
     """The sweep's child runs (tag cell_id) with full metric histories, fetched in parallel.
 
     `experiment` defaults to the sweep name, as the tracker does (TrackingSpec.experiment).
@@ -138,15 +160,24 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
         keep = [r for r in children if r.data.tags["cell_id"] in wanted]
         left_out = len(children) - len(keep)
         if not keep:
-            raise AnalysisInputError(f"sweep {sweep!r} has {len(children)} cell runs at {client.tracking_uri}, "
-                                     f"none of them a cell of the sweep's current plan (launch it first)")
+            raise AnalysisInputError(
+                f"sweep {sweep!r} has {len(children)} cell runs at {client.tracking_uri}, "
+                f"none of them a cell of the sweep's current plan (launch it first)"
+            )
         children = keep
     if not children:
         raise AnalysisInputError(f"sweep {sweep!r} has no cell runs at {client.tracking_uri}")
     stamp = {r.info.run_id: [r.info.status, r.info.end_time] for r in children}
     # every cell run with its status, also those that logged no metric (a job that failed at start)
-    run_list = [{"cell": r.data.tags["cell_id"], "model": r.data.params.get("model.name", r.info.run_name),
-                 "status": r.info.status, "seed": _seed(r)} for r in children]
+    run_list = [
+        {
+            "cell": r.data.tags["cell_id"],
+            "model": r.data.params.get("model.name", r.info.run_name),
+            "status": r.info.status,
+            "seed": _seed(r),
+        }
+        for r in children
+    ]
     cached = _read_cache(cache, stamp)
     if cached is not None:
         cached.attrs["left_out"] = left_out
@@ -160,9 +191,18 @@ def from_mlflow(sweep: str, *, tracking_uri: str | None = None, experiment: str 
         except (KeyError, ValueError):
             raise AnalysisInputError(f"run {r.info.run_id} lacks param model.params_non_embedding") from None
         # keys: not system/… (MLflow system metrics are numbered by sample, not by optimizer step)
-        runs.append({"run_id": r.info.run_id, "sweep": sweep, "cell": r.data.tags["cell_id"],
-                     "model": p.get("model.name", r.info.run_name), "N": n, "status": r.info.status, "seed": _seed(r),
-                     "keys": sorted(k for k in r.data.metrics if not k.startswith("system/"))})
+        runs.append(
+            {
+                "run_id": r.info.run_id,
+                "sweep": sweep,
+                "cell": r.data.tags["cell_id"],
+                "model": p.get("model.name", r.info.run_name),
+                "N": n,
+                "status": r.info.status,
+                "seed": _seed(r),
+                "keys": sorted(k for k in r.data.metrics if not k.startswith("system/")),
+            }
+        )
 
     def fetch(job):
         rid, key = job

@@ -14,16 +14,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-COLUMN_IN = 3.25   # one column of a two-column paper
-PAGE_IN = 6.75     # full text width
+COLUMN_IN = 3.25  # one column of a two-column paper
+PAGE_IN = 6.75  # full text width
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 STYLE = {
-    "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",
-    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
-    "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
-    "axes.grid": True, "grid.alpha": 0.25, "lines.linewidth": 1.2, "lines.markersize": 3,
-    "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "figure.dpi": 150, "savefig.bbox": "tight",
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "figure.dpi": 150,
+    "savefig.bbox": "tight",
 }
 FORMATS = ("pdf", "svg", "png")
 
@@ -36,8 +49,14 @@ def _legend_above(fig, axes) -> None:
                 handles[label] = h
                 labels.append(label)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    fig.legend([handles[lb] for lb in labels], labels, loc="upper center", ncol=len(labels), frameon=False,
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        [handles[lb] for lb in labels],
+        labels,
+        loc="upper center",
+        ncol=len(labels),
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
 
 
 def save(fig, out_dir: str | Path, name: str) -> list[Path]:
@@ -60,8 +79,12 @@ def _sizes_order(models: list[str], n_of: dict[str, float]) -> list[str]:
     return sorted(models, key=lambda m: n_of.get(m, 0.0))
 
 
-def scaling_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], fits: dict, n_of: dict[str, float],
-                   trends: dict | None = None):
+def scaling_figure(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    fits: dict,
+    n_of: dict[str, float],
+    trends: dict | None = None,
+):
     """Loss vs log2(pairs): one panel per category, one curve per model size, fit + interval band.
 
     `curves[category][model] = (pairs, loss)`; `fits[(category, model)]` = PowerFit or absent;
@@ -94,7 +117,9 @@ def scaling_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
                         y0 = float(f.predict(x0))
                         lo = f.E + (y0 - f.E) * (xx / x0) ** -f.ci["alpha"].lo
                         hi = f.E + (y0 - f.E) * (xx / x0) ** -f.ci["alpha"].hi
-                        ax.fill_between(np.log2(xx), np.minimum(lo, hi), np.maximum(lo, hi), color=colour[m], alpha=0.15, lw=0)
+                        ax.fill_between(
+                            np.log2(xx), np.minimum(lo, hi), np.maximum(lo, hi), color=colour[m], alpha=0.15, lw=0
+                        )
             ax.set_title(cat)
             ax.set_xlabel("log2(training pairs)")
         axes[0][0].set_ylabel("BT test loss")
@@ -102,8 +127,13 @@ def scaling_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
     return fig
 
 
-def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], frontier: dict[str, tuple[np.ndarray, np.ndarray]],
-                   fits: dict, n_of: dict[str, float], joint: dict | None = None):
+def compute_figure(
+    points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    frontier: dict[str, tuple[np.ndarray, np.ndarray]],
+    fits: dict,
+    n_of: dict[str, float],
+    joint: dict | None = None,
+):
     """Loss vs training compute (FLOPs), one panel per category, with the lower envelope (frontier),
     the power law fitted to it, and the compute-optimal loss L(N_opt(C), D_opt(C)) of the joint fit
     (pass in `joint` only the fits that are identified: the caller decides, this only draws)."""
@@ -129,8 +159,14 @@ def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
                 if j is not None:
                     cc = np.logspace(np.log10(fc.min()), np.log10(fc.max()), 100)
                     n_opt, d_opt = j.frontier(cc)
-                    ax.plot(cc, j.predict(n_opt, d_opt), ":", color=PALETTE[3], lw=1.2,
-                            label="compute-optimal, joint L(N,D) fit")
+                    ax.plot(
+                        cc,
+                        j.predict(n_opt, d_opt),
+                        ":",
+                        color=PALETTE[3],
+                        lw=1.2,
+                        label="compute-optimal, joint L(N,D) fit",
+                    )
             ax.set_xscale("log")
             ax.set_title(cat)
             ax.set_xlabel("training compute C = 6·N·D (FLOPs)")
@@ -139,8 +175,14 @@ def compute_figure(points: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
     return fig
 
 
-def gradnorm_figure(series: dict[str, tuple[np.ndarray, np.ndarray]], spikes: dict[str, list], emergences: dict[str, list],
-                    n_of: dict[str, float], *, model_of: dict[str, str] | None = None):
+def gradnorm_figure(
+    series: dict[str, tuple[np.ndarray, np.ndarray]],
+    spikes: dict[str, list],
+    emergences: dict[str, list],
+    n_of: dict[str, float],
+    *,
+    model_of: dict[str, str] | None = None,
+):
     """Grad norm vs pairs seen per run, spikes (▲) and emergence flags (★). `series` is keyed by run
     label; `model_of[label]` is its model (default: the label itself). One run per model: one panel.
     Several (seeds, or budgets in a grid): one panel per model, its runs in the model's colour."""
@@ -153,13 +195,22 @@ def gradnorm_figure(series: dict[str, tuple[np.ndarray, np.ndarray]], spikes: di
         width = COLUMN_IN if not several else min(PAGE_IN, 2.3 * len(panels))
         fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.2), squeeze=False, sharey=True)
         for ax, panel in zip(axes[0], panels):
-            runs = sorted((k for k in series if panel is None or model_of[k] == panel),
-                          key=lambda k: (models.index(model_of[k]), k))
+            runs = sorted(
+                (k for k in series if panel is None or model_of[k] == panel),
+                key=lambda k: (models.index(model_of[k]), k),
+            )
             for k in runs:
                 x, g = series[k]
                 col = colour[model_of[k]]
-                ax.plot(x, g, "-", color=col, lw=0.5 if several else 0.7, alpha=0.6 if several else 1.0,
-                        label=None if several else k)
+                ax.plot(
+                    x,
+                    g,
+                    "-",
+                    color=col,
+                    lw=0.5 if several else 0.7,
+                    alpha=0.6 if several else 1.0,
+                    label=None if several else k,
+                )
                 for s in spikes.get(k, []):
                     ax.plot(x[s.index], g[s.index], "^", color=col, ms=5, mec="k", mew=0.4)
                 for e in emergences.get(k, []):

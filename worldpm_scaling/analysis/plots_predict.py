@@ -23,14 +23,29 @@ def prediction_figure(preds: dict, n_of: dict[str, float]):
                 D, L = sp.points.get(m, (np.empty(0), np.empty(0)))
                 ax.scatter(D, L, s=6, color=PALETTE[i % len(PALETTE)], alpha=0.6, label=f"{m} (ladder)")
             if p.loss is not None:
-                Dmin = min([float(v[0].min()) for k, v in sp.points.items() if k != "acc" and len(v[0])] + [float(p.D.min())])
+                Dmin = min(
+                    [float(v[0].min()) for k, v in sp.points.items() if k != "acc" and len(v[0])] + [float(p.D.min())]
+                )
                 grid = np.logspace(np.log10(Dmin), np.log10(float(p.D.max())), 60)
-                ax.plot(grid, p.step1.predict(np.full(len(grid), sp.target_N), grid), color="black", lw=1.0,
-                        label=f"step 1 at {sp.target}'s N")
+                ax.plot(
+                    grid,
+                    p.step1.predict(np.full(len(grid), sp.target_N), grid),
+                    color="black",
+                    lw=1.0,
+                    label=f"step 1 at {sp.target}'s N",
+                )
                 pred = np.array([b.pred for b in p.loss])
                 err = np.array([[b.pred - b.lo for b in p.loss], [b.hi - b.pred for b in p.loss]])
-                ax.errorbar(p.D, pred, yerr=np.maximum(err, 0), fmt="o", ms=3, color=PALETTE[3], capsize=2,
-                            label=f"predicted ({p.level:.0%})")
+                ax.errorbar(
+                    p.D,
+                    pred,
+                    yerr=np.maximum(err, 0),
+                    fmt="o",
+                    ms=3,
+                    color=PALETTE[3],
+                    capsize=2,
+                    label=f"predicted ({p.level:.0%})",
+                )
             if sp.actual_loss is not None:
                 ax.scatter(p.D, sp.actual_loss, marker="*", s=30, color="black", zorder=5, label=f"{sp.target} actual")
             ax.set_xscale("log")
@@ -45,16 +60,28 @@ def prediction_figure(preds: dict, n_of: dict[str, float]):
                 g = np.linspace(lo, float(L.max()), 100)
                 ax2.plot(g, p.step2.predict(g), color="black", lw=1.0, label="step 2 sigmoid")
                 if p.acc is not None:
-                    ax2.errorbar([b.pred for b in p.loss], [b.pred for b in p.acc],
-                                 yerr=np.maximum([[b.pred - b.lo for b in p.acc], [b.hi - b.pred for b in p.acc]], 0),
-                                 fmt="o", ms=3, color=PALETTE[3], capsize=2)
+                    ax2.errorbar(
+                        [b.pred for b in p.loss],
+                        [b.pred for b in p.acc],
+                        yerr=np.maximum([[b.pred - b.lo for b in p.acc], [b.hi - b.pred for b in p.acc]], 0),
+                        fmt="o",
+                        ms=3,
+                        color=PALETTE[3],
+                        capsize=2,
+                    )
                 if sp.actual_acc is not None and sp.actual_loss is not None:
                     ax2.scatter(sp.actual_loss, sp.actual_acc, marker="*", s=30, color="black", zorder=5)
                 ax2.set_xlabel(f"{cat} loss")
                 ax2.set_ylabel(f"{cat} accuracy")
             else:
-                ax2.text(0.5, 0.5, "no accuracy (step 2) for this category", ha="center", va="center",
-                         transform=ax2.transAxes)
+                ax2.text(
+                    0.5,
+                    0.5,
+                    "no accuracy (step 2) for this category",
+                    ha="center",
+                    va="center",
+                    transform=ax2.transAxes,
+                )
                 ax2.set_axis_off()
         _legend_above(fig, axes)
     return fig

@@ -83,8 +83,9 @@ class Ladder:
         return last
 
 
-def make_ladder(N, D, loss, *, acc=None, run=None, step1_all: bool | None = None,
-                names: dict[str, str] | None = None) -> Ladder:
+def make_ladder(
+    N, D, loss, *, acc=None, run=None, step1_all: bool | None = None, names: dict[str, str] | None = None
+) -> Ladder:
     """Checked arrays → Ladder. Without `run` every row is its own run (and a step-1 point). Named errors
     for NaN or non-positive N, D or loss, accuracy outside [0, 1], and fewer than 2 runs."""
     nm = {"N": "N", "D": "D", "loss": "loss", "acc": "acc", "run": "run", **(names or {})}
@@ -93,8 +94,9 @@ def make_ladder(N, D, loss, *, acc=None, run=None, step1_all: bool | None = None
         a = np.asarray(v, dtype=float)
         bad = ~np.isfinite(a) | (a <= 0)
         if bad.any():
-            raise AnalysisInputError(f"column {nm[key]!r} must be positive and finite (rows "
-                                     f"{np.flatnonzero(bad)[:5].tolist()})")
+            raise AnalysisInputError(
+                f"column {nm[key]!r} must be positive and finite (rows {np.flatnonzero(bad)[:5].tolist()})"
+            )
         arrs[key] = a
     n = len(arrs["N"])
     if not n or any(len(a) != n for a in arrs.values()):
@@ -104,16 +106,25 @@ def make_ladder(N, D, loss, *, acc=None, run=None, step1_all: bool | None = None
         a_acc = np.asarray(acc, dtype=float)
         bad = ~np.isfinite(a_acc) | (a_acc < 0) | (a_acc > 1)
         if bad.any():
-            raise AnalysisInputError(f"column {nm['acc']!r} must be an accuracy in [0, 1] (rows "
-                                     f"{np.flatnonzero(bad)[:5].tolist()})")
+            raise AnalysisInputError(
+                f"column {nm['acc']!r} must be an accuracy in [0, 1] (rows {np.flatnonzero(bad)[:5].tolist()})"
+            )
     runs = np.arange(n) if run is None else np.asarray(run).astype(str)
     if len(runs) != n:
         raise AnalysisInputError(f"column {nm['run']!r} has {len(runs)} values for {n} rows")
     k = len(np.unique(runs))
     if k < 2:
-        raise AnalysisInputError(f"a ladder needs at least 2 runs, got {k}" + (f" (column {nm['run']!r})" if run is not None else ""))
-    return Ladder(N=arrs["N"], D=arrs["D"], loss=arrs["loss"], run=runs, acc=a_acc,
-                  step1_all=(run is None) if step1_all is None else step1_all)
+        raise AnalysisInputError(
+            f"a ladder needs at least 2 runs, got {k}" + (f" (column {nm['run']!r})" if run is not None else "")
+        )
+    return Ladder(
+        N=arrs["N"],
+        D=arrs["D"],
+        loss=arrs["loss"],
+        run=runs,
+        acc=a_acc,
+        step1_all=(run is None) if step1_all is None else step1_all,
+    )
 
 
 @dataclass(frozen=True)
@@ -148,9 +159,16 @@ class Step1:
         return _step1_predict(self.form, np.array(self.theta), np.asarray(N, float), np.asarray(D, float))
 
     def to_dict(self) -> dict:
-        return {"form": self.form, **self.params, "ci": {k: v.to_list() for k, v in self.ci.items()},
-                "points": self.points, "runs": self.runs, "residual_sd": self.residual_sd,
-                "identified": self.identified, "not_identified": self.not_identified}
+        return {
+            "form": self.form,
+            **self.params,
+            "ci": {k: v.to_list() for k, v in self.ci.items()},
+            "points": self.points,
+            "runs": self.runs,
+            "residual_sd": self.residual_sd,
+            "identified": self.identified,
+            "not_identified": self.not_identified,
+        }
 
 
 @dataclass(frozen=True)
@@ -168,8 +186,14 @@ class Step2:
         return _sigmoid_acc(np.array([p["a"], p["b"], p["k"], p["L0"]]), np.asarray(L, float))
 
     def to_dict(self) -> dict:
-        return {**self.params, "ci": {k: v.to_list() for k, v in self.ci.items()}, "rows": self.rows,
-                "residual_sd": self.residual_sd, "loss_range": list(self.loss_range), "notes": self.notes}
+        return {
+            **self.params,
+            "ci": {k: v.to_list() for k, v in self.ci.items()},
+            "rows": self.rows,
+            "residual_sd": self.residual_sd,
+            "loss_range": list(self.loss_range),
+            "notes": self.notes,
+        }
 
 
 @dataclass(frozen=True)
@@ -192,13 +216,25 @@ class Prediction:
 
     def to_dict(self, i: int | None = None) -> dict:
         """One target (`i`) in the shape of `wps predict --json`; all targets as lists when i is None."""
-        pick = (lambda bands: None if bands is None else bands[i].to_dict()) if i is not None else \
-            (lambda bands: None if bands is None else [b.to_dict() for b in bands])
-        return {"target": {"N": float(self.N[i]) if i is not None else self.N.tolist(),
-                           "D": float(self.D[i]) if i is not None else self.D.tolist()},
-                "loss": pick(self.loss), "acc": pick(self.acc), "step1": self.step1.to_dict(),
-                "step2": self.step2.to_dict() if self.step2 else None, "level": self.level,
-                "bootstrap": self.bootstrap, "distance": self.distance, "notes": self.notes}
+        pick = (
+            (lambda bands: None if bands is None else bands[i].to_dict())
+            if i is not None
+            else (lambda bands: None if bands is None else [b.to_dict() for b in bands])
+        )
+        return {
+            "target": {
+                "N": float(self.N[i]) if i is not None else self.N.tolist(),
+                "D": float(self.D[i]) if i is not None else self.D.tolist(),
+            },
+            "loss": pick(self.loss),
+            "acc": pick(self.acc),
+            "step1": self.step1.to_dict(),
+            "step2": self.step2.to_dict() if self.step2 else None,
+            "level": self.level,
+            "bootstrap": self.bootstrap,
+            "distance": self.distance,
+            "notes": self.notes,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,8 +243,13 @@ class Prediction:
 
 def _params(form: str, th: np.ndarray) -> dict[str, float]:
     if form == "chinchilla":
-        return {"E": float(np.exp(th[2])), "A": float(np.exp(th[0])), "B": float(np.exp(th[1])),
-                "alpha": float(th[3]), "beta": float(th[4])}
+        return {
+            "E": float(np.exp(th[2])),
+            "A": float(np.exp(th[0])),
+            "B": float(np.exp(th[1])),
+            "alpha": float(th[3]),
+            "beta": float(th[4]),
+        }
     return {"A": float(np.exp(th[0])), "alpha": float(th[1]), "beta": float(th[2])}
 
 
@@ -218,7 +259,7 @@ def _step1_predict(form: str, th: np.ndarray, N: np.ndarray, D: np.ndarray) -> n
     lN, lD = np.log(N), np.log(D)
     if form == "chinchilla":
         t = th[..., None, :]
-        return (np.exp(t[..., 0] - t[..., 3] * lN) + np.exp(t[..., 1] - t[..., 4] * lD) + np.exp(t[..., 2]))
+        return np.exp(t[..., 0] - t[..., 3] * lN) + np.exp(t[..., 1] - t[..., 4] * lD) + np.exp(t[..., 2])
     t = th[..., None, :]
     return np.exp(t[..., 0] - t[..., 1] * lN - t[..., 2] * lD)
 
@@ -268,13 +309,17 @@ def _fit_step2(L: np.ndarray, acc: np.ndarray, start=None) -> np.ndarray:
         starts = [np.clip(start, lo, hi)]
     else:
         amin, amax = float(acc.min()), float(acc.max())
-        starts = [np.array([max(amax - amin, 0.01), amin, kk / span, L0]) for kk in (2.0, 8.0, 30.0)
-                  for L0 in np.quantile(L, [0.25, 0.5, 0.75])]
+        starts = [
+            np.array([max(amax - amin, 0.01), amin, kk / span, L0])
+            for kk in (2.0, 8.0, 30.0)
+            for L0 in np.quantile(L, [0.25, 0.5, 0.75])
+        ]
     best, best_cost = None, math.inf
     for s0 in starts:
         s0 = np.clip(s0, lo, hi)
-        r = optimize.least_squares(res, s0, jac=jac, bounds=(lo, hi), method="trf",
-                                   max_nfev=200 if start is not None else 1000, x_scale="jac")
+        r = optimize.least_squares(
+            res, s0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=200 if start is not None else 1000, x_scale="jac"
+        )
         if r.cost < best_cost:
             best, best_cost = r.x, r.cost
     return best
@@ -284,7 +329,9 @@ def _fit_step2(L: np.ndarray, acc: np.ndarray, start=None) -> np.ndarray:
 # batched refits: every bootstrap replicate at once
 
 
-def _lm_batch(fun_jac, theta0: np.ndarray, w: np.ndarray, lo, hi, *, delta: float | None, iters: int = 60) -> np.ndarray:
+def _lm_batch(
+    fun_jac, theta0: np.ndarray, w: np.ndarray, lo, hi, *, delta: float | None, iters: int = 60
+) -> np.ndarray:
     """Levenberg–Marquardt over a batch of weighted problems that share one design: replicate b minimises
     Σ_i w[b, i]·ρ(r_i(θ_b)), ρ = Huber(δ) (by iteratively reweighted steps) or ½r² (δ None). A case
     bootstrap is exactly such a weighting (w = how often each point was drawn), so 1,000 refits cost
@@ -331,7 +378,7 @@ def _lm_batch(fun_jac, theta0: np.ndarray, w: np.ndarray, lo, hi, *, delta: floa
 
 def _chin_fun_jac(lN, lD, ly):
     def fj(th):
-        a, b, e, al, be = (th[:, i:i + 1] for i in range(5))
+        a, b, e, al, be = (th[:, i : i + 1] for i in range(5))
         t0, t1 = a - al * lN, b - be * lD
         m = np.maximum(np.maximum(t0, t1), e)
         e0, e1, e2 = np.exp(t0 - m), np.exp(t1 - m), np.exp(e - m)
@@ -339,6 +386,7 @@ def _chin_fun_jac(lN, lD, ly):
         w0, w1, w2 = e0 / tot, e1 / tot, e2 / tot
         r = m + np.log(tot) - ly
         return r, np.stack([w0, w1, np.broadcast_to(w2, w0.shape), -w0 * lN, -w1 * lD], axis=2)
+
     return fj
 
 
@@ -347,17 +395,19 @@ def _loglin_fun_jac(lN, lD, ly):
 
     def fj(th):
         return th @ X.T - ly, np.broadcast_to(X, (len(th),) + X.shape)
+
     return fj
 
 
 def _sig_fun_jac(L, acc):
     def fj(th):
-        a, b, k, L0 = (th[:, i:i + 1] for i in range(4))
+        a, b, k, L0 = (th[:, i : i + 1] for i in range(4))
         z = np.clip(k * (L0 - L), -60, 60)
         s = 1.0 / (1.0 + np.exp(-z))
         ds = s * (1 - s)
         r = b + a * s - acc
         return r, np.stack([s, np.ones_like(s), a * ds * (L0 - L), a * ds * k], axis=2)
+
     return fj
 
 
@@ -383,22 +433,37 @@ def distance(ladder: Ladder, N_t, D_t) -> dict[str, float]:
     """How far the farthest target lies beyond the ladder: ratios to the ladder's largest N, D, 6·N·D."""
     N_t, D_t = np.atleast_1d(np.asarray(N_t, float)), np.atleast_1d(np.asarray(D_t, float))
     s = ladder.step1
-    return {"N": float(N_t.max() / ladder.N[s].max()), "D": float(D_t.max() / ladder.D[s].max()),
-            "compute": float((N_t * D_t).max() / (ladder.N[s] * ladder.D[s]).max())}
+    return {
+        "N": float(N_t.max() / ladder.N[s].max()),
+        "D": float(D_t.max() / ladder.D[s].max()),
+        "compute": float((N_t * D_t).max() / (ladder.N[s] * ladder.D[s]).max()),
+    }
 
 
 def distance_notes(dist: dict[str, float]) -> list[str]:
     out = []
     if dist["N"] > FAR_N or dist["compute"] > FAR_C:
-        out.append(f"target far outside the ladder: {dist['N']:.3g}x its largest N, {dist['D']:.3g}x its largest D, "
-                   f"{dist['compute']:.3g}x its largest compute (OLMo's ladder extrapolated ≤ {FAR_N:g}x in N; "
-                   "expect larger errors than the interval says)")
+        out.append(
+            f"target far outside the ladder: {dist['N']:.3g}x its largest N, {dist['D']:.3g}x its largest D, "
+            f"{dist['compute']:.3g}x its largest compute (OLMo's ladder extrapolated ≤ {FAR_N:g}x in N; "
+            "expect larger errors than the interval says)"
+        )
     return out
 
 
 @_one_blas_thread
-def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 1000, level: float = 0.9,
-            seed: int = 0, delta: float | str | None = "auto", target_runs: int = 1) -> Prediction:
+def predict(
+    ladder: Ladder,
+    N_t,
+    D_t,
+    *,
+    form: str = "auto",
+    bootstrap: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    delta: float | str | None = "auto",
+    target_runs: int = 1,
+) -> Prediction:
     """Predict loss (and accuracy, when the ladder has it) at targets (N_t, D_t), with `level` prediction
     intervals for one run of the target (the mean of `target_runs` runs). `delta`: the Huber threshold of
     step 1 in log loss ("auto": 1.345 robust σ of the residuals; None: plain least squares)."""
@@ -451,11 +516,28 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
     for f, w in why.items():
         notes.append(f"step 1 ({FORM_TEXT[f]}) not identified: {'; '.join(w)}")
     if chosen is None:
-        st = Step1(form=tried[0], params={}, ci={}, points=int(len(ly)), runs=len(np.unique(ladder.run[s1])),
-                   residual_sd=math.nan, identified=False,
-                   not_identified=[f"{FORM_TEXT[f]}: {'; '.join(w)}" for f, w in why.items()])
-        return Prediction(N=N_t, D=D_t, loss=None, acc=None, step1=st, step2=None, level=level, bootstrap=0,
-                          distance=dist, notes=notes + distance_notes(dist))
+        st = Step1(
+            form=tried[0],
+            params={},
+            ci={},
+            points=int(len(ly)),
+            runs=len(np.unique(ladder.run[s1])),
+            residual_sd=math.nan,
+            identified=False,
+            not_identified=[f"{FORM_TEXT[f]}: {'; '.join(w)}" for f, w in why.items()],
+        )
+        return Prediction(
+            N=N_t,
+            D=D_t,
+            loss=None,
+            acc=None,
+            step1=st,
+            step2=None,
+            level=level,
+            bootstrap=0,
+            distance=dist,
+            notes=notes + distance_notes(dist),
+        )
     f = chosen
     if form == "auto" and f == "loglinear":
         notes.append("step 1 uses the log-linear form L = A·N^-α·D^-β (E = 0) instead")
@@ -482,8 +564,11 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
         has = w1 > 0
         keep = np.array([min(_design(N1[h], D1[h])) >= MIN_FOR[f] and h.sum() > _n_params(f) for h in has], dtype=bool)
         used = np.flatnonzero(keep)
-        T1 = _lm_batch(fj1, np.repeat(th[None, :], len(used), 0), w1[used], lo1, hi1, delta=dl) \
-            if len(used) else np.empty((0, len(th)))
+        T1 = (
+            _lm_batch(fj1, np.repeat(th[None, :], len(used), 0), w1[used], lo1, hi1, delta=dl)
+            if len(used)
+            else np.empty((0, len(th)))
+        )
     else:
         # one run per size: resampling runs would drop sizes (and with 3 sizes leave only the data itself).
         # Wild bootstrap instead: each point's residual (inflated) times an N(0, 1) multiplier, the design
@@ -493,22 +578,45 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
         # repeated runs of one size: said in a note
         used = np.arange(bootstrap)
         v = rng.standard_normal((bootstrap, len(ly)))
-        notes.append("one run per size: the spread between repeated runs of a size is not measured (no seeds); "
-                     "the interval covers evaluation noise and fit uncertainty")
+        notes.append(
+            "one run per size: the spread between repeated runs of a size is not measured (no seeds); "
+            "the interval covers evaluation noise and fit uncertainty"
+        )
         ly_b = np.log(_step1_predict(f, th, N1, D1))[None, :] + v * resid * infl
         fjb = (_chin_fun_jac if f == "chinchilla" else _loglin_fun_jac)(lN, lD, ly_b)
         T1 = _lm_batch(fjb, np.repeat(th[None, :], bootstrap, 0), np.ones_like(ly_b), lo1, hi1, delta=dl)
     params = _params(f, th)
     ci = _intervals({k: np.array([_params(f, t)[k] for t in T1]) for k in params}, level) if len(T1) else {}
     if f == "chinchilla" and bootstrap:
-        loose = identification(ChinchillaFit(E=params["E"], A=params["A"], B=params["B"], alpha=params["alpha"],
-                                             beta=params["beta"], n=len(ly), ci=ci, level=level, n_N=nN, n_D=nD))
+        loose = identification(
+            ChinchillaFit(
+                E=params["E"],
+                A=params["A"],
+                B=params["B"],
+                alpha=params["alpha"],
+                beta=params["beta"],
+                n=len(ly),
+                ci=ci,
+                level=level,
+                n_N=nN,
+                n_D=nD,
+            )
+        )
         if loose:
-            notes.append(f"step 1 exponents loosely pinned ({'; '.join(loose)}): the joint fit gives no frontier, but "
-                         "the prediction interval carries this uncertainty")
-    rsd = float(np.sqrt(np.mean(resid ** 2)) * infl)
-    st1 = Step1(form=f, params=params, ci=ci, points=int(len(ly)), runs=len(np.unique(ladder.run[s1])), residual_sd=rsd,
-                theta=tuple(float(t) for t in th))
+            notes.append(
+                f"step 1 exponents loosely pinned ({'; '.join(loose)}): the joint fit gives no frontier, but "
+                "the prediction interval carries this uncertainty"
+            )
+    rsd = float(np.sqrt(np.mean(resid**2)) * infl)
+    st1 = Step1(
+        form=f,
+        params=params,
+        ci=ci,
+        points=int(len(ly)),
+        runs=len(np.unique(ladder.run[s1])),
+        residual_sd=rsd,
+        theta=tuple(float(t) for t in th),
+    )
 
     # the run-to-run draw for `target_runs` runs: residuals split into the part shared by the runs at one
     # (N, D) (misfit of the form, drawn once) and each run's own deviation from it (drawn per run); with one
@@ -521,8 +629,9 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
     own = resid - shared
     n_cells = int(cell.max()) + 1
     infl_own = math.sqrt(len(resid) / max(len(resid) - n_cells, 1))
-    eps = (rng.choice(shared * infl, size=(len(T1), 1, len(N_t)))
-           + rng.choice(own * infl_own, size=(len(T1), k, len(N_t))))
+    eps = rng.choice(shared * infl, size=(len(T1), 1, len(N_t))) + rng.choice(
+        own * infl_own, size=(len(T1), k, len(N_t))
+    )
     Lk = mu[:, None, :] * np.exp(eps)  # (B, k, m)
     pred_mean = _step1_predict(f, th, N_t, D_t)
     q = ((1 - level) / 2, (1 + level) / 2)
@@ -541,12 +650,22 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
         z2 = r2 / _bin_sd(fit2)
         n2 = []
         if np.ptp(a_all) < STEP2_MIN_SPAN:
-            n2.append(f"step 2: accuracy spans only {np.ptp(a_all):.3f} over the ladder: the sigmoid's shape is not "
-                      "identified (a flat map from loss to accuracy)")
+            n2.append(
+                f"step 2: accuracy spans only {np.ptp(a_all):.3f} over the ladder: the sigmoid's shape is not "
+                "identified (a flat map from loss to accuracy)"
+            )
         lo2, hi2 = _step2_bounds(L_all)
         fj2 = _sig_fun_jac(L_all, a_all)
-        T2 = np.concatenate([_lm_batch(fj2, np.repeat(th2[None, :], len(c), 0), counts[c][:, run_idx], lo2, hi2, delta=None)
-                             for c in np.array_split(used, max(1, -(-len(used) // 250)))]) if len(used) else np.empty((0, 4))
+        T2 = (
+            np.concatenate(
+                [
+                    _lm_batch(fj2, np.repeat(th2[None, :], len(c), 0), counts[c][:, run_idx], lo2, hi2, delta=None)
+                    for c in np.array_split(used, max(1, -(-len(used) // 250)))
+                ]
+            )
+            if len(used)
+            else np.empty((0, 4))
+        )
         if len(T2):
             a_k = _sigmoid_acc(T2[:, None, None, :], Lk)
             A = np.clip(a_k + rng.choice(z2, size=Lk.shape) * _bin_sd(a_k), 0.0, 1.0).mean(axis=1)
@@ -560,24 +679,44 @@ def predict(ladder: Ladder, N_t, D_t, *, form: str = "auto", bootstrap: int = 10
         out_of = [float(p) for p in pred_mean if not lr[0] <= p <= lr[1]]
         if out_of:
             span = f"{min(out_of):.4g}" + (f"–{max(out_of):.4g}" if len(out_of) > 1 else "")
-            n2.append(f"step 2 extrapolates: predicted loss {span} lies outside the ladder's losses [{lr[0]:.4g}, {lr[1]:.4g}]")
-        st2 = Step2(params=dict(zip(("a", "b", "k", "L0"), map(float, th2))), ci=ci2, rows=int(len(L_all)),
-                    residual_sd=float(np.sqrt(np.mean(r2 ** 2))), loss_range=lr, notes=n2)
+            n2.append(
+                f"step 2 extrapolates: predicted loss {span} lies outside the ladder's losses [{lr[0]:.4g}, {lr[1]:.4g}]"
+            )
+        st2 = Step2(
+            params=dict(zip(("a", "b", "k", "L0"), map(float, th2))),
+            ci=ci2,
+            rows=int(len(L_all)),
+            residual_sd=float(np.sqrt(np.mean(r2**2))),
+            loss_range=lr,
+            notes=n2,
+        )
         notes += n2
     notes += distance_notes(dist)
     if bootstrap and len(used) < bootstrap:
-        notes.append(f"{bootstrap - len(used)} of {bootstrap} bootstrap replicates dropped (a resample whose sizes "
-                     "or data sizes cannot identify the form)")
-    return Prediction(N=N_t, D=D_t, loss=loss_bands, acc=acc_bands, step1=st1, step2=st2, level=level,
-                      bootstrap=int(len(used)), distance=dist, notes=notes)
+        notes.append(
+            f"{bootstrap - len(used)} of {bootstrap} bootstrap replicates dropped (a resample whose sizes "
+            "or data sizes cannot identify the form)"
+        )
+    return Prediction(
+        N=N_t,
+        D=D_t,
+        loss=loss_bands,
+        acc=acc_bands,
+        step1=st1,
+        step2=st2,
+        level=level,
+        bootstrap=int(len(used)),
+        distance=dist,
+        notes=notes,
+    )
 
 
 MIN_FOR = {"chinchilla": 3, "loglinear": LOGLINEAR_MIN}
-BOUNDS1 = {"chinchilla": ([-np.inf] * 3 + [EXPONENT_BOUNDS[0]] * 2, [np.inf] * 3 + [EXPONENT_BOUNDS[1]] * 2),
-           "loglinear": ([-np.inf] * 3, [np.inf] * 3)}
+BOUNDS1 = {
+    "chinchilla": ([-np.inf] * 3 + [EXPONENT_BOUNDS[0]] * 2, [np.inf] * 3 + [EXPONENT_BOUNDS[1]] * 2),
+    "loglinear": ([-np.inf] * 3, [np.inf] * 3),
+}
 FORM_TEXT = {"chinchilla": "E + A/N^α + B/D^β", "loglinear": "A·N^-α·D^-β"}
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,18 +766,35 @@ class SweepPrediction:
         p = self.prediction
         rows = []
         for i, x in enumerate(self.pairs):
-            r = {"pairs": float(x), "N": float(p.N[i]), "D": float(p.D[i]),
-                 "loss": p.loss[i].to_dict() if p.loss else None, "acc": p.acc[i].to_dict() if p.acc else None}
+            r = {
+                "pairs": float(x),
+                "N": float(p.N[i]),
+                "D": float(p.D[i]),
+                "loss": p.loss[i].to_dict() if p.loss else None,
+                "acc": p.acc[i].to_dict() if p.acc else None,
+            }
             if self.actual_loss is not None:
                 r["actual_loss"] = float(self.actual_loss[i])
                 r["inside"] = bool(p.loss[i].contains(float(self.actual_loss[i]))) if p.loss else None
             if self.actual_acc is not None:
                 r["actual_acc"] = float(self.actual_acc[i])
             rows.append(r)
-        return {"name": self.name, "target": self.target, "target_N": self.target_N, "ladder": self.ladder,
-                "target_runs": self.target_runs, "verdict": self.verdict, "direction": self.direction(),
-                "milestones": rows, "step1": p.step1.to_dict(), "step2": p.step2.to_dict() if p.step2 else None,
-                "distance": p.distance, "notes": p.notes, "level": p.level, "bootstrap": p.bootstrap}
+        return {
+            "name": self.name,
+            "target": self.target,
+            "target_N": self.target_N,
+            "ladder": self.ladder,
+            "target_runs": self.target_runs,
+            "verdict": self.verdict,
+            "direction": self.direction(),
+            "milestones": rows,
+            "step1": p.step1.to_dict(),
+            "step2": p.step2.to_dict() if p.step2 else None,
+            "distance": p.distance,
+            "notes": p.notes,
+            "level": p.level,
+            "bootstrap": p.bootstrap,
+        }
 
 
 def _sweep_rows(df, metric: str, models: list[str], *, grid: bool):
@@ -657,9 +813,20 @@ def tokens_per_pair(df, model: str) -> float:
     return float((d.tokens / d.pairs).median()) if len(d) else 1.0
 
 
-def predict_sweep_metric(df, name: str, target: str, target_N: float, *, n_of: dict[str, float], grid: bool = False,
-                         bootstrap: int = 1000, level: float = 0.9, seed: int = 0, form: str = "auto",
-                         pairs: np.ndarray | None = None) -> SweepPrediction | None:
+def predict_sweep_metric(
+    df,
+    name: str,
+    target: str,
+    target_N: float,
+    *,
+    n_of: dict[str, float],
+    grid: bool = False,
+    bootstrap: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+    form: str = "auto",
+    pairs: np.ndarray | None = None,
+) -> SweepPrediction | None:
     """Predict `target` (N = target_N) on eval `name` (category or set) from the sizes of the sweep smaller
     than it, at the target's milestones (or `pairs` for a target that never ran). None when the sweep has
     no such metric or fewer than 2 runs below the target."""
@@ -683,8 +850,14 @@ def predict_sweep_metric(df, name: str, target: str, target_N: float, *, n_of: d
         acc = None
     tpp = tokens_per_pair(df, ladder_models[-1])
     D = np.where(np.isfinite(L["D"].to_numpy(float)), L["D"].to_numpy(float), L["pairs"].to_numpy(float) * tpp)
-    lad = make_ladder(L["N"].to_numpy(float), D, L["value"].to_numpy(float), acc=acc, run=L["cell"].astype(str).to_numpy(),
-                      step1_all=not grid)
+    lad = make_ladder(
+        L["N"].to_numpy(float),
+        D,
+        L["value"].to_numpy(float),
+        acc=acc,
+        run=L["cell"].astype(str).to_numpy(),
+        step1_all=not grid,
+    )
     T = df[(df.model == target) & (df.metric == loss_key)].dropna(subset=["pairs", "value"])
     actual_loss = actual_acc = None
     k = 1
@@ -702,26 +875,55 @@ def predict_sweep_metric(df, name: str, target: str, target_N: float, *, n_of: d
     else:
         x = np.unique(L["pairs"].to_numpy(float)) if pairs is None else np.asarray(pairs, float)
         Dt = x * tpp
-    p = predict(lad, np.full(len(x), target_N), Dt, form=form, bootstrap=bootstrap, level=level, seed=seed,
-                target_runs=k)
-    pts = {m: (D[L["model"].to_numpy() == m], L["value"].to_numpy(float)[L["model"].to_numpy() == m]) for m in ladder_models}
+    p = predict(
+        lad, np.full(len(x), target_N), Dt, form=form, bootstrap=bootstrap, level=level, seed=seed, target_runs=k
+    )
+    pts = {
+        m: (D[L["model"].to_numpy() == m], L["value"].to_numpy(float)[L["model"].to_numpy() == m])
+        for m in ladder_models
+    }
     if acc is not None:
         pts["acc"] = (L["value"].to_numpy(float), acc)
-    return SweepPrediction(name=name, target=target, target_N=float(target_N), ladder=ladder_models, pairs=x,
-                           prediction=p, actual_loss=actual_loss, actual_acc=actual_acc,
-                           target_runs=k if actual_loss is not None else 0, points=pts)
+    return SweepPrediction(
+        name=name,
+        target=target,
+        target_N=float(target_N),
+        ladder=ladder_models,
+        pairs=x,
+        prediction=p,
+        actual_loss=actual_loss,
+        actual_acc=actual_acc,
+        target_runs=k if actual_loss is not None else 0,
+        points=pts,
+    )
 
 
-def backtest(df, name: str, n_of: dict[str, float], *, grid: bool = False, bootstrap: int = 200, level: float = 0.9,
-             seed: int = 0) -> list[SweepPrediction]:
+def backtest(
+    df,
+    name: str,
+    n_of: dict[str, float],
+    *,
+    grid: bool = False,
+    bootstrap: int = 200,
+    level: float = 0.9,
+    seed: int = 0,
+) -> list[SweepPrediction]:
     """Hold out each size from the third up in turn and predict it from the sizes below it."""
     models = sorted(n_of, key=lambda m: n_of[m])
     out = []
     for i in range(2, len(models)):
-        sub = df[df.model.isin(models[:i + 1])]
-        sp = predict_sweep_metric(sub, name, models[i], n_of[models[i]], n_of={m: n_of[m] for m in models[:i + 1]},
-                                  grid=grid, bootstrap=bootstrap, level=level, seed=seed)
+        sub = df[df.model.isin(models[: i + 1])]
+        sp = predict_sweep_metric(
+            sub,
+            name,
+            models[i],
+            n_of[models[i]],
+            n_of={m: n_of[m] for m in models[: i + 1]},
+            grid=grid,
+            bootstrap=bootstrap,
+            level=level,
+            seed=seed,
+        )
         if sp is not None:
             out.append(sp)
     return out
-

@@ -65,7 +65,7 @@ def robust_z(values, *, window: int = 50) -> np.ndarray:
         return z
     # trailing windows v[t-w .. t-1] for every t ≥ min_hist, padded with NaN where t < w
     padded = np.concatenate([np.full(window, np.nan), v])
-    wins = np.lib.stride_tricks.sliding_window_view(padded, window)[min_hist:len(v)]
+    wins = np.lib.stride_tricks.sliding_window_view(padded, window)[min_hist : len(v)]
     med = np.nanmedian(wins, axis=1)
     mad = np.nanmedian(np.abs(wins - med[:, None]), axis=1) * MAD_TO_SD
     scale = np.maximum(np.maximum(mad, 1e-3 * np.abs(med)), 1e-12)
@@ -87,25 +87,32 @@ def detect_spikes(values, *, steps=None, pairs=None, window: int = 50, threshold
             end = t
             while end + 1 < len(v) and flagged[end + 1]:
                 end += 1
-            peak = t + int(np.argmax(v[t:end + 1]))
-            events.append(Spike(index=peak, step=float(steps[peak]),
-                                pairs=None if pairs_arr is None else float(pairs_arr[peak]),
-                                z=float(z[peak]), value=float(v[peak])))
+            peak = t + int(np.argmax(v[t : end + 1]))
+            events.append(
+                Spike(
+                    index=peak,
+                    step=float(steps[peak]),
+                    pairs=None if pairs_arr is None else float(pairs_arr[peak]),
+                    z=float(z[peak]),
+                    value=float(v[peak]),
+                )
+            )
             t = end + 1
         else:
             t += 1
     return events
 
 
-def emergence_flags(spikes: list[Spike], loss, *, window: int = 20, min_drop: float = 0.02,
-                    min_z: float = 3.0) -> list[Emergence]:
+def emergence_flags(
+    spikes: list[Spike], loss, *, window: int = 20, min_drop: float = 0.02, min_z: float = 3.0
+) -> list[Emergence]:
     """Spikes followed within `window` points by a loss drop of ≥ `min_drop` (relative) that is also
     ≥ `min_z` times the pre-spike noise."""
     L = np.asarray(loss, dtype=float)
     out = []
     for s in spikes:
-        before = L[max(0, s.index - window):s.index]
-        after = L[s.index + 1:s.index + 1 + window]
+        before = L[max(0, s.index - window) : s.index]
+        after = L[s.index + 1 : s.index + 1 + window]
         if len(before) < 3 or len(after) < 3:
             continue
         b, a = float(np.median(before)), float(np.median(after))
@@ -145,18 +152,25 @@ class BreakEvidence:
 
     def sentence(self) -> str:
         if self.run:
-            head = (f"{self.category}/{self.model} emergent (break of the seed mean at {self.break_pairs:.0f} "
-                    f"pairs): {self.run} in [{self.lo:.0f}, {self.hi:.0f}] pairs ")
+            head = (
+                f"{self.category}/{self.model} emergent (break of the seed mean at {self.break_pairs:.0f} "
+                f"pairs): {self.run} in [{self.lo:.0f}, {self.hi:.0f}] pairs "
+            )
         else:
-            head = (f"{self.category}/{self.model} emergent (break at {self.break_pairs:.0f} pairs): in "
-                    f"[{self.lo:.0f}, {self.hi:.0f}] pairs ")
+            head = (
+                f"{self.category}/{self.model} emergent (break at {self.break_pairs:.0f} pairs): in "
+                f"[{self.lo:.0f}, {self.hi:.0f}] pairs "
+            )
         tail = f"; training loss {self.loss_before:.3f} → {self.loss_after:.3f}"
         if not self.spikes:
             return head + f"no grad-norm spike (max robust z {self.max_z:.1f} < {self.threshold:g})" + tail
         sp = ", ".join(f"{s.pairs:.0f}" if s.pairs is not None else f"step {s.step:.0f}" for s in self.spikes)
-        return (head + f"{len(self.spikes)} grad-norm spike(s) at {sp} pairs, "
-                + (f"{len(self.emergences)} with an emergence flag" if self.emergences else "none with an emergence flag")
-                + tail)
+        return (
+            head
+            + f"{len(self.spikes)} grad-norm spike(s) at {sp} pairs, "
+            + (f"{len(self.emergences)} with an emergence flag" if self.emergences else "none with an emergence flag")
+            + tail
+        )
 
 
 def _span(values: list[float], fmt: str) -> str:
@@ -178,26 +192,46 @@ def break_sentences(evidence: list[BreakEvidence]) -> list[str]:
         b0, n = g[0], len(g)
         spiked = [b for b in g if b.spikes]
         zs = [b.max_z for b in g if np.isfinite(b.max_z)]
-        head = (f"{b0.category}/{b0.model} emergent (break of the {n}-seed mean at {b0.break_pairs:.0f} pairs): "
-                f"in [{b0.lo:.0f}, {b0.hi:.0f}] pairs ")
+        head = (
+            f"{b0.category}/{b0.model} emergent (break of the {n}-seed mean at {b0.break_pairs:.0f} pairs): "
+            f"in [{b0.lo:.0f}, {b0.hi:.0f}] pairs "
+        )
         if not spiked:
-            head += (f"no grad-norm spike in any seed (max robust z {_span(zs, '.1f')} < {b0.threshold:g})"
-                     if zs else "no grad-norm spike in any seed")
+            head += (
+                f"no grad-norm spike in any seed (max robust z {_span(zs, '.1f')} < {b0.threshold:g})"
+                if zs
+                else "no grad-norm spike in any seed"
+            )
         else:
             n_em = sum(len(b.emergences) for b in spiked)
-            head += (f"grad-norm spikes in {len(spiked)} of {n} seeds ("
-                     + ", ".join(f"{b.run} at " + ", ".join(f"{s.pairs:.0f}" for s in b.spikes) for b in spiked)
-                     + f" pairs), {n_em or 'none'} with an emergence flag")
+            head += (
+                f"grad-norm spikes in {len(spiked)} of {n} seeds ("
+                + ", ".join(f"{b.run} at " + ", ".join(f"{s.pairs:.0f}" for s in b.spikes) for b in spiked)
+                + f" pairs), {n_em or 'none'} with an emergence flag"
+            )
         before, after = [b.loss_before for b in g], [b.loss_after for b in g]
         falls = sum(a < b for a, b in zip(after, before))
-        out.append(head + f"; training loss falls in {falls} of {n} seeds ({_span(before, '.3f')} → "
-                          f"{_span(after, '.3f')})")
+        out.append(
+            head + f"; training loss falls in {falls} of {n} seeds ({_span(before, '.3f')} → {_span(after, '.3f')})"
+        )
     return out
 
 
-def break_evidence(category: str, model: str, break_pairs: float, milestones, pairs, grad_norm, loss, *,
-                   spikes: list[Spike], emergences: list[Emergence], window: int = 50,
-                   threshold: float = SPIKE_Z, run: str | None = None) -> BreakEvidence:
+def break_evidence(
+    category: str,
+    model: str,
+    break_pairs: float,
+    milestones,
+    pairs,
+    grad_norm,
+    loss,
+    *,
+    spikes: list[Spike],
+    emergences: list[Emergence],
+    window: int = 50,
+    threshold: float = SPIKE_Z,
+    run: str | None = None,
+) -> BreakEvidence:
     """Check one emergent break against its run's grad norm (`pairs`, `grad_norm`, `loss` per step;
     `spikes`/`emergences` as detected on that series). The window is from the last milestone at or
     below the break to the first one above it: the eval loss fell somewhere inside it."""
@@ -216,10 +250,20 @@ def break_evidence(category: str, model: str, break_pairs: float, milestones, pa
     idx = np.flatnonzero(inside)
     k = max(3, len(idx) // 4)
     first = idx[0] if len(idx) else len(L) - 1
-    before = L[max(0, first - k):first] if first > 0 else L[:k]
+    before = L[max(0, first - k) : first] if first > 0 else L[:k]
     after = L[idx[-k:]] if len(idx) else L[-k:]
     in_win = tuple(s for s in spikes if s.pairs is not None and lo <= s.pairs <= hi)
-    return BreakEvidence(category=category, model=model, break_pairs=float(break_pairs), lo=lo, hi=hi, spikes=in_win,
-                         emergences=tuple(e for e in emergences if e.spike in in_win),
-                         max_z=float(zin.max()) if len(zin) else float("nan"), threshold=threshold,
-                         loss_before=float(np.median(before)), loss_after=float(np.median(after)), run=run)
+    return BreakEvidence(
+        category=category,
+        model=model,
+        break_pairs=float(break_pairs),
+        lo=lo,
+        hi=hi,
+        spikes=in_win,
+        emergences=tuple(e for e in emergences if e.spike in in_win),
+        max_z=float(zin.max()) if len(zin) else float("nan"),
+        threshold=threshold,
+        loss_before=float(np.median(before)),
+        loss_after=float(np.median(after)),
+        run=run,
+    )

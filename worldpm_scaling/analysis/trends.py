@@ -46,6 +46,7 @@ Planted emergent curves (flat, then a drop) are not affected (bench/results/tren
 the demo's 4-seed mean of tiny-xs objective loss, 0.698 → 0.778 → 0.688, was called emergent without it."""
 _NULL_SIMS = 4000
 
+
 @dataclass(frozen=True)
 class Trend:
     kind: str
@@ -152,14 +153,27 @@ def classify(x, y, *, level: float = TREND_LEVEL, false_emergent: float = EMERGE
     bic2 = _bic(rss2, n, 5) if math.isfinite(rss2) else math.inf  # + breakpoint, second slope
     broken_wins = bic1 - bic2 > emergent_threshold(lx, false_emergent)
     rise, drop = max(s1, 0.0) * (b - lx.min()), -s2 * (lx.max() - b)  # log loss, before and after the break
-    if (broken_wins and s2 < 0 and s2 < 3 * min(s1, 0.0) - 1e-9 and abs(s1) < abs(s2) / 3
-            and rise <= EMERGENT_MAX_UNDO * drop):
+    if (
+        broken_wins
+        and s2 < 0
+        and s2 < 3 * min(s1, 0.0) - 1e-9
+        and abs(s1) < abs(s2) / 3
+        and rise <= EMERGENT_MAX_UNDO * drop
+    ):
         kind = "emergent"
     elif ci[1] < 0:
         kind = "power-law"
     else:
         kind = "flat"  # a slope interval containing 0, or loss rising with data: no scaling
-    return Trend(kind=kind, slope=slope, slope_ci=ci, bic_single=bic1, bic_broken=bic2,
-                 break_x=float(math.exp(b)) if broken_wins else None,
-                 slope_before=s1 if broken_wins else None, slope_after=s2 if broken_wins else None, n=n,
-                 loss_at_break=float(math.exp(c)) if broken_wins else None)
+    return Trend(
+        kind=kind,
+        slope=slope,
+        slope_ci=ci,
+        bic_single=bic1,
+        bic_broken=bic2,
+        break_x=float(math.exp(b)) if broken_wins else None,
+        slope_before=s1 if broken_wins else None,
+        slope_after=s2 if broken_wins else None,
+        n=n,
+        loss_at_break=float(math.exp(c)) if broken_wins else None,
+    )

@@ -27,13 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wps",
         description="worldpm_scaling: plan, launch, track and analyse scaling-law sweeps of "
-                    "Bradley–Terry reward models (WorldPM, arXiv 2505.10527).",
+        "Bradley–Terry reward models (WorldPM, arXiv 2505.10527).",
         epilog="Start with `wps plan sweeps/demo.yaml`; every command has --help.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true",
-                        help="show the Python traceback of an error instead of the one-line `error: …` "
-                             "(also WPS_DEBUG=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error instead of the one-line `error: …` (also WPS_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -88,13 +90,18 @@ def _report(e: Exception) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if isinstance(e, PermissionError):  # a read-only output folder (or input file): name it, not a traceback
-        return say(f"permission denied: {e.filename or e}; choose a folder you can write (--out) or fix its permissions")
+        return say(
+            f"permission denied: {e.filename or e}; choose a folder you can write (--out) or fix its permissions"
+        )
     if isinstance(e, OSError):
         if e.errno == errno.EROFS:
             return say(f"cannot write {e.filename or 'the output'}: read-only file system")
-        what = {FileNotFoundError: "no such file or folder", IsADirectoryError: "is a folder, not a file",
-                NotADirectoryError: "a file stands where a folder is expected",
-                FileExistsError: "already exists as something this command does not replace"}.get(type(e))
+        what = {
+            FileNotFoundError: "no such file or folder",
+            IsADirectoryError: "is a folder, not a file",
+            NotADirectoryError: "a file stands where a folder is expected",
+            FileExistsError: "already exists as something this command does not replace",
+        }.get(type(e))
         if what and e.filename:  # a file where a folder is expected (or the reverse), or a path not there
             return say(f"{e.filename}: {what}")
         return say(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", 1)
@@ -107,8 +114,11 @@ def _report(e: Exception) -> int:
 
     where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
     at = f" at {os.path.basename(where.filename)}:{where.lineno} in {where.name}" if where else ""
-    return say(f"unexpected {type(e).__name__}{at}: {e} (a bug: run again with --debug or WPS_DEBUG=1 for the "
-               "traceback, and report it)", 1)
+    return say(
+        f"unexpected {type(e).__name__}{at}: {e} (a bug: run again with --debug or WPS_DEBUG=1 for the "
+        "traceback, and report it)",
+        1,
+    )
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="make preference pairs and check eval sets",
-                       description="Data commands: convert a StackExchange dump into pairs, generate the "
-                                   "synthetic forum the demo trains on, list the eval sets found locally.",
-                       epilog="examples:\n  wps data synth --pairs 20000 --seed 0 --out data/demo\n"
-                              "  wps data stackexchange ~/dumps/math.stackexchange.com.7z --out data/math\n"
-                              "  wps data evals sweeps/demo.yaml",
-                       formatter_class=_RAW)
+    p = sub.add_parser(
+        "data",
+        help="make preference pairs and check eval sets",
+        description="Data commands: convert a StackExchange dump into pairs, generate the "
+        "synthetic forum the demo trains on, list the eval sets found locally.",
+        epilog="examples:\n  wps data synth --pairs 20000 --seed 0 --out data/demo\n"
+        "  wps data stackexchange ~/dumps/math.stackexchange.com.7z --out data/math\n"
+        "  wps data evals sweeps/demo.yaml",
+        formatter_class=_RAW,
+    )
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
     _register_stackexchange(dsub)
@@ -34,25 +37,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # -- stackexchange --------------------------------------------------------------------------------
 
+
 def _register_stackexchange(dsub) -> None:
     p = dsub.add_parser(
-        "stackexchange", help="convert a StackExchange dump (Posts.xml, folder or .7z) into pairs",
+        "stackexchange",
+        help="convert a StackExchange dump (Posts.xml, folder or .7z) into pairs",
         description="Stream a site's Posts.xml (memory stays flat whatever the dump size), group answers "
-                    "by question and write a pair for each two answers whose net scores differ (votes, "
-                    "+1 for the accepted answer by default), the higher one chosen. HTML becomes markdown; "
-                    "empty, deleted and over-long posts are dropped. Questions are split train/test by a "
-                    "hash of their id, so none is in both. Writes OUT/train.<fmt>, OUT/test.<fmt> and "
-                    "OUT/summary.json, each by rename when complete; a failure leaves nothing behind.",
+        "by question and write a pair for each two answers whose net scores differ (votes, "
+        "+1 for the accepted answer by default), the higher one chosen. HTML becomes markdown; "
+        "empty, deleted and over-long posts are dropped. Questions are split train/test by a "
+        "hash of their id, so none is in both. Writes OUT/train.<fmt>, OUT/test.<fmt> and "
+        "OUT/summary.json, each by rename when complete; a failure leaves nothing behind.",
         epilog="examples:\n  wps data stackexchange Posts.xml --out data/se\n"
-               "  wps data stackexchange ~/dumps/math.stackexchange.com.7z --out data/math --min-gap 2 "
-               "--max-pairs-per-question 8\n\nthen train on it: data.source: data/math (its train.parquet)",
-        formatter_class=_RAW)
+        "  wps data stackexchange ~/dumps/math.stackexchange.com.7z --out data/math --min-gap 2 "
+        "--max-pairs-per-question 8\n\nthen train on it: data.source: data/math (its train.parquet)",
+        formatter_class=_RAW,
+    )
     p.add_argument("dump", help="Posts.xml, a folder holding it, or the site's .7z archive")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (train/test pairs + summary.json)")
     p.add_argument("--accepted-bonus", type=int, default=1, help="added to the accepted answer's score (default 1)")
     p.add_argument("--min-gap", type=int, default=1, help="smallest net-score difference that makes a pair (default 1)")
-    p.add_argument("--max-pairs-per-question", type=int, default=None, metavar="K",
-                   help="keep the K largest-gap pairs of each question (default: all)")
+    p.add_argument(
+        "--max-pairs-per-question",
+        type=int,
+        default=None,
+        metavar="K",
+        help="keep the K largest-gap pairs of each question (default: all)",
+    )
     p.add_argument("--max-chars", type=int, default=20_000, help="drop posts whose HTML body is longer (default 20000)")
     p.add_argument("--test-frac", type=float, default=0.01, help="share of questions in the test split (default 0.01)")
     p.add_argument("--site", default=None, help="value of the site column (default: from the dump's name)")
@@ -70,20 +81,42 @@ def run_stackexchange(args: argparse.Namespace) -> int:
     _out_is_a_folder(args.out)
     if not 0 <= args.test_frac < 1:  # also NaN
         raise CLIError(f"--test-frac must be within [0, 1), got {args.test_frac:g}")
-    opts = ConvertOptions(accepted_bonus=args.accepted_bonus, min_gap=args.min_gap,
-                          max_pairs_per_question=args.max_pairs_per_question, max_chars=args.max_chars,
-                          test_frac=args.test_frac, site=args.site, format=args.format)
+    opts = ConvertOptions(
+        accepted_bonus=args.accepted_bonus,
+        min_gap=args.min_gap,
+        max_pairs_per_question=args.max_pairs_per_question,
+        max_chars=args.max_chars,
+        test_frac=args.test_frac,
+        site=args.site,
+        format=args.format,
+    )
     err = Console(stderr=True)
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task("scanning posts", total=None)
-        s = convert(args.dump, args.out, opts, force=args.force,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+        s = convert(
+            args.dump,
+            args.out,
+            opts,
+            force=args.force,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     f = s.filtered
-    print(f"posts read {s.posts_read:,} (questions {s.questions:,}, answers {s.answers:,}) in {s.seconds:.1f} s "
-          f"= {s.posts_per_s:,.0f} posts/s")
-    print(f"pairs {s.pairs_train + s.pairs_test:,}: train {s.pairs_train:,} from {s.questions_train:,} questions, "
-          f"test {s.pairs_test:,} from {s.questions_test:,} questions")
+    print(
+        f"posts read {s.posts_read:,} (questions {s.questions:,}, answers {s.answers:,}) in {s.seconds:.1f} s "
+        f"= {s.posts_per_s:,.0f} posts/s"
+    )
+    print(
+        f"pairs {s.pairs_train + s.pairs_test:,}: train {s.pairs_train:,} from {s.questions_train:,} questions, "
+        f"test {s.pairs_test:,} from {s.questions_test:,} questions"
+    )
     print("filtered: " + ", ".join(f"{k} {v:,}" for k, v in f.items()))
     print("wrote " + ", ".join(s.outputs.values()))
     return 0
@@ -103,23 +136,29 @@ def _out_is_a_folder(out) -> None:
 
 # -- synth ----------------------------------------------------------------------------------------
 
+
 def _register_synth(dsub) -> None:
     from ..data.synth import SynthConfig
 
-    knobs = "\n".join(f"  --{f.name.replace('_', '-'):<22} {_doc(SynthConfig, f.name)} (default {f.default})"
-                      for f in dataclasses.fields(SynthConfig) if f.name not in ("pairs", "seed"))
+    knobs = "\n".join(
+        f"  --{f.name.replace('_', '-'):<22} {_doc(SynthConfig, f.name)} (default {f.default})"
+        for f in dataclasses.fields(SynthConfig)
+        if f.name not in ("pairs", "seed")
+    )
     p = dsub.add_parser(
-        "synth", help="generate the synthetic forum (pairs, 12 eval sets, BPE tokenizer, Posts.xml)",
+        "synth",
+        help="generate the synthetic forum (pairs, 12 eval sets, BPE tokenizer, Posts.xml)",
         description="A synthetic forum with planted signals so tiny models reproduce WorldPM's shapes: "
-                    "a quality signal every size learns (adversarial sets, where length and markdown point "
-                    "the wrong way), a key→value answer signal only larger models pick up (objective sets), "
-                    "and coin-flip labels nobody learns (subjective sets). Style cues correlate with "
-                    "preference in train at --style-rate. Writes OUT/train.parquet, OUT/evals/<set>.jsonl "
-                    "(12 WorldPM names), OUT/tokenizer.json, OUT/stats.json, OUT/Posts.xml, OUT/README.md.",
+        "a quality signal every size learns (adversarial sets, where length and markdown point "
+        "the wrong way), a key→value answer signal only larger models pick up (objective sets), "
+        "and coin-flip labels nobody learns (subjective sets). Style cues correlate with "
+        "preference in train at --style-rate. Writes OUT/train.parquet, OUT/evals/<set>.jsonl "
+        "(12 WorldPM names), OUT/tokenizer.json, OUT/stats.json, OUT/Posts.xml, OUT/README.md.",
         epilog=f"knobs (see worldpm_scaling/data/synth.py):\n{knobs}\n\n"
-               "examples:\n  wps data synth --pairs 20000 --seed 0 --out data/demo\n"
-               "  wps data synth --pairs 50000 --n-keys 48 --style-rate 0.8 --out data/harder",
-        formatter_class=_RAW)
+        "examples:\n  wps data synth --pairs 20000 --seed 0 --out data/demo\n"
+        "  wps data synth --pairs 50000 --n-keys 48 --style-rate 0.8 --out data/harder",
+        formatter_class=_RAW,
+    )
     p.add_argument("--pairs", type=int, default=20000, help="training pairs (default 20000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole world (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -155,13 +194,18 @@ def run_synth(args: argparse.Namespace) -> int:
     _out_is_a_folder(out)
     if (out / "train.parquet").exists() and not args.force:
         raise CLIError(f"{out / 'train.parquet'}: already exists (pass --force to replace it)")
-    kw = {f.name: (tuple(v) if isinstance(v, list) else v) for f in dataclasses.fields(SynthConfig)
-          if (v := getattr(args, f.name, None)) is not None}
+    kw = {
+        f.name: (tuple(v) if isinstance(v, list) else v)
+        for f in dataclasses.fields(SynthConfig)
+        if (v := getattr(args, f.name, None)) is not None
+    }
     cfg = SynthConfig(**kw)  # type: ignore[arg-type]
     with Console(stderr=True).status(f"generating {cfg.pairs:,} pairs, 12 eval sets and a BPE tokenizer"):
         stats = write(cfg, out)
-    print(f"wrote {out}: {cfg.pairs:,} train pairs, 12 eval sets × {cfg.eval_pairs_per_set} pairs, "
-          f"tokens per pair {stats['tokens_per_pair']:.1f} (stats.json), tokenizer.json, Posts.xml")
+    print(
+        f"wrote {out}: {cfg.pairs:,} train pairs, 12 eval sets × {cfg.eval_pairs_per_set} pairs, "
+        f"tokens per pair {stats['tokens_per_pair']:.1f} (stats.json), tokenizer.json, Posts.xml"
+    )
     return 0
 
 
@@ -175,6 +219,7 @@ def _source_lines(cls) -> tuple[str, ...]:
 
 
 # -- evals ----------------------------------------------------------------------------------------
+
 
 class _EvalsParser(argparse.ArgumentParser):
     """`wps data evals [SWEEP] …`, and `wps data evals import …` handed to its own parser (argparse cannot
@@ -199,18 +244,20 @@ def _register_evals(dsub) -> None:
 
 def _add_evals(dsub) -> argparse.ArgumentParser:
     return dsub.add_parser(
-        "evals", help="list the eval sets (found/missing, pairs, source); `evals import` makes them",
+        "evals",
+        help="list the eval sets (found/missing, pairs, source); `evals import` makes them",
         description="The 12 WorldPM test sets cannot be downloaded here: each is expected as a local "
-                    "prompt/chosen/rejected file <dir>/<set>.jsonl or .parquet. This lists every set a sweep "
-                    "(or the default registry with --dir) would score, with its category, whether the "
-                    "file is there and readable (every row checked), its pairs and where it came from. "
-                    "Exit status 1 when any is missing, 2 when any is unreadable. Register your own sets "
-                    "under eval.extra in the sweep: {name: {category: objective, path: my/set.jsonl}}.\n\n"
-                    "`wps data evals import SET SOURCE --out DIR` builds a set's file from its official "
-                    "release (see `wps data evals import --help`).",
+        "prompt/chosen/rejected file <dir>/<set>.jsonl or .parquet. This lists every set a sweep "
+        "(or the default registry with --dir) would score, with its category, whether the "
+        "file is there and readable (every row checked), its pairs and where it came from. "
+        "Exit status 1 when any is missing, 2 when any is unreadable. Register your own sets "
+        "under eval.extra in the sweep: {name: {category: objective, path: my/set.jsonl}}.\n\n"
+        "`wps data evals import SET SOURCE --out DIR` builds a set's file from its official "
+        "release (see `wps data evals import --help`).",
         epilog="examples:\n  wps data evals sweeps/demo.yaml\n  wps data evals --dir data/demo/evals --format json\n"
-               "  wps data evals import rmbench_chat ~/RM-Bench/data/chat_filtered.json --out evals",
-        formatter_class=_RAW)
+        "  wps data evals import rmbench_chat ~/RM-Bench/data/chat_filtered.json --out evals",
+        formatter_class=_RAW,
+    )
 
 
 def _evals_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -224,24 +271,28 @@ def _evals_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _import_parser() -> argparse.ArgumentParser:
     from ..data.eval_import import IMPORTERS
 
-    sets = "\n".join(f"  {n:<22} {imp.release}\n  {'':<22} pairs: {imp.rule}"
-                     + "".join(f"\n  {'':<22} --{k.replace('_', '-')} {'|'.join(v)} (default {v[0]})"
-                               for k, v in imp.options.items())
-                     for n, imp in IMPORTERS.items())
+    sets = "\n".join(
+        f"  {n:<22} {imp.release}\n  {'':<22} pairs: {imp.rule}"
+        + "".join(
+            f"\n  {'':<22} --{k.replace('_', '-')} {'|'.join(v)} (default {v[0]})" for k, v in imp.options.items()
+        )
+        for n, imp in IMPORTERS.items()
+    )
     p = argparse.ArgumentParser(
         prog="wps data evals import",
         description="Build one WorldPM eval set's file (<out>/<SET>.jsonl, the registry's file) from the set's "
-                    "official release files — JSON, JSONL(.gz) or Parquet as published, or a folder of them — "
-                    "and <out>/<SET>.meta.json, the import record (release files, pairing rule and its source, "
-                    "pairs, prompts, skipped rows by reason, how the markdown labels were obtained). Pairs follow "
-                    "the WorldPM paper (arXiv 2505.10527 §3.2, App. A.4) where it says, else the set's own rule; "
-                    "docs/eval_sets.md has each. A bad source is a named error (exit 2) and writes nothing; an "
-                    "existing output is kept unless --force.",
+        "official release files — JSON, JSONL(.gz) or Parquet as published, or a folder of them — "
+        "and <out>/<SET>.meta.json, the import record (release files, pairing rule and its source, "
+        "pairs, prompts, skipped rows by reason, how the markdown labels were obtained). Pairs follow "
+        "the WorldPM paper (arXiv 2505.10527 §3.2, App. A.4) where it says, else the set's own rule; "
+        "docs/eval_sets.md has each. A bad source is a named error (exit 2) and writes nothing; an "
+        "existing output is kept unless --force.",
         epilog=f"sets:\n{sets}\n\nexamples:\n"
-               "  wps data evals import rmbench_chat RM-Bench/data/chat_filtered.json --out evals\n"
-               "  wps data evals import rmb_helpfulness RMB_dataset/Pairwise_set/Helpfulness --out evals\n"
-               "  wps data evals import helpsteer2 HelpSteer2/validation.jsonl.gz --out evals --attribute correctness",
-        formatter_class=_RAW)
+        "  wps data evals import rmbench_chat RM-Bench/data/chat_filtered.json --out evals\n"
+        "  wps data evals import rmb_helpfulness RMB_dataset/Pairwise_set/Helpfulness --out evals\n"
+        "  wps data evals import helpsteer2 HelpSteer2/validation.jsonl.gz --out evals --attribute correctness",
+        formatter_class=_RAW,
+    )
     p.add_argument("set", metavar="SET", choices=list(IMPORTERS), help="one of the 12 WorldPM sets")
     p.add_argument("source", metavar="SOURCE", help="the release file, or a folder of its files")
     p.add_argument("--out", default="evals", metavar="DIR", help="output folder (default: evals)")
@@ -257,8 +308,11 @@ def run_evals_import(a: argparse.Namespace) -> int:
 
     s = import_set(a.set, a.source, a.out, force=a.force, fmt=a.format, pairing=a.pairing, attribute=a.attribute)
     opts = ", ".join(f"{k}={v}" for k, v in s.record["options"].items())
-    print(f"{s.set}: {s.pairs:,} pairs from {s.prompts:,} prompts ({len(s.record['files'])} file(s)"
-          + (f"; {opts}" if opts else "") + ")")
+    print(
+        f"{s.set}: {s.pairs:,} pairs from {s.prompts:,} prompts ({len(s.record['files'])} file(s)"
+        + (f"; {opts}" if opts else "")
+        + ")"
+    )
     print(f"  pairs: {s.record['rule']}")
     print(f"  markdown labels: {s.record['markdown_labels']}")
     if s.skipped:
@@ -284,8 +338,16 @@ def run_evals(args: argparse.Namespace) -> int:
         try:
             path = find(name, paths)
         except EvalSetMissing:
-            rows.append({"set": name, "category": cat, "path": str(paths[0]), "status": "missing", "pairs": None,
-                         "source": None})
+            rows.append(
+                {
+                    "set": name,
+                    "category": cat,
+                    "path": str(paths[0]),
+                    "status": "missing",
+                    "pairs": None,
+                    "source": None,
+                }
+            )
             continue
         try:
             n = _count(path)
@@ -293,8 +355,13 @@ def run_evals(args: argparse.Namespace) -> int:
             status = "found"
         except ValueError as e:  # PairsFileError, a bad import record
             n, meta, status = None, None, f"unreadable: {e}"
-        source = (f"{meta.get('release', '?')}: {meta.get('source', '?')}" if meta else
-                  "not imported (no .meta.json)" if status == "found" else None)
+        source = (
+            f"{meta.get('release', '?')}: {meta.get('source', '?')}"
+            if meta
+            else "not imported (no .meta.json)"
+            if status == "found"
+            else None
+        )
         rows.append({"set": name, "category": cat, "path": str(path), "status": status, "pairs": n, "source": source})  # type: ignore[dict-item]
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=1)
@@ -308,18 +375,29 @@ def run_evals(args: argparse.Namespace) -> int:
             t.add_column(c, justify="right" if c == "pairs" else "left")
         for r in rows:
             style = "green" if r["status"] == "found" else "red"
-            t.add_row(r["set"], r["category"], r["path"], f"[{style}]{r['status']}[/]",
-                      "" if r["pairs"] is None else f"{r['pairs']:,}", r["source"] or "")
+            t.add_row(
+                r["set"],
+                r["category"],
+                r["path"],
+                f"[{style}]{r['status']}[/]",
+                "" if r["pairs"] is None else f"{r['pairs']:,}",
+                r["source"] or "",
+            )
         Console(width=200).print(t)
     bad = [r for r in rows if r["status"].startswith("unreadable")]  # type: ignore[union-attr]
     if bad:
-        print(f"error: {len(bad)} eval set(s) unreadable: " + "; ".join(f"{r['set']} ({r['status']})" for r in bad),
-              file=sys.stderr)
+        print(
+            f"error: {len(bad)} eval set(s) unreadable: " + "; ".join(f"{r['set']} ({r['status']})" for r in bad),
+            file=sys.stderr,
+        )
         return 2
     missing = [r["set"] for r in rows if r["status"] == "missing"]
     if missing:
-        print(f"{len(missing)} of {len(rows)} eval sets missing: {', '.join(missing)} (`wps data evals import` "  # type: ignore[arg-type]
-              "converts a set's official release)", file=sys.stderr)
+        print(
+            f"{len(missing)} of {len(rows)} eval sets missing: {', '.join(missing)} (`wps data evals import` "  # type: ignore[arg-type]
+            "converts a set's official release)",
+            file=sys.stderr,
+        )
     return 0 if all(r["status"] == "found" for r in rows) else 1
 
 
@@ -333,23 +411,29 @@ def _count(path) -> int:
 
 # -- tokenize (the planner/data-preparation side of issue 14) ------------------------------------
 
+
 def _register_tokenize(dsub) -> None:
     p = dsub.add_parser(
-        "tokenize", help="tokenize a sweep's training pairs once into the memory-mapped cache jobs read",
+        "tokenize",
+        help="tokenize a sweep's training pairs once into the memory-mapped cache jobs read",
         description="Build the tokenized cache of SWEEP.yaml's data.source with its data.tokenizer (and "
-                    "train.reward_token), in this one process, with a progress bar. Run it once before a "
-                    "multi-rank job: the job's ranks then only map the cache (without it, rank 0 builds it "
-                    "while the others wait). Resumable (finished chunks are kept: run it again after an "
-                    "interruption) and atomic (the cache appears by rename when complete). A cache that "
-                    "already exists is reused. Its meta.json holds tokens_per_pair (usable as "
-                    "data.stats_file).",
+        "train.reward_token), in this one process, with a progress bar. Run it once before a "
+        "multi-rank job: the job's ranks then only map the cache (without it, rank 0 builds it "
+        "while the others wait). Resumable (finished chunks are kept: run it again after an "
+        "interruption) and atomic (the cache appears by rename when complete). A cache that "
+        "already exists is reused. Its meta.json holds tokens_per_pair (usable as "
+        "data.stats_file).",
         epilog="examples:\n  wps data tokenize sweeps/worldpm.yaml\n  wps data tokenize sweeps/demo.yaml",
-        formatter_class=_RAW)
+        formatter_class=_RAW,
+    )
     p.add_argument("sweep", help="sweep YAML whose data section to tokenize")
-    p.add_argument("--no-lock", action="store_true",
-                   help="build without the file lock, for a filesystem that cannot lock (Lustre without "
-                        "-o flock, NFS without lockd: the build then stops with 'cannot take the tokenize "
-                        "lock'); only when no other process builds this cache at the same time")
+    p.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="build without the file lock, for a filesystem that cannot lock (Lustre without "
+        "-o flock, NFS without lockd: the build then stops with 'cannot take the tokenize "
+        "lock'); only when no other process builds this cache at the same time",
+    )
     p.set_defaults(func=run_tokenize)
 
 
@@ -370,13 +454,26 @@ def run_tokenize(args: argparse.Namespace) -> int:
     existed = is_built(folder)
     t0 = time.monotonic()
     if not existed:
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
             task = bar.add_task("tokenizing pairs", total=None)
-            build_cache(spec.data.source, tok, reward_token=reward_token, lock=not args.no_lock,
-                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+            build_cache(
+                spec.data.source,
+                tok,
+                reward_token=reward_token,
+                lock=not args.no_lock,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     meta = json.loads((folder / "meta.json").read_text())
     print(f"{'cache already built' if existed else f'tokenized in {time.monotonic() - t0:.1f} s'}: {folder}")
-    print(f"pairs {meta['pairs']:,}, tokens {meta.get('tokens', 0):,}, tokens per pair "
-          f"{meta.get('tokens_per_pair', float('nan')):.1f} (data.stats_file: {folder / 'meta.json'})")
+    print(
+        f"pairs {meta['pairs']:,}, tokens {meta.get('tokens', 0):,}, tokens per pair "
+        f"{meta.get('tokens_per_pair', float('nan')):.1f} (data.stats_file: {folder / 'meta.json'})"
+    )
     return 0

@@ -66,13 +66,17 @@ def check_store(uri: str, timeout_s: float = 5.0) -> None:
     from ..launch.preflight import database_answers
 
     if database_answers(uri, timeout_s) is False:
-        raise CLIError(f"tracking database {mask_uri(uri)} does not accept a connection within {timeout_s:g} s: "
-                       "start it, pass --tracking-uri, or analyse an export with --from FILE")
+        raise CLIError(
+            f"tracking database {mask_uri(uri)} does not accept a connection within {timeout_s:g} s: "
+            "start it, pass --tracking-uri, or analyse an export with --from FILE"
+        )
     if uri.startswith(("http://", "https://")) and not reachable(uri, timeout_s):
-        raise CLIError(f"tracking server {mask_uri(uri)} is not answering /health within {timeout_s:g} s: start it, "
-                       "pass --tracking-uri (or fix the sweep's tracking.uri), or analyse an export with --from FILE")
+        raise CLIError(
+            f"tracking server {mask_uri(uri)} is not answering /health within {timeout_s:g} s: start it, "
+            "pass --tracking-uri (or fix the sweep's tracking.uri), or analyse an export with --from FILE"
+        )
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         if db.is_dir():
             raise CLIError(f"{db}: a folder, not an MLflow SQLite store (--tracking-uri)")
         if db.is_file():

@@ -8,61 +8,77 @@ import time
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "launch", help="submit a sweep's unfinished cells (SLURM job array, or local subprocesses)",
+        "launch",
+        help="submit a sweep's unfinished cells (SLURM job array, or local subprocesses)",
         description="Check that every input the jobs need is there (`wps check`: refuses naming what is not), "
-                    "then plan SWEEP.yaml and submit every cell that has not FINISHED through submitit: one job "
-                    "array per resource shape on SLURM (nodes, tasks = GPUs per node, CPUs, memory, time "
-                    "limit from the plan; partition/account/qos/constraint/setup from the profile), or "
-                    "subprocesses with --executor local. Launching again skips finished cells and "
-                    "resubmits failed or cancelled ones, which resume from their checkpoints.",
+        "then plan SWEEP.yaml and submit every cell that has not FINISHED through submitit: one job "
+        "array per resource shape on SLURM (nodes, tasks = GPUs per node, CPUs, memory, time "
+        "limit from the plan; partition/account/qos/constraint/setup from the profile), or "
+        "subprocesses with --executor local. Launching again skips finished cells and "
+        "resubmits failed or cancelled ones, which resume from their checkpoints.",
         epilog="examples:\n  wps launch sweeps/worldpm.yaml --cluster slurm/h100.yaml --dry-run\n"
-               "  wps launch sweeps/demo.yaml --executor local --wait",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  wps launch sweeps/demo.yaml --executor local --wait",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("sweep")
     p.add_argument("--cluster", help="cluster profile (slurm/*.yaml) overriding the sweep's")
     p.add_argument("--executor", choices=("slurm", "local", "debug"), help="override the profile's executor")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the sbatch scripts and the readiness table (`wps check`); submit nothing. Exit 0 "
-                        "only when every input is ready")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the sbatch scripts and the readiness table (`wps check`); submit nothing. Exit 0 "
+        "only when every input is ready",
+    )
     p.add_argument("--wait", action="store_true", help="show progress until every cell has ended")
     p.set_defaults(func=run_launch)
 
     k = sub.add_parser(
-        "check", help="pre-flight: is every input a sweep's jobs need ready? (one table; nothing is written)",
+        "check",
+        help="pre-flight: is every input a sweep's jobs need ready? (one table; nothing is written)",
         description="Check, before anything queues, what every job of SWEEP.yaml will need: the training "
-                    "pairs (and that they hold the budget), the tokenizer (and that it fits each model), every "
-                    "eval file, the pretrained base checkpoints, the tracking server (answers /health within "
-                    "3 s, or a spool backend), the output folder (writable), and the cells' own state files. "
-                    "Prints one table of what is ready and what is not. Exit 0 when all is ready, 2 when not "
-                    "(each not-ready row names the file or field to fix). Value ranges (seed ≥ 0, fractions "
-                    "in [0, 1], …) are checked when the sweep is loaded. `wps launch` runs the same check.",
+        "pairs (and that they hold the budget), the tokenizer (and that it fits each model), every "
+        "eval file, the pretrained base checkpoints, the tracking server (answers /health within "
+        "3 s, or a spool backend), the output folder (writable), and the cells' own state files. "
+        "Prints one table of what is ready and what is not. Exit 0 when all is ready, 2 when not "
+        "(each not-ready row names the file or field to fix). Value ranges (seed ≥ 0, fractions "
+        "in [0, 1], …) are checked when the sweep is loaded. `wps launch` runs the same check.",
         epilog="examples:\n  wps check sweeps/demo.yaml\n  wps check sweeps/worldpm.yaml --cluster slurm/h100.yaml",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     k.add_argument("sweep")
     k.add_argument("--cluster", help="cluster profile (slurm/*.yaml) overriding the sweep's")
     k.set_defaults(func=run_check)
 
-    s = sub.add_parser("status", help="each cell's scheduler state, MLflow status, last loss and pairs seen",
-                       description="One table per sweep: cell, model, job id, state (from the job's marker "
-                                   "and sacct), MLflow run status, pairs seen and last training loss; under it, "
-                                   "why each failed cell failed (its recorded error, else the first error line "
-                                   "of its job log). Read-only: nothing is written, on disk or in MLflow. State "
-                                   "files that cannot be read are reported (the cell shows UNREADABLE) and "
-                                   "make the exit code 1.",
-                       epilog="examples:\n  wps status sweeps/demo.yaml\n  wps status sweeps/demo.yaml --watch --interval 10",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "status",
+        help="each cell's scheduler state, MLflow status, last loss and pairs seen",
+        description="One table per sweep: cell, model, job id, state (from the job's marker "
+        "and sacct), MLflow run status, pairs seen and last training loss; under it, "
+        "why each failed cell failed (its recorded error, else the first error line "
+        "of its job log). Read-only: nothing is written, on disk or in MLflow. State "
+        "files that cannot be read are reported (the cell shows UNREADABLE) and "
+        "make the exit code 1.",
+        epilog="examples:\n  wps status sweeps/demo.yaml\n  wps status sweeps/demo.yaml --watch --interval 10",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("sweep")
     s.add_argument("--cluster")
-    s.add_argument("--watch", action="store_true", help="refresh every few seconds until all cells end (a sweep "
-                   "with nothing launched says so and exits 1)")
+    s.add_argument(
+        "--watch",
+        action="store_true",
+        help="refresh every few seconds until all cells end (a sweep with nothing launched says so and exits 1)",
+    )
     s.add_argument("--interval", type=float, default=5.0)
     s.set_defaults(func=run_status)
 
-    c = sub.add_parser("cancel", help="cancel a sweep's running jobs (or one cell)",
-                       description="scancel the latest job of each cell (or of --cell); local jobs get SIGTERM. "
-                                   "Checkpoints stay: `wps launch` again resumes the cancelled cells.",
-                       epilog="examples:\n  wps cancel sweeps/demo.yaml\n  wps cancel sweeps/demo.yaml --cell 2",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c = sub.add_parser(
+        "cancel",
+        help="cancel a sweep's running jobs (or one cell)",
+        description="scancel the latest job of each cell (or of --cell); local jobs get SIGTERM. "
+        "Checkpoints stay: `wps launch` again resumes the cancelled cells.",
+        epilog="examples:\n  wps cancel sweeps/demo.yaml\n  wps cancel sweeps/demo.yaml --cell 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     c.add_argument("sweep")
     c.add_argument("--cell", help="cell index or id")
     c.add_argument("--cluster")
@@ -88,15 +104,29 @@ def _table(rows, title: str):
     from rich.table import Table
 
     seeds = _several_seeds(rows)
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              padding=0, collapse_padding=True)
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=0,
+        collapse_padding=True,
+    )
     for col in ("#", "cell", "model") + (("seed",) if seeds else ()) + ("job", "state", "mlflow", "pairs seen", "loss"):
         t.add_column(col, no_wrap=True, min_width=10 if col == "cell" else None)
     for r in rows:
-        t.add_row(str(r["index"]), r["cell_id"], r["model"], *((str(r["seed"]),) if seeds else ()),
-                  str(r["job_id"] or "-"), r["state"], str(r["mlflow"] or "-"),
-                  f"{r['pairs_seen']:,.0f}/{r['pairs_budget']:,}" if r["pairs_seen"] else f"0/{r['pairs_budget']:,}",
-                  f"{r['loss']:.4f}" if r["loss"] is not None else "-")
+        t.add_row(
+            str(r["index"]),
+            r["cell_id"],
+            r["model"],
+            *((str(r["seed"]),) if seeds else ()),
+            str(r["job_id"] or "-"),
+            r["state"],
+            str(r["mlflow"] or "-"),
+            f"{r['pairs_seen']:,.0f}/{r['pairs_budget']:,}" if r["pairs_seen"] else f"0/{r['pairs_budget']:,}",
+            f"{r['loss']:.4f}" if r["loss"] is not None else "-",
+        )
     return t
 
 
@@ -116,8 +146,10 @@ def _progress_line(rows: list[dict]) -> str:
     seeds = _several_seeds(rows)
 
     def cell(r: dict) -> str:
-        return (f"{r['model']}{' s' + str(r['seed']) if seeds else ''} {r['state']} {r['pairs_seen'] or 0:,.0f}/"
-                f"{r['pairs_budget']:,}" + (f" loss {r['loss']:.3f}" if r["loss"] is not None else ""))
+        return (
+            f"{r['model']}{' s' + str(r['seed']) if seeds else ''} {r['state']} {r['pairs_seen'] or 0:,.0f}/"
+            f"{r['pairs_budget']:,}" + (f" loss {r['loss']:.3f}" if r["loss"] is not None else "")
+        )
 
     head = f"{done}/{len(rows)} finished"
     if len(rows) <= _NAME_EVERY_CELL:
@@ -199,8 +231,10 @@ def _check(p, *, title: str) -> int:
         if not c.ok and not c.blocking:
             print(f"warning: {c.item}: {c.detail}", file=sys.stderr)
     if bad:
-        print(f"error: {len(bad)} input(s) not ready (rows marked NO above): {', '.join(c.item for c in bad)}",
-              file=sys.stderr)
+        print(
+            f"error: {len(bad)} input(s) not ready (rows marked NO above): {', '.join(c.item for c in bad)}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 
@@ -225,14 +259,22 @@ def run_launch(args) -> int:
         print(f"# dry run: {len(todo)} cells would be submitted, {len(done)} already finished")
         return _check(p, title=f"sweep {p.sweep.name}: pre-flight check")
     jobs = launch(p, executor=args.executor)  # refuses (PreflightError) before submitting if an input is not ready
-    print(f"sweep {p.sweep.name}: submitted {len(jobs)} cells, skipped {len(done)} finished "
-          f"({args.executor or p.sweep.cluster.executor} executor)")
+    print(
+        f"sweep {p.sweep.name}: submitted {len(jobs)} cells, skipped {len(done)} finished "
+        f"({args.executor or p.sweep.cluster.executor} executor)"
+    )
     if args.wait:
         rows = _watch(p, 3.0, close=True)
         bad = [r for r in rows if r["state"] != "FINISHED"]
         for r in bad:
-            print(f"cell {r['cell_id']} ended {r['state']}" + (f": {r['why']}" if r.get("why") else
-                  f" (see {p.sweep.output_dir}/cells/{r['cell_id']}/ and the job logs)"))
+            print(
+                f"cell {r['cell_id']} ended {r['state']}"
+                + (
+                    f": {r['why']}"
+                    if r.get("why")
+                    else f" (see {p.sweep.output_dir}/cells/{r['cell_id']}/ and the job logs)"
+                )
+            )
         return 1 if bad else 0
     return 0
 
@@ -262,8 +304,11 @@ def run_status(args) -> int:
     if args.watch and nothing_launched(rows):
         import sys
 
-        print(f"sweep {p.sweep.name}: nothing launched yet under {p.sweep.output_dir} (no launch records, no cell "
-              f"status); `wps launch {args.sweep}` starts it", file=sys.stderr)
+        print(
+            f"sweep {p.sweep.name}: nothing launched yet under {p.sweep.output_dir} (no launch records, no cell "
+            f"status); `wps launch {args.sweep}` starts it",
+            file=sys.stderr,
+        )
         _problems(problems)
         return 1
     if args.watch:
@@ -272,8 +317,10 @@ def run_status(args) -> int:
         sweep_status(p, problems=problems)
         never = [r for r in rows if r["state"] == "NOT LAUNCHED"]
         if never:
-            print(f"{len(never)} cell(s) never launched ({', '.join(r['cell_id'] for r in never[:10])}"
-                  f"{' …' if len(never) > 10 else ''}): `wps launch {args.sweep}` submits them")
+            print(
+                f"{len(never)} cell(s) never launched ({', '.join(r['cell_id'] for r in never[:10])}"
+                f"{' …' if len(never) > 10 else ''}): `wps launch {args.sweep}` submits them"
+            )
     else:
         Console().print(_table(rows, f"sweep {p.sweep.name}"))
     for r in rows:

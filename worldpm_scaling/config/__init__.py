@@ -34,7 +34,33 @@ from .schema import (
 )
 from .yaml_lines import MAX_YAML_NODES, read_yaml
 
-__all__ = ["build", "to_plain", "SpecError", "canonical_json", "cell_id_from_fragments", "cell_id_of",
-           "model_identity", "load_cluster", "load_sweep", "validate_sweep", "MAX_LOG2", "MAX_NODES", "SEED_MAX",
-           "ClusterSpec", "Collation", "DataSpec", "EvalSetSpec", "EvalSpec", "MilestoneSpec", "Mode", "Resources",
-           "RunSpec", "SweepSpec", "TrackingSpec", "TrainSpec", "resolve_milestones", "MAX_YAML_NODES", "read_yaml"]
+__all__ = [
+    "build",
+    "to_plain",
+    "SpecError",
+    "canonical_json",
+    "cell_id_from_fragments",
+    "cell_id_of",
+    "model_identity",
+    "load_cluster",
+    "load_sweep",
+    "validate_sweep",
+    "MAX_LOG2",
+    "MAX_NODES",
+    "SEED_MAX",
+    "ClusterSpec",
+    "Collation",
+    "DataSpec",
+    "EvalSetSpec",
+    "EvalSpec",
+    "MilestoneSpec",
+    "Mode",
+    "Resources",
+    "RunSpec",
+    "SweepSpec",
+    "TrackingSpec",
+    "TrainSpec",
+    "resolve_milestones",
+    "MAX_YAML_NODES",
+    "read_yaml",
+]

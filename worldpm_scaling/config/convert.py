@@ -117,8 +117,11 @@ def _convert(tp: Any, value: Any, path: str, ctx: _Ctx, meta: dict | None = None
             raise ctx.error(path, f"expected true or false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not value.is_integer()):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not value.is_integer())
+        ):
             raise ctx.error(path, f"expected an integer, got {value!r}")
         value = int(value)
     elif tp is float:
@@ -148,8 +151,7 @@ def _build(cls: type, data: dict, path: str, ctx: _Ctx) -> Any:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ctx.error(_join(path, str(key)),
-                            f"unknown key {key!r}{hint} (valid: {', '.join(fields)})")
+            raise ctx.error(_join(path, str(key)), f"unknown key {key!r}{hint} (valid: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():
         if name in data:

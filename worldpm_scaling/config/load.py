@@ -37,8 +37,9 @@ def load_sweep(file: str | Path, *, cluster: str | Path | None = None) -> SweepS
         candidates = [Path(prof), file.parent / prof, file.parent.parent / prof]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise ctx.error("cluster", f"profile file {prof!r} not found (looked in: "
-                            f"{', '.join(str(c) for c in candidates)})")
+            raise ctx.error(
+                "cluster", f"profile file {prof!r} not found (looked in: {', '.join(str(c) for c in candidates)})"
+            )
         data["cluster"] = load_cluster(found)
     data_block = data.get("data")
     if isinstance(data_block, dict) and data_block.get("tokens_per_pair") is None and data_block.get("stats_file"):
@@ -52,8 +53,11 @@ def load_sweep(file: str | Path, *, cluster: str | Path | None = None) -> SweepS
                 raise ValueError(f"expected a JSON object, got {type(stats).__name__}")
             data["data"] = {**data_block, "tokens_per_pair": float(stats["tokens_per_pair"])}
         except (OSError, ValueError, KeyError, TypeError) as e:
-            why = e.strerror if isinstance(e, OSError) and e.strerror else (
-                "no key 'tokens_per_pair'" if isinstance(e, KeyError) else str(e))
+            why = (
+                e.strerror
+                if isinstance(e, OSError) and e.strerror
+                else ("no key 'tokens_per_pair'" if isinstance(e, KeyError) else str(e))
+            )
             raise ctx.error("data.stats_file", f"cannot read tokens_per_pair from {sf}: {why}") from None
     ev = data.get("eval")
     if isinstance(ev, dict) and isinstance(ev.get("extra"), dict) and "sets" not in ev:
@@ -64,8 +68,11 @@ def load_sweep(file: str | Path, *, cluster: str | Path | None = None) -> SweepS
         spec = dataclasses.replace(spec, cluster=dataclasses.replace(spec.cluster, models_dir=env_dir))
     validate_sweep(spec, ctx)
     if spec.data.source == "synthetic":  # the old placeholder default: no data layer reads it
-        raise ctx.error("data.source", "name the training pairs file (Parquet or JSONL); for the synthetic "
-                        "forum run `wps data synth --out data/demo` and set data.source: data/demo/train.parquet")
+        raise ctx.error(
+            "data.source",
+            "name the training pairs file (Parquet or JSONL); for the synthetic "
+            "forum run `wps data synth --out data/demo` and set data.source: data/demo/train.parquet",
+        )
     return spec
 
 
@@ -92,47 +99,65 @@ def validate_sweep(spec: SweepSpec, ctx: _Ctx | None = None) -> None:
             if p <= 0:
                 raise ctx.error(f"milestones.pairs[{i}]", f"must be > 0, got {p}")
             if p > spec.data.pairs:
-                raise ctx.error(f"milestones.pairs[{i}]",
-                                f"{p} pairs is beyond the data budget data.pairs={spec.data.pairs}")
+                raise ctx.error(
+                    f"milestones.pairs[{i}]", f"{p} pairs is beyond the data budget data.pairs={spec.data.pairs}"
+                )
     else:
         if 2**ms.start_log2 > spec.data.pairs:
-            raise ctx.error("milestones.start_log2",
-                            f"2^{ms.start_log2} = {2**ms.start_log2} pairs is beyond the data budget "
-                            f"data.pairs={spec.data.pairs}")
+            raise ctx.error(
+                "milestones.start_log2",
+                f"2^{ms.start_log2} = {2**ms.start_log2} pairs is beyond the data budget data.pairs={spec.data.pairs}",
+            )
         if ms.stop_log2 is not None:
             if 2**ms.stop_log2 > spec.data.pairs:
-                raise ctx.error("milestones.stop_log2",
-                                f"2^{ms.stop_log2} = {2**ms.stop_log2} pairs is beyond the data budget "
-                                f"data.pairs={spec.data.pairs}")
+                raise ctx.error(
+                    "milestones.stop_log2",
+                    f"2^{ms.stop_log2} = {2**ms.stop_log2} pairs is beyond the data budget "
+                    f"data.pairs={spec.data.pairs}",
+                )
             if ms.stop_log2 < ms.start_log2:
                 raise ctx.error("milestones.stop_log2", "must be ≥ start_log2")
     if spec.mode == "milestones" and spec.train.schedule != "constant":
-        raise ctx.error("train.schedule",
-                        f"{spec.train.schedule!r} decays towards one budget; milestone mode needs "
-                        "'constant' (use mode: grid for decaying schedules)")
+        raise ctx.error(
+            "train.schedule",
+            f"{spec.train.schedule!r} decays towards one budget; milestone mode needs "
+            "'constant' (use mode: grid for decaying schedules)",
+        )
     first = min(spec.milestone_pairs())
     if first < spec.train.global_batch_pairs:
         field_ = "milestones.pairs" if ms.pairs is not None else "milestones.start_log2"
-        raise ctx.error(field_, f"first milestone {first} pairs is less than one optimizer step "
-                        f"(train.global_batch_pairs={spec.train.global_batch_pairs})")
+        raise ctx.error(
+            field_,
+            f"first milestone {first} pairs is less than one optimizer step "
+            f"(train.global_batch_pairs={spec.train.global_batch_pairs})",
+        )
     if isinstance(spec.train.micro_batch_pairs, int) and spec.train.micro_batch_pairs > spec.train.global_batch_pairs:
         raise ctx.error("train.micro_batch_pairs", "must be ≤ train.global_batch_pairs")
     known = set(EVAL_SETS) | set(spec.eval.extra)
     for name in spec.eval.extra:
         if name not in spec.eval.sets:
-            raise ctx.error(f"eval.extra.{name}", f"registered but not in eval.sets, so it would be neither listed "
-                            f"nor scored: add {name!r} to eval.sets (or leave eval.sets out: the 12 WorldPM sets "
-                            "plus every extra set)")
+            raise ctx.error(
+                f"eval.extra.{name}",
+                f"registered but not in eval.sets, so it would be neither listed "
+                f"nor scored: add {name!r} to eval.sets (or leave eval.sets out: the 12 WorldPM sets "
+                "plus every extra set)",
+            )
     for i, s in enumerate(spec.eval.sets):
         if s not in known:
             close = difflib.get_close_matches(s, sorted(known), n=1)
-            raise ctx.error(f"eval.sets[{i}]", f"unknown eval set {s!r}"
-                            + (f"; did you mean {close[0]!r}?" if close else "")
-                            + f" (valid: {', '.join(sorted(known))})")
+            raise ctx.error(
+                f"eval.sets[{i}]",
+                f"unknown eval set {s!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (valid: {', '.join(sorted(known))})",
+            )
     if not spec.seeds:
         raise ctx.error("seeds", "at least one seed is required (one cell per model and seed)")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ctx.error("seeds", "duplicate seeds")
     if not spec.eval.sets:
-        raise ctx.error("eval.sets", "at least one eval set is required: a milestone is a point of an eval curve "
-                        "(leave eval.sets out for the 12 WorldPM sets)")
+        raise ctx.error(
+            "eval.sets",
+            "at least one eval set is required: a milestone is a point of an eval curve "
+            "(leave eval.sets out for the 12 WorldPM sets)",
+        )

@@ -380,7 +380,15 @@ class RunSpec:
     """This cell's folder (checkpoints, logs, spool)."""
 
     IDENTITY_FIELDS: typing.ClassVar[tuple[str, ...]] = (
-        "sweep", "model", "data", "pairs", "milestones", "train", "eval", "seed")
+        "sweep",
+        "model",
+        "data",
+        "pairs",
+        "milestones",
+        "train",
+        "eval",
+        "seed",
+    )
 
     def to_dict(self) -> dict:
         return to_plain(self)
@@ -392,14 +400,18 @@ class RunSpec:
         if m is None:
             m = self.train.micro_batch_pairs
         if not isinstance(m, int):
-            raise ValueError(f"cell {self.cell_id}: train.micro_batch_pairs is {m!r} and the resources carry "
-                             "none (plan the sweep to resolve it)")
+            raise ValueError(
+                f"cell {self.cell_id}: train.micro_batch_pairs is {m!r} and the resources carry "
+                "none (plan the sweep to resolve it)"
+            )
         return m
 
     def identity(self) -> dict:
         """The fields that decide the training result; `cell_id` is their hash."""
-        return {k: (model_identity(self.model) if k == "model" else to_plain(getattr(self, k)))
-                for k in self.IDENTITY_FIELDS}
+        return {
+            k: (model_identity(self.model) if k == "model" else to_plain(getattr(self, k)))
+            for k in self.IDENTITY_FIELDS
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

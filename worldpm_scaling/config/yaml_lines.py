@@ -35,8 +35,12 @@ def _no_duplicate_keys(node, file: Path, path: str = "") -> None:
             key = str(k.value)
             where = f"{path}.{key}" if path else key
             if key in seen:
-                raise SpecError(f"key given twice (first at line {seen[key]}); keep one", file=file, path=where,
-                                line=k.start_mark.line + 1)
+                raise SpecError(
+                    f"key given twice (first at line {seen[key]}); keep one",
+                    file=file,
+                    path=where,
+                    line=k.start_mark.line + 1,
+                )
             seen[key] = k.start_mark.line + 1
             _no_duplicate_keys(v, file, where)
     elif isinstance(node, yaml.SequenceNode):
@@ -62,19 +66,30 @@ def _check_aliases(root: yaml.Node, file: Path) -> None:
         key = id(node)
         if done:
             on_path.discard(key)
-            kids = ([c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else
-                    node.value if isinstance(node, yaml.SequenceNode) else [])
+            kids = (
+                [c for kv in node.value for c in kv]
+                if isinstance(node, yaml.MappingNode)
+                else node.value
+                if isinstance(node, yaml.SequenceNode)
+                else []
+            )
             size[key] = 1 + sum(size[id(c)] for c in kids)
             if size[key] > MAX_YAML_NODES:
-                raise SpecError(f"YAML aliases expand to more than {MAX_YAML_NODES:,} nodes here (an alias bomb?); "
-                                "write the values out or use fewer nested aliases", file=file,
-                                line=node.start_mark.line + 1)
+                raise SpecError(
+                    f"YAML aliases expand to more than {MAX_YAML_NODES:,} nodes here (an alias bomb?); "
+                    "write the values out or use fewer nested aliases",
+                    file=file,
+                    line=node.start_mark.line + 1,
+                )
             continue
         if key in size:
             continue
         if key in on_path:
-            raise SpecError("a YAML alias refers to a node that contains it (a recursive alias); a spec "
-                            "must be a tree", file=file, line=node.start_mark.line + 1)
+            raise SpecError(
+                "a YAML alias refers to a node that contains it (a recursive alias); a spec must be a tree",
+                file=file,
+                line=node.start_mark.line + 1,
+            )
         on_path.add(key)
         stack.append((node, True))
         if isinstance(node, yaml.MappingNode):
@@ -95,8 +110,11 @@ def read_yaml(file: str | Path) -> tuple[Any, dict[str, int]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise SpecError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); a sweep or profile "
-                        "is a UTF-8 YAML file", file=p, line=line) from None
+        raise SpecError(
+            f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); a sweep or profile is a UTF-8 YAML file",
+            file=p,
+            line=line,
+        ) from None
     if "\x00" in text:
         raise SpecError("holds NUL bytes: a binary file, not YAML", file=p) from None
     try:
@@ -109,8 +127,7 @@ def read_yaml(file: str | Path) -> tuple[Any, dict[str, int]]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
-        raise SpecError(f"YAML syntax error: {problem}", file=p,
-                        line=mark.line + 1 if mark else None) from None
+        raise SpecError(f"YAML syntax error: {problem}", file=p, line=mark.line + 1 if mark else None) from None
     except RecursionError:
         raise SpecError("nested too deeply to read (a spec is a few levels deep)", file=p) from None
     return data, lines

@@ -56,8 +56,9 @@ def conversation(prompt) -> list[dict]:
             raise ConversationError(f"prompt turn {i}: a system turn may only come first")
         turns.append({"role": t["role"], "content": t["content"]})
     if turns[-1]["role"] != "user":
-        raise ConversationError(f"prompt turn {len(turns) - 1}: the last turn must be the user's, "
-                                f"got {turns[-1]['role']!r}")
+        raise ConversationError(
+            f"prompt turn {len(turns) - 1}: the last turn must be the user's, got {turns[-1]['role']!r}"
+        )
     if turns[0]["role"] != "system":
         turns.insert(0, {"role": "system", "content": SYSTEM})
     return turns
@@ -100,12 +101,17 @@ def chat_template(reward_token: str) -> str:
     last turn. Built from the same pieces as the functions above; tests/unit/test_tokenizer.py renders
     both on multi-turn conversations and compares."""
     empty_system = _jinja_literal(_turn("system", SYSTEM))
-    after_last = _jinja_literal(reply_suffix(reward_token)[len(IM_END):])
-    return ("{%- if messages[0]['role'] != 'system' %}{{- " + empty_system + " }}{%- endif %}"
-            "{%- for message in messages %}"
-            "{{- " + _jinja_literal(IM_START) + " + message['role'] + '\\n' + message['content'] + "
-            + _jinja_literal(IM_END) + " }}"
-            "{%- if not loop.last or add_generation_prompt %}{{- '\\n' }}{%- endif %}"
-            "{%- endfor %}"
-            "{%- if add_generation_prompt %}{{- " + _jinja_literal(ASSISTANT_HEADER) + " }}"
-            "{%- else %}{{- " + after_last + " }}{%- endif %}")
+    after_last = _jinja_literal(reply_suffix(reward_token)[len(IM_END) :])
+    return (
+        "{%- if messages[0]['role'] != 'system' %}{{- " + empty_system + " }}{%- endif %}"
+        "{%- for message in messages %}"
+        "{{- "
+        + _jinja_literal(IM_START)
+        + " + message['role'] + '\\n' + message['content'] + "
+        + _jinja_literal(IM_END)
+        + " }}"
+        "{%- if not loop.last or add_generation_prompt %}{{- '\\n' }}{%- endif %}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- " + _jinja_literal(ASSISTANT_HEADER) + " }}"
+        "{%- else %}{{- " + after_last + " }}{%- endif %}"
+    )

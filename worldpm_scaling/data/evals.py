@@ -152,9 +152,17 @@ def load_eval_sets(eval_spec, *, tokenizer: Tok, ctx_len: int, reward_token: str
             p1, c = truncate_to_context(p, c, ctx_len, None)
             p2, j = truncate_to_context(p, j, ctx_len, None)
             g, cslot, rslot = _group(r)
-            pairs.append(TokenizedPair(prompt=p1 if len(p1) <= len(p2) else p2, chosen=c, rejected=j,
-                                       chosen_markdown=_flag(r, "chosen_markdown", r["chosen"]),
-                                       rejected_markdown=_flag(r, "rejected_markdown", r["rejected"]),
-                                       group=g, chosen_slot=cslot, rejected_slot=rslot))
+            pairs.append(
+                TokenizedPair(
+                    prompt=p1 if len(p1) <= len(p2) else p2,
+                    chosen=c,
+                    rejected=j,
+                    chosen_markdown=_flag(r, "chosen_markdown", r["chosen"]),
+                    rejected_markdown=_flag(r, "rejected_markdown", r["rejected"]),
+                    group=g,
+                    chosen_slot=cslot,
+                    rejected_slot=rslot,
+                )
+            )
         out[name] = EvalSet(name=name, category=cat, pairs=pairs)
     return out

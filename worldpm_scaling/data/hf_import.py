@@ -82,11 +82,16 @@ class ImportOptions:
     def __post_init__(self) -> None:
         if self.schema not in SCHEMAS:
             raise HFImportError(f"schema must be one of {', '.join(SCHEMAS)}, got {self.schema!r}")
-        unknown = set(self.columns) - set(DEFAULT_COLUMNS[self.schema]) - ({"attribute"} if self.schema == "ratings"
-                                                                           else set())
+        unknown = (
+            set(self.columns)
+            - set(DEFAULT_COLUMNS[self.schema])
+            - ({"attribute"} if self.schema == "ratings" else set())
+        )
         if unknown:
-            raise HFImportError(f"column map: {sorted(unknown)} are not fields of the {self.schema} schema "
-                                f"(fields: {', '.join(DEFAULT_COLUMNS[self.schema])})")
+            raise HFImportError(
+                f"column map: {sorted(unknown)} are not fields of the {self.schema} schema "
+                f"(fields: {', '.join(DEFAULT_COLUMNS[self.schema])})"
+            )
         if not 0 <= self.test_frac < 1:
             raise HFImportError("test_frac must be within [0, 1)")
         if self.format not in ("parquet", "jsonl"):
@@ -119,6 +124,7 @@ class ImportSummary:
 
 # -- reading ---------------------------------------------------------------------------------------
 
+
 def open_dataset(path: str | Path, split: str | None = None, cache_dir: str | None = None):
     """A `datasets.Dataset` from a save_to_disk folder, a Parquet/Arrow/JSONL file or a folder of Parquet."""
     import datasets
@@ -133,8 +139,10 @@ def open_dataset(path: str | Path, split: str | None = None, cache_dir: str | No
         elif p.is_dir():
             files = sorted(str(f) for f in p.rglob("*.parquet"))
             if not files:
-                raise HFImportError(f"{p}: neither a save_to_disk folder (dataset_info.json / dataset_dict.json) "
-                                    "nor a folder of Parquet files")
+                raise HFImportError(
+                    f"{p}: neither a save_to_disk folder (dataset_info.json / dataset_dict.json) "
+                    "nor a folder of Parquet files"
+                )
             by_split: dict[str, list[str]] = {}
             for f in files:
                 name = Path(f).name.split("-")[0].split(".")[0]
@@ -156,8 +164,10 @@ def open_dataset(path: str | Path, split: str | None = None, cache_dir: str | No
         splits = list(ds)
         want = split or ("train" if "train" in ds else (splits[0] if len(splits) == 1 else None))
         if want not in ds:
-            raise HFImportError(f"{p}: {'split ' + repr(split) + ' not found' if split else 'several splits'}; "
-                                f"choose one with --split (splits: {', '.join(splits)})")
+            raise HFImportError(
+                f"{p}: {'split ' + repr(split) + ' not found' if split else 'several splits'}; "
+                f"choose one with --split (splits: {', '.join(splits)})"
+            )
         ds = ds[want]
     elif split not in (None, "train"):
         raise HFImportError(f"{p}: holds a single dataset, not splits (drop --split {split})")
@@ -178,12 +188,15 @@ def resolve_columns(ds_columns: list[str], opts: ImportOptions, where: str) -> d
         else:
             missing.append(f"{f} → {c!r}")
     if missing:
-        raise HFImportError(f"{where}: column map {', '.join(missing)} not among the dataset's columns "
-                            f"({', '.join(ds_columns)}); map them with --map FIELD=COLUMN")
+        raise HFImportError(
+            f"{where}: column map {', '.join(missing)} not among the dataset's columns "
+            f"({', '.join(ds_columns)}); map them with --map FIELD=COLUMN"
+        )
     return out
 
 
 # -- the three schemas ----------------------------------------------------------------------------
+
 
 class BadRow(Exception):
     """One row to skip; the message says why (its first words are the reason counted)."""
@@ -248,12 +261,15 @@ def pairs_rows(ds, cols: dict, opts: ImportOptions, s: ImportSummary) -> Iterato
                 prompt = _prompt(row[cols["prompt"]], cols["prompt"])
             elif c_ctx:
                 if r_ctx is not None and r_ctx != c_ctx:
-                    raise BadRow("bad turns", f"fields {cols['chosen']!r} and {cols['rejected']!r} differ before "
-                                              "their replies")
+                    raise BadRow(
+                        "bad turns", f"fields {cols['chosen']!r} and {cols['rejected']!r} differ before their replies"
+                    )
                 prompt = _prompt(c_ctx, cols["chosen"])
             else:
-                raise BadRow("missing value", "no prompt: map a prompt column (--map prompt=COLUMN) or give "
-                                              "chosen/rejected as conversations")
+                raise BadRow(
+                    "missing value",
+                    "no prompt: map a prompt column (--map prompt=COLUMN) or give chosen/rejected as conversations",
+                )
             if len(chosen) < opts.min_chars or len(rejected) < opts.min_chars:
                 raise BadRow("empty text", "an empty reply")
             if chosen == rejected:
@@ -269,9 +285,13 @@ def h4_rows(ds, cols: dict, opts: ImportOptions, s: ImportSummary) -> Iterator[t
     from .htmlmd import has_formatting, html_to_markdown
     from .stackexchange import ConvertOptions, is_test, question_pairs
 
-    rule = ConvertOptions(accepted_bonus=opts.accepted_bonus, min_gap=opts.min_gap,
-                          max_pairs_per_question=opts.max_pairs_per_question, max_chars=opts.max_chars,
-                          min_chars=opts.min_chars)
+    rule = ConvertOptions(
+        accepted_bonus=opts.accepted_bonus,
+        min_gap=opts.min_gap,
+        max_pairs_per_question=opts.max_pairs_per_question,
+        max_chars=opts.max_chars,
+        min_chars=opts.min_chars,
+    )
     for i, row in enumerate(ds):
         s.rows += 1
         try:
@@ -291,10 +311,13 @@ def h4_rows(ds, cols: dict, opts: ImportOptions, s: ImportSummary) -> Iterator[t
                 raise BadRow("empty text", "empty question")
             kept, accepted = [], None
             for k, a in enumerate(answers):
-                if not isinstance(a, dict) or not isinstance(a.get("answer_id"), int) \
-                        or not isinstance(a.get("pm_score"), (int, float)) or not isinstance(a.get("text"), str):
-                    raise BadRow("bad answers", f"answer {k} lacks an integer answer_id, a numeric pm_score or "
-                                                "a text")
+                if (
+                    not isinstance(a, dict)
+                    or not isinstance(a.get("answer_id"), int)
+                    or not isinstance(a.get("pm_score"), (int, float))
+                    or not isinstance(a.get("text"), str)
+                ):
+                    raise BadRow("bad answers", f"answer {k} lacks an integer answer_id, a numeric pm_score or a text")
                 if len(a["text"]) > rule.max_chars:
                     continue
                 text = html_to_markdown(a["text"])
@@ -302,7 +325,9 @@ def h4_rows(ds, cols: dict, opts: ImportOptions, s: ImportSummary) -> Iterator[t
                     continue
                 if a.get("selected"):
                     accepted = a["answer_id"]
-                kept.append({"id": a["answer_id"], "score": a["pm_score"], "text": text, "md": has_formatting(a["text"])})
+                kept.append(
+                    {"id": a["answer_id"], "score": a["pm_score"], "text": text, "md": has_formatting(a["text"])}
+                )
         except BadRow as e:
             _bad(s, i, e)
             continue
@@ -310,11 +335,23 @@ def h4_rows(ds, cols: dict, opts: ImportOptions, s: ImportSummary) -> Iterator[t
         if not pairs:
             s.no_pair += 1
         for c, r in pairs:
-            yield ("test" if is_test(qid, opts.test_frac) else "train"), {
-                "prompt": prompt, "chosen": c["text"], "rejected": r["text"], "chosen_score": c["score"],
-                "rejected_score": r["score"], "question_id": qid, "chosen_id": c["id"], "rejected_id": r["id"],
-                "chosen_accepted": c["id"] == accepted, "rejected_accepted": r["id"] == accepted,
-                "chosen_markdown": c["md"], "rejected_markdown": r["md"]}
+            yield (
+                ("test" if is_test(qid, opts.test_frac) else "train"),
+                {
+                    "prompt": prompt,
+                    "chosen": c["text"],
+                    "rejected": r["text"],
+                    "chosen_score": c["score"],
+                    "rejected_score": r["score"],
+                    "question_id": qid,
+                    "chosen_id": c["id"],
+                    "rejected_id": r["id"],
+                    "chosen_accepted": c["id"] == accepted,
+                    "rejected_accepted": r["id"] == accepted,
+                    "chosen_markdown": c["md"],
+                    "rejected_markdown": r["md"],
+                },
+            )
 
 
 def ratings_rows(ds, cols: dict, opts: ImportOptions, s: ImportSummary) -> Iterator[tuple[str, dict]]:
@@ -345,8 +382,16 @@ def ratings_rows(ds, cols: dict, opts: ImportOptions, s: ImportSummary) -> Itera
                 if abs(ra - rb) >= opts.min_rating_gap and ta != tb:
                     (c, rc), (r, rr) = ((ta, ra), (tb, rb)) if ra > rb else ((tb, rb), (ta, ra))
                     made += 1
-                    yield _split_key(prompts[key]), {"prompt": prompts[key], "chosen": c, "rejected": r,
-                                                     f"chosen_{attr}": rc, f"rejected_{attr}": rr}
+                    yield (
+                        _split_key(prompts[key]),
+                        {
+                            "prompt": prompts[key],
+                            "chosen": c,
+                            "rejected": r,
+                            f"chosen_{attr}": rc,
+                            f"rejected_{attr}": rr,
+                        },
+                    )
         if not made:
             s.no_pair += 1
 
@@ -368,8 +413,10 @@ def _is_test_text(key: str, frac: float) -> bool:
 
 # -- converting --------------------------------------------------------------------------------------
 
-def convert(path: str | Path, out: str | Path, opts: ImportOptions = ImportOptions(), *,
-            force: bool = False) -> ImportSummary:
+
+def convert(
+    path: str | Path, out: str | Path, opts: ImportOptions = ImportOptions(), *, force: bool = False
+) -> ImportSummary:
     """Convert the dataset at `path` into OUT/train.<fmt> (+ test) and OUT/summary.json."""
     import pandas as pd
 
@@ -394,14 +441,18 @@ def convert(path: str | Path, out: str | Path, opts: ImportOptions = ImportOptio
             rows[split].append(r)
     s.pairs_train, s.pairs_test = len(rows["train"]), len(rows.get("test", []))
     if not s.pairs_train + s.pairs_test:
-        raise HFImportError(f"{path}: no pairs ({s.rows} rows read; bad rows {dict(s.bad_rows) or 0}; "
-                            f"{s.no_pair} without a pair){': ' + s.examples[0] if s.examples else ''}")
+        raise HFImportError(
+            f"{path}: no pairs ({s.rows} rows read; bad rows {dict(s.bad_rows) or 0}; "
+            f"{s.no_pair} without a pair){': ' + s.examples[0] if s.examples else ''}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out, prefix=".hf-import-"))
     try:
         for n, p in targets.items():
-            write_pairs(pd.DataFrame(rows[n], columns=list(rows[n][0]) if rows[n] else ["prompt", "chosen", "rejected"]),
-                        work / p.name)
+            write_pairs(
+                pd.DataFrame(rows[n], columns=list(rows[n][0]) if rows[n] else ["prompt", "chosen", "rejected"]),
+                work / p.name,
+            )
         s.seconds = time.perf_counter() - t0
         s.outputs = {n: str(p) for n, p in targets.items()}
         (work / "summary.json").write_text(json.dumps(s.to_dict(), indent=1))

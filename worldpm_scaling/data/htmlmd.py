@@ -31,8 +31,21 @@ _BLANKS = re.compile(r"\n{3,}")
 _PLACE = re.compile(r"\x00(\d+)\x00")
 
 
-_FORMAT_TAGS = ("<pre", "<code", "<h1", "<h2", "<h3", "<h4", "<h5", "<h6", "<li", "<strong", "<b>", "<blockquote",
-                "<a ")
+_FORMAT_TAGS = (
+    "<pre",
+    "<code",
+    "<h1",
+    "<h2",
+    "<h3",
+    "<h4",
+    "<h5",
+    "<h6",
+    "<li",
+    "<strong",
+    "<b>",
+    "<blockquote",
+    "<a ",
+)
 
 
 def has_formatting(body: str) -> bool:
@@ -68,7 +81,9 @@ def html_to_markdown(body: str) -> str:
         s = _HR.sub("\n---\n", s)
     if "<b" in low or "<strong" in low:
         s = _STRONG.sub(r"**\1**", s)
-        s = _BQ.sub(lambda m: "\n" + "\n".join("> " + ln for ln in _TAG.sub("", m.group(1)).strip().splitlines()) + "\n", s)
+        s = _BQ.sub(
+            lambda m: "\n" + "\n".join("> " + ln for ln in _TAG.sub("", m.group(1)).strip().splitlines()) + "\n", s
+        )
         s = _BR.sub("\n", s)
     if "<em" in low or "<i" in low:
         s = _EM.sub(r"*\1*", s)
@@ -76,7 +91,9 @@ def html_to_markdown(body: str) -> str:
     if "<a " in low:
         s = _A.sub(r"[\2](\1)", s)
     if "<li" in low:
-        s = _LI_OL.sub(lambda m: "\n" + "".join(f"{i}. {t.strip()}\n" for i, t in enumerate(_LI.findall(m.group(1)), 1)), s)
+        s = _LI_OL.sub(
+            lambda m: "\n" + "".join(f"{i}. {t.strip()}\n" for i, t in enumerate(_LI.findall(m.group(1)), 1)), s
+        )
         s = _LI.sub(lambda m: "\n- " + m.group(1).strip() + "\n", s).replace("\n\n- ", "\n- ")
     s = _BLOCK_END.sub("\n\n", s)
     s = html.unescape(_TAG.sub("", s))

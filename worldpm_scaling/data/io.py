@@ -30,6 +30,7 @@ class PairsFileError(ValueError):
 
 # -- rows -----------------------------------------------------------------------------------------
 
+
 def _turns(prompt) -> list[dict] | None:
     """A conversation prompt as plain [{"role", "content"}] (None for a string prompt)."""
     if isinstance(prompt, str):
@@ -74,6 +75,7 @@ def check_row(row, where: str) -> dict:
 
 # -- writing --------------------------------------------------------------------------------------
 
+
 def write_pairs(df, path: str | Path) -> Path:
     """Write a pairs DataFrame as Parquet (or JSONL by suffix) via temp + rename."""
     p = Path(path)
@@ -109,6 +111,7 @@ def _plain(o):
 
 
 # -- reading --------------------------------------------------------------------------------------
+
 
 def pairs_file(path: str | Path) -> Path:
     """The pairs file `data.source` names: the file itself, or a folder's train/pairs file; a

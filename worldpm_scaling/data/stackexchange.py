@@ -84,9 +84,16 @@ class ConvertSummary:
     pairs_test: int = 0
     questions_train: int = 0
     questions_test: int = 0
-    filtered: dict[str, int] = field(default_factory=lambda: {
-        "empty": 0, "deleted": 0, "too_long": 0, "orphan_answer": 0, "other_post_type": 0,
-        "questions_without_pair": 0})
+    filtered: dict[str, int] = field(
+        default_factory=lambda: {
+            "empty": 0,
+            "deleted": 0,
+            "too_long": 0,
+            "orphan_answer": 0,
+            "other_post_type": 0,
+            "questions_without_pair": 0,
+        }
+    )
     seconds: float = 0.0
     dump: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
@@ -100,13 +107,33 @@ class ConvertSummary:
 
 
 # Output columns, in order (the pair schema, text level).
-COLUMNS = ("prompt", "chosen", "rejected", "chosen_score", "rejected_score", "question_id", "site",
-           "chosen_id", "rejected_id", "chosen_accepted", "rejected_accepted", "question_created",
-           "chosen_created", "rejected_created", "chosen_markdown", "rejected_markdown", "prompt_chars",
-           "chosen_chars", "rejected_chars", "question_score", "title")
+COLUMNS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "chosen_score",
+    "rejected_score",
+    "question_id",
+    "site",
+    "chosen_id",
+    "rejected_id",
+    "chosen_accepted",
+    "rejected_accepted",
+    "question_created",
+    "chosen_created",
+    "rejected_created",
+    "chosen_markdown",
+    "rejected_markdown",
+    "prompt_chars",
+    "chosen_chars",
+    "rejected_chars",
+    "question_score",
+    "title",
+)
 
 
 # -- locating the dump ------------------------------------------------------------------------------
+
 
 def site_name(dump: Path) -> str:
     """`math.stackexchange.com.7z` → `math.stackexchange.com`; a folder gives its name."""
@@ -138,6 +165,7 @@ def _extract_7z(archive: Path, into: Path) -> Path:
 
 
 # -- phase 1: scan --------------------------------------------------------------------------------
+
 
 def _int(v: str | None) -> int | None:
     return int(v) if v not in (None, "") else None
@@ -171,8 +199,15 @@ def is_test(qid: int, test_frac: float) -> bool:
     return h / 2**64 < test_frac
 
 
-def _scan(src: BinaryIO, name: str, work: Path, n_buckets: int, opts: ConvertOptions, s: ConvertSummary,
-          tick: Callable[[int], None]) -> list[Path]:
+def _scan(
+    src: BinaryIO,
+    name: str,
+    work: Path,
+    n_buckets: int,
+    opts: ConvertOptions,
+    s: ConvertSummary,
+    tick: Callable[[int], None],
+) -> list[Path]:
     paths = [work / f"b{i:04d}.pkl" for i in range(n_buckets)]
     files = [open(p, "wb") for p in paths]
     try:
@@ -194,8 +229,15 @@ def _scan(src: BinaryIO, name: str, work: Path, n_buckets: int, opts: ConvertOpt
             pid = int(attrs["Id"])
             if kind == "1":
                 s.questions += 1
-                rec = (1, pid, body, attrs.get("Title", ""), _int(attrs.get("AcceptedAnswerId")),
-                       attrs.get("CreationDate", ""), _int(attrs.get("Score")) or 0)
+                rec = (
+                    1,
+                    pid,
+                    body,
+                    attrs.get("Title", ""),
+                    _int(attrs.get("AcceptedAnswerId")),
+                    attrs.get("CreationDate", ""),
+                    _int(attrs.get("Score")) or 0,
+                )
                 qid = pid
             else:
                 s.answers += 1
@@ -212,6 +254,7 @@ def _scan(src: BinaryIO, name: str, work: Path, n_buckets: int, opts: ConvertOpt
 
 
 # -- phase 2: pair --------------------------------------------------------------------------------
+
 
 def _load(path: Path) -> Iterator[tuple]:
     with open(path, "rb") as f:
@@ -231,13 +274,18 @@ def question_pairs(answers: list[dict], accepted_id: int | None, opts: ConvertOp
     ordered = sorted(answers, key=lambda a: a["id"])
     out = []
     for i, a in enumerate(ordered):
-        for b in ordered[i + 1:]:
+        for b in ordered[i + 1 :]:
             gap = net[a["id"]] - net[b["id"]]
             if abs(gap) >= opts.min_gap:
                 out.append((a, b) if gap > 0 else (b, a))
     if opts.max_pairs_per_question is not None and len(out) > opts.max_pairs_per_question:
-        out.sort(key=lambda cr: (-(net[cr[0]["id"]] - net[cr[1]["id"]]), min(cr[0]["id"], cr[1]["id"]),
-                                 max(cr[0]["id"], cr[1]["id"])))
+        out.sort(
+            key=lambda cr: (
+                -(net[cr[0]["id"]] - net[cr[1]["id"]]),
+                min(cr[0]["id"], cr[1]["id"]),
+                max(cr[0]["id"], cr[1]["id"]),
+            )
+        )
         out = out[: opts.max_pairs_per_question]
     return out
 
@@ -281,10 +329,33 @@ def _bucket_rows(path: Path, site: str, opts: ConvertOptions, s: ConvertSummary)
         else:
             s.questions_train += 1
         for c, r in pairs:
-            yield test, (  # in COLUMNS order: tuples, not dicts, are ~2× cheaper to build and write
-                prompt, c["text"], r["text"], c["score"], r["score"], qid, site, c["id"], r["id"],
-                c["id"] == accepted_id, r["id"] == accepted_id, qcreated, c["created"], r["created"],
-                c["md"], r["md"], len(prompt), len(c["text"]), len(r["text"]), qscore, title)
+            yield (
+                test,
+                (  # in COLUMNS order: tuples, not dicts, are ~2× cheaper to build and write
+                    prompt,
+                    c["text"],
+                    r["text"],
+                    c["score"],
+                    r["score"],
+                    qid,
+                    site,
+                    c["id"],
+                    r["id"],
+                    c["id"] == accepted_id,
+                    r["id"] == accepted_id,
+                    qcreated,
+                    c["created"],
+                    r["created"],
+                    c["md"],
+                    r["md"],
+                    len(prompt),
+                    len(c["text"]),
+                    len(r["text"]),
+                    qscore,
+                    title,
+                ),
+            )
+
 
 class _Writer:
     """Batched, schema-fixed writer into a temp path (renamed by the caller when all went well)."""
@@ -333,23 +404,40 @@ class _Writer:
 def _schema():
     import pyarrow as pa
 
-    types = {"chosen_score": pa.int64(), "rejected_score": pa.int64(), "question_id": pa.int64(),
-             "chosen_id": pa.int64(), "rejected_id": pa.int64(), "question_score": pa.int64(),
-             "chosen_accepted": pa.bool_(), "rejected_accepted": pa.bool_(), "chosen_markdown": pa.bool_(),
-             "rejected_markdown": pa.bool_(), "prompt_chars": pa.int64(), "chosen_chars": pa.int64(),
-             "rejected_chars": pa.int64()}
+    types = {
+        "chosen_score": pa.int64(),
+        "rejected_score": pa.int64(),
+        "question_id": pa.int64(),
+        "chosen_id": pa.int64(),
+        "rejected_id": pa.int64(),
+        "question_score": pa.int64(),
+        "chosen_accepted": pa.bool_(),
+        "rejected_accepted": pa.bool_(),
+        "chosen_markdown": pa.bool_(),
+        "rejected_markdown": pa.bool_(),
+        "prompt_chars": pa.int64(),
+        "chosen_chars": pa.int64(),
+        "rejected_chars": pa.int64(),
+    }
     return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
 
 
 # -- the whole conversion ---------------------------------------------------------------------------
+
 
 def output_paths(out: str | Path, fmt: str = "parquet") -> dict[str, Path]:
     out = Path(out)
     return {"train": out / f"train.{fmt}", "test": out / f"test.{fmt}", "summary": out / "summary.json"}
 
 
-def convert(dump: str | Path, out: str | Path, opts: ConvertOptions = ConvertOptions(), *, force: bool = False,
-            progress: Callable[[int, int], None] | None = None) -> ConvertSummary:
+def convert(
+    dump: str | Path,
+    out: str | Path,
+    opts: ConvertOptions = ConvertOptions(),
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConvertSummary:
     """Convert one site's dump into `out/train.<fmt>`, `out/test.<fmt>` and `out/summary.json`.
 
     `progress(bytes_read, bytes_total)` is called every 20k posts (the CLI draws a bar with it)."""
@@ -398,7 +486,8 @@ def convert(dump: str | Path, out: str | Path, opts: ConvertOptions = ConvertOpt
             raise NoPairsError(
                 f"{dump}: yielded 0 pairs ({s.posts_read:,} posts read, {s.questions:,} questions, "
                 f"{s.answers:,} answers; filtered: {', '.join(f'{k} {v:,}' for k, v in s.filtered.items()) or 'none'})"
-                f"; nothing written{kept} — is it a StackExchange Posts.xml? try a smaller --min-gap")
+                f"; nothing written{kept} — is it a StackExchange Posts.xml? try a smaller --min-gap"
+            )
         s.seconds = time.perf_counter() - t0
         s.outputs = {k: str(v) for k, v in outs.items()}
         tmps["summary"].write_text(json.dumps({**s.to_dict(), "options": asdict(opts), "site": site}, indent=1))
@@ -415,6 +504,7 @@ def convert(dump: str | Path, out: str | Path, opts: ConvertOptions = ConvertOpt
 
 
 # -- a dump generator for tests and the benchmark --------------------------------------------------
+
 
 def write_fake_dump(path: str | Path, n_posts: int, *, seed: int = 0, body_words: int = 40) -> Path:
     """A StackExchange-format Posts.xml of `n_posts` rows (questions with 0–6 answers each, some
@@ -439,15 +529,19 @@ def write_fake_dump(path: str | Path, n_posts: int, *, seed: int = 0, body_words
             pid += n_ans
             acc = f' AcceptedAnswerId="{rng.choice(aids)}"' if aids and rng.random() < 0.5 else ""
             text = " ".join(rng.choices(words, k=body_words))
-            f.write(f'  <row Id="{qid}" PostTypeId="1"{acc} CreationDate="2020-01-01T00:00:00.000" Score="3" '
-                    f'Title="question {qid}" Body={quoteattr("<p>" + text + "</p>")} />\n')
+            f.write(
+                f'  <row Id="{qid}" PostTypeId="1"{acc} CreationDate="2020-01-01T00:00:00.000" Score="3" '
+                f'Title="question {qid}" Body={quoteattr("<p>" + text + "</p>")} />\n'
+            )
             written += 1
             for aid in aids:
                 body = "<p>" + " ".join(rng.choices(words, k=body_words)) + "</p>"
                 if rng.random() < 0.3:
                     body += "<pre><code>x = 1\n</code></pre>"
-                row = (f'  <row Id="{aid}" PostTypeId="2" ParentId="{qid}" CreationDate="2020-01-02T00:00:00.000" '
-                       f'Score="{rng.randint(-2, 12)}" Body={quoteattr(body)} />\n')
+                row = (
+                    f'  <row Id="{aid}" PostTypeId="2" ParentId="{qid}" CreationDate="2020-01-02T00:00:00.000" '
+                    f'Score="{rng.randint(-2, 12)}" Body={quoteattr(body)} />\n'
+                )
                 if rng.random() < 0.2:
                     late.append(row)  # answered years later: appears far down the file
                 else:

@@ -118,8 +118,9 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         def bad(field_name: str, why: str) -> SynthConfigError:
-            return SynthConfigError(f"{field_name} (--{field_name.replace('_', '-')}) {why}, got "
-                                    f"{getattr(self, field_name)!r}")
+            return SynthConfigError(
+                f"{field_name} (--{field_name.replace('_', '-')}) {why}, got {getattr(self, field_name)!r}"
+            )
 
         for name in ("pairs", "eval_pairs_per_set", "lexicon", "questions_xml", "vocab_size"):
             if getattr(self, name) <= 0:
@@ -128,8 +129,10 @@ class SynthConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be within [0, 1]")
         if self.mix_quality + self.mix_answer > 1:
-            raise SynthConfigError(f"mix_quality + mix_answer (--mix-quality, --mix-answer) must be ≤ 1, got "
-                                   f"{self.mix_quality} + {self.mix_answer}")
+            raise SynthConfigError(
+                f"mix_quality + mix_answer (--mix-quality, --mix-answer) must be ≤ 1, got "
+                f"{self.mix_quality} + {self.mix_answer}"
+            )
         if self.quality_words < 1:
             raise bad("quality_words", "must be ≥ 1")
         if self.quality_zipf < 0:
@@ -141,15 +144,18 @@ class SynthConfig:
         if self.answer_hops < 0:
             raise bad("answer_hops", "must be ≥ 0")
         if self.answer_hops and self.chain_names < 2 * (self.answer_hops + 1):
-            raise SynthConfigError(f"chain_names (--chain-names) must be ≥ 2·(answer_hops + 1) = "
-                                   f"{2 * (self.answer_hops + 1)}, got {self.chain_names}")
+            raise SynthConfigError(
+                f"chain_names (--chain-names) must be ≥ 2·(answer_hops + 1) = "
+                f"{2 * (self.answer_hops + 1)}, got {self.chain_names}"
+            )
         if self.answer_form not in ("context", "fact", "parity"):
             raise bad("answer_form", "must be 'context', 'fact' or 'parity'")
         if self.parity_flags < 1:
             raise bad("parity_flags", "must be ≥ 1")
         if not 1 <= self.parity_k <= self.parity_flags:
-            raise SynthConfigError(f"parity_k (--parity-k) must be within [1, parity_flags = {self.parity_flags}], "
-                                   f"got {self.parity_k}")
+            raise SynthConfigError(
+                f"parity_k (--parity-k) must be within [1, parity_flags = {self.parity_flags}], got {self.parity_k}"
+            )
         for name in ("prompt_words", "reply_words", "long_extra_words"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1]:
@@ -245,7 +251,7 @@ class Forum:
             return " ".join(words) + "."
         cut = max(1, len(words) // 3)
         head, body = words[:cut], words[cut:]
-        lines = [f"## {' '.join(head)}"] + [f"- {' '.join(body[i:i + 5])}" for i in range(0, len(body), 5)]
+        lines = [f"## {' '.join(head)}"] + [f"- {' '.join(body[i : i + 5])}" for i in range(0, len(body), 5)]
         lines[1 if len(lines) > 1 else 0] = lines[1 if len(lines) > 1 else 0].replace("- ", "- **", 1) + "**"
         lines[-1] += "."  # both kinds end alike: the reward is read at the last token, where a different
         return "\n".join(lines)  # final token would hand a random-init model a markdown bias for free
@@ -255,7 +261,7 @@ class Forum:
         a0→…→ak and d0→…→dk over distinct fresh names, their 2k facts shuffled, the question about a0."""
         k = self.cfg.answer_hops
         picked = self.rng.sample(self.names, 2 * (k + 1))
-        a, d = picked[:k + 1], picked[k + 1:]
+        a, d = picked[: k + 1], picked[k + 1 :]
         facts = [f"{c[i]} to {c[i + 1]}" for c in (a, d) for i in range(k)]
         self.rng.shuffle(facts)
         return self.prompt(a[0]) + " notes: " + ", ".join(facts) + ".", a[-1], d[-1]
@@ -263,7 +269,7 @@ class Forum:
     def parity_prompt(self) -> tuple[str, str, str]:
         """(prompt, right verdict, wrong verdict) of a parity pair: each flag raised with p = 1/2."""
         raised = [w for w in self.flags if self.rng.random() < 0.5]
-        odd = sum(w in raised for w in self.flags[:self.cfg.parity_k]) % 2 == 1
+        odd = sum(w in raised for w in self.flags[: self.cfg.parity_k]) % 2 == 1
         words = self._filler(self.cfg.prompt_words)
         for w in raised:
             words.insert(self.rng.randint(0, len(words)), w)
@@ -323,12 +329,23 @@ class Forum:
             cs, rs = 1, 0
         else:
             raise ValueError(f"unknown pair kind {kind!r}")
-        return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_score": cs,
-                "rejected_score": rs, "kind": kind, "chosen_markdown": chosen.startswith("## "),
-                "rejected_markdown": rejected.startswith("## ")}
+        return {
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "chosen_score": cs,
+            "rejected_score": rs,
+            "kind": kind,
+            "chosen_markdown": chosen.startswith("## "),
+            "rejected_markdown": rejected.startswith("## "),
+        }
 
 
-EVAL_KIND = {"adversarial": ("quality", "against"), "objective": ("answer", "balanced"), "subjective": ("noise", "balanced")}
+EVAL_KIND = {
+    "adversarial": ("quality", "against"),
+    "objective": ("answer", "balanced"),
+    "subjective": ("noise", "balanced"),
+}
 
 
 def generate(cfg: SynthConfig) -> tuple[list[dict], dict[str, list[dict]], Forum]:
@@ -340,15 +357,21 @@ def generate(cfg: SynthConfig) -> tuple[list[dict], dict[str, list[dict]], Forum
         kind = "quality" if u < cfg.mix_quality else ("answer" if u < cfg.mix_quality + cfg.mix_answer else "noise")
         p = f.pair(kind, style="train")
         if kind == "quality" and cfg.quality_flip and f.rng.random() < cfg.quality_flip:  # no draw at 0: same world
-            p.update(chosen=p["rejected"], rejected=p["chosen"],
-                     chosen_markdown=p["rejected_markdown"], rejected_markdown=p["chosen_markdown"])
+            p.update(
+                chosen=p["rejected"],
+                rejected=p["chosen"],
+                chosen_markdown=p["rejected_markdown"],
+                rejected_markdown=p["chosen_markdown"],
+            )
         p.update(question_id=i, site="synthetic.forum")
         train.append(p)
     evals = {}
     for name, cat in EVAL_SETS.items():
         kind, style = EVAL_KIND[cat]
-        evals[name] = [{**f.pair(kind, style=style), "question_id": cfg.pairs + 10**6 * (j + 1)}
-                       for j in range(cfg.eval_pairs_per_set)]
+        evals[name] = [
+            {**f.pair(kind, style=style), "question_id": cfg.pairs + 10**6 * (j + 1)}
+            for j in range(cfg.eval_pairs_per_set)
+        ]
     return train, evals, f
 
 
@@ -369,13 +392,17 @@ def posts_xml(f: Forum, n_questions: int) -> str:
             pid += 1
         accepted = max(answers, key=lambda a: a[1])[0] if r.random() < 0.6 else None
         body = "<p>" + f.prompt() + "</p>"
-        acc = f" AcceptedAnswerId=\"{accepted}\"" if accepted else ""
-        rows.append(f'  <row Id="{qid}" PostTypeId="1"{acc} CreationDate="2024-01-01T00:00:00.000" '
-                    f'Score="{r.randint(0, 9)}" Body={quoteattr(body)} Title={quoteattr(f.prompt()[:40])} '
-                    f'AnswerCount="{len(answers)}" />')
+        acc = f' AcceptedAnswerId="{accepted}"' if accepted else ""
+        rows.append(
+            f'  <row Id="{qid}" PostTypeId="1"{acc} CreationDate="2024-01-01T00:00:00.000" '
+            f'Score="{r.randint(0, 9)}" Body={quoteattr(body)} Title={quoteattr(f.prompt()[:40])} '
+            f'AnswerCount="{len(answers)}" />'
+        )
         for aid, score, text in answers:
-            rows.append(f'  <row Id="{aid}" PostTypeId="2" ParentId="{qid}" CreationDate="2024-01-02T00:00:00.000" '
-                        f'Score="{score}" Body={quoteattr("<p>" + text + "</p>")} />')
+            rows.append(
+                f'  <row Id="{aid}" PostTypeId="2" ParentId="{qid}" CreationDate="2024-01-02T00:00:00.000" '
+                f'Score="{score}" Body={quoteattr("<p>" + text + "</p>")} />'
+            )
     return '<?xml version="1.0" encoding="utf-8"?>\n<posts>\n' + "\n".join(rows) + "\n</posts>\n"
 
 
@@ -397,11 +424,14 @@ def write(cfg: SynthConfig, out: str | Path) -> dict:
     tmp = out / "Posts.xml.tmp"
     tmp.write_text(xml)
     tmp.replace(out / "Posts.xml")
-    corpus = ([prompt_text(p["prompt"]) + reply_text(p["chosen"]) + reply_text(p["rejected"]) for p in train[:20000]]
-              + [prompt_text(p["prompt"]) + reply_text(p["chosen"]) for rows in evals.values() for p in rows[:50]])
+    corpus = [prompt_text(p["prompt"]) + reply_text(p["chosen"]) + reply_text(p["rejected"]) for p in train[:20000]] + [
+        prompt_text(p["prompt"]) + reply_text(p["chosen"]) for rows in evals.values() for p in rows[:50]
+    ]
     tok = train_bpe(corpus, out / "tokenizer.json", vocab_size=cfg.vocab_size)
     stats = tokenized_stats(train[:5000], tok)
-    stats.update({"pairs": cfg.pairs, "synth": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}})
+    stats.update(
+        {"pairs": cfg.pairs, "synth": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
+    )
     tmp = out / "stats.json.tmp"
     tmp.write_text(json.dumps(stats, indent=1))
     tmp.replace(out / "stats.json")
@@ -409,7 +439,8 @@ def write(cfg: SynthConfig, out: str | Path) -> dict:
         "# Synthetic forum (generated by `wps data synth`)\n\n"
         f"{cfg.pairs} training pairs; 12 eval sets of {cfg.eval_pairs_per_set} pairs; tokens per pair "
         f"{stats['tokens_per_pair']:.1f}.\n\nKnobs: `{json.dumps(stats['synth'])}`\n\n"
-        "See worldpm_scaling/data/synth.py for what each signal plants.\n")
+        "See worldpm_scaling/data/synth.py for what each signal plants.\n"
+    )
     return stats
 
 

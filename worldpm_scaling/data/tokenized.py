@@ -53,8 +53,17 @@ SAMPLE_BLOCK_BYTES = 64 * 1024
 a constant cost whatever the file's size (bench/results/tokcache_key.txt), where a full hash reads it all
 on every rank of every job."""
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
-                   "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 """The files of a tokenizer folder that load_tokenizer reads (a model folder's weights are not hashed)."""
 
 
@@ -97,11 +106,14 @@ def cache_key(source: Path, tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN) 
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
-def _encode_rows(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN
-                 ) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
-    return (tok.encode_batch([prompt_text(r["prompt"]) for r in rows]),
-            tok.encode_batch([reply_text(r["chosen"], reward_token) for r in rows]),
-            tok.encode_batch([reply_text(r["rejected"], reward_token) for r in rows]))
+def _encode_rows(
+    rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    return (
+        tok.encode_batch([prompt_text(r["prompt"]) for r in rows]),
+        tok.encode_batch([reply_text(r["chosen"], reward_token) for r in rows]),
+        tok.encode_batch([reply_text(r["rejected"], reward_token) for r in rows]),
+    )
 
 
 CHUNK_PAIRS = 65536
@@ -153,8 +165,8 @@ def _write_npy(path: Path, dtype, tail: tuple[int, ...], parts) -> None:
     rows = sum(len(p) for p in parts)
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(
-            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-                "shape": (rows, *tail)})
+            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (rows, *tail)}
+        )
         for load in parts:
             f.write(np.ascontiguousarray(load(), dtype=dtype).tobytes())
         f.flush()
@@ -188,9 +200,11 @@ class CacheLockError(ValueError):
         self.errno, self.filename = errno, filename
 
 
-LOCK_HINT = ("this filesystem cannot lock files: mount it with flock support (Lustre: `-o flock`; NFS: run "
-             "lockd/rpc.statd), or build the cache once without the lock, from one process, with "
-             "`wps data tokenize SWEEP.yaml --no-lock` before the job (its ranks then only read the cache)")
+LOCK_HINT = (
+    "this filesystem cannot lock files: mount it with flock support (Lustre: `-o flock`; NFS: run "
+    "lockd/rpc.statd), or build the cache once without the lock, from one process, with "
+    "`wps data tokenize SWEEP.yaml --no-lock` before the job (its ranks then only read the cache)"
+)
 
 
 @contextlib.contextmanager
@@ -202,14 +216,20 @@ def _exclusive(lock: Path):
     try:
         f = open(lock, "a")
     except OSError as e:
-        raise CacheLockError(f"{lock}: cannot open the tokenize lock file ({_errname(e)}: {e.strerror})",
-                             errno=e.errno, filename=str(lock)) from e
+        raise CacheLockError(
+            f"{lock}: cannot open the tokenize lock file ({_errname(e)}: {e.strerror})",
+            errno=e.errno,
+            filename=str(lock),
+        ) from e
     with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX)
         except OSError as e:
-            raise CacheLockError(f"{lock}: cannot take the tokenize lock (flock: {_errname(e)}, {e.strerror}); "
-                                 f"{LOCK_HINT}", errno=e.errno, filename=str(lock)) from e
+            raise CacheLockError(
+                f"{lock}: cannot take the tokenize lock (flock: {_errname(e)}, {e.strerror}); {LOCK_HINT}",
+                errno=e.errno,
+                filename=str(lock),
+            ) from e
         try:
             yield
         finally:
@@ -243,16 +263,20 @@ def _write_failure(folder: Path, error: BaseException, *, launch: str | None) ->
     Its `attempt` is new for every write, so a waiter knows a new failure from an old one without a clock;
     `written` is the writing host's clock, for people only."""
     marker = _failure_path(folder)
-    rec = {"attempt": uuid.uuid4().hex, "launch": launch, "host": socket.gethostname(), "pid": os.getpid(),
-           "error": f"{type(error).__name__}: {error}",
-           "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    rec = {
+        "attempt": uuid.uuid4().hex,
+        "launch": launch,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "error": f"{type(error).__name__}: {error}",
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     tmp = marker.with_name(f"{marker.name}.{rec['attempt']}.tmp")
     try:
         tmp.write_text(json.dumps(rec) + "\n")
         os.replace(tmp, marker)  # atomic: a waiter reads a whole marker or none
     except OSError as e:
-        log.error("%s: could not write the failure marker (%s); ranks waiting for this cache will not know",
-                  marker, e)
+        log.error("%s: could not write the failure marker (%s); ranks waiting for this cache will not know", marker, e)
         tmp.unlink(missing_ok=True)
 
 
@@ -273,9 +297,17 @@ def _describe_failure(raw: bytes) -> tuple[str, str | None]:
         return raw.decode(errors="replace").strip(), None
 
 
-def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token: str = DEFAULT_REWARD_TOKEN,
-                chunk_pairs: int = CHUNK_PAIRS, progress: Callable[[int, int | None], None] | None = None,
-                lock: bool = True, launch: str | None = None) -> Path:
+def build_cache(
+    source: str | Path,
+    tok: Tok,
+    *,
+    batch: int = 2048,
+    reward_token: str = DEFAULT_REWARD_TOKEN,
+    chunk_pairs: int = CHUNK_PAIRS,
+    progress: Callable[[int, int | None], None] | None = None,
+    lock: bool = True,
+    launch: str | None = None,
+) -> Path:
     """Tokenize `source` into its cache folder, once (no-op when it exists); docs/tokenization.md.
 
     Resumable: finished chunks of `chunk_pairs` pairs are kept in `.build-<key>/` and a restart skips
@@ -299,12 +331,24 @@ def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token
                 return final
             _failure_path(final).unlink(missing_ok=True)
             try:
-                _build_locked(src, tok, root, key, batch=batch, reward_token=reward_token, chunk_pairs=chunk_pairs,
-                              progress=progress)
+                _build_locked(
+                    src,
+                    tok,
+                    root,
+                    key,
+                    batch=batch,
+                    reward_token=reward_token,
+                    chunk_pairs=chunk_pairs,
+                    progress=progress,
+                )
             except BaseException as e:
                 if isinstance(e, Exception) and is_built(final):  # another host's builder finished it
-                    log.warning("%s: this build stopped (%s: %s) but another process completed the cache; "
-                                "using it", final, type(e).__name__, e)
+                    log.warning(
+                        "%s: this build stopped (%s: %s) but another process completed the cache; using it",
+                        final,
+                        type(e).__name__,
+                        e,
+                    )
                     return final
                 _write_failure(final, e, launch=launch)  # ranks waiting on this build stop waiting
                 raise
@@ -314,8 +358,9 @@ def build_cache(source: str | Path, tok: Tok, *, batch: int = 2048, reward_token
     return final
 
 
-def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, reward_token: str, chunk_pairs: int,
-                  progress) -> None:
+def _build_locked(
+    src: Path, tok: Tok, root: Path, key: str, *, batch: int, reward_token: str, chunk_pairs: int, progress
+) -> None:
     t0 = time.monotonic()
     work = root / f".build-{key}"
     work.mkdir(exist_ok=True)
@@ -337,8 +382,12 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
                 tokens.append(np.asarray(ids, dtype=np.int32))
                 pos += len(ids)
             spans.append(row)
-            flags.append((bool(r.get("chosen_markdown", has_markdown(r["chosen"]))),
-                          bool(r.get("rejected_markdown", has_markdown(r["rejected"])))))
+            flags.append(
+                (
+                    bool(r.get("chosen_markdown", has_markdown(r["chosen"]))),
+                    bool(r.get("rejected_markdown", has_markdown(r["rejected"]))),
+                )
+            )
         n += len(buf)
         buf.clear()
 
@@ -346,9 +395,12 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
         nonlocal pos, n, done
         i = len(chunks)
         path = work / f"chunk_{i:06d}.npz"
-        _atomic_save(path, tokens=np.concatenate(tokens) if tokens else np.zeros(0, np.int32),
-                     spans=np.asarray(spans, dtype=np.int64).reshape(-1, 6),
-                     flags=np.asarray(flags, dtype=bool).reshape(-1, 2))
+        _atomic_save(
+            path,
+            tokens=np.concatenate(tokens) if tokens else np.zeros(0, np.int32),
+            spans=np.asarray(spans, dtype=np.int64).reshape(-1, 6),
+            flags=np.asarray(flags, dtype=bool).reshape(-1, 2),
+        )
         chunks.append(path)
         done += n
         tokens.clear()
@@ -377,18 +429,30 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
             sizes.append((len(z["tokens"]), len(z["spans"])))
     offsets = np.concatenate([[0], np.cumsum([s[0] for s in sizes])]).astype(np.int64)
     stage = root / f".stage-{key}.{_me()}"  # private: a lock that is not shared across hosts (Lustre
-    _drop_dead_stages(root, key)            # -o localflock) may let another host build at the same time
+    _drop_dead_stages(root, key)  # -o localflock) may let another host build at the same time
     stage.mkdir()
     _write_npy(stage / "tokens.npy", np.int32, (), [_Part(c, "tokens", s[0]) for c, s in zip(chunks, sizes)])
-    _write_npy(stage / "spans.npy", np.int64, (6,),
-               [_Part(c, "spans", s[1], int(o)) for c, s, o in zip(chunks, sizes, offsets)])
+    _write_npy(
+        stage / "spans.npy",
+        np.int64,
+        (6,),
+        [_Part(c, "spans", s[1], int(o)) for c, s, o in zip(chunks, sizes, offsets)],
+    )
     _write_npy(stage / "flags.npy", np.bool_, (2,), [_Part(c, "flags", s[1]) for c, s in zip(chunks, sizes)])
     pairs = sum(s[1] for s in sizes)
     sp = np.load(stage / "spans.npy", mmap_mode="r")
     tpp = float((2 * sp[:, 1] + sp[:, 3] + sp[:, 5]).mean()) if pairs else 0.0
-    meta = {"source": str(src), "tokenizer": tok.path, "reward_token": reward_token, "pairs": pairs,
-            "tokens": int(offsets[-1]), "tokens_per_pair": tpp, "key": key, "key_format": KEY_FORMAT,
-            "source_identity": source_identity(src)}  # the paths are the builder's view, for people
+    meta = {
+        "source": str(src),
+        "tokenizer": tok.path,
+        "reward_token": reward_token,
+        "pairs": pairs,
+        "tokens": int(offsets[-1]),
+        "tokens_per_pair": tpp,
+        "key": key,
+        "key_format": KEY_FORMAT,
+        "source_identity": source_identity(src),
+    }  # the paths are the builder's view, for people
     del sp
     (stage / "meta.json").write_text(json.dumps(meta))
     try:
@@ -400,8 +464,19 @@ def _build_locked(src: Path, tok: Tok, root: Path, key: str, *, batch: int, rewa
         return
     shutil.rmtree(work, ignore_errors=True)
     with open(root / BUILDS_LOG, "a") as f:
-        f.write(json.dumps({"key": key, "pid": os.getpid(), "host": socket.gethostname(), "pairs": pairs,
-                            "seconds": round(time.monotonic() - t0, 3), "time": time.time()}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "key": key,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "pairs": pairs,
+                    "seconds": round(time.monotonic() - t0, 3),
+                    "time": time.time(),
+                }
+            )
+            + "\n"
+        )
 
 
 def _drop_dead_stages(root: Path, key: str) -> None:
@@ -409,7 +484,7 @@ def _drop_dead_stages(root: Path, key: str) -> None:
     are left alone (their liveness cannot be told from here)."""
     prefix = f".stage-{key}.{socket.gethostname()}-"
     for d in root.glob(f".stage-{key}.*"):
-        pid = d.name[len(prefix):] if d.name.startswith(prefix) else ""
+        pid = d.name[len(prefix) :] if d.name.startswith(prefix) else ""
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
 
@@ -430,8 +505,9 @@ class CacheWaitError(RuntimeError):
     """A rank gave up waiting for rank 0's tokenization (it failed, or took longer than allowed)."""
 
 
-def wait_for_cache(folder: Path, *, timeout_s: float = 24 * 3600.0, poll_s: float = 0.5,
-                   launch: str | None = None) -> Path:
+def wait_for_cache(
+    folder: Path, *, timeout_s: float = 24 * 3600.0, poll_s: float = 0.5, launch: str | None = None
+) -> Path:
     """Wait until another process (rank 0) has built `folder`; raise CacheWaitError if its build failed.
 
     A failure marker counts when it was written after this wait began (its attempt id differs from the
@@ -445,17 +521,20 @@ def wait_for_cache(folder: Path, *, timeout_s: float = 24 * 3600.0, poll_s: floa
         if raw is not None:
             what, marker_launch = _describe_failure(raw)
             if raw != at_start or (launch is not None and marker_launch == launch):
-                raise CacheWaitError(f"{folder}: the tokenization this rank waits for failed {what} "
-                                     f"(marker {_failure_path(folder)})")
+                raise CacheWaitError(
+                    f"{folder}: the tokenization this rank waits for failed {what} (marker {_failure_path(folder)})"
+                )
         if time.monotonic() - t0 > timeout_s:
-            raise CacheWaitError(f"{folder}: not built after {timeout_s:.0f} s; run `wps data tokenize SWEEP.yaml` "
-                                 "before the job")
+            raise CacheWaitError(
+                f"{folder}: not built after {timeout_s:.0f} s; run `wps data tokenize SWEEP.yaml` before the job"
+            )
         time.sleep(poll_s)
     return folder
 
 
-def truncate_to_context(prompt: np.ndarray, reply: np.ndarray, ctx_len: int,
-                        max_prompt: int | None) -> tuple[np.ndarray, np.ndarray]:
+def truncate_to_context(
+    prompt: np.ndarray, reply: np.ndarray, ctx_len: int, max_prompt: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Truncate to prompt + reply ≤ ctx_len: the prompt from the left (first to `max_prompt`), then the
     reply from the right, keeping its last (reward) token."""
     if max_prompt is not None and len(prompt) > max_prompt:
@@ -463,7 +542,7 @@ def truncate_to_context(prompt: np.ndarray, reply: np.ndarray, ctx_len: int,
     if len(prompt) + len(reply) <= ctx_len:
         return prompt, reply
     keep_prompt = max(ctx_len // 2, ctx_len - len(reply))
-    prompt = prompt[-min(len(prompt), keep_prompt):]
+    prompt = prompt[-min(len(prompt), keep_prompt) :]
     room = ctx_len - len(prompt)
     if len(reply) > room:
         reply = np.concatenate([reply[: room - 1], reply[-1:]])
@@ -505,8 +584,17 @@ class _TokenFile:
 class TokenizedPairs(Sequence):
     """Random access over a cache folder: a seeded permutation, truncated, sharded by rank."""
 
-    def __init__(self, folder: Path, *, seed: int, rank: int = 0, world: int = 1,
-                 max_pairs: int | None = None, ctx_len: int, max_prompt: int | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        max_pairs: int | None = None,
+        ctx_len: int,
+        max_prompt: int | None = None,
+    ):
         # spans/flags memory-mapped, tokens read per pair: a rank's memory does not grow with the corpus
         self.tokens = _TokenFile(folder / "tokens.npy")
         self.spans = np.load(folder / "spans.npy", mmap_mode="r")
@@ -528,19 +616,32 @@ class TokenizedPairs(Sequence):
         s = [int(x) for x in self.spans[k]]
         if s[2] == s[0] + s[1] and s[4] == s[2] + s[3]:  # as build_cache writes them: one contiguous run
             ids = self.tokens.read(s[0], s[1] + s[3] + s[5])
-            p, c, r = ids[:s[1]], ids[s[1]:s[1] + s[3]], ids[s[1] + s[3]:]
+            p, c, r = ids[: s[1]], ids[s[1] : s[1] + s[3]], ids[s[1] + s[3] :]
         else:
             p, c, r = (self.tokens.read(s[j], s[j + 1]) for j in (0, 2, 4))
         p1, c = truncate_to_context(p, c, self.ctx_len, self.max_prompt)
         p2, r = truncate_to_context(p, r, self.ctx_len, self.max_prompt)
         p = p1 if len(p1) <= len(p2) else p2  # one prompt for both replies
-        return TokenizedPair(prompt=p, chosen=c, rejected=r, chosen_markdown=bool(self.flags[k, 0]),
-                             rejected_markdown=bool(self.flags[k, 1]))
+        return TokenizedPair(
+            prompt=p,
+            chosen=c,
+            rejected=r,
+            chosen_markdown=bool(self.flags[k, 0]),
+            rejected_markdown=bool(self.flags[k, 1]),
+        )
 
 
-def open_train_pairs(data, *, seed: int, rank: int = 0, world: int = 1, max_pairs: int | None = None,
-                     ctx_len: int, reward_token: str = DEFAULT_REWARD_TOKEN,
-                     launch: str | None = None) -> TokenizedPairs:
+def open_train_pairs(
+    data,
+    *,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    max_pairs: int | None = None,
+    ctx_len: int,
+    reward_token: str = DEFAULT_REWARD_TOKEN,
+    launch: str | None = None,
+) -> TokenizedPairs:
     """The training stream of a `config.DataSpec`: cached tokens, shuffled by `seed`, sharded by rank.
 
     The cache is built once: `wps data tokenize SWEEP.yaml` beforehand, else rank 0 here while the
@@ -550,14 +651,25 @@ def open_train_pairs(data, *, seed: int, rank: int = 0, world: int = 1, max_pair
     tok = load_tokenizer(data.tokenizer)
     folder = cache_folder(data.source, tok, reward_token)
     if not is_built(folder):
-        log.warning("rank %d: %s is not tokenized yet; %s (run `wps data tokenize SWEEP.yaml` before a job "
-                    "to skip this)", rank, data.source, "tokenizing it" if rank == 0 else "waiting for rank 0")
+        log.warning(
+            "rank %d: %s is not tokenized yet; %s (run `wps data tokenize SWEEP.yaml` before a job to skip this)",
+            rank,
+            data.source,
+            "tokenizing it" if rank == 0 else "waiting for rank 0",
+        )
     if rank == 0:
         folder = build_cache(data.source, tok, reward_token=reward_token, launch=launch)
     else:
         folder = wait_for_cache(folder, launch=launch)
-    return TokenizedPairs(folder, seed=seed, rank=rank, world=world, max_pairs=max_pairs, ctx_len=ctx_len,
-                          max_prompt=data.max_prompt_tokens)
+    return TokenizedPairs(
+        folder,
+        seed=seed,
+        rank=rank,
+        world=world,
+        max_pairs=max_pairs,
+        ctx_len=ctx_len,
+        max_prompt=data.max_prompt_tokens,
+    )
 
 
 def tokenized_stats(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN) -> dict:
@@ -567,14 +679,24 @@ def tokenized_stats(rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWA
     c = np.array([len(x) for x in cs])
     r = np.array([len(x) for x in rs])
     pct = lambda a: {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)}
-    return {"tokens_per_pair": float(np.mean(2 * p + c + r)), "sample_pairs": len(rows),
-            "prompt_tokens": {"mean": float(p.mean()), **pct(p)},
-            "reply_tokens": {"mean": float(np.concatenate([c, r]).mean()), **pct(np.concatenate([c, r]))},
-            "tokenizer": tok.path, "reward_token": reward_token}
+    return {
+        "tokens_per_pair": float(np.mean(2 * p + c + r)),
+        "sample_pairs": len(rows),
+        "prompt_tokens": {"mean": float(p.mean()), **pct(p)},
+        "reply_tokens": {"mean": float(np.concatenate([c, r]).mean()), **pct(np.concatenate([c, r]))},
+        "tokenizer": tok.path,
+        "reward_token": reward_token,
+    }
 
 
-def write_token_stats(pairs: str | Path, tokenizer: str | Path, out: str | Path, *,
-                      reward_token: str = DEFAULT_REWARD_TOKEN, sample: int = 10_000) -> dict:
+def write_token_stats(
+    pairs: str | Path,
+    tokenizer: str | Path,
+    out: str | Path,
+    *,
+    reward_token: str = DEFAULT_REWARD_TOKEN,
+    sample: int = 10_000,
+) -> dict:
     """Measure tokens per pair on (up to `sample` of) a pairs file with a real tokenizer, in the training
     format (chat template, reward token), and write the stats JSON a sweep's `data.stats_file` reads
     (`tokens_per_pair` = mean tokens of prompt+chosen and prompt+rejected together). Returns it."""

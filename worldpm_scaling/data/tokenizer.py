@@ -84,10 +84,12 @@ def load_tokenizer(path: str | Path | None) -> Tok:
     if p.is_dir():
         if (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
             return load_tokenizer(p / "tokenizer.json")
-        if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json",
-                                                 "tokenizer.model")):
-            raise TokenizerError(f"{p}: folder holds no tokenizer (no tokenizer.json or tokenizer_config.json; "
-                                 "data.tokenizer)")
+        if not any(
+            (p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+        ):
+            raise TokenizerError(
+                f"{p}: folder holds no tokenizer (no tokenizer.json or tokenizer_config.json; data.tokenizer)"
+            )
         from transformers import AutoTokenizer
 
         try:
@@ -105,12 +107,15 @@ def train_bpe(texts: Iterable[str], out: str | Path, *, vocab_size: int = 4096) 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     out = Path(out)
     tmp = out.with_suffix(".tmp")
     tok.save(str(tmp))
     tmp.replace(out)
     return Tok(tok, path=str(out))
-

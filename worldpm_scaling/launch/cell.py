@@ -35,7 +35,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..config import RunSpec
 from . import markers
@@ -49,6 +49,9 @@ from .ranks import (
     rank_env,
     resolve_host,
 )
+
+if TYPE_CHECKING:  # torch and the model code load only when a cell trains
+    from ..train.loop import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class CellOutcome:
     """FINISHED | FAILED | KILLED | REQUEUED | PREEMPTED"""
     rank: int
     world: int
-    result: object | None = None
+    result: TrainResult | None = None
     """train.TrainResult when the step loop ran to its end (finished, stopped or preempted)."""
     error: BaseException | None = None
     resumed_from_step: int | None = None
@@ -87,7 +90,7 @@ class _Signals:
 
     def __init__(self, under_slurm: bool):
         self.under_slurm = under_slurm
-        self.reason: str | None = None       # "requeue" (USR2) | "preempt" (SIGTERM under SLURM) | "stop"
+        self.reason: str | None = None  # "requeue" (USR2) | "preempt" (SIGTERM under SLURM) | "stop"
         self.trainer = None
         self._lock = threading.Lock()
         self._old: dict[int, object] = {}
@@ -121,9 +124,16 @@ class _Signals:
         if self.reason is None or reason == "requeue":  # after a requeue of our own, SLURM's SIGTERM changes nothing
             self.reason = self.reason if self.reason == "requeue" else reason
         name = signal.Signals(signum).name
-        print(f"caught {name}: saving the current step, then "
-              + {"requeue": "requeueing the job", "preempt": "stopping (SLURM requeues or ends the job)",
-                 "stop": "stopping"}[self.reason], file=sys.stderr, flush=True)
+        print(
+            f"caught {name}: saving the current step, then "
+            + {
+                "requeue": "requeueing the job",
+                "preempt": "stopping (SLURM requeues or ends the job)",
+                "stop": "stopping",
+            }[self.reason],
+            file=sys.stderr,
+            flush=True,
+        )
         tr = self.trainer
         if tr is None:
             return
@@ -150,8 +160,10 @@ def _lock(run: RunSpec, rank: int):
         f.seek(0)
         holder = f.read().strip() or "?"
         f.close()
-        raise CellBusyError(f"cell {run.cell_id} is already being trained (lock {path} held by pid {holder}); "
-                            "wait for it or stop it, then re-run") from None
+        raise CellBusyError(
+            f"cell {run.cell_id} is already being trained (lock {path} held by pid {holder}); "
+            "wait for it or stop it, then re-run"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")
@@ -162,9 +174,11 @@ def _lock(run: RunSpec, rank: int):
 def _check_vocab(run: RunSpec, tok) -> None:
     """Token ids the model cannot embed fail here, named, not as an IndexError inside torch.embedding."""
     if tok is not None and tok.vocab_size > run.model.vocab:
-        raise CellSetupError(f"data.tokenizer {run.data.tokenizer} has {tok.vocab_size:,} tokens but model "
-                             f"{run.model.name} embeds only {run.model.vocab:,} (ids ≥ {run.model.vocab:,} cannot be "
-                             "looked up): use a tokenizer that fits or a model with that vocabulary")
+        raise CellSetupError(
+            f"data.tokenizer {run.data.tokenizer} has {tok.vocab_size:,} tokens but model "
+            f"{run.model.name} embeds only {run.model.vocab:,} (ids ≥ {run.model.vocab:,} cannot be "
+            "looked up): use a tokenizer that fits or a model with that vocabulary"
+        )
 
 
 def setup_ranks(run: RunSpec, environ=os.environ) -> Ranks:
@@ -180,8 +194,13 @@ def setup_ranks(run: RunSpec, environ=os.environ) -> Ranks:
         environ.setdefault("NCCL_SOCKET_IFNAME", iface)
     host = socket.gethostname()
     try:
-        check_network(ranks, iface or environ.get("GLOO_SOCKET_IFNAME") or None, interfaces=local_interfaces(),
-                      resolve=resolve_host, hostname=host)
+        check_network(
+            ranks,
+            iface or environ.get("GLOO_SOCKET_IFNAME") or None,
+            interfaces=local_interfaces(),
+            resolve=resolve_host,
+            hostname=host,
+        )
     except NetworkSetupError as e:
         raise CellSetupError(str(e)) from None
     return ranks
@@ -195,8 +214,13 @@ def _address(run: RunSpec) -> str | None:
     return addrs[0] if addrs else None
 
 
-def run_cell(run: RunSpec, *, progress: Callable | None = None, job_id: str | None = None,
-             announce: Callable[[str], None] | None = None) -> CellOutcome:
+def run_cell(
+    run: RunSpec,
+    *,
+    progress: Callable | None = None,
+    job_id: str | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> CellOutcome:
     """Run `run` on this rank from start to end (module docstring). Raises CellSetupError for bad input
     found before anything trains; every other failure is returned as FAILED (with `error`)."""
     under_slurm = "SLURM_JOB_ID" in os.environ
@@ -222,8 +246,16 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
     tok = _tokenizer(run)  # bad input fails before anything is written
     _check_vocab(run, tok)
     host = socket.gethostname()
-    markers.write_rank_record(run.out_dir, rank, status="STARTING", host=host, address=_address(run),
-                              pid=os.getpid(), job_id=job_id, world=world)
+    markers.write_rank_record(
+        run.out_dir,
+        rank,
+        status="STARTING",
+        host=host,
+        address=_address(run),
+        pid=os.getpid(),
+        job_id=job_id,
+        world=world,
+    )
     lock = _lock(run, rank)
     child = None
     trainer = None
@@ -238,8 +270,9 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
         train_pairs, eval_sets = _open_data(run, tok, rank, world)
         from ..train import Trainer
 
-        trainer = Trainer(run, child, train_pairs=train_pairs, eval_sets=eval_sets, tokenizer=tok,
-                          train_pairs_sharded=True)
+        trainer = Trainer(
+            run, child, train_pairs=train_pairs, eval_sets=eval_sets, tokenizer=tok, train_pairs_sharded=True
+        )
         hosts, run_id = _tag_hosts(trainer, child, host)
         node_metrics = _node_system_metrics(run, ranks, hosts, run_id)
         sig.trainer = trainer  # type: ignore[assignment]
@@ -247,8 +280,10 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
             trainer.close()
             return _stopped_before_start(run, sig, outcome, job_id, child=child)
         if announce is not None and rank == 0:
-            announce(f"cell {run.cell_id}: {run.model.name}, {run.pairs:,} pairs, {len(run.milestones)} milestones, "
-                     f"{run.train.collation} collation, {world} rank(s) → {run.out_dir}")
+            announce(
+                f"cell {run.cell_id}: {run.model.name}, {run.pairs:,} pairs, {len(run.milestones)} milestones, "
+                f"{run.train.collation} collation, {world} rank(s) → {run.out_dir}"
+            )
 
         def on_step(tr, m):
             outcome.trained_steps.append(tr.step)
@@ -285,8 +320,9 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
         msg = f"{type(e).__name__}: {e}"
         markers.write_rank_record(run.out_dir, rank, status="FAILED", error=msg[:2000])
         if rank == 0:
-            lost = markers.describe_lost_rank(msg, markers.read_rank_records(run.out_dir), me=rank) \
-                if world > 1 else None
+            lost = (
+                markers.describe_lost_rank(msg, markers.read_rank_records(run.out_dir), me=rank) if world > 1 else None
+            )
             if lost:
                 msg = f"lost {lost}: {msg}"
             if child is not None:
@@ -315,8 +351,15 @@ def _open_data(run: RunSpec, tok, rank: int, world: int):
     from ..data import load_eval_sets, open_train_pairs
     from ..train.evaluation import EvalData
 
-    pairs = open_train_pairs(run.data, seed=run.seed, rank=rank, world=world, max_pairs=run.pairs,
-                             ctx_len=run.train.ctx_len, reward_token=run.train.reward_token)
+    pairs = open_train_pairs(
+        run.data,
+        seed=run.seed,
+        rank=rank,
+        world=world,
+        max_pairs=run.pairs,
+        ctx_len=run.train.ctx_len,
+        reward_token=run.train.reward_token,
+    )
     sets = load_eval_sets(run.eval, tokenizer=tok, ctx_len=run.train.ctx_len, reward_token=run.train.reward_token)
     return pairs, [EvalData(s.name, s.category, s.pairs) for s in sets.values()]
 
@@ -329,10 +372,18 @@ def _open_tracking(run: RunSpec, rank: int, job_id: str | None):
         return InMemoryTracker().start_cell(run.sweep, run.cell_id, name="rank")
     tracker = open_tracker(run.tracking, spool_dir=f"{run.out_dir}/spool", experiment=run.sweep)
     parent = tracker.start_sweep(run.sweep)
-    child = tracker.start_cell(run.sweep, run.cell_id, name=f"{run.model.name}-{run.pairs}-s{run.seed}",
-                               parent_run_id=parent.run_id, params=run.flat_params(),
-                               tags={"slurm_job_id": job_id or "", "host": socket.gethostname(),
-                                     "executor": os.environ.get("SUBMITIT_EXECUTOR", "")})
+    child = tracker.start_cell(
+        run.sweep,
+        run.cell_id,
+        name=f"{run.model.name}-{run.pairs}-s{run.seed}",
+        parent_run_id=parent.run_id,
+        params=run.flat_params(),
+        tags={
+            "slurm_job_id": job_id or "",
+            "host": socket.gethostname(),
+            "executor": os.environ.get("SUBMITIT_EXECUTOR", ""),
+        },
+    )
     from ..track.datasets import log_cell_inputs
 
     log_cell_inputs(child, run)  # training pairs and eval sets: the runs table's Dataset column
@@ -346,8 +397,9 @@ def _tag_hosts(trainer, child, host: str) -> tuple[list[str], str | None]:
 
     hosts = dist.all_gather_objects(host)
     if trainer.rank == 0:
-        child.set_tags({"hosts": ",".join(hosts), "world_size": str(len(hosts)),
-                        "nodes": str(len(dict.fromkeys(hosts)))})
+        child.set_tags(
+            {"hosts": ",".join(hosts), "world_size": str(len(hosts)), "nodes": str(len(dict.fromkeys(hosts)))}
+        )
     run_id = dist.broadcast_object(getattr(child, "run_id", None) if trainer.rank == 0 else None)
     return hosts, run_id
 

@@ -45,11 +45,16 @@ class CellJob(submitit.helpers.Checkpointable):
                 write_marker(run.out_dir, "FAILED", error=f"{type(e).__name__}: {e}")
             raise
         if out.status == "FAILED":
-            raise RuntimeError(f"cell {run.cell_id} failed on rank {out.rank}: "
-                               f"{type(out.error).__name__}: {out.error}") from out.error
+            raise RuntimeError(
+                f"cell {run.cell_id} failed on rank {out.rank}: {type(out.error).__name__}: {out.error}"
+            ) from out.error
         r = out.result
-        return {"status": out.status, "steps": getattr(r, "steps", None), "pairs_seen": getattr(r, "pairs_seen", None),
-                "final_loss": getattr(r, "final_loss", None)}
+        return {
+            "status": out.status,
+            "steps": getattr(r, "steps", None),
+            "pairs_seen": getattr(r, "pairs_seen", None),
+            "final_loss": getattr(r, "final_loss", None),
+        }
 
     def checkpoint(self, *args, **kwargs):
         """submitit's USR2 handler, before run_cell took the signals over: nothing trained yet."""
@@ -66,4 +71,3 @@ def _rank() -> int:
         except (KeyError, ValueError):
             continue
     return 0
-

@@ -70,5 +70,8 @@ def describe_lost_rank(error: str, records: dict[int, dict], *, me: int) -> str 
         hits = [r for r, d in sorted(records.items()) if r != me and d.get("status") == "FAILED"]
     if not hits:
         return None
-    return ", ".join(f"rank {r} on host {records[r].get('host', '?')} ({records[r].get('address') or '?'}, "
-                     f"pid {records[r].get('pid', '?')})" for r in hits)
+    return ", ".join(
+        f"rank {r} on host {records[r].get('host', '?')} ({records[r].get('address') or '?'}, "
+        f"pid {records[r].get('pid', '?')})"
+        for r in hits
+    )

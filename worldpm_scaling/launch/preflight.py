@@ -64,8 +64,13 @@ def check_data(plan: Plan) -> Check:
         hint = "" if Path(src).exists() else " (make it with `wps data synth` or `wps data stackexchange`)"
         return Check("data.source", src, False, f"{e}{hint}")
     if n < need:
-        return Check("data.source", str(path), False, f"holds {n:,} pairs; the sweep trains on up to {need:,} "
-                     "(data.pairs, milestones): add data or lower the budget")
+        return Check(
+            "data.source",
+            str(path),
+            False,
+            f"holds {n:,} pairs; the sweep trains on up to {need:,} "
+            "(data.pairs, milestones): add data or lower the budget",
+        )
     return Check("data.source", str(path), True, f"{n:,} pairs (≥ {need:,} needed)")
 
 
@@ -81,8 +86,12 @@ def check_tokenizer(plan: Plan) -> Check:
         return Check("data.tokenizer", str(tok_path), False, str(e) + _tokenizer_hint(plan, tok_path))
     small = sorted({r.model.name for r in plan.runs if r.model.vocab < tok.vocab_size})
     if small:
-        return Check("data.tokenizer", str(tok_path), False, f"{tok.vocab_size:,} tokens, more than the vocabulary "
-                     f"of {', '.join(small)}")
+        return Check(
+            "data.tokenizer",
+            str(tok_path),
+            False,
+            f"{tok.vocab_size:,} tokens, more than the vocabulary of {', '.join(small)}",
+        )
     return Check("data.tokenizer", str(tok_path), True, f"{tok.vocab_size:,} tokens")
 
 
@@ -105,17 +114,31 @@ def check_evals(plan: Plan) -> list[Check]:
     spec = plan.sweep.eval
     reg = registry(spec)
     if not Path(spec.dir).is_dir() and not spec.extra:  # one row, not twelve
-        return [Check("eval sets", spec.dir, False, f"no folder {spec.dir} (eval.dir) for the {len(reg)} sets; "
-                      "`wps data evals` lists where each set comes from")]
+        return [
+            Check(
+                "eval sets",
+                spec.dir,
+                False,
+                f"no folder {spec.dir} (eval.dir) for the {len(reg)} sets; "
+                "`wps data evals` lists where each set comes from",
+            )
+        ]
     rows, found = [], 0
     for name, (_cat, paths) in reg.items():
         try:
             path = find(name, paths)
         except EvalSetMissing:
             where = paths[0].parent if not paths[0].parent.is_dir() else paths[0]
-            rows.append(Check(f"eval set {name}", str(where), False,
-                              "missing" + ("" if Path(spec.dir).is_dir() else f" (no folder {spec.dir}: eval.dir)")
-                              + "; `wps data evals` lists where each set comes from"))
+            rows.append(
+                Check(
+                    f"eval set {name}",
+                    str(where),
+                    False,
+                    "missing"
+                    + ("" if Path(spec.dir).is_dir() else f" (no folder {spec.dir}: eval.dir)")
+                    + "; `wps data evals` lists where each set comes from",
+                )
+            )
             continue
         try:
             n = sum(1 for _ in iter_pairs(path))
@@ -142,8 +165,14 @@ def check_bases(plan: Plan) -> list[Check]:
     rows = [Check(f"base {m}", paths[m], False, why.removeprefix(f"{m}: ")) for m, why in sorted(by_model.items())]
     pretrained = {r.model.name for r in plan.runs if r.model.init == "pretrained"}
     if pretrained and not rows:
-        rows.append(Check("bases", plan.sweep.cluster.models_dir or "-", True,
-                          f"{len(pretrained)} pretrained base folder(s) found"))
+        rows.append(
+            Check(
+                "bases",
+                plan.sweep.cluster.models_dir or "-",
+                True,
+                f"{len(pretrained)} pretrained base folder(s) found",
+            )
+        )
     return rows
 
 
@@ -178,26 +207,42 @@ def check_tracking(plan: Plan, *, timeout_s: float = 3.0) -> Check:
 
     t = plan.sweep.tracking
     if t.backend != "mlflow":
-        return Check("tracking", t.backend, True, {"spool": "spooled under each cell; `wps sync` sends them later",
-                                                   "none": "metrics are not recorded",
-                                                   "memory": "metrics kept in memory (tests)"}[t.backend])
+        return Check(
+            "tracking",
+            t.backend,
+            True,
+            {
+                "spool": "spooled under each cell; `wps sync` sends them later",
+                "none": "metrics are not recorded",
+                "memory": "metrics kept in memory (tests)",
+            }[t.backend],
+        )
     try:
         uri = check_uri(resolve_uri(t.uri))
     except TrackingError as e:
         return Check("tracking.uri", str(t.uri), False, str(e))
     shown = mask_uri(uri)
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         return _writable_check("tracking.uri", db.parent, shown, "SQLite store")
     if uri.startswith(("http://", "https://")):
         if reachable(uri, timeout_s):
             return Check("tracking.uri", shown, True, "answers /health")
-        return Check("tracking.uri", shown, False, f"not answering /health within {timeout_s:g} s: start the server, "
-                     "fix tracking.uri, or set tracking.backend: spool (then `wps sync` after the jobs)")
+        return Check(
+            "tracking.uri",
+            shown,
+            False,
+            f"not answering /health within {timeout_s:g} s: start the server, "
+            "fix tracking.uri, or set tracking.backend: spool (then `wps sync` after the jobs)",
+        )
     answers = database_answers(uri, timeout_s)
     if answers is False:
-        return Check("tracking.uri", shown, False, f"the database does not accept a connection within {timeout_s:g} s: "
-                     "start it or fix tracking.uri")
+        return Check(
+            "tracking.uri",
+            shown,
+            False,
+            f"the database does not accept a connection within {timeout_s:g} s: start it or fix tracking.uri",
+        )
     if answers:
         return Check("tracking.uri", shown, True, "the database accepts connections")
     return Check("tracking.uri", shown, True, "not checked (not an HTTP, SQLite or database store)", blocking=False)
@@ -232,21 +277,42 @@ def check_state(plan: Plan) -> list[Check]:
     for r in plan.runs:
         st = read_state(r.out_dir)
         if st.get("status") == UNREADABLE:
-            rows.append(Check(f"cell {r.index} state", str(Path(r.out_dir) / "status.json"), False,
-                              f"{st['problem']}; check the cell's checkpoints, then remove the file to resume it"))
+            rows.append(
+                Check(
+                    f"cell {r.index} state",
+                    str(Path(r.out_dir) / "status.json"),
+                    False,
+                    f"{st['problem']}; check the cell's checkpoints, then remove the file to resume it",
+                )
+            )
     problems: list[str] = []
     launches(plan.sweep.output_dir, problems=problems)
-    rows += [Check("launch log", str(Path(plan.sweep.output_dir) / "launches.jsonl"), True, p, blocking=False)
-             for p in problems]
+    rows += [
+        Check("launch log", str(Path(plan.sweep.output_dir) / "launches.jsonl"), True, p, blocking=False)
+        for p in problems
+    ]
     return rows
 
 
 def preflight(plan: Plan, *, tracking_timeout_s: float = 3.0) -> list[Check]:
     """Every check, in the order a job meets them; nothing is written."""
-    values = Check("sweep values", "-", True, f"{len(plan.runs)} cells; seeds in [0, 2^32), fractions in [0, 1], "
-                   "every range and type checked when the sweep was loaded")
-    rows = [values, check_data(plan), check_tokenizer(plan), *check_evals(plan), *check_bases(plan),
-            check_tracking(plan, timeout_s=tracking_timeout_s), check_output(plan), *check_state(plan)]
+    values = Check(
+        "sweep values",
+        "-",
+        True,
+        f"{len(plan.runs)} cells; seeds in [0, 2^32), fractions in [0, 1], "
+        "every range and type checked when the sweep was loaded",
+    )
+    rows = [
+        values,
+        check_data(plan),
+        check_tokenizer(plan),
+        *check_evals(plan),
+        *check_bases(plan),
+        check_tracking(plan, timeout_s=tracking_timeout_s),
+        check_output(plan),
+        *check_state(plan),
+    ]
     return rows
 
 
@@ -258,6 +324,8 @@ def require_ready(rows: list[Check]) -> None:
     """Raise PreflightError naming every blocking row that is not ready."""
     bad = not_ready(rows)
     if bad:
-        raise PreflightError(f"{len(bad)} input(s) not ready, nothing submitted: "
-                             + "; ".join(f"{c.item} ({c.where}): {c.detail}" for c in bad)
-                             + " (`wps check SWEEP.yaml` shows the readiness table)")
+        raise PreflightError(
+            f"{len(bad)} input(s) not ready, nothing submitted: "
+            + "; ".join(f"{c.item} ({c.where}): {c.detail}" for c in bad)
+            + " (`wps check SWEEP.yaml` shows the readiness table)"
+        )

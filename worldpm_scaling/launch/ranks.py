@@ -50,8 +50,12 @@ class Ranks:
         """The variables torch.distributed and the trainer read."""
         if self.world == 1 and self.source == "single":
             return {}
-        out = {"RANK": str(self.rank), "WORLD_SIZE": str(self.world), "LOCAL_RANK": str(self.local_rank),
-               "LOCAL_WORLD_SIZE": str(self.local_world)}
+        out = {
+            "RANK": str(self.rank),
+            "WORLD_SIZE": str(self.world),
+            "LOCAL_RANK": str(self.local_rank),
+            "LOCAL_WORLD_SIZE": str(self.local_world),
+        }
         if self.master_addr is not None:
             out["MASTER_ADDR"] = self.master_addr
         if self.master_port is not None:
@@ -101,13 +105,20 @@ def rank_env(environ: Mapping[str, str]) -> Ranks:
         addr, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
         if world > 1 and (not addr or not port):
             missing = [n for n, v in (("MASTER_ADDR", addr), ("MASTER_PORT", port)) if not v]
-            raise RankSetupError(f"WORLD_SIZE={world} but {' and '.join(missing)} not set: every rank must know "
-                                 "where rank 0 listens")
+            raise RankSetupError(
+                f"WORLD_SIZE={world} but {' and '.join(missing)} not set: every rank must know where rank 0 listens"
+            )
         local_world = _int(environ, "LOCAL_WORLD_SIZE", 0)
-        return Ranks(rank=rank, world=world, local_rank=_int(environ, "LOCAL_RANK", rank if world > 1 else 0),
-                     local_world=local_world or 1, master_addr=addr or None,
-                     master_port=_int(environ, "MASTER_PORT") if port else None, source="torchrun",
-                     nodes=-(-world // local_world) if local_world else None)
+        return Ranks(
+            rank=rank,
+            world=world,
+            local_rank=_int(environ, "LOCAL_RANK", rank if world > 1 else 0),
+            local_world=local_world or 1,
+            master_addr=addr or None,
+            master_port=_int(environ, "MASTER_PORT") if port else None,
+            source="torchrun",
+            nodes=-(-world // local_world) if local_world else None,
+        )
     # srun sets SLURM_STEP_NUM_TASKS for the tasks of a step; a batch script (no srun) has no step tasks
     step_tasks = environ.get("SLURM_STEP_NUM_TASKS")
     if step_tasks and _int(environ, "SLURM_STEP_NUM_TASKS") > 1:
@@ -116,15 +127,27 @@ def rank_env(environ: Mapping[str, str]) -> Ranks:
         nodes = expand_nodelist(environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or "")
         addr = environ.get("MASTER_ADDR") or (nodes[0] if nodes else None)
         if not addr:
-            raise RankSetupError("srun step of several tasks without SLURM_STEP_NODELIST / SLURM_JOB_NODELIST "
-                                 "or MASTER_ADDR: cannot tell where rank 0 listens")
+            raise RankSetupError(
+                "srun step of several tasks without SLURM_STEP_NODELIST / SLURM_JOB_NODELIST "
+                "or MASTER_ADDR: cannot tell where rank 0 listens"
+            )
         job = environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID") or "0"
-        port = _int(environ, "MASTER_PORT") if environ.get("MASTER_PORT") else \
-            PORT_BASE + _int({"j": job}, "j") % PORT_SPAN
+        port = (
+            _int(environ, "MASTER_PORT")
+            if environ.get("MASTER_PORT")
+            else PORT_BASE + _int({"j": job}, "j") % PORT_SPAN
+        )
         per_node = environ.get("SLURM_STEP_TASKS_PER_NODE") or environ.get("SLURM_NTASKS_PER_NODE") or "1"
-        return Ranks(rank=rank, world=world, local_rank=_int(environ, "SLURM_LOCALID", 0),
-                     local_world=_int({"n": per_node}, "n"), master_addr=addr, master_port=port, source="srun",
-                     nodes=len(nodes) or None)
+        return Ranks(
+            rank=rank,
+            world=world,
+            local_rank=_int(environ, "SLURM_LOCALID", 0),
+            local_world=_int({"n": per_node}, "n"),
+            master_addr=addr,
+            master_port=port,
+            source="srun",
+            nodes=len(nodes) or None,
+        )
     return Ranks(rank=0, world=1, local_rank=0, local_world=1, master_addr=None, master_port=None, source="single")
 
 
@@ -143,8 +166,14 @@ def _is_loopback(addr: str) -> bool:
         return addr == "localhost"
 
 
-def check_network(ranks: Ranks, interface: str | None, *, interfaces: Iterable[str],
-                  resolve: Callable[[str], list[str]], hostname: str) -> None:
+def check_network(
+    ranks: Ranks,
+    interface: str | None,
+    *,
+    interfaces: Iterable[str],
+    resolve: Callable[[str], list[str]],
+    hostname: str,
+) -> None:
     """Refuse what would hang or fail at rendezvous (NetworkSetupError naming the profile field):
     - `interface` (cluster.network_interface) that this host does not have;
     - a group spanning hosts with no interface named while this host's name resolves only to loopback
@@ -153,9 +182,11 @@ def check_network(ranks: Ranks, interface: str | None, *, interfaces: Iterable[s
     or resolves to loopback), needs nothing."""
     have = sorted(set(interfaces))
     if interface is not None and interface not in have:
-        raise NetworkSetupError(f"cluster.network_interface {interface!r} does not exist on host {hostname} "
-                                f"(its interfaces: {', '.join(have) or 'none'}); name the interface the "
-                                "nodes share (e.g. ib0, eth0) in the cluster profile")
+        raise NetworkSetupError(
+            f"cluster.network_interface {interface!r} does not exist on host {hostname} "
+            f"(its interfaces: {', '.join(have) or 'none'}); name the interface the "
+            "nodes share (e.g. ib0, eth0) in the cluster profile"
+        )
     if ranks.world <= 1 or interface is not None or ranks.master_addr is None or ranks.nodes == 1:
         return
     if ranks.nodes is None:  # the launcher did not say: rank 0 on a loopback address = all on this host
@@ -164,10 +195,12 @@ def check_network(ranks: Ranks, interface: str | None, *, interfaces: Iterable[s
             return
     addrs = resolve(hostname)
     if addrs and all(_is_loopback(a) for a in addrs):
-        raise NetworkSetupError(f"host {hostname} resolves to {', '.join(addrs)} (loopback): gloo/NCCL would bind "
-                                f"there and rank {ranks.rank} could not be reached from the other hosts of this "
-                                "cell; set cluster.network_interface in the cluster profile (e.g. eth0, ib0) or "
-                                "fix the host's /etc/hosts")
+        raise NetworkSetupError(
+            f"host {hostname} resolves to {', '.join(addrs)} (loopback): gloo/NCCL would bind "
+            f"there and rank {ranks.rank} could not be reached from the other hosts of this "
+            "cell; set cluster.network_interface in the cluster profile (e.g. eth0, ib0) or "
+            "fix the host's /etc/hosts"
+        )
 
 
 def local_interfaces() -> list[str]:
@@ -206,7 +239,9 @@ def check_profile_interface(cluster, *, interfaces: Iterable[str] | None = None,
         return
     have = sorted(set(local_interfaces() if interfaces is None else interfaces))
     if name not in have:
-        raise NetworkSetupError(f"cluster.network_interface {name!r} (profile {getattr(cluster, 'name', '?')}) does "
-                                f"not exist on this host (its interfaces: {', '.join(have)}); name the interface "
-                                "the nodes share (e.g. ib0, eth0), or set WPS_SKIP_INTERFACE_CHECK=1 if only the "
-                                "compute nodes have it")
+        raise NetworkSetupError(
+            f"cluster.network_interface {name!r} (profile {getattr(cluster, 'name', '?')}) does "
+            f"not exist on this host (its interfaces: {', '.join(have)}); name the interface "
+            "the nodes share (e.g. ib0, eth0), or set WPS_SKIP_INTERFACE_CHECK=1 if only the "
+            "compute nodes have it"
+        )

@@ -26,9 +26,14 @@ def read_state(out_dir: str) -> dict:
         d = json.loads(text.decode("utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         return {"status": UNREADABLE, "problem": f"{p}: not a JSON record ({e})"}
-    if not isinstance(d, dict) or not isinstance(d.get("status"), str) or not all(
+    if (
+        not isinstance(d, dict)
+        or not isinstance(d.get("status"), str)
+        or not all(
             isinstance(d.get(k), (int, float, type(None))) and not isinstance(d.get(k), bool)
-            for k in ("pairs_seen", "steps")):
+            for k in ("pairs_seen", "steps")
+        )
+    ):
         return {"status": UNREADABLE, "problem": f"{p}: not a cell status record ({text[:80]!r})"}
     return d
 
@@ -52,8 +57,12 @@ def launches(out_dir: str | Path, *, problems: list[str] | None = None) -> dict[
                 continue
             try:
                 d = json.loads(raw.decode("utf-8"))
-                if not (isinstance(d, dict) and isinstance(d.get("cell_id"), str) and d.get("job_id") is not None
-                        and isinstance(d.get("executor"), str)):
+                if not (
+                    isinstance(d, dict)
+                    and isinstance(d.get("cell_id"), str)
+                    and d.get("job_id") is not None
+                    and isinstance(d.get("executor"), str)
+                ):
                     raise ValueError("not a launch record (cell_id, job_id, executor)")
             except ValueError as e:
                 bad.append(f"{p}:{i}: skipped a line that is not a launch record ({str(e)[:80]}): {raw[:60]!r}")

@@ -23,8 +23,13 @@ def first_error_line(out_dir: str, job_id) -> tuple[str, str] | None:
         return None
     jid = str(job_id)
     base = jid.split("_")[0]
-    logs = sorted(p for folder in {jobs / jid, jobs / base} if folder.is_dir()
-                  for p in folder.glob("*_log.err") if p.name.startswith(jid + "_") or p.name.startswith(jid))
+    logs = sorted(
+        p
+        for folder in {jobs / jid, jobs / base}
+        if folder.is_dir()
+        for p in folder.glob("*_log.err")
+        if p.name.startswith(jid + "_") or p.name.startswith(jid)
+    )
     named = re.compile(r"^(error: |[A-Za-z_][\w.]*(Error|Exception|Exit)\b: ?)")  # wps's error line, an exception's
     loose = re.compile(r"\b(error|failed)\b", re.IGNORECASE)
     fallback = None
@@ -40,8 +45,18 @@ def first_error_line(out_dir: str, job_id) -> tuple[str, str] | None:
                 fallback = (s[:300], str(log))
     return fallback
 
-TERMINAL = {"FINISHED", "FAILED", "KILLED", "CANCELLED", "COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-            "PREEMPTED"}
+
+TERMINAL = {
+    "FINISHED",
+    "FAILED",
+    "KILLED",
+    "CANCELLED",
+    "COMPLETED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+}
 """PREEMPTED is terminal only once its job has ended without coming back (cancelled after the save):
 while SLURM requeues it the cell shows REQUEUED (see `cell_state`). `wps launch` resumes either."""
 
@@ -70,14 +85,18 @@ def slurm_state(job_id: str) -> str | None:
     if _SACCT_AWAY:
         return None
     try:
-        r = subprocess.run(["sacct", "-j", str(job_id), "-n", "-X", "-P", "-o", "State"], capture_output=True,
-                           text=True, timeout=10)
+        r = subprocess.run(
+            ["sacct", "-j", str(job_id), "-n", "-X", "-P", "-o", "State"], capture_output=True, text=True, timeout=10
+        )
     except subprocess.TimeoutExpired:
         import sys
 
         _SACCT_AWAY.append(str(job_id))
-        print("warning: sacct did not answer within 10 s (slurmdbd down?); scheduler states are skipped and cells "
-              "show their own status", file=sys.stderr)
+        print(
+            "warning: sacct did not answer within 10 s (slurmdbd down?); scheduler states are skipped and cells "
+            "show their own status",
+            file=sys.stderr,
+        )
         return None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -91,7 +110,7 @@ def _existing_store(uri: str | None) -> str | None:
     from ..track.mlflow_store import resolve_uri
 
     uri = resolve_uri(uri)
-    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):]):
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
         return None
     return uri
 
@@ -117,8 +136,12 @@ def mlflow_runs(sweep: str, uri: str | None) -> dict[str, dict]:
             cid = r.data.tags.get("cell_id")
             if cid:
                 m = r.data.metrics
-                out[cid] = {"status": r.info.status, "loss": m.get(names.TRAIN_LOSS),
-                            "pairs": m.get(names.TRAIN_PAIRS_SEEN), "run_id": r.info.run_id}
+                out[cid] = {
+                    "status": r.info.status,
+                    "loss": m.get(names.TRAIN_LOSS),
+                    "pairs": m.get(names.TRAIN_PAIRS_SEEN),
+                    "run_id": r.info.run_id,
+                }
         return out
     except Exception:  # noqa: BLE001 — status must still show the scheduler side
         return {}
@@ -136,8 +159,10 @@ def sweep_status(plan: Plan, *, uri: str | None = None, problems: list[str] | No
         launch = rec.get(r.cell_id, {})
         marker = read_state(r.out_dir)
         if marker.get("status") == UNREADABLE:
-            problems.append(f"cell {r.cell_id}: {marker['problem']}; shown as {UNREADABLE} (check the cell's "
-                            "checkpoints, then remove the file to let `wps launch` resume the cell)")
+            problems.append(
+                f"cell {r.cell_id}: {marker['problem']}; shown as {UNREADABLE} (check the cell's "
+                "checkpoints, then remove the file to let `wps launch` resume the cell)"
+            )
         sched = None
         if launch.get("executor") == "slurm":
             sched = slurm_state(launch["job_id"])
@@ -145,11 +170,24 @@ def sweep_status(plan: Plan, *, uri: str | None = None, problems: list[str] | No
             sched = "EXITED"
         m = ml.get(r.cell_id, {})
         state = cell_state(marker.get("status") or ("SUBMITTED" if launch else "NOT LAUNCHED"), sched)
-        rows.append({"index": r.index, "cell_id": r.cell_id, "model": r.model.name, "seed": r.seed, "pairs_budget": r.pairs,
-                     "job_id": launch.get("job_id"), "scheduler": sched or launch.get("executor", "-"),
-                     "state": state, "mlflow": m.get("status"), "pairs_seen": m.get("pairs") or marker.get("pairs_seen"),
-                     "loss": m.get("loss"), "steps": marker.get("steps"), "launched": bool(launch),
-                     "why": _why(state, marker, spec.output_dir, launch.get("job_id"))})
+        rows.append(
+            {
+                "index": r.index,
+                "cell_id": r.cell_id,
+                "model": r.model.name,
+                "seed": r.seed,
+                "pairs_budget": r.pairs,
+                "job_id": launch.get("job_id"),
+                "scheduler": sched or launch.get("executor", "-"),
+                "state": state,
+                "mlflow": m.get("status"),
+                "pairs_seen": m.get("pairs") or marker.get("pairs_seen"),
+                "loss": m.get("loss"),
+                "steps": marker.get("steps"),
+                "launched": bool(launch),
+                "why": _why(state, marker, spec.output_dir, launch.get("job_id")),
+            }
+        )
     return rows
 
 

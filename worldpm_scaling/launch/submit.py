@@ -25,12 +25,18 @@ def slurm_parameters(run: RunSpec, cluster: ClusterSpec) -> dict:
     gpu = cluster.gpu_type != "cpu"
     p = {
         "job_name": f"{run.sweep}-{run.model.name}",
-        "partition": cluster.partition, "account": cluster.account, "qos": cluster.qos,
-        "constraint": cluster.constraint, "time": r.time_limit_minutes, "nodes": r.nodes,
-        "ntasks_per_node": r.gpus_per_node, "cpus_per_task": r.cpus_per_task,
+        "partition": cluster.partition,
+        "account": cluster.account,
+        "qos": cluster.qos,
+        "constraint": cluster.constraint,
+        "time": r.time_limit_minutes,
+        "nodes": r.nodes,
+        "ntasks_per_node": r.gpus_per_node,
+        "cpus_per_task": r.cpus_per_task,
         "gpus_per_node": r.gpus_per_node if gpu else None,
         "mem": f"{int(r.mem_gb_per_task * r.gpus_per_node)}GB" if r.mem_gb_per_task else None,
-        "signal_delay_s": cluster.signal_delay_s, "setup": list(cluster.setup) or None,
+        "signal_delay_s": cluster.signal_delay_s,
+        "setup": list(cluster.setup) or None,
         # one rank that dies ends the step at once (SLURM's KillWait), instead of its peers idling in a
         # collective for the group timeout (≥ 30 min on every GPU of the cell)
         "srun_args": ["--kill-on-bad-exit=1"],
@@ -40,8 +46,9 @@ def slurm_parameters(run: RunSpec, cluster: ClusterSpec) -> dict:
     return {k: v for k, v in p.items() if v is not None}
 
 
-def render_sbatch(run: RunSpec, cluster: ClusterSpec, *, folder: str = "%j", array: int | None = None,
-                  python: str = "python") -> str:
+def render_sbatch(
+    run: RunSpec, cluster: ClusterSpec, *, folder: str = "%j", array: int | None = None, python: str = "python"
+) -> str:
     """The sbatch script submitit would submit for this cell (or an array of `array` cells)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
@@ -68,8 +75,9 @@ def make_executor(kind: str, folder: Path, cluster: ClusterSpec, run: RunSpec):
         ex.update_parameters(**slurm_parameters(run, cluster))
         return ex
     ex = submitit.AutoExecutor(folder=str(folder), cluster=kind)  # type: ignore[assignment]
-    ex.update_parameters(timeout_min=run.resources.time_limit_minutes, tasks_per_node=1,
-                         cpus_per_task=run.resources.cpus_per_task)
+    ex.update_parameters(
+        timeout_min=run.resources.time_limit_minutes, tasks_per_node=1, cpus_per_task=run.resources.cpus_per_task
+    )
     return ex
 
 
@@ -108,8 +116,10 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False, ch
     bad = {r.cell_id: bad[r.cell_id] for r in todo if r.cell_id in bad}
     if bad and not dry_run:  # before anything is submitted: a job would die loading its base
         reasons = sorted(set(bad.values()))
-        raise BaseCheckpointError("; ".join(reasons) + f" ({len(bad)} cell(s); put the Qwen2.5 base folders "
-                                  "under cluster.models_dir or $WPS_MODELS_DIR, or set init: random)")
+        raise BaseCheckpointError(
+            "; ".join(reasons) + f" ({len(bad)} cell(s); put the Qwen2.5 base folders "
+            "under cluster.models_dir or $WPS_MODELS_DIR, or set init: random)"
+        )
     if check and not dry_run:
         from .preflight import preflight, require_ready
 
@@ -119,8 +129,9 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False, ch
         _prepare_tracking(spec)
     if dry_run:
         if kind != "slurm":
-            return [f"# {kind} executor: {r.cell_id} ({r.model.name}) would run `wps train` in a subprocess"
-                    for r in todo]
+            return [
+                f"# {kind} executor: {r.cell_id} ({r.model.name}) would run `wps train` in a subprocess" for r in todo
+            ]
         groups = _groups(todo)
         return [render_sbatch(g[0], spec.cluster, folder=str(out / "jobs" / "%j"), array=len(g)) for g in groups]
     jobs = []
@@ -131,9 +142,19 @@ def launch(plan: Plan, *, executor: str | None = None, dry_run: bool = False, ch
         jobs += submitted
         with open(out / "launches.jsonl", "a") as f:
             for r, j in zip(group, submitted):
-                f.write(json.dumps({"cell_id": r.cell_id, "index": r.index, "job_id": j.job_id,
-                                    "executor": kind, "folder": str(ex.folder if hasattr(ex, "folder") else out / "jobs"),
-                                    "time": time.time()}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "cell_id": r.cell_id,
+                            "index": r.index,
+                            "job_id": j.job_id,
+                            "executor": kind,
+                            "folder": str(ex.folder if hasattr(ex, "folder") else out / "jobs"),
+                            "time": time.time(),
+                        }
+                    )
+                    + "\n"
+                )
     return jobs
 
 
@@ -146,7 +167,7 @@ def _prepare_tracking(spec) -> None:
     if spec.tracking.backend == "mlflow" and uri.startswith("sqlite:///"):
         from mlflow.tracking import MlflowClient
 
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         MlflowClient(uri).search_experiments(max_results=1)
 
 
@@ -158,13 +179,17 @@ def _groups(runs: list[RunSpec]) -> list[list[RunSpec]]:
     groups: dict = {}
     for r in runs:
         # only the sbatch header decides a group; each job's batch layout and timings ride in its RunSpec
-        key = replace(r.resources, time_limit_minutes=0, grad_accum=0, micro_batch_pairs=None, step_seconds=None,
-                      checkpoint_seconds=None)
+        key = replace(
+            r.resources,
+            time_limit_minutes=0,
+            grad_accum=0,
+            micro_batch_pairs=None,
+            step_seconds=None,
+            checkpoint_seconds=None,
+        )
         groups.setdefault(key, []).append(r)
     out = []
     for g in groups.values():
         longest = max(x.resources.time_limit_minutes for x in g)
         out.append([replace(x, resources=replace(x.resources, time_limit_minutes=longest)) for x in g])
     return out
-
-

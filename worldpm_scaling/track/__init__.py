@@ -10,8 +10,17 @@ from __future__ import annotations
 from .base import STATUSES, Run, Status, Tracker
 from .memory import InMemoryTracker, MemoryRun
 
-__all__ = ["Run", "Tracker", "Status", "STATUSES", "InMemoryTracker", "MemoryRun", "open_tracker", "reachable",
-           "answering"]
+__all__ = [
+    "Run",
+    "Tracker",
+    "Status",
+    "STATUSES",
+    "InMemoryTracker",
+    "MemoryRun",
+    "open_tracker",
+    "reachable",
+    "answering",
+]
 
 
 def open_tracker(spec, *, spool_dir=None, experiment=None) -> Tracker:
@@ -34,9 +43,15 @@ def open_tracker(spec, *, spool_dir=None, experiment=None) -> Tracker:
         return SpoolTracker(spool_dir, experiment=spec.experiment or experiment)
     if spec.backend != "mlflow":
         raise ValueError(f"tracking.backend: unknown backend {spec.backend!r}")
-    return MlflowTracker(spec.uri, experiment=spec.experiment or experiment, spool_dir=spool_dir,
-                         flush_every_s=spec.flush_every_s, flush_every_points=spec.flush_every_points,
-                         system_metrics=spec.system_metrics, system_metrics_interval_s=spec.system_metrics_interval_s)
+    return MlflowTracker(
+        spec.uri,
+        experiment=spec.experiment or experiment,
+        spool_dir=spool_dir,
+        flush_every_s=spec.flush_every_s,
+        flush_every_points=spec.flush_every_points,
+        system_metrics=spec.system_metrics,
+        system_metrics_interval_s=spec.system_metrics_interval_s,
+    )
 
 
 def reachable(uri: str, timeout: float = 5.0) -> bool:
@@ -74,6 +89,9 @@ def answering(uri: str, *, timeout: float = 3.0, doing: str = "reading runs") ->
         from .secrets import mask_uri
 
         _WARNED.add(uri)
-        print(f"warning: tracking server {mask_uri(uri)} is not answering /health; {doing} skipped "
-              "(check tracking.uri / $MLFLOW_TRACKING_URI)", file=sys.stderr)
+        print(
+            f"warning: tracking server {mask_uri(uri)} is not answering /health; {doing} skipped "
+            "(check tracking.uri / $MLFLOW_TRACKING_URI)",
+            file=sys.stderr,
+        )
     return False

@@ -53,6 +53,14 @@ class Tracker(Protocol):
     def start_sweep(self, sweep: str, *, params: Mapping[str, Any] | None = None) -> Run:
         """The sweep's parent run (created once, reattached afterwards)."""
 
-    def start_cell(self, sweep: str, cell_id: str, *, name: str, parent_run_id: str | None = None,
-                   params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> Run:
+    def start_cell(
+        self,
+        sweep: str,
+        cell_id: str,
+        *,
+        name: str,
+        parent_run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Run:
         """The cell's child run: reattached if one with this `cell_id` exists, else created."""

@@ -92,8 +92,10 @@ def _read_file(path: Path) -> tuple[str | None, str | None]:
     try:
         cfg.read(path)
     except (configparser.Error, UnicodeDecodeError) as e:
-        raise CredentialsFileError(f"credentials file {path}: not in MLflow's format ([mlflow] section with "
-                                   f"mlflow_tracking_username / mlflow_tracking_password): {type(e).__name__}") from None
+        raise CredentialsFileError(
+            f"credentials file {path}: not in MLflow's format ([mlflow] section with "
+            f"mlflow_tracking_username / mlflow_tracking_password): {type(e).__name__}"
+        ) from None
     if SECTION not in cfg:
         return None, None
     user = cfg[SECTION].get(USER_VAR.lower()) or None
@@ -101,7 +103,8 @@ def _read_file(path: Path) -> tuple[str | None, str | None]:
     if password and stat.S_IMODE(st.st_mode) & 0o077:
         raise CredentialsFileError(
             f"credentials file {path} holds a password but is readable by others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` (not used as it is)")
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` (not used as it is)"
+        )
     return user, password
 
 
@@ -120,7 +123,9 @@ def resolve(environ: Mapping[str, str] | None = None) -> Credentials:
         return Credentials(username=user, token=token, source=f"the environment ({TOKEN_VAR})")
     parts = []
     if env_user or env_pw:
-        parts.append("the environment (" + ", ".join(v for v, x in ((USER_VAR, env_user), (PASSWORD_VAR, env_pw)) if x) + ")")
+        parts.append(
+            "the environment (" + ", ".join(v for v, x in ((USER_VAR, env_user), (PASSWORD_VAR, env_pw)) if x) + ")"
+        )
     if (file_user and not env_user) or (file_pw and not env_pw):
         parts.append(f"credentials file {path}")
     if not parts:
@@ -145,12 +150,16 @@ def refuse_secret_in_uri(uri: str | None, *, what: str = "tracking URI") -> None
     http = scheme in ("http", "https")
     if ":" not in userinfo and not http:
         return  # postgresql://user@host/db: a user name, no secret
-    where = ("$MLFLOW_TRACKING_USERNAME/$MLFLOW_TRACKING_PASSWORD on the nodes, or ~/.mlflow/credentials (mode 0600)"
-             if http else "~/.pgpass (mode 0600) or $PGPASSWORD on the nodes")
+    where = (
+        "$MLFLOW_TRACKING_USERNAME/$MLFLOW_TRACKING_PASSWORD on the nodes, or ~/.mlflow/credentials (mode 0600)"
+        if http
+        else "~/.pgpass (mode 0600) or $PGPASSWORD on the nodes"
+    )
     raise SecretInURIError(
         f"{what} {mask_uri(uri)!r} embeds credentials; a URI is copied into job pickles, logs and spool "
         f"files, so give the URI without them and put the credentials in {where} "
-        "(docs/tracking_security.md)")
+        "(docs/tracking_security.md)"
+    )
 
 
 def known_secrets(environ: Mapping[str, str] | None = None) -> set[str]:

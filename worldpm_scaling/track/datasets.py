@@ -99,8 +99,12 @@ def describe(path: str | os.PathLike, *, name: str, context: str, **profile: Any
     with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local source
         warnings.simplefilter("ignore")
         source = resolve_dataset_source(str(p))
-    prof = {"num_rows": file_rows(p), **{k: v for k, v in profile.items() if v is not None},
-            "bytes": p.stat().st_size, "digest_kind": kind}
+    prof = {
+        "num_rows": file_rows(p),
+        **{k: v for k, v in profile.items() if v is not None},
+        "bytes": p.stat().st_size,
+        "digest_kind": kind,
+    }
     ds = _meta_dataset_class()(source, name=name, digest=digest, profile=prof)
     return {**ds.to_dict(), "context": context}
 
@@ -113,13 +117,21 @@ def cell_inputs(run_spec) -> list[dict[str, Any]]:
 
     out = []
     train = pairs_file(run_spec.data.source)
-    out.append(describe(train, name=f"{train.parent.name}/{train.name}", context=TRAIN_CONTEXT,
-                        pairs_used=int(run_spec.pairs)))
+    out.append(
+        describe(train, name=f"{train.parent.name}/{train.name}", context=TRAIN_CONTEXT, pairs_used=int(run_spec.pairs))
+    )
     for set_name, (category, paths) in registry(run_spec.eval).items():
         hit = next((p for p in paths if p.is_file()), None)
         if hit is not None:
-            out.append(describe(hit, name=set_name, context=EVAL_CONTEXT, category=category,
-                                pairs_used=run_spec.eval.max_pairs_per_set))
+            out.append(
+                describe(
+                    hit,
+                    name=set_name,
+                    context=EVAL_CONTEXT,
+                    category=category,
+                    pairs_used=run_spec.eval.max_pairs_per_set,
+                )
+            )
     return out
 
 
@@ -143,7 +155,13 @@ def to_entities(records: list[dict[str, Any]]):
 
     out = []
     for r in records:
-        ds = Dataset(name=r["name"], digest=r["digest"], source_type=r["source_type"], source=r["source"],
-                     schema=r.get("schema"), profile=r.get("profile"))
+        ds = Dataset(
+            name=r["name"],
+            digest=r["digest"],
+            source_type=r["source_type"],
+            source=r["source"],
+            schema=r.get("schema"),
+            profile=r.get("profile"),
+        )
         out.append(DatasetInput(dataset=ds, tags=[InputTag(key=CONTEXT_TAG, value=r.get("context") or "")]))
     return out

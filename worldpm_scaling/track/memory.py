@@ -78,8 +78,16 @@ class InMemoryTracker:
         run.log_params(params or {})
         return run
 
-    def start_cell(self, sweep: str, cell_id: str, *, name: str, parent_run_id: str | None = None,
-                   params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> MemoryRun:
+    def start_cell(
+        self,
+        sweep: str,
+        cell_id: str,
+        *,
+        name: str,
+        parent_run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> MemoryRun:
         for r in self.runs.values():
             if r.tags.get("cell_id") == cell_id and r.tags.get("sweep") == sweep:
                 r.status = "RUNNING"

@@ -59,14 +59,23 @@ class TrackingAuthError(TrackingError, ValueError):
 
 def auth_error(uri: str, status: int, credentials, doing: str = "") -> TrackingAuthError:
     """The named error for a 401/403 from `uri` (already masked) after trying `credentials`."""
-    what = ("refused the credentials" if status == 401 and credentials is not None and credentials.present
-            else "asked for credentials" if status == 401 else "denied permission")
-    hint = ("set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD where the command or job runs, or write "
-            "~/.mlflow/credentials (mode 0600); an admin creates users (docs/tracking_security.md)" if status == 401 else
-            "ask the experiment's owner or an admin for EDIT or MANAGE on it (docs/tracking_security.md)")
+    what = (
+        "refused the credentials"
+        if status == 401 and credentials is not None and credentials.present
+        else "asked for credentials"
+        if status == 401
+        else "denied permission"
+    )
+    hint = (
+        "set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD where the command or job runs, or write "
+        "~/.mlflow/credentials (mode 0600); an admin creates users (docs/tracking_security.md)"
+        if status == 401
+        else "ask the experiment's owner or an admin for EDIT or MANAGE on it (docs/tracking_security.md)"
+    )
     who = credentials.describe() if credentials is not None else "no credentials"
-    return TrackingAuthError(f"tracking server {uri} {what} (HTTP {status}{', ' + doing if doing else ''}); "
-                             f"tried {who}; {hint}", status, uri)
+    return TrackingAuthError(
+        f"tracking server {uri} {what} (HTTP {status}{', ' + doing if doing else ''}); tried {who}; {hint}", status, uri
+    )
 
 
 def auth_status(exc: BaseException) -> int | None:
@@ -134,11 +143,23 @@ class _Guarded:
             except Exception as e:
                 self._store.raise_if_auth(e, name)
                 raise
+
         return call
 
 
-SCHEMES = ("http", "https", "sqlite", "postgresql", "postgres", "mysql", "mssql", "file", "databricks",
-           "databricks-uc", "uc")
+SCHEMES = (
+    "http",
+    "https",
+    "sqlite",
+    "postgresql",
+    "postgres",
+    "mysql",
+    "mssql",
+    "file",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
 """Tracking URI schemes MLflow's tracking and registry stores accept (`+driver` suffixes allowed)."""
 
 
@@ -157,8 +178,10 @@ def check_uri(uri: str) -> str:
         refuse_secret_in_uri(uri)
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     if scheme and scheme.split("+", 1)[0] not in SCHEMES:
-        raise TrackingURIError(f"tracking URI {mask_uri(uri)!r}: unsupported scheme {scheme!r} "
-                               f"(use http(s)://HOST:PORT, sqlite:///FILE, postgresql://… or mysql://…)")
+        raise TrackingURIError(
+            f"tracking URI {mask_uri(uri)!r}: unsupported scheme {scheme!r} "
+            f"(use http(s)://HOST:PORT, sqlite:///FILE, postgresql://… or mysql://…)"
+        )
     return uri
 
 
@@ -245,8 +268,16 @@ class Store:
     def _post(self, endpoint: str, body: Mapping[str, Any]) -> dict:
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-        resp = http_request(self._creds, endpoint, "POST", max_retries=self.retries, backoff_factor=1,
-                            backoff_jitter=0.5, timeout=self.timeout_s, json=body)
+        resp = http_request(
+            self._creds,
+            endpoint,
+            "POST",
+            max_retries=self.retries,
+            backoff_factor=1,
+            backoff_jitter=0.5,
+            timeout=self.timeout_s,
+            json=body,
+        )
         if resp.status_code in (401, 403):
             raise auth_error(self.safe_uri, resp.status_code, self.credentials, endpoint.split("/mlflow/", 1)[-1])
         verify_rest_response(resp, endpoint)
@@ -255,8 +286,16 @@ class Store:
     def _get(self, endpoint: str, params: Mapping[str, Any]) -> dict:
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-        resp = http_request(self._creds, endpoint, "GET", max_retries=self.retries, backoff_factor=1,
-                            backoff_jitter=0.5, timeout=self.timeout_s, params=dict(params))
+        resp = http_request(
+            self._creds,
+            endpoint,
+            "GET",
+            max_retries=self.retries,
+            backoff_factor=1,
+            backoff_jitter=0.5,
+            timeout=self.timeout_s,
+            params=dict(params),
+        )
         if resp.status_code in (401, 403):
             raise auth_error(self.safe_uri, resp.status_code, self.credentials, endpoint.split("/mlflow/", 1)[-1])
         verify_rest_response(resp, endpoint)
@@ -268,8 +307,12 @@ class Store:
         (earlier batches are on the server: callers spool the rest and dedupe on replay)."""
         for chunk in step_chunks(points):
             if self.is_http:
-                body = {"run_id": run_id, "metrics": [
-                    {"key": k, "value": _json_float(v), "timestamp": int(t), "step": int(s)} for k, v, t, s in chunk]}
+                body = {
+                    "run_id": run_id,
+                    "metrics": [
+                        {"key": k, "value": _json_float(v), "timestamp": int(t), "step": int(s)} for k, v, t, s in chunk
+                    ],
+                }
                 self._post("/api/2.0/mlflow/runs/log-batch", body)
             else:
                 from mlflow.entities import Metric
@@ -287,8 +330,9 @@ class Store:
             if token:
                 params["page_token"] = token
             d = self._get("/api/2.0/mlflow/metrics/get-history", params)
-            out.extend((int(m.get("step", 0)), float(m["value"]), int(m.get("timestamp", 0)))
-                       for m in d.get("metrics", []))
+            out.extend(
+                (int(m.get("step", 0)), float(m["value"]), int(m.get("timestamp", 0))) for m in d.get("metrics", [])
+            )
             token = d.get("next_page_token")
             if not token:
                 break
@@ -346,7 +390,9 @@ class Store:
     def set_status(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
 
-    def ensure_params(self, run_id: str, params: Mapping[str, Any], *, existing: Mapping[str, str] | None = None) -> list[str]:
+    def ensure_params(
+        self, run_id: str, params: Mapping[str, Any], *, existing: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Log params the run does not have yet (MLflow params are immutable: a key already there is
         kept, a changed value is reported back instead of failing the job)."""
         from mlflow.entities import Param
@@ -357,7 +403,7 @@ class Store:
             new = [Param(k, v) for k, v in clean.items() if k not in have]
             try:
                 for i in range(0, len(new), MAX_PARAMS_PER_BATCH):
-                    self.client.log_batch(run_id, params=new[i:i + MAX_PARAMS_PER_BATCH])
+                    self.client.log_batch(run_id, params=new[i : i + MAX_PARAMS_PER_BATCH])
                 break
             except TrackingAuthError:
                 raise
@@ -372,7 +418,7 @@ class Store:
 
         clean = [RunTag(k, v) for k, v in scrub(tags, max_len=8000).items()]
         for i in range(0, len(clean), MAX_TAGS_PER_BATCH):
-            self.client.log_batch(run_id, tags=clean[i:i + MAX_TAGS_PER_BATCH])
+            self.client.log_batch(run_id, tags=clean[i : i + MAX_TAGS_PER_BATCH])
 
     def log_inputs(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> None:
         """Dataset inputs (`datasets.describe` records); MLflow keeps one input per (dataset, run),

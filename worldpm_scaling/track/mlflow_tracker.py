@@ -44,8 +44,9 @@ SPOOL_PREFIX = "spool:"
 def git_commit(cwd: str | None = None) -> str | None:
     """HEAD of the repository the job runs from (None outside git)."""
     try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                           cwd=cwd or os.getcwd())
+        r = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd or os.getcwd()
+        )
         return r.stdout.strip() or None if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -68,10 +69,20 @@ def job_tags(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 class MlflowRun:
     """One run (parent or child): buffered metrics, background flush, spool fallback."""
 
-    def __init__(self, *, store: Store | None, spool: Spool | None, key: str, run_id: str | None,
-                 last_steps: Mapping[str, int] | None = None, role: str = "cell",
-                 flush_every_s: float = 5.0, flush_every_points: int = 1000, background: bool = True,
-                 finish_wait_s: float = 60.0):
+    def __init__(
+        self,
+        *,
+        store: Store | None,
+        spool: Spool | None,
+        key: str,
+        run_id: str | None,
+        last_steps: Mapping[str, int] | None = None,
+        role: str = "cell",
+        flush_every_s: float = 5.0,
+        flush_every_points: int = 1000,
+        background: bool = True,
+        finish_wait_s: float = 60.0,
+    ):
         self.store = store
         self._finish_wait_s = float(finish_wait_s)
         self.spool = spool
@@ -84,7 +95,7 @@ class MlflowRun:
         # senders: a signal can interrupt the main thread while it holds it, and the handler or the
         # exit hook then flushes from that same thread while the sender thread waits.
         self._lock = threading.RLock()
-        self._send_lock = threading.RLock()    # one sender at a time (thread, flush(), signal, exit)
+        self._send_lock = threading.RLock()  # one sender at a time (thread, flush(), signal, exit)
         self._every_s = float(flush_every_s)
         self._every_n = int(flush_every_points)
         self._wake = threading.Event()
@@ -94,7 +105,7 @@ class MlflowRun:
         self._offline = run_id is None or bool(spool and spool.pending(key))
         self._requested = 0
         self._done = 0
-        self.errors: list[str] = []            # last failures, for diagnostics (no secrets: URIs masked)
+        self.errors: list[str] = []  # last failures, for diagnostics (no secrets: URIs masked)
         self.auth_error: TrackingAuthError | None = None
         """The server's 401/403 mid-run: points stay in the spool, the error is printed at once and
         raised by finish() (a run whose metrics were refused must not end as if it had succeeded)."""
@@ -145,8 +156,11 @@ class MlflowRun:
             try:
                 changed = live[0].ensure_params(live[1], clean)
                 if changed:
-                    print(f"warning: run {self._run_id} keeps its earlier values of params {changed[:5]} "
-                          "(MLflow params are immutable)", file=sys.stderr)
+                    print(
+                        f"warning: run {self._run_id} keeps its earlier values of params {changed[:5]} "
+                        "(MLflow params are immutable)",
+                        file=sys.stderr,
+                    )
             except Exception as e:  # noqa: BLE001 — the spool meta keeps them for `wps sync`
                 self._went_offline(e)
 
@@ -209,8 +223,14 @@ class MlflowRun:
         # back, or flapping); a server that is away is left to `wps sync` at once instead of holding
         # every job for `wait_s`.
         deadline = time.monotonic() + (self._finish_wait_s if wait_s is None else wait_s)
-        while self.store is not None and self.spool is not None and not self.online and self.auth_error is None \
-                and time.monotonic() < deadline and self.store.healthy(timeout_s=2.0):
+        while (
+            self.store is not None
+            and self.spool is not None
+            and not self.online
+            and self.auth_error is None
+            and time.monotonic() < deadline
+            and self.store.healthy(timeout_s=2.0)
+        ):
             time.sleep(1.0)
             self._send(final=True)
         self._finished = status
@@ -225,9 +245,11 @@ class MlflowRun:
         if self.auth_error is not None:
             raise self.auth_error
         if self.store is not None:
-            print(f"warning: run {self.run_id} ended {status} while {self.store.safe_uri} was unreachable; "
-                  f"its points are in {self.spool.dir if self.spool else '(no spool)'} — run `wps sync`",
-                  file=sys.stderr)
+            print(
+                f"warning: run {self.run_id} ended {status} while {self.store.safe_uri} was unreachable; "
+                f"its points are in {self.spool.dir if self.spool else '(no spool)'} — run `wps sync`",
+                file=sys.stderr,
+            )
 
     # -- sending ----------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -278,8 +300,11 @@ class MlflowRun:
             return
         if not self._offline:
             where = self.store.safe_uri if self.store else "?"
-            print(f"warning: tracking server {where} failed ({type(err).__name__}); spooling run "
-                  f"{self.run_id} to {self.spool.dir if self.spool else 'memory'}", file=sys.stderr)
+            print(
+                f"warning: tracking server {where} failed ({type(err).__name__}); spooling run "
+                f"{self.run_id} to {self.spool.dir if self.spool else 'memory'}",
+                file=sys.stderr,
+            )
         self._offline = True
 
     def _send(self, final: bool = False) -> None:
@@ -329,9 +354,12 @@ class MlflowRun:
             except TrackingAuthError as e:
                 err = e
         if self.auth_error is None:
-            print(f"error: {err}; run {self.run_id}'s points are kept in "
-                  f"{self.spool.dir if self.spool else 'memory'} (nothing is sent as if it had succeeded): "
-                  "fix the credentials, then `wps sync`", file=sys.stderr)
+            print(
+                f"error: {err}; run {self.run_id}'s points are kept in "
+                f"{self.spool.dir if self.spool else 'memory'} (nothing is sent as if it had succeeded): "
+                "fix the credentials, then `wps sync`",
+                file=sys.stderr,
+            )
         self.auth_error = err
         return True
 
@@ -346,8 +374,10 @@ class MlflowRun:
                 self._run_id, _ = attach(self.store, self.spool.meta(self.key), self.spool, self.key)
             replay_key(self.store, self.spool, self.key, start=self.spool.cursor(self.key), status=False)
             self._offline = False
-            print(f"info: tracking server {self.store.safe_uri} is back; run {self._run_id} replayed "
-                  "from the spool", file=sys.stderr)
+            print(
+                f"info: tracking server {self.store.safe_uri} is back; run {self._run_id} replayed from the spool",
+                file=sys.stderr,
+            )
             self.auth_error = None
         except Exception as e:  # noqa: BLE001 — still away: the points stay in the spool
             self.errors.append(repr(e)[:300])
@@ -430,18 +460,32 @@ class MlflowTracker:
     `wps sync DIR --uri …` replays them.
     """
 
-    def __init__(self, uri: str | None = None, *, experiment: str | None = None,
-                 spool_dir: str | os.PathLike | None = None, flush_every_s: float = 5.0,
-                 flush_every_points: int = 1000, offline: bool = False, start_timeout_s: float = 5.0,
-                 request_timeout_s: float = 15.0, finish_wait_s: float = 60.0, system_metrics: bool = False,
-                 system_metrics_interval_s: float = 10.0, source: bool = True):
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        experiment: str | None = None,
+        spool_dir: str | os.PathLike | None = None,
+        flush_every_s: float = 5.0,
+        flush_every_points: int = 1000,
+        offline: bool = False,
+        start_timeout_s: float = 5.0,
+        request_timeout_s: float = 15.0,
+        finish_wait_s: float = 60.0,
+        system_metrics: bool = False,
+        system_metrics_interval_s: float = 10.0,
+        source: bool = True,
+    ):
         self.store = None if offline else Store(uri, timeout_s=request_timeout_s)
         self.uri = self.store.uri if self.store else None
         self.experiment = experiment
         self.spool = Spool(spool_dir) if spool_dir is not None else None
         self.start_timeout_s = start_timeout_s
-        self._kw: dict[str, Any] = {"flush_every_s": flush_every_s, "flush_every_points": flush_every_points,
-                    "finish_wait_s": 0.0 if offline else finish_wait_s}
+        self._kw: dict[str, Any] = {
+            "flush_every_s": flush_every_s,
+            "flush_every_points": flush_every_points,
+            "finish_wait_s": 0.0 if offline else finish_wait_s,
+        }
         self._reachable: bool | None = None
         self._access_checked = False
         self.system_metrics = bool(system_metrics)
@@ -468,8 +512,11 @@ class MlflowTracker:
         if not ok and self.spool is None:
             raise ConnectionError(f"MLflow server {self.store.safe_uri} unreachable and no spool folder given")
         if not ok and self._reachable is not False and self.spool is not None:
-            print(f"warning: MLflow server {self.store.safe_uri} unreachable; spooling to {self.spool.dir} "
-                  "(replayed when it answers again, or with `wps sync`)", file=sys.stderr)
+            print(
+                f"warning: MLflow server {self.store.safe_uri} unreachable; spooling to {self.spool.dir} "
+                "(replayed when it answers again, or with `wps sync`)",
+                file=sys.stderr,
+            )
         self._reachable = ok
         return ok
 
@@ -487,8 +534,9 @@ class MlflowTracker:
             pts, _ = self.spool.read(key)
             for k, _v, _t, s in pts:
                 last[k] = max(last.get(k, s), s)
-        return MlflowRun(store=self.store, spool=self.spool, key=key, run_id=run_id, last_steps=last,
-                         role=role, **self._kw)
+        return MlflowRun(
+            store=self.store, spool=self.spool, key=key, run_id=run_id, last_steps=last, role=role, **self._kw
+        )
 
     def start_sweep(self, sweep: str, *, params: Mapping[str, Any] | None = None) -> MlflowRun:
         meta = {"role": "sweep", "sweep": sweep, "name": sweep, "experiment": self.experiment or sweep}
@@ -503,13 +551,28 @@ class MlflowTracker:
                     print(f"warning: sweep spec {yaml_file} not logged: {e}", file=sys.stderr)
         return run
 
-    def start_cell(self, sweep: str, cell_id: str, *, name: str, parent_run_id: str | None = None,
-                   params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> MlflowRun:
+    def start_cell(
+        self,
+        sweep: str,
+        cell_id: str,
+        *,
+        name: str,
+        parent_run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> MlflowRun:
         parent = parent_run_id if parent_run_id and not parent_run_id.startswith(SPOOL_PREFIX) else None
         src = source_tags() if self.source else {}
-        meta = {"role": "cell", "sweep": sweep, "cell_id": cell_id, "name": name,
-                "experiment": self.experiment or sweep, "parent_run_id": parent,
-                "tags": scrub({**job_tags(), **src, **(tags or {})}, max_len=8000), "status": None}
+        meta = {
+            "role": "cell",
+            "sweep": sweep,
+            "cell_id": cell_id,
+            "name": name,
+            "experiment": self.experiment or sweep,
+            "parent_run_id": parent,
+            "tags": scrub({**job_tags(), **src, **(tags or {})}, max_len=8000),
+            "status": None,
+        }
         run = self._open(meta, cell_key(cell_id), "cell", params)
         if self.system_metrics:
             from .system_metrics import start_system_metrics
@@ -521,4 +584,3 @@ class MlflowTracker:
 def SpoolTracker(folder: str | os.PathLike, *, experiment: str | None = None) -> MlflowTracker:
     """The `spool` backend: offline only; `wps sync FOLDER` sends the runs to a server later."""
     return MlflowTracker(None, experiment=experiment, spool_dir=folder, offline=True)
-

@@ -24,17 +24,17 @@ class RunInfo:
     run_id: str
     name: str
     sweep: str
-    cell_id: str | None          # None for the sweep's parent run
-    role: str                    # "sweep" | "cell" | "" (a run not made by this tracker)
-    status: str                  # RUNNING | FINISHED | FAILED | KILLED | SCHEDULED
+    cell_id: str | None  # None for the sweep's parent run
+    role: str  # "sweep" | "cell" | "" (a run not made by this tracker)
+    status: str  # RUNNING | FINISHED | FAILED | KILLED | SCHEDULED
     parent_run_id: str | None
     start_time_ms: int | None
     end_time_ms: int | None
-    last_step: int | None        # highest optimizer step any metric reached (system/ sample counters left out)
+    last_step: int | None  # highest optimizer step any metric reached (system/ sample counters left out)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)       # latest value per key
-    metric_steps: dict[str, int] = field(default_factory=dict)    # highest step per key
+    metrics: dict[str, float] = field(default_factory=dict)  # latest value per key
+    metric_steps: dict[str, int] = field(default_factory=dict)  # highest step per key
     experiment_id: str = ""
 
 
@@ -44,15 +44,27 @@ def _info(run, sweep: str) -> RunInfo:
     steps = {m.key: int(m.step) for m in protos}
     train_steps = [s for k, s in steps.items() if not k.startswith(SYSTEM_PREFIX)]
     return RunInfo(
-        run_id=run.info.run_id, name=run.info.run_name or tags.get("mlflow.runName", ""), sweep=sweep,
-        cell_id=tags.get("cell_id"), role=tags.get(ROLE_TAG, ""), status=run.info.status,
-        parent_run_id=tags.get(PARENT_TAG), start_time_ms=run.info.start_time, end_time_ms=run.info.end_time,
-        last_step=max(train_steps) if train_steps else None, params=dict(run.data.params), tags=tags,
-        metrics=dict(run.data.metrics), metric_steps=steps, experiment_id=run.info.experiment_id)
+        run_id=run.info.run_id,
+        name=run.info.run_name or tags.get("mlflow.runName", ""),
+        sweep=sweep,
+        cell_id=tags.get("cell_id"),
+        role=tags.get(ROLE_TAG, ""),
+        status=run.info.status,
+        parent_run_id=tags.get(PARENT_TAG),
+        start_time_ms=run.info.start_time,
+        end_time_ms=run.info.end_time,
+        last_step=max(train_steps) if train_steps else None,
+        params=dict(run.data.params),
+        tags=tags,
+        metrics=dict(run.data.metrics),
+        metric_steps=steps,
+        experiment_id=run.info.experiment_id,
+    )
 
 
-def sweep_runs(uri: str | None, sweep: str, *, experiment: str | None = None,
-               include_parent: bool = True) -> list[RunInfo]:
+def sweep_runs(
+    uri: str | None, sweep: str, *, experiment: str | None = None, include_parent: bool = True
+) -> list[RunInfo]:
     """Every active run tagged with `sweep` in its experiment (default: named after the sweep),
     the parent first, then cells by name. Empty if the experiment does not exist."""
     store = Store(uri)
@@ -61,8 +73,9 @@ def sweep_runs(uri: str | None, sweep: str, *, experiment: str | None = None,
         return []
     runs, token = [], None
     for _ in range(10_000):
-        page = store.client.search_runs([exp], filter_string=f"tags.sweep = {filter_literal(sweep)}",
-                                        max_results=1000, page_token=token)
+        page = store.client.search_runs(
+            [exp], filter_string=f"tags.sweep = {filter_literal(sweep)}", max_results=1000, page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -76,8 +89,10 @@ def sweep_runs(uri: str | None, sweep: str, *, experiment: str | None = None,
 def find_cell_runs(uri: str | None, sweep: str, *, experiment: str | None = None) -> dict[str, RunInfo]:
     """cell_id → its child run (the oldest, if a race ever left two)."""
     out: dict[str, RunInfo] = {}
-    for r in sorted(sweep_runs(uri, sweep, experiment=experiment, include_parent=False),
-                    key=lambda r: (r.start_time_ms or 0, r.run_id)):
+    for r in sorted(
+        sweep_runs(uri, sweep, experiment=experiment, include_parent=False),
+        key=lambda r: (r.start_time_ms or 0, r.run_id),
+    ):
         if r.cell_id and r.cell_id not in out:
             out[r.cell_id] = r
     return out
@@ -88,8 +103,9 @@ def metric_history(uri: str | None, run_id: str, key: str) -> list[tuple[int, fl
     return sorted(Store(uri).history(run_id, key))
 
 
-def histories(uri: str | None, pairs: Iterable[tuple[str, str]], *, workers: int = 8
-              ) -> dict[tuple[str, str], list[tuple[int, float, int]]]:
+def histories(
+    uri: str | None, pairs: Iterable[tuple[str, str]], *, workers: int = 8
+) -> dict[tuple[str, str], list[tuple[int, float, int]]]:
     """{(run_id, key): history} for many (run_id, key) pairs, fetched in parallel."""
     store = Store(uri)
     pairs = list(dict.fromkeys(pairs))

@@ -45,8 +45,16 @@ def _cell_run(store: Store, experiment: str, cell_id: str, sweep: str | None):
     return exp, runs[0]
 
 
-def register_exported_model(uri: str | None, experiment: str, cell_id: str, folder: str | os.PathLike, name: str,
-                            *, sweep: str | None = None, description: str | None = None) -> RegisteredVersion:
+def register_exported_model(
+    uri: str | None,
+    experiment: str,
+    cell_id: str,
+    folder: str | os.PathLike,
+    name: str,
+    *,
+    sweep: str | None = None,
+    description: str | None = None,
+) -> RegisteredVersion:
     """Upload `folder` as a logged model of cell `cell_id`'s run (its oldest, as the tracker attaches)
     in `experiment`, and register it as a new version of registered model `name` (created if needed)."""
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
@@ -61,11 +69,24 @@ def register_exported_model(uri: str | None, experiment: str, cell_id: str, fold
         raise TrackingError(f"MLflow server {store.safe_uri} is not answering /health")
     exp, run = _cell_run(store, experiment, cell_id, sweep)
     client = store.client
-    tags = {"cell_id": cell_id, "sweep": run.data.tags.get("sweep", sweep or ""), "source_folder": str(folder.resolve())}
-    params = {k: run.data.params[k] for k in ("model.name", "data.pairs", "model.params_non_embedding")
-              if k in run.data.params}
-    model = client.create_logged_model(exp, name=f"reward-model-{cell_id}", source_run_id=run.info.run_id,
-                                       tags=tags, params=params, model_type=MODEL_TYPE)
+    tags = {
+        "cell_id": cell_id,
+        "sweep": run.data.tags.get("sweep", sweep or ""),
+        "source_folder": str(folder.resolve()),
+    }
+    params = {
+        k: run.data.params[k]
+        for k in ("model.name", "data.pairs", "model.params_non_embedding")
+        if k in run.data.params
+    }
+    model = client.create_logged_model(
+        exp,
+        name=f"reward-model-{cell_id}",
+        source_run_id=run.info.run_id,
+        tags=tags,
+        params=params,
+        model_type=MODEL_TYPE,
+    )
     try:
         client.log_model_artifacts(model.model_id, str(folder))
     except Exception:
@@ -75,13 +96,21 @@ def register_exported_model(uri: str | None, experiment: str, cell_id: str, fold
     step = store.max_step(run.info.run_id) or 0
     client.log_outputs(run.info.run_id, [LoggedModelOutput(model_id=model.model_id, step=step)])
     try:
-        client.create_registered_model(name, description="WorldPM-format Bradley-Terry reward models "
-                                                          "exported by `wps export`")
+        client.create_registered_model(
+            name, description="WorldPM-format Bradley-Terry reward models exported by `wps export`"
+        )
     except Exception as e:
         if "RESOURCE_ALREADY_EXISTS" not in str(e) and "already exists" not in str(e):
             raise
     source = f"models:/{model.model_id}"
-    mv = client.create_model_version(name, source=source, run_id=run.info.run_id, model_id=model.model_id,
-                                     tags=tags, description=description or f"cell {cell_id}, step {step}")
-    return RegisteredVersion(name=name, version=int(mv.version), run_id=run.info.run_id, model_id=model.model_id,
-                             source=source)
+    mv = client.create_model_version(
+        name,
+        source=source,
+        run_id=run.info.run_id,
+        model_id=model.model_id,
+        tags=tags,
+        description=description or f"cell {cell_id}, step {step}",
+    )
+    return RegisteredVersion(
+        name=name, version=int(mv.version), run_id=run.info.run_id, model_id=model.model_id, source=source
+    )

@@ -14,8 +14,11 @@ from typing import Any, Mapping
 from .credentials import known_secrets
 from .uri_mask import MASK, mask_uri  # noqa: F401 — re-exported: where callers import them from
 
-SECRET_NAME = re.compile(r"(token|passw(or)?d|pwd|secret|api[_-]?key|(^|[_\-])key($|[_\-])|credential|(^|[_\-])auth($|[_\-]|orization)|"
-                         r"cookie|private[_\-]?key)", re.I)
+SECRET_NAME = re.compile(
+    r"(token|passw(or)?d|pwd|secret|api[_-]?key|(^|[_\-])key($|[_\-])|credential|(^|[_\-])auth($|[_\-]|orization)|"
+    r"cookie|private[_\-]?key)",
+    re.I,
+)
 """Key names whose values are never logged (MLFLOW_TRACKING_TOKEN, db.password, aws_secret_key …)."""
 
 
@@ -26,8 +29,9 @@ _ALLOWED_NAMES = re.compile(r"(tokens?_seen|tokenizer|tokens_per|max_[a-z_]*toke
 def is_secret_name(name: str) -> bool:
     """True for keys like `MLFLOW_TRACKING_TOKEN`, `db.password`, `api_key`; False for `data.tokens`."""
     last = re.split(r"[./]", name)[-1]
-    if _ALLOWED_NAMES.search(last) and not re.search(r"(passw|secret|api[_-]?key|access[_-]?token|auth[_-]?token)",
-                                                       last, re.I):
+    if _ALLOWED_NAMES.search(last) and not re.search(
+        r"(passw|secret|api[_-]?key|access[_-]?token|auth[_-]?token)", last, re.I
+    ):
         return False
     return bool(SECRET_NAME.search(last))
 
@@ -39,8 +43,9 @@ def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
     return {v for k, v in env.items() if is_secret_name(k) and len(v) >= 6} | known_secrets(environ)
 
 
-def scrub(values: Mapping[str, Any], *, max_len: int = 6000,
-          environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def scrub(
+    values: Mapping[str, Any], *, max_len: int = 6000, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Stringified, secret-free copy of `values` (params or tags); values cut to `max_len` chars
     (MLflow's param value limit is 6000)."""
     leaked = secret_values(environ)

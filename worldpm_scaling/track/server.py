@@ -65,9 +65,12 @@ def check_exposure(host: str, *, auth: bool, open_network: bool) -> str | None:
         raise ServerConfigError(
             f"--host {host}: a tracking server listening beyond localhost lets anyone who reaches it read, "
             "change and delete every run; start it with --auth (users and permissions, docs/tracking_security.md), "
-            "or pass --open to say it is an unauthenticated server on purpose")
-    return (f"warning: OPEN tracking server on {host}: no authentication, anyone who reaches this address can "
-            "read, change and delete every run and model (use --auth on a shared network)")
+            "or pass --open to say it is an unauthenticated server on purpose"
+        )
+    return (
+        f"warning: OPEN tracking server on {host}: no authentication, anyone who reaches this address can "
+        "read, change and delete every run and model (use --auth on a shared network)"
+    )
 
 
 def default_allowed_hosts(host: str, port: int) -> list[str]:
@@ -141,28 +144,45 @@ class MlflowServer:
     """A child `mlflow server` bound to host:<port> (127.0.0.1 by default); the port is kept across
     restarts. `auth=True` runs MLflow's basic-auth app (see the module docstring and `auth_files`)."""
 
-    def __init__(self, backend_uri: str, artifacts_dir: str | os.PathLike, *, host: str = "127.0.0.1",
-                 port: int | None = None, workers: int = 1, log_path: str | os.PathLike | None = None,
-                 auth: bool = False, open_network: bool = False, allowed_hosts: list[str] | None = None,
-                 auth_db: str | None = None, auth_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        backend_uri: str,
+        artifacts_dir: str | os.PathLike,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        workers: int = 1,
+        log_path: str | os.PathLike | None = None,
+        auth: bool = False,
+        open_network: bool = False,
+        allowed_hosts: list[str] | None = None,
+        auth_db: str | None = None,
+        auth_dir: str | os.PathLike | None = None,
+    ):
         self.backend_uri = normalize_backend_uri(backend_uri)
         self.artifacts_dir = Path(artifacts_dir)
         self.host = host
         self.exposure_warning = check_exposure(host, auth=auth, open_network=open_network)
         self.port = port or free_port(host if host not in ("0.0.0.0", "::") else "0.0.0.0")
         self.workers = workers
-        self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"wps-mlflow-server-{self.port}.log"
+        self.log_path = (
+            Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"wps-mlflow-server-{self.port}.log"
+        )
         self.proc: subprocess.Popen | None = None
         self.auth = bool(auth)
         self.allowed_hosts = list(allowed_hosts or [])
         if self.backend_uri.startswith("sqlite:///"):
-            db = Path(self.backend_uri[len("sqlite:///"):])
+            db = Path(self.backend_uri[len("sqlite:///") :])
             default_dir, stem = db.parent, db.stem
         else:
             default_dir, stem = Path.cwd(), "mlflow"
         self.auth_dir = Path(auth_dir) if auth_dir else default_dir
         self.auth_stem = stem
-        self.auth_db = normalize_backend_uri(auth_db) if auth_db else f"sqlite:///{(self.auth_dir / (stem + '-auth.db')).resolve()}"
+        self.auth_db = (
+            normalize_backend_uri(auth_db)
+            if auth_db
+            else f"sqlite:///{(self.auth_dir / (stem + '-auth.db')).resolve()}"
+        )
         self.admin_created = False
         """True when this start created the admin user (its password is in `admin_credentials`)."""
 
@@ -190,14 +210,18 @@ class MlflowServer:
 
         self.auth_dir.mkdir(parents=True, exist_ok=True)
         admin = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or ADMIN_USER
-        text = (f"[mlflow]\ndefault_permission = {DEFAULT_PERMISSION}\ndatabase_uri = {self.auth_db}\n"
-                f"admin_username = {admin}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        text = (
+            f"[mlflow]\ndefault_permission = {DEFAULT_PERMISSION}\ndatabase_uri = {self.auth_db}\n"
+            f"admin_username = {admin}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
         fd = os.open(self.auth_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.chmod(self.auth_config, 0o600)
-        env = {"MLFLOW_AUTH_CONFIG_PATH": str(self.auth_config.resolve()),
-               "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret_file(self.auth_key, lambda: pysecrets.token_urlsafe(32))}
+        env = {
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.auth_config.resolve()),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret_file(self.auth_key, lambda: pysecrets.token_urlsafe(32)),
+        }
         self.admin_created = False
         if os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
             return env  # the operator chose the admin password; MLflow reads it from the environment
@@ -229,8 +253,10 @@ class MlflowServer:
         cfg = configparser.ConfigParser(interpolation=None)
         cfg.read(self.admin_credentials)
         user, pw = cfg[SECTION][USER_VAR.lower()], cfg[SECTION][PASSWORD_VAR.lower()]
-        req = urllib.request.Request(f"{self.probe_url}/api/2.0/mlflow/users/current", headers={
-            "Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()})
+        req = urllib.request.Request(
+            f"{self.probe_url}/api/2.0/mlflow/users/current",
+            headers={"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()},
+        )
         try:
             urllib.request.urlopen(req, timeout=30).close()
         except urllib.error.HTTPError as e:
@@ -239,9 +265,11 @@ class MlflowServer:
             self.admin_credentials.unlink(missing_ok=True)
             self.admin_created = False
             self.stop()
-            raise ServerError(f"user database {self.auth_db.split('@')[-1]} already has an admin {user!r} with "
-                              "another password: its credentials are wherever they were first written "
-                              f"(not in {self.admin_credentials}, which was removed again)") from None
+            raise ServerError(
+                f"user database {self.auth_db.split('@')[-1]} already has an admin {user!r} with "
+                "another password: its credentials are wherever they were first written "
+                f"(not in {self.admin_credentials}, which was removed again)"
+            ) from None
         except OSError:
             return
 
@@ -255,8 +283,18 @@ class MlflowServer:
     def command(self) -> list[str]:
         # The store URI goes by environment (`env()`): a database password on the command line
         # is visible to every user of the host in `ps`.
-        cmd = [mlflow_executable(), "server", "--artifacts-destination", str(self.artifacts_dir.resolve()),
-               "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
+        cmd = [
+            mlflow_executable(),
+            "server",
+            "--artifacts-destination",
+            str(self.artifacts_dir.resolve()),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         if self.auth:
             cmd += ["--app-name", "basic-auth"]
         if not is_loopback(self.host) or self.allowed_hosts:
@@ -268,7 +306,7 @@ class MlflowServer:
         """`default_allowed_hosts` plus what the caller asked for (a bare name also with `:port`)."""
         out = default_allowed_hosts(self.host, self.port)
         for h in self.allowed_hosts:
-            for v in ([h] if (":" in h or "*" in h) else [h, f"{h}:{self.port}"]):
+            for v in [h] if (":" in h or "*" in h) else [h, f"{h}:{self.port}"]:
                 if v not in out:
                     out.append(v)
         return out
@@ -284,8 +322,9 @@ class MlflowServer:
             env.update(self._auth_env())
         with open(self.log_path, "ab") as log:
             # Own process group: stop() ends the server and its workers, nothing else.
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         self.wait_healthy(wait_s)
         if self.auth:
             self._check_admin()
@@ -297,7 +336,7 @@ class MlflowServer:
         database (password hashes) and the artifact folder that others could read would bypass it."""
         for uri in (self.backend_uri, self.auth_db):
             if uri.startswith("sqlite:///"):
-                p = Path(uri[len("sqlite:///"):])
+                p = Path(uri[len("sqlite:///") :])
                 if p.exists():
                     os.chmod(p, 0o600)
         if self.artifacts_dir.is_dir():

@@ -219,6 +219,8 @@ def find_spools(root: str | os.PathLike) -> list[Path]:
         if any(spool_key_of(f) for f in files):
             hits.add(Path(folder))
     if unreadable:
-        raise SpoolError(f"cannot list {len(unreadable)} folder(s) under {root}, so spooled runs there would be "
-                         f"missed: {'; '.join(unreadable[:5])} (fix the permissions, or sync a folder below)")
+        raise SpoolError(
+            f"cannot list {len(unreadable)} folder(s) under {root}, so spooled runs there would be "
+            f"missed: {'; '.join(unreadable[:5])} (fix the permissions, or sync a folder below)"
+        )
     return sorted(hits)

@@ -79,14 +79,18 @@ class SyncIncomplete(SpoolError):
 
     def __init__(self, report: SyncReport):
         self.report = report
-        lines = [f"{r.key}: {r.not_sent} point(s) not sent" + (f" ({'; '.join(r.problems)})" if r.problems else "")
-                 for r in report.runs if r.not_sent or r.problems]
+        lines = [
+            f"{r.key}: {r.not_sent} point(s) not sent" + (f" ({'; '.join(r.problems)})" if r.problems else "")
+            for r in report.runs
+            if r.not_sent or r.problems
+        ]
         lines += report.failed
         super().__init__(
             f"sync incomplete: {report.sent} points sent, {report.skipped} already on the server, "
             f"{report.not_sent} NOT sent in {sum(1 for r in report.runs if r.not_sent or r.problems)} run(s), "
             f"{len(report.failed)} run(s) not replayed at all; those runs keep their status (none is marked "
-            f"finished with points missing): " + " | ".join(lines[:20]) + (" | …" if len(lines) > 20 else ""))
+            f"finished with points missing): " + " | ".join(lines[:20]) + (" | …" if len(lines) > 20 else "")
+        )
 
 
 LOCK_TAG = "wps.run_id"
@@ -119,8 +123,9 @@ def _converge(store: Store, exp_id: str, filt: str, mine: str | None) -> str:
     return winner
 
 
-def elect_run(store: Store, exp_id: str, filt: str, lock: str, create, *, wait_s: float = LOCK_WAIT_S,
-              poll_s: float = 0.25) -> str:
+def elect_run(
+    store: Store, exp_id: str, filt: str, lock: str, create, *, wait_s: float = LOCK_WAIT_S, poll_s: float = 0.25
+) -> str:
     """The one run matching `filt`, created by exactly one of any number of racing callers.
 
     `create()` makes the run and returns its id. The caller that creates the lock experiment
@@ -164,12 +169,18 @@ def sweep_run(store: Store, sweep: str, experiment: str | None = None, *, create
         return found[0].info.run_id
     if not create:
         return None
-    return elect_run(store, exp, filt, f"wps-lock/{exp}/sweep/{sweep}",
-                     lambda: store.create_run(exp, name=sweep, tags={"sweep": sweep, ROLE_TAG: "sweep"}))
+    return elect_run(
+        store,
+        exp,
+        filt,
+        f"wps-lock/{exp}/sweep/{sweep}",
+        lambda: store.create_run(exp, name=sweep, tags={"sweep": sweep, ROLE_TAG: "sweep"}),
+    )
 
 
-def attach(store: Store, meta: Mapping[str, Any], spool: Spool | None = None,
-           key: str | None = None) -> tuple[str, dict[str, int]]:
+def attach(
+    store: Store, meta: Mapping[str, Any], spool: Spool | None = None, key: str | None = None
+) -> tuple[str, dict[str, int]]:
     """Create or reattach the run `meta` describes; returns (run_id, per-key last step on the server).
 
     meta: role (sweep|cell), sweep, experiment, name, and for cells cell_id, parent_run_id, tags,
@@ -190,8 +201,13 @@ def attach(store: Store, meta: Mapping[str, Any], spool: Spool | None = None,
         exp = store.experiment_id(experiment)
         filt = f"tags.cell_id = {filter_literal(cell_id)} and tags.sweep = {filter_literal(sweep)}"
         parent = meta.get("parent_run_id") or sweep_run(store, sweep, experiment)
-        tags = {**scrub(meta.get("tags") or {}, max_len=8000), "sweep": sweep, "cell_id": cell_id,
-                ROLE_TAG: "cell", PARENT_TAG: parent}
+        tags = {
+            **scrub(meta.get("tags") or {}, max_len=8000),
+            "sweep": sweep,
+            "cell_id": cell_id,
+            ROLE_TAG: "cell",
+            PARENT_TAG: parent,
+        }
         found = store.find_runs(exp, filt)
         if found:
             run_id = found[0].info.run_id
@@ -250,8 +266,11 @@ def replay_key(store: Store, spool: Spool, key: str, *, start: int = 0, status: 
     problems: list[str] = []
     size = spool.size(key)
     if start > size:  # a cursor from another copy of the file, or a file that was truncated: check it all
-        print(f"warning: {spool.dir}/{key}: replay cursor {start} is past the end of the points file ({size} "
-              "bytes); every point is checked against the server instead", file=sys.stderr)
+        print(
+            f"warning: {spool.dir}/{key}: replay cursor {start} is past the end of the points file ({size} "
+            "bytes); every point is checked against the server instead",
+            file=sys.stderr,
+        )
         start = 0
     pts, end, bad, torn = spool.scan(key, start)
     lost = bad
@@ -287,8 +306,9 @@ def replay_key(store: Store, spool: Spool, key: str, *, start: int = 0, status: 
         done = None
     elif done:
         store.set_status(run_id, done)
-    return ReplayResult(key=key, run_id=run_id, sent=sent, skipped=skipped, status=done, not_sent=lost,
-                        problems=problems)
+    return ReplayResult(
+        key=key, run_id=run_id, sent=sent, skipped=skipped, status=done, not_sent=lost, problems=problems
+    )
 
 
 def _send(store: Store, run_id: str, todo: list[Point]) -> tuple[int, dict[str, tuple[int, str]]]:
@@ -328,8 +348,7 @@ def _exists(store: Store, run_id: str) -> bool:
         return False
 
 
-def sync(root: str | os.PathLike, uri: str | None = None, *, full: bool = True,
-         progress=None) -> SyncReport:
+def sync(root: str | os.PathLike, uri: str | None = None, *, full: bool = True, progress=None) -> SyncReport:
     """Replay every spool folder under `root` into the store at `uri`.
 
     full=True re-checks every spooled point against the server (idempotent even if the cursor files
@@ -356,5 +375,15 @@ def sync(root: str | os.PathLike, uri: str | None = None, *, full: bool = True,
     return report
 
 
-__all__ = ["attach", "replay_key", "sync", "sweep_run", "missing_points", "last_steps", "ReplayResult",
-           "SyncReport", "SyncIncomplete", "sweep_key"]
+__all__ = [
+    "attach",
+    "replay_key",
+    "sync",
+    "sweep_run",
+    "missing_points",
+    "last_steps",
+    "ReplayResult",
+    "SyncReport",
+    "SyncIncomplete",
+    "sweep_key",
+]

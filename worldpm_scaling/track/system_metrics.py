@@ -51,8 +51,7 @@ class RunSystemMetrics(SystemMetricsMonitor):
     `system/<node>/<name>` (MLflow's multi-node convention). $MLFLOW_SYSTEM_METRICS_NODE_ID wins,
     as in MLflow."""
 
-    def __init__(self, run, *, interval_s: float = 10.0, samples_before_logging: int = 1,
-                 node_id: str | None = None):
+    def __init__(self, run, *, interval_s: float = 10.0, samples_before_logging: int = 1, node_id: str | None = None):
         if interval_s <= 0:
             raise ValueError(f"tracking.system_metrics_interval_s must be > 0, got {interval_s}")
         # Not SystemMetricsMonitor.__init__: it opens an MlflowClient (see the module docstring).

@@ -9,13 +9,17 @@ from __future__ import annotations
 import re
 
 _URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^/@:\s]*)(:(?P<pw>[^/@\s]*))?@", re.I)
-_QUERY_SECRET = re.compile(r"(?P<k>[?&;](?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key|sig)=)"
-                           r"(?P<v>[^&;#\s]*)", re.I)
+_QUERY_SECRET = re.compile(
+    r"(?P<k>[?&;](?:password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key|sig)=)"
+    r"(?P<v>[^&;#\s]*)",
+    re.I,
+)
 MASK = "***"
 
 
 def mask_uri(value: str) -> str:
     """`postgresql://u:pw@h/db?password=x` → `postgresql://u:***@h/db?password=***`."""
+
     def userinfo(m: re.Match) -> str:
         if m.group("pw") is None:  # user only (token-as-user, e.g. https://ghp_x@github.com)
             return f"{m.group('scheme')}{MASK}@"

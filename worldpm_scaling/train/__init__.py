@@ -13,6 +13,19 @@ from .deepspeed_config import validate as validate_deepspeed_config
 from .loop import DataTooSmallError, EvalData, NonFiniteLossError, Trainer, TrainResult
 from .schedule import lr_at
 
-__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "CheckpointCorruptError",
-           "DataTooSmallError", "EvalData", "lr_at", "collate", "Batch", "MODES", "CollationError",
-           "deepspeed_config", "validate_deepspeed_config", "DeepSpeedConfigError"]
+__all__ = [
+    "Trainer",
+    "TrainResult",
+    "NonFiniteLossError",
+    "CheckpointCorruptError",
+    "DataTooSmallError",
+    "EvalData",
+    "lr_at",
+    "collate",
+    "Batch",
+    "MODES",
+    "CollationError",
+    "deepspeed_config",
+    "validate_deepspeed_config",
+    "DeepSpeedConfigError",
+]

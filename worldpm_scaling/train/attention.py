@@ -71,6 +71,7 @@ class AttentionBackendError(ValueError):
 
 # ----------------------------------------------------------------------------- backend selection
 
+
 def _is_cuda(t: torch.Tensor) -> bool:
     """The CUDA boundary: whether the tensors live on a GPU (tests mock this on a CPU box)."""
     return t.is_cuda
@@ -134,8 +135,10 @@ def choose(segments: list[Segment], query: torch.Tensor) -> str:
             if not _is_cuda(query):
                 raise AttentionBackendError(f"attention backend {forced!r} needs a CUDA device, got {query.device}")
             if has_prefix:
-                raise AttentionBackendError(f"attention backend {forced!r} cannot run shared-prompt rows "
-                                            "(a reply's prefix is not contiguous with it): use 'flex'")
+                raise AttentionBackendError(
+                    f"attention backend {forced!r} cannot run shared-prompt rows "
+                    "(a reply's prefix is not contiguous with it): use 'flex'"
+                )
         return forced
     if not _is_cuda(query):
         return "segments"
@@ -146,14 +149,19 @@ def choose(segments: list[Segment], query: torch.Tensor) -> str:
 
 # ----------------------------------------------------------------------------- the per-batch plan
 
+
 class _Plan:
     """What every layer of one forward shares: the checked segments and, built on first use, the
     cumulative lengths (varlen) and the block mask (flex) on the row's device."""
 
     def __init__(self, segments: list[Segment]):
         sizes = [qe - qs for qs, qe, _, _ in segments]
-        if not segments or segments[0][0] != 0 or any(s <= 0 for s in sizes) or any(
-                a[1] != b[0] for a, b in zip(segments, segments[1:])):
+        if (
+            not segments
+            or segments[0][0] != 0
+            or any(s <= 0 for s in sizes)
+            or any(a[1] != b[0] for a, b in zip(segments, segments[1:]))
+        ):
             raise ValueError("segments must tile the packed row in order, each non-empty")
         self.segments = segments
         self.sizes = sizes
@@ -209,15 +217,25 @@ def plan_for(segments: list[Segment]) -> _Plan:
 
 # ----------------------------------------------------------------------------- the entry point
 
-def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                      wps_segments: list[Segment] | None = None, **kwargs):
+
+def segment_attention(
+    module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    wps_segments: list[Segment] | None = None,
+    **kwargs,
+):
     """query (1, H, T, D), key/value (1, KV, T, D) → (1, T, H, D), as transformers expects."""
     if wps_segments is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     if query.shape[0] != 1:
         raise ValueError(f"segment attention expects one packed row, got a batch of {query.shape[0]}")
     plan = plan_for(wps_segments)
@@ -225,8 +243,9 @@ def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
         raise ValueError(f"segments cover {plan.total} tokens, the row has {query.shape[2]}")
     backend = choose(wps_segments, query)
     if backend != "segments" and dropout > 0:
-        raise AttentionBackendError(f"attention backend {backend!r} has no attention dropout "
-                                    f"(got {dropout}): use 'segments'")
+        raise AttentionBackendError(
+            f"attention backend {backend!r} has no attention dropout (got {dropout}): use 'segments'"
+        )
     if backend == "segments":
         out = _segments(plan, query, key, value, dropout, scaling)
     elif backend == "flex":
@@ -251,11 +270,17 @@ def _segments(plan: _Plan, query, key, value, dropout, scaling) -> torch.Tensor:
             k = torch.cat([kp[j][:, :, lo:hi], kp[i]], dim=2)
             v = torch.cat([vp[j][:, :, lo:hi], vp[i]], dim=2)
             mask = plan.prefix_mask(i, q.shape[2], k.shape[2], q.device)
-            outs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling,
-                                                       enable_gqa=gqa))
+            outs.append(
+                F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling, enable_gqa=gqa
+                )
+            )
         else:
-            outs.append(F.scaled_dot_product_attention(q, kp[i], vp[i], dropout_p=dropout, scale=scaling,
-                                                       is_causal=True, enable_gqa=gqa))
+            outs.append(
+                F.scaled_dot_product_attention(
+                    q, kp[i], vp[i], dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa
+                )
+            )
     return torch.cat(outs, dim=2).transpose(1, 2).contiguous()
 
 
@@ -266,13 +291,15 @@ def _varlen(plan: _Plan, backend: str, query, key, value, scaling) -> torch.Tens
     if backend == "varlen":
         from torch.nn.attention import varlen
 
-        out = varlen.varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=(-1, 0),
-                                 enable_gqa=q.shape[1] != k.shape[1])
+        out = varlen.varlen_attn(
+            q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=(-1, 0), enable_gqa=q.shape[1] != k.shape[1]
+        )
     else:
         import flash_attn  # type: ignore[import-not-found]
 
-        out = flash_attn.flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len, dropout_p=0.0,
-                                                softmax_scale=scaling, causal=True)
+        out = flash_attn.flash_attn_varlen_func(
+            q, k, v, cu, cu, max_len, max_len, dropout_p=0.0, softmax_scale=scaling, causal=True
+        )
     return out.unsqueeze(0)  # type: ignore[union-attr] # (1, T, H, D)
 
 
@@ -312,6 +339,7 @@ def _compiled_flex():
 
 # ----------------------------------------------------------------------------- the block mask
 
+
 def bucket(n: int) -> int:
     """The padded length of an n-token row: a multiple of BLOCK, at most 25% more than n once n > 512
     (four buckets per doubling), so the compiled kernel sees few distinct shapes."""
@@ -335,6 +363,7 @@ def _token_bounds(segments: list[Segment], padded_len: int) -> tuple[torch.Tenso
 
 def _segment_mask_mod(start: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
     """mask_mod: query q sees key k when k is in q's own segment at or before q, or in q's prefix."""
+
     def mask_mod(b, h, q, k):
         return ((k >= start[q]) & (k <= q)) | ((k >= lo[q]) & (k < hi[q]))
 
@@ -373,8 +402,15 @@ def build_block_mask(segments: list[Segment], device, padded_len: int | None = N
 
     kv_num, kv_idx = ordered(partial)
     full_num, full_idx = ordered(full)
-    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=BLOCK,
-                                    mask_mod=_segment_mask_mod(start, lo, hi), seq_lengths=(n, n))
+    return BlockMask.from_kv_blocks(
+        kv_num,
+        kv_idx,
+        full_num,
+        full_idx,
+        BLOCK_SIZE=BLOCK,
+        mask_mod=_segment_mask_mod(start, lo, hi),
+        seq_lengths=(n, n),
+    )
 
 
 def register() -> str:

@@ -118,8 +118,11 @@ def hash_listed(tmp: str | Path, files: dict[str, int], rank: int, world: int) -
     for rel in mine:
         f = tmp / rel
         if not f.is_file() or f.stat().st_size != files[rel]:
-            raise CheckpointCorruptError(f"{f}: listed with {files[rel]} bytes by rank 0 but "
-                                         + ("missing" if not f.is_file() else f"{f.stat().st_size} bytes") + " here")
+            raise CheckpointCorruptError(
+                f"{f}: listed with {files[rel]} bytes by rank 0 but "
+                + ("missing" if not f.is_file() else f"{f.stat().st_size} bytes")
+                + " here"
+            )
     return {rel: _sha256(tmp / rel) for rel in mine}
 
 
@@ -141,8 +144,9 @@ def seal_sharded(folder: str | Path, step: int, *, keep: int, digests: dict[str,
     if on_disk != set(digests):
         raise CheckpointCorruptError(f"{tmp}: files hashed {sorted(set(digests) ^ on_disk)} differ from those written")
     sizes = {rel: (tmp / rel).stat().st_size for rel in digests}
-    (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": dict(sorted(digests.items())),
-                                            "sizes": sizes}, indent=1))
+    (tmp / MANIFEST).write_text(
+        json.dumps({"step": step, "files": dict(sorted(digests.items())), "sizes": sizes}, indent=1)
+    )
     final = folder / f"step_{step:08d}.ds"
     if final.exists():
         shutil.rmtree(final)
@@ -185,8 +189,12 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if (_NAME.search(p.name) and p.with_suffix(".sha256").is_file())
-             or (_DIR.search(p.name) and (p / MANIFEST).is_file())]
+    found = [
+        p
+        for p in folder.iterdir()
+        if (_NAME.search(p.name) and p.with_suffix(".sha256").is_file())
+        or (_DIR.search(p.name) and (p / MANIFEST).is_file())
+    ]
     return sorted(faults.hide_listed(found), key=step_of)
 
 

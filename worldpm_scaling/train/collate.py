@@ -34,14 +34,14 @@ class CollationError(ValueError):
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor       # (rows, L) int64
-    position_ids: torch.Tensor    # (rows, L) int64
+    input_ids: torch.Tensor  # (rows, L) int64
+    position_ids: torch.Tensor  # (rows, L) int64
     attention_mask: torch.Tensor | None  # (rows, 1, L, L) bool (True = attend), or None with segments
     segments: list[tuple[int, int, int, int]] | None  # one row's (q_start, q_end, prefix_start, prefix_end)
-    chosen_index: torch.Tensor    # (pairs, 2): (row, position) of each chosen reply's last token
+    chosen_index: torch.Tensor  # (pairs, 2): (row, position) of each chosen reply's last token
     rejected_index: torch.Tensor  # (pairs, 2)
-    real_tokens: int              # tokens that are not padding
-    capacity: int                 # rows × L: tokens the model computes
+    real_tokens: int  # tokens that are not padding
+    capacity: int  # rows × L: tokens the model computes
 
     @property
     def reward_index(self) -> torch.Tensor:
@@ -53,13 +53,19 @@ class Batch:
 
     def to(self, device) -> "Batch":
         mask = self.attention_mask.to(device) if self.attention_mask is not None else None
-        return replace(self, input_ids=self.input_ids.to(device), position_ids=self.position_ids.to(device),
-                       attention_mask=mask, chosen_index=self.chosen_index.to(device),
-                       rejected_index=self.rejected_index.to(device))
+        return replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            position_ids=self.position_ids.to(device),
+            attention_mask=mask,
+            chosen_index=self.chosen_index.to(device),
+            rejected_index=self.rejected_index.to(device),
+        )
 
 
-def collate(pairs: list[TokenizedPair], mode: str, *, row_len: int | None = None, pad_id: int = 0,
-            layout: str = "segments") -> Batch:
+def collate(
+    pairs: list[TokenizedPair], mode: str, *, row_len: int | None = None, pad_id: int = 0, layout: str = "segments"
+) -> Batch:
     """Rows for `pairs`: chosen rewards are read at `chosen_index`, rejected at `rejected_index`."""
     if layout not in LAYOUTS:
         raise CollationError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -68,8 +74,9 @@ def collate(pairs: list[TokenizedPair], mode: str, *, row_len: int | None = None
     if mode == "padded":
         return _padded(pairs, pad_id)
     if mode == "packed":
-        groups = [[(np.concatenate([p.prompt, p.chosen]), "c", i)] for i, p in enumerate(pairs)] + \
-                 [[(np.concatenate([p.prompt, p.rejected]), "r", i)] for i, p in enumerate(pairs)]
+        groups = [[(np.concatenate([p.prompt, p.chosen]), "c", i)] for i, p in enumerate(pairs)] + [
+            [(np.concatenate([p.prompt, p.rejected]), "r", i)] for i, p in enumerate(pairs)
+        ]
     elif mode == "shared_prompt":
         groups = [[(p.prompt, "p", i), (p.chosen, "c", i), (p.rejected, "r", i)] for i, p in enumerate(pairs)]
     else:
@@ -82,21 +89,31 @@ def collate(pairs: list[TokenizedPair], mode: str, *, row_len: int | None = None
 
 
 def _padded(pairs: list[TokenizedPair], pad_id: int) -> Batch:
-    seqs = [np.concatenate([p.prompt, p.chosen]) for p in pairs] + [np.concatenate([p.prompt, p.rejected]) for p in pairs]
+    seqs = [np.concatenate([p.prompt, p.chosen]) for p in pairs] + [
+        np.concatenate([p.prompt, p.rejected]) for p in pairs
+    ]
     L = max(len(s) for s in seqs)
     ids = np.full((len(seqs), L), pad_id, dtype=np.int64)
     lens = np.array([len(s) for s in seqs])
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = s
+        ids[i, : len(s)] = s
     n = len(pairs)
     idx = np.stack([np.arange(2 * n), lens - 1], axis=1)
     pos = np.broadcast_to(np.arange(L), (len(seqs), L)).copy()
     ar = torch.arange(L)
-    valid = ar[None, :] < torch.from_numpy(lens)[:, None]                       # (rows, L) keys that are real
-    mask = (ar[None, :] <= ar[:, None])[None] & valid[:, None, :]               # causal ∧ real key
+    valid = ar[None, :] < torch.from_numpy(lens)[:, None]  # (rows, L) keys that are real
+    mask = (ar[None, :] <= ar[:, None])[None] & valid[:, None, :]  # causal ∧ real key
     real = int(lens.sum())
-    return Batch(torch.from_numpy(ids), torch.from_numpy(pos), mask[:, None], None,
-                 torch.from_numpy(idx[:n]), torch.from_numpy(idx[n:]), real, ids.size)
+    return Batch(
+        torch.from_numpy(ids),
+        torch.from_numpy(pos),
+        mask[:, None],
+        None,
+        torch.from_numpy(idx[:n]),
+        torch.from_numpy(idx[n:]),
+        real,
+        ids.size,
+    )
 
 
 def _one_row(groups, n_pairs: int) -> Batch:
@@ -123,10 +140,10 @@ def _one_row(groups, n_pairs: int) -> Batch:
                 offs.append(prompt_len)
                 segments.append((open_start, t + n, 0, 0))
                 open_start = None
-            elif kind == "r" and prompt_len:              # rejected reads the shared prompt as a prefix
+            elif kind == "r" and prompt_len:  # rejected reads the shared prompt as a prefix
                 offs.append(prompt_len)
                 segments.append((t, t + n, prompt_start, prompt_start + prompt_len))
-            else:                                         # a whole sequence
+            else:  # a whole sequence
                 offs.append(0)
                 segments.append((t, t + n, 0, 0))
             if kind in ("c", "r"):
@@ -137,16 +154,26 @@ def _one_row(groups, n_pairs: int) -> Batch:
     lens_a = np.asarray(lens, dtype=np.int64)
     starts = np.cumsum(lens_a) - lens_a
     pos = np.arange(total, dtype=np.int64) - np.repeat(starts - np.asarray(offs, dtype=np.int64), lens_a)
-    return Batch(torch.from_numpy(ids)[None], torch.from_numpy(pos)[None], None, segments,
-                 torch.from_numpy(ci), torch.from_numpy(ri), total, total)
+    return Batch(
+        torch.from_numpy(ids)[None],
+        torch.from_numpy(pos)[None],
+        None,
+        segments,
+        torch.from_numpy(ci),
+        torch.from_numpy(ri),
+        total,
+        total,
+    )
 
 
 def _pack(groups, n_pairs: int, row_len: int, pad_id: int, *, shared: bool) -> Batch:
     """First-fit-decreasing packing of groups (a group = segments that must share a row), 4D mask."""
     sizes = [sum(len(s) for s, _, _ in g) for g in groups]
     if max(sizes) > row_len:
-        raise CollationError(f"a {'pair' if shared else 'sequence'} of {max(sizes)} tokens does not fit a "
-                             f"{row_len}-token row (raise train.pack_len or lower train.ctx_len)")
+        raise CollationError(
+            f"a {'pair' if shared else 'sequence'} of {max(sizes)} tokens does not fit a "
+            f"{row_len}-token row (raise train.pack_len or lower train.ctx_len)"
+        )
     rows: list[list[int]] = []
     room: list[int] = []
     for gi in sorted(range(len(groups)), key=lambda i: -sizes[i]):
@@ -162,8 +189,8 @@ def _pack(groups, n_pairs: int, row_len: int, pad_id: int, *, shared: bool) -> B
     R = len(rows)
     ids = np.full((R, L), pad_id, dtype=np.int64)
     pos = np.zeros((R, L), dtype=np.int64)
-    seq = np.full((R, L), -1, dtype=np.int64)     # which group a token belongs to (-1 = padding)
-    part = np.zeros((R, L), dtype=np.int8)        # 0 prompt/plain, 1 chosen, 2 rejected
+    seq = np.full((R, L), -1, dtype=np.int64)  # which group a token belongs to (-1 = padding)
+    part = np.zeros((R, L), dtype=np.int8)  # 0 prompt/plain, 1 chosen, 2 rejected
     ci = np.zeros((n_pairs, 2), dtype=np.int64)
     ri = np.zeros((n_pairs, 2), dtype=np.int64)
     for r, members in enumerate(rows):
@@ -172,14 +199,14 @@ def _pack(groups, n_pairs: int, row_len: int, pad_id: int, *, shared: bool) -> B
             prompt_len = 0
             for s, kind, pair in groups[gi]:
                 n = len(s)
-                ids[r, t:t + n] = s
-                seq[r, t:t + n] = gi
+                ids[r, t : t + n] = s
+                seq[r, t : t + n] = gi
                 if kind == "p":
-                    pos[r, t:t + n] = np.arange(n)
+                    pos[r, t : t + n] = np.arange(n)
                     prompt_len = n
                 else:
-                    pos[r, t:t + n] = prompt_len + np.arange(n)
-                    part[r, t:t + n] = 1 if kind == "c" else 2
+                    pos[r, t : t + n] = prompt_len + np.arange(n)
+                    part[r, t : t + n] = 1 if kind == "c" else 2
                     (ci if kind == "c" else ri)[pair] = (r, t + n - 1)
                 t += n
     seq_t, part_t = torch.from_numpy(seq), torch.from_numpy(part)
@@ -190,5 +217,13 @@ def _pack(groups, n_pairs: int, row_len: int, pad_id: int, *, shared: bool) -> B
         allowed &= ~((part_t[:, :, None] == 2) & (part_t[:, None, :] == 1))
     allowed |= torch.eye(L, dtype=torch.bool)[None]  # padding attends to itself (no empty softmax rows)
     real = int((seq >= 0).sum())
-    return Batch(torch.from_numpy(ids), torch.from_numpy(pos), allowed[:, None], None, torch.from_numpy(ci),
-                 torch.from_numpy(ri), real, R * L)
+    return Batch(
+        torch.from_numpy(ids),
+        torch.from_numpy(pos),
+        allowed[:, None],
+        None,
+        torch.from_numpy(ci),
+        torch.from_numpy(ri),
+        real,
+        R * L,
+    )

@@ -20,11 +20,24 @@ from typing import Any
 from ..config import RunSpec
 
 # Top-level keys this module writes; DeepSpeed ignores unknown ones silently, so we check ourselves.
-KNOWN_KEYS = frozenset({
-    "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping",
-    "bf16", "fp16", "zero_optimization", "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer",
-    "steps_per_print", "wall_clock_breakdown", "prescale_gradients", "communication_data_type", "seed",
-})
+KNOWN_KEYS = frozenset(
+    {
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+        "bf16",
+        "fp16",
+        "zero_optimization",
+        "zero_allow_untested_optimizer",
+        "zero_force_ds_cpu_optimizer",
+        "steps_per_print",
+        "wall_clock_breakdown",
+        "prescale_gradients",
+        "communication_data_type",
+        "seed",
+    }
+)
 
 OFFLOADS = ("none", "optimizer", "optimizer+params")
 
@@ -41,8 +54,14 @@ def batch_layout(run: RunSpec, world: int) -> tuple[int, int]:
     return micro, max(1, math.ceil(per_rank / micro))
 
 
-def deepspeed_config(run: RunSpec, *, world_size: int | None = None, zero_stage: int | None = None,
-                     offload: str | None = None, bf16: bool | None = None) -> dict[str, Any]:
+def deepspeed_config(
+    run: RunSpec,
+    *,
+    world_size: int | None = None,
+    zero_stage: int | None = None,
+    offload: str | None = None,
+    bf16: bool | None = None,
+) -> dict[str, Any]:
     """The DeepSpeed config for `run` on `world_size` ranks (default: the planned GPU count).
 
     `zero_stage`/`offload` override the run's (train.zero_stage, train.offload); `bf16` defaults to
@@ -65,12 +84,24 @@ def deepspeed_config(run: RunSpec, *, world_size: int | None = None, zero_stage:
     micro, accum = batch_layout(run, world)
     zero: dict[str, Any] = {"stage": stage}
     if stage >= 1:
-        zero.update({"contiguous_gradients": True, "overlap_comm": stage >= 2,
-                     "reduce_bucket_size": 50_000_000, "allgather_bucket_size": 50_000_000})
+        zero.update(
+            {
+                "contiguous_gradients": True,
+                "overlap_comm": stage >= 2,
+                "reduce_bucket_size": 50_000_000,
+                "allgather_bucket_size": 50_000_000,
+            }
+        )
     if stage == 3:
-        zero.update({"stage3_prefetch_bucket_size": 50_000_000, "stage3_param_persistence_threshold": 100_000,
-                     "stage3_max_live_parameters": 1_000_000_000, "stage3_max_reuse_distance": 1_000_000_000,
-                     "stage3_gather_16bit_weights_on_model_save": False})
+        zero.update(
+            {
+                "stage3_prefetch_bucket_size": 50_000_000,
+                "stage3_param_persistence_threshold": 100_000,
+                "stage3_max_live_parameters": 1_000_000_000,
+                "stage3_max_reuse_distance": 1_000_000_000,
+                "stage3_gather_16bit_weights_on_model_save": False,
+            }
+        )
     if off in ("optimizer", "optimizer+params"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if off == "optimizer+params":
@@ -122,8 +153,11 @@ def validate(cfg: dict[str, Any], world_size: int) -> None:
             raise DeepSpeedConfigError(f"DeepSpeed rejects the config for {world_size} ranks: {e}") from None
     if parsed.world_size != world_size:
         raise DeepSpeedConfigError(f"DeepSpeed saw world size {parsed.world_size}, not {world_size}")
-    if parsed.train_batch_size != cfg["train_batch_size"] or \
-            parsed.train_micro_batch_size_per_gpu * parsed.gradient_accumulation_steps * world_size != cfg["train_batch_size"]:
+    if (
+        parsed.train_batch_size != cfg["train_batch_size"]
+        or parsed.train_micro_batch_size_per_gpu * parsed.gradient_accumulation_steps * world_size
+        != cfg["train_batch_size"]
+    ):
         raise DeepSpeedConfigError("train_batch_size ≠ micro × accum × world")
     if parsed.zero_optimization_stage != cfg["zero_optimization"]["stage"]:
         raise DeepSpeedConfigError("zero_optimization.stage was not read back")
@@ -135,12 +169,24 @@ def golden(sweep_file: str = "sweeps/worldpm.yaml", model: str = "qwen2.5-72b") 
     from ..plan import plan
 
     run = next(r for r in plan(load_sweep(sweep_file)).runs if r.model.name == model)
-    variants = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"), (3, "none"),
-                (3, "optimizer"), (3, "optimizer+params")]
-    cfgs = {f"zero{s}" + ("" if o == "none" else f"_offload_{o}"): deepspeed_config(run, zero_stage=s, offload=o)
-            for s, o in variants}
-    return {"cell": {"model": run.model.name, "gpus": run.resources.gpus, "grad_accum": run.resources.grad_accum},
-            "configs": cfgs}
+    variants = [
+        (0, "none"),
+        (1, "none"),
+        (1, "optimizer"),
+        (2, "none"),
+        (2, "optimizer"),
+        (3, "none"),
+        (3, "optimizer"),
+        (3, "optimizer+params"),
+    ]
+    cfgs = {
+        f"zero{s}" + ("" if o == "none" else f"_offload_{o}"): deepspeed_config(run, zero_stage=s, offload=o)
+        for s, o in variants
+    }
+    return {
+        "cell": {"model": run.model.name, "gpus": run.resources.gpus, "grad_accum": run.resources.grad_accum},
+        "configs": cfgs,
+    }
 
 
 if __name__ == "__main__":  # python -m worldpm_scaling.train.deepspeed_config --golden  (from the repo root)

@@ -86,8 +86,10 @@ def place(device: str | torch.device | None = None) -> Placement:
     if dev.type == "cuda":
         n = torch.cuda.device_count()
         if dev.index >= n:
-            raise DistributedSetupError(f"LOCAL_RANK={local} needs cuda:{dev.index}, but only {n} GPU(s) are "
-                                        "visible (CUDA_VISIBLE_DEVICES / gpus_per_node)")
+            raise DistributedSetupError(
+                f"LOCAL_RANK={local} needs cuda:{dev.index}, but only {n} GPU(s) are "
+                "visible (CUDA_VISIBLE_DEVICES / gpus_per_node)"
+            )
         torch.cuda.set_device(dev)
     return Placement(rank=rank, world=world, local_rank=local, device=dev)
 
@@ -132,11 +134,17 @@ def init_deepspeed_comm(p: Placement, timeout: _dt.timedelta) -> None:
         with socket.socket() as sk:
             sk.bind(("127.0.0.1", 0))
             port = sk.getsockname()[1]
-        for k, v in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port)), ("RANK", "0"),
-                     ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        for k, v in (
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", str(port)),
+            ("RANK", "0"),
+            ("LOCAL_RANK", "0"),
+            ("WORLD_SIZE", "1"),
+        ):
             os.environ.setdefault(k, v)
-    deepspeed.init_distributed(dist_backend=backend_for(p.device), auto_mpi_discovery=False, timeout=timeout,
-                               rank=p.rank, world_size=p.world)
+    deepspeed.init_distributed(
+        dist_backend=backend_for(p.device), auto_mpi_discovery=False, timeout=timeout, rank=p.rank, world_size=p.world
+    )
 
 
 def active() -> bool:

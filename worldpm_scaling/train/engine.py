@@ -53,7 +53,7 @@ class TorchEngine:
         if self.ddp is None:
             return self.model.rewards(b)
         r = self.ddp(b.input_ids, b.position_ids, b.reward_index, b.attention_mask, b.segments)
-        return r[:b.pairs], r[b.pairs:]
+        return r[: b.pairs], r[b.pairs :]
 
     def micro_context(self, last: bool):
         """DDP all-reduces only on the last micro-batch of a step."""
@@ -103,7 +103,7 @@ class DeepSpeedEngine:
 
     def rewards(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.engine(b.input_ids, b.position_ids, b.reward_index, b.attention_mask, b.segments)
-        return r[:b.pairs], r[b.pairs:]
+        return r[: b.pairs], r[b.pairs :]
 
     def micro_context(self, last: bool):
         return contextlib.nullcontext()
@@ -117,8 +117,10 @@ class DeepSpeedEngine:
         for g in self.engine.optimizer.param_groups:
             g["lr"] = lr
         if not self.engine.is_gradient_accumulation_boundary():
-            raise RuntimeError("DeepSpeed step called off the gradient-accumulation boundary "
-                               f"(expected {self.accum} micro-batches a step)")
+            raise RuntimeError(
+                "DeepSpeed step called off the gradient-accumulation boundary "
+                f"(expected {self.accum} micro-batches a step)"
+            )
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
         norm = float(norm) if norm is not None else float("nan")
@@ -134,8 +136,9 @@ class DeepSpeedEngine:
 
     def load(self, folder) -> dict:
         """Collective: load every rank's shard; returns the client state saved with it."""
-        path, client = self.engine.load_checkpoint(str(folder), tag="state", load_optimizer_states=True,
-                                                   load_lr_scheduler_states=False)
+        path, client = self.engine.load_checkpoint(
+            str(folder), tag="state", load_optimizer_states=True, load_lr_scheduler_states=False
+        )
         if path is None:
             raise FileNotFoundError(f"{folder}: DeepSpeed found no checkpoint to load")
         return client

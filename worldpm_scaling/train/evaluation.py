@@ -71,8 +71,10 @@ def forward_calls(n: int, world: int, chunk: int) -> int:
 def set_metrics(s: SetScores) -> dict[str, float]:
     """BT loss, accuracy and style Phi (length, markdown) of one whole set."""
     c, j, pairs = s.chosen, s.rejected, s.data.pairs
-    out = {names.eval_loss(s.data.name): float(bt_loss(c, j).mean()),
-           names.eval_acc(s.data.name): float((c > j).float().mean())}
+    out = {
+        names.eval_loss(s.data.name): float(bt_loss(c, j).mean()),
+        names.eval_acc(s.data.name): float((c > j).float().mean()),
+    }
     prefers = (c > j).tolist()
     ph_len = style_phi(prefers, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs])
     ph_md = style_phi(prefers, [float(p.chosen_markdown) for p in pairs], [float(p.rejected_markdown) for p in pairs])
@@ -92,7 +94,7 @@ def evaluate(sets: Sequence[EvalData], score: Scorer, *, chunk: int, rank: int =
         mine = shard_indices(n, rank, world)
         rc, rr = [], []
         for k in range(forward_calls(n, world, chunk)):
-            idx = mine[k * chunk:(k + 1) * chunk]
+            idx = mine[k * chunk : (k + 1) * chunk]
             c, r = score([es.pairs[i] for i in idx] if idx else [es.pairs[0]])  # padding: same forward count
             if idx:
                 rc.append(c.float().cpu())
@@ -115,8 +117,9 @@ def evaluate(sets: Sequence[EvalData], score: Scorer, *, chunk: int, rank: int =
     for s in scores:
         m = set_metrics(s)
         out.update(m)
-        per_cat.setdefault(s.data.category, []).append((m[names.eval_loss(s.data.name)],
-                                                        m[names.eval_acc(s.data.name)]))
+        per_cat.setdefault(s.data.category, []).append(
+            (m[names.eval_loss(s.data.name)], m[names.eval_acc(s.data.name)])
+        )
     for cat, vals in per_cat.items():
         out[names.eval_loss(cat)] = float(np.mean([v[0] for v in vals]))
         out[names.eval_acc(cat)] = float(np.mean([v[1] for v in vals]))

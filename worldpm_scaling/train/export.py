@@ -61,19 +61,23 @@ def serving_warnings(cfg: dict) -> list[str]:
     heads = cfg.get("num_attention_heads") or 1
     d = cfg.get("head_dim") or cfg["hidden_size"] // heads
     if d not in VLLM_CPU_HEAD_DIMS:
-        out.append(f"head dim {d} (hidden_size {cfg['hidden_size']} / {heads} heads) is not served by vLLM's CPU "
-                   f"attention (head dims {', '.join(map(str, VLLM_CPU_HEAD_DIMS))})"
-                   + ("" if d in VLLM_GPU_HEAD_DIMS else
-                      "; nor by its GPU FlashAttention (a multiple of 8 up to 256)"))
+        out.append(
+            f"head dim {d} (hidden_size {cfg['hidden_size']} / {heads} heads) is not served by vLLM's CPU "
+            f"attention (head dims {', '.join(map(str, VLLM_CPU_HEAD_DIMS))})"
+            + ("" if d in VLLM_GPU_HEAD_DIMS else "; nor by its GPU FlashAttention (a multiple of 8 up to 256)")
+        )
     elif d not in VLLM_GPU_HEAD_DIMS:
         out.append(f"head dim {d} is not served by vLLM's GPU FlashAttention (a multiple of 8 up to 256)")
     if cfg.get("reward_head", "mlp") != "mlp":
-        out.append(f"reward_head {cfg.get('reward_head')!r}: vLLM's Qwen2ForRewardModel has the MLP head only "
-                   "(train.head: mlp)")
+        out.append(
+            f"reward_head {cfg.get('reward_head')!r}: vLLM's Qwen2ForRewardModel has the MLP head only "
+            "(train.head: mlp)"
+        )
     return out
 
 
 # -- reading a cell's checkpoint -----------------------------------------------------------------
+
 
 def find_checkpoint(ckpt_dir: Path, step: int | None) -> Path:
     """The cell's checkpoint at `step` (None = the latest)."""
@@ -85,8 +89,10 @@ def find_checkpoint(ckpt_dir: Path, step: int | None) -> Path:
     for p in found:
         if ckpt.step_of(p) == step:
             return p
-    raise ExportError(f"--step {step}: no checkpoint of that step in {ckpt_dir} "
-                      f"(steps there: {', '.join(str(ckpt.step_of(p)) for p in found)})")
+    raise ExportError(
+        f"--step {step}: no checkpoint of that step in {ckpt_dir} "
+        f"(steps there: {', '.join(str(ckpt.step_of(p)) for p in found)})"
+    )
 
 
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -109,8 +115,9 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise ExportError(f"{tag_dir}: no DeepSpeed model states in the checkpoint")
         return {k: v.float() for k, v in sd.items()}, meta
     st = ckpt.load(path)
-    return {k: v.float() for k, v in st["model"].items()}, {k: st.get(k) for k in ("step", "pairs_seen",
-                                                                                  "tokens_seen", "cell_id")}
+    return {k: v.float() for k, v in st["model"].items()}, {
+        k: st.get(k) for k in ("step", "pairs_seen", "tokens_seen", "cell_id")
+    }
 
 
 def _zero_stage(client: dict) -> int:
@@ -125,9 +132,9 @@ def to_hf_keys(sd: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tenso
     out = {}
     for k, v in sd.items():
         if k.startswith("backbone."):
-            out["model." + k[len("backbone."):]] = v
+            out["model." + k[len("backbone.") :]] = v
         elif k.startswith("head."):
-            out["score." + k[len("head."):]] = v
+            out["score." + k[len("head.") :]] = v
         else:
             raise ExportError(f"{where}: weight {k!r} is neither the decoder's (backbone.*) nor the head's (head.*)")
     return out
@@ -139,20 +146,30 @@ def head_kind(sd: dict[str, torch.Tensor]) -> str:
 
 # -- writing the folder --------------------------------------------------------------------------
 
+
 def _hf_config(run, head: str, tok_ids: dict):
     import transformers
 
     if run.model.path and (Path(run.model.path) / "config.json").is_file():
         base = json.loads((Path(run.model.path) / "config.json").read_text())
-        for k in ("architectures", "auto_map", "reward_head", "reward_token", "transformers_version",
-                  "torch_dtype", "dtype"):
+        for k in (
+            "architectures",
+            "auto_map",
+            "reward_head",
+            "reward_token",
+            "transformers_version",
+            "torch_dtype",
+            "dtype",
+        ):
             base.pop(k, None)
         cfg = transformers.Qwen2Config(**{k: v for k, v in base.items() if k != "model_type"})
     else:
         cfg = transformers.Qwen2Config(**run.model.to_hf_config())
     cfg.architectures = [MODEL_CLASS]
-    cfg.auto_map = {"AutoModel": f"{MODELING_FILE[:-3]}.{MODEL_CLASS}",
-                    "AutoModelForSequenceClassification": f"{MODELING_FILE[:-3]}.{MODEL_CLASS}"}
+    cfg.auto_map = {
+        "AutoModel": f"{MODELING_FILE[:-3]}.{MODEL_CLASS}",
+        "AutoModelForSequenceClassification": f"{MODELING_FILE[:-3]}.{MODEL_CLASS}",
+    }
     cfg.reward_head = head
     cfg.reward_token = {"endoftext": "<|endoftext|>", "im_end": "<|im_end|>"}[run.train.reward_token]
     cfg.pad_token_id, cfg.eos_token_id = tok_ids["pad"], tok_ids["eos"]
@@ -220,29 +237,42 @@ def prepare_out(out: Path, force: bool, protected: Sequence[tuple[str, Path]] = 
     o = Path(os.path.abspath(out)).resolve()
     cwd = Path.cwd().resolve()
     if o == cwd or o in cwd.parents:
-        raise ExportError(f"--out {out}: is the current directory or a folder above it; an export replaces its "
-                          "--out folder, so choose a new one (e.g. --out exported/<name>)")
+        raise ExportError(
+            f"--out {out}: is the current directory or a folder above it; an export replaces its "
+            "--out folder, so choose a new one (e.g. --out exported/<name>)"
+        )
     for what, p in protected:
         p = Path(os.path.abspath(p)).resolve()
         if o == p or o in p.parents:
-            raise ExportError(f"--out {out}: is {what} ({p}) or a folder above it; choose another folder "
-                              "(e.g. --out exported/<name>)")
+            raise ExportError(
+                f"--out {out}: is {what} ({p}) or a folder above it; choose another folder (e.g. --out exported/<name>)"
+            )
         if p in o.parents and not (p == cwd or p in cwd.parents):  # data in the working dir: exports go below
-            raise ExportError(f"--out {out}: lies inside {what} ({p}); choose a folder outside it "
-                              "(e.g. --out exported/<name>)")
+            raise ExportError(
+                f"--out {out}: lies inside {what} ({p}); choose a folder outside it (e.g. --out exported/<name>)"
+            )
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise ExportError(f"--out {out}: folder exists and is not empty (pass --force to replace it)")
         if not is_previous_export(out):
-            raise ExportError(f"--out {out}: folder is not empty and is not a previous `wps export` (no {MARKER}); "
-                              "--force only replaces an earlier export — choose a new folder or empty this one "
-                              "yourself")
+            raise ExportError(
+                f"--out {out}: folder is not empty and is not a previous `wps export` (no {MARKER}); "
+                "--force only replaces an earlier export — choose a new folder or empty this one "
+                "yourself"
+            )
 
 
-def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "bf16", force: bool = False,
-                max_shard_size: str | int = "5GB") -> Path:
+def export_cell(
+    run,
+    out: str | Path,
+    *,
+    step: int | None = None,
+    dtype: str = "bf16",
+    force: bool = False,
+    max_shard_size: str | int = "5GB",
+) -> Path:
     """Write `run`'s checkpoint (at `step`, default the latest) as a WorldPM-format folder `out`.
 
     The folder appears by rename when complete; an existing non-empty `out` is replaced only with
@@ -259,16 +289,18 @@ def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "
         raise ExportError(f"{src}: belongs to cell {meta['cell_id']}, not {run.cell_id}")
     head = head_kind(sd)
     tok = _tokenizer(run)
-    cfg = _hf_config(run, head, {"pad": tok.convert_tokens_to_ids("<|endoftext|>"),
-                                 "eos": tok.convert_tokens_to_ids("<|im_end|>")})
+    cfg = _hf_config(
+        run, head, {"pad": tok.convert_tokens_to_ids("<|endoftext|>"), "eos": tok.convert_tokens_to_ids("<|im_end|>")}
+    )
     weights = {k: v.to(DTYPES[dtype]) for k, v in to_hf_keys(sd, str(src)).items()}
     with torch.device("meta"):
         model = Qwen2ForRewardModel(cfg)
     missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("rotary_emb.inv_freq")]
     if missing or unexpected:
-        raise ExportError(f"{src}: weights do not fit the {run.model.name} shape "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ExportError(
+            f"{src}: weights do not fit the {run.model.name} shape (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model = model.to(DTYPES[dtype])
     cfg.dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -277,10 +309,23 @@ def export_cell(run, out: str | Path, *, step: int | None = None, dtype: str = "
         model.save_pretrained(work, max_shard_size=max_shard_size, safe_serialization=True)
         shutil.copyfile(Path(__file__).with_name("worldpm_modeling.py"), work / MODELING_FILE)
         tok.save_pretrained(work)
-        (work / MARKER).write_text(json.dumps({
-            "sweep": run.sweep, "cell_id": run.cell_id, "model": run.model.name, "step": ckpt.step_of(src),
-            "pairs_seen": meta.get("pairs_seen"), "tokens_seen": meta.get("tokens_seen"), "checkpoint": str(src),
-            "dtype": dtype, "reward_head": head, "reward_token": run.train.reward_token}, indent=1))
+        (work / MARKER).write_text(
+            json.dumps(
+                {
+                    "sweep": run.sweep,
+                    "cell_id": run.cell_id,
+                    "model": run.model.name,
+                    "step": ckpt.step_of(src),
+                    "pairs_seen": meta.get("pairs_seen"),
+                    "tokens_seen": meta.get("tokens_seen"),
+                    "checkpoint": str(src),
+                    "dtype": dtype,
+                    "reward_head": head,
+                    "reward_token": run.train.reward_token,
+                },
+                indent=1,
+            )
+        )
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it 0700: the export is a folder like any other

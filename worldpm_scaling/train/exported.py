@@ -57,7 +57,7 @@ def load_exported_head(model, path: str | Path, head: str) -> bool:
     kind = cfg.get("reward_head", "mlp")
     if kind != head:
         raise ExportError(f"{folder / 'config.json'}: reward_head {kind!r}, but the sweep's train.head is {head!r}")
-    sd = {k[len("score."):]: v for k, v in read_exported_weights(folder, "score.").items()}
+    sd = {k[len("score.") :]: v for k, v in read_exported_weights(folder, "score.").items()}
     if not sd:
         raise ExportError(f"{folder}: no score.* (reward head) weights")
     params = list(model.head.parameters())
@@ -74,8 +74,10 @@ def load_exported_head(model, path: str | Path, head: str) -> bool:
 def _set_head(model, sd: dict[str, torch.Tensor], folder: Path) -> None:
     own = model.head.state_dict()
     if set(own) != set(sd) or any(own[k].shape != sd[k].shape for k in own):
-        raise ExportError(f"{folder}: score.* weights {sorted((k, tuple(v.shape)) for k, v in sd.items())} do not "
-                          f"fit the sweep's head {sorted((k, tuple(v.shape)) for k, v in own.items())}")
+        raise ExportError(
+            f"{folder}: score.* weights {sorted((k, tuple(v.shape)) for k, v in sd.items())} do not "
+            f"fit the sweep's head {sorted((k, tuple(v.shape)) for k, v in own.items())}"
+        )
     with torch.no_grad():
         for name, q in model.head.named_parameters():
             q.copy_(sd[name].to(q.dtype))

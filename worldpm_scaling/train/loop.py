@@ -121,10 +121,20 @@ class Trainer:
     asks for ZeRO ≥ 1 on GPUs or on more than one process, plain torch otherwise.
     """
 
-    def __init__(self, run: RunSpec, tracker_run, *, device: str | torch.device | None = None,
-                 train_pairs: Sequence[TokenizedPair] | None = None, eval_sets: list[EvalData] | None = None,
-                 peak_flops: float | None = None, tokenizer=None, engine: str | None = None,
-                 layout: str = "segments", train_pairs_sharded: bool = False):
+    def __init__(
+        self,
+        run: RunSpec,
+        tracker_run,
+        *,
+        device: str | torch.device | None = None,
+        train_pairs: Sequence[TokenizedPair] | None = None,
+        eval_sets: list[EvalData] | None = None,
+        peak_flops: float | None = None,
+        tokenizer=None,
+        engine: str | None = None,
+        layout: str = "segments",
+        train_pairs_sharded: bool = False,
+    ):
         self.run = run
         self.tracker = tracker_run
         placement = dist.place(device)  # binds cuda:LOCAL_RANK before anything touches CUDA or the group
@@ -151,9 +161,9 @@ class Trainer:
         self.tokens_seen = 0
         self.next_milestone = 0
         self.skipped = 0
-        self._pending: dict | None = None      # metrics of `self.step` not yet logged
-        self._evals_due = 0                     # milestone evaluations owed at `self.step`
-        self._rng = None                        # RNG states at the last step boundary
+        self._pending: dict | None = None  # metrics of `self.step` not yet logged
+        self._evals_due = 0  # milestone evaluations owed at `self.step`
+        self._rng = None  # RNG states at the last step boundary
         # signal plumbing
         self._stop = threading.Event()
         self._preempt = threading.Event()
@@ -183,10 +193,15 @@ class Trainer:
         if self._train_pairs is None:
             from ..data import open_train_pairs
 
-            self._train_pairs = open_train_pairs(self.run.data, seed=self.run.seed, rank=self.rank,
-                                                 world=self.world, max_pairs=self.run.pairs,
-                                                 ctx_len=self.run.train.ctx_len,
-                                                 reward_token=self.run.train.reward_token)
+            self._train_pairs = open_train_pairs(
+                self.run.data,
+                seed=self.run.seed,
+                rank=self.rank,
+                world=self.world,
+                max_pairs=self.run.pairs,
+                ctx_len=self.run.train.ctx_len,
+                reward_token=self.run.train.reward_token,
+            )
         elif self.world > 1 and not self._sharded:
             self._train_pairs = [p for i, p in enumerate(self._train_pairs) if i % self.world == self.rank]
             self._sharded = True
@@ -198,8 +213,9 @@ class Trainer:
 
             tok = self._tokenizer or load_tokenizer(self.run.data.tokenizer)
             self.pad_id = tok.pad_id
-            sets = load_eval_sets(self.run.eval, tokenizer=tok, ctx_len=self.run.train.ctx_len,
-                                  reward_token=self.run.train.reward_token)
+            sets = load_eval_sets(
+                self.run.eval, tokenizer=tok, ctx_len=self.run.train.ctx_len, reward_token=self.run.train.reward_token
+            )
             self._eval_sets = [EvalData(s.name, s.category, s.pairs) for s in sets.values()]
         return self._eval_sets
 
@@ -217,8 +233,9 @@ class Trainer:
             zero3 = cfg if cfg["zero_optimization"]["stage"] == 3 else None
             if zero3 is not None:
                 dist.init_deepspeed_comm(self._placement, self._timeout)
-            model = build_model(self.run.model, head=t.head, seed=self.run.seed, dtype=dtype, device=self.device,
-                                zero3_config=zero3)
+            model = build_model(
+                self.run.model, head=t.head, seed=self.run.seed, dtype=dtype, device=self.device, zero3_config=zero3
+            )
             self.engine = DeepSpeedEngine(model, self.run, config=cfg)
         elif self.engine_kind == "torch":
             model = build_model(self.run.model, head=t.head, seed=self.run.seed, device=self.device)
@@ -251,9 +268,17 @@ class Trainer:
     def state_dict(self) -> dict:
         """The training state (TrainState's fields + the cell id) as a checkpoint records it beside the
         engine's: where the run is, and what it still owes the tracker."""
-        st = TrainState(step=self.step, pairs_seen=self.pairs_seen, tokens_seen=self.tokens_seen,
-                        next_milestone=self.next_milestone, skipped=self.skipped, pending_metrics=self._pending,
-                        evals_due=self._evals_due, logged_upto=self._logged_upto, rng=self._rng or self._capture_rng())
+        st = TrainState(
+            step=self.step,
+            pairs_seen=self.pairs_seen,
+            tokens_seen=self.tokens_seen,
+            next_milestone=self.next_milestone,
+            skipped=self.skipped,
+            pending_metrics=self._pending,
+            evals_due=self._evals_due,
+            logged_upto=self._logged_upto,
+            rng=self._rng or self._capture_rng(),
+        )
         return {**st.__dict__, "cell_id": self.run.cell_id}
 
     def load_state_dict(self, st: dict) -> None:
@@ -290,8 +315,11 @@ class Trainer:
             faults.point("ckpt.before_save")
             keep = self.run.train.keep_checkpoints
             if self.engine_kind == "torch":  # rank 0 writes; every rank restarts its clock below
-                path = ckpt.save({**self.engine.state_dict(), **self.state_dict()}, self.ckpt_dir, self.step,
-                                 keep=keep) if self.rank == 0 else self.ckpt_dir / f"step_{self.step:08d}.pt"
+                path = (
+                    ckpt.save({**self.engine.state_dict(), **self.state_dict()}, self.ckpt_dir, self.step, keep=keep)
+                    if self.rank == 0
+                    else self.ckpt_dir / f"step_{self.step:08d}.pt"
+                )
             else:
                 tmp = ckpt.sharded_tmp(self.ckpt_dir, self.step)
                 if self.rank == 0:
@@ -363,7 +391,8 @@ class Trainer:
         if sharded != (self.engine_kind == "deepspeed"):
             raise ckpt.CheckpointCorruptError(
                 f"{path}: written by a {'DeepSpeed' if sharded else 'plain torch'} run, but this run uses "
-                f"{self.engine_kind} (train.zero_stage / world size changed?)")
+                f"{self.engine_kind} (train.zero_stage / world size changed?)"
+            )
         if sharded:
             err = ""
             try:  # every rank verifies its share of the files, in parallel
@@ -383,11 +412,15 @@ class Trainer:
                 older = [p for p in ckpt.list_checkpoints(self.ckpt_dir) if ckpt.step_of(p) < ckpt.step_of(path)]
                 hint = f"; delete it to resume from {older[-1].name}" if older else "; delete it to start over"
                 err = f"{e}{hint}"
-            errors = [f"rank {r}: {e}" if self.world > 1 else e
-                      for r, e in enumerate(dist.all_gather_objects(err)) if e]
+            errors = [
+                f"rank {r}: {e}" if self.world > 1 else e for r, e in enumerate(dist.all_gather_objects(err)) if e
+            ]
             if errors:  # every rank raises the same error: none is left waiting in a collective
-                raise ckpt.CheckpointCorruptError(f"cannot resume from {path.name} (chosen by rank 0): "
-                                                  + "; ".join(errors) if self.world > 1 else errors[0])
+                raise ckpt.CheckpointCorruptError(
+                    f"cannot resume from {path.name} (chosen by rank 0): " + "; ".join(errors)
+                    if self.world > 1
+                    else errors[0]
+                )
         if st.get("cell_id") != self.run.cell_id:
             raise ckpt.CheckpointCorruptError(f"{path}: belongs to cell {st.get('cell_id')}, not {self.run.cell_id}")
         if not sharded:
@@ -402,11 +435,12 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def _score(self, pairs: list[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
-        b = collate(pairs, self.run.train.collation, row_len=self.row_len, pad_id=self.pad_id,
-                    layout=self.layout).to(self.device)
+        b = collate(pairs, self.run.train.collation, row_len=self.row_len, pad_id=self.pad_id, layout=self.layout).to(
+            self.device
+        )
         # plain torch: inference mode (no version counters, no view tracking; the same values as
         # no_grad). DeepSpeed's ZeRO-3 hooks update parameters in place during a forward: no_grad there
-        with self._autocast(), (torch.inference_mode() if self.engine_kind == "torch" else contextlib.nullcontext()):
+        with self._autocast(), torch.inference_mode() if self.engine_kind == "torch" else contextlib.nullcontext():
             c, r = self.engine.rewards(b) if self.engine_kind == "deepspeed" else self.model.rewards(b)
         return c.float().cpu(), r.float().cpu()
 
@@ -418,8 +452,9 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            self.last_eval = sharded_evaluate(self._evals(), self._score, chunk=self.eval_chunk,
-                                              rank=self.rank, world=self.world)
+            self.last_eval = sharded_evaluate(
+                self._evals(), self._score, chunk=self.eval_chunk, rank=self.rank, world=self.world
+            )
         finally:
             model.train(was_training)
         return self.last_eval.metrics
@@ -459,8 +494,10 @@ class Trainer:
         data = self._data()
         need = math.ceil(self.run.pairs / self.world)
         if len(data) < need:
-            raise DataTooSmallError(f"data.source {self.run.data.source!r} has {len(data) * self.world} pairs, "
-                                    f"fewer than this cell's budget of {self.run.pairs} (data.pairs)")
+            raise DataTooSmallError(
+                f"data.source {self.run.data.source!r} has {len(data) * self.world} pairs, "
+                f"fewer than this cell's budget of {self.run.pairs} (data.pairs)"
+            )
         if self.engine is None:
             self._build()
             self._restore()
@@ -483,8 +520,14 @@ class Trainer:
         if self.rank == 0:
             self.tracker.flush()
         self.close()
-        return TrainResult(status=status, steps=self.step, pairs_seen=self.pairs_seen,
-                           tokens_seen=self.tokens_seen, final_loss=last_loss, checkpoint=path)
+        return TrainResult(
+            status=status,
+            steps=self.step,
+            pairs_seen=self.pairs_seen,
+            tokens_seen=self.tokens_seen,
+            final_loss=last_loss,
+            checkpoint=path,
+        )
 
     def close(self, clean: bool = True) -> None:
         """Tear down the engine and the process group this Trainer created (distributed.shutdown);
@@ -499,11 +542,12 @@ class Trainer:
         t, n = self.run.train, len(pairs)
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct pairs
         counts = [0, 0, 0, 0]
-        chunks = [pairs[i:i + self.micro] for i in range(0, n, self.micro)]
+        chunks = [pairs[i : i + self.micro] for i in range(0, n, self.micro)]
         for k, chunk in enumerate(chunks):
             last_micro = k == len(chunks) - 1
-            b = collate(chunk, t.collation, row_len=self.row_len, pad_id=self.pad_id,
-                        layout=self.layout).to(self.device)
+            b = collate(chunk, t.collation, row_len=self.row_len, pad_id=self.pad_id, layout=self.layout).to(
+                self.device
+            )
             with self.engine.micro_context(last_micro), self._autocast():
                 rc, rr = self.engine.rewards(b)
                 losses = bt_loss(rc.float(), rr.float())
@@ -534,12 +578,18 @@ class Trainer:
                     return True
                 what = "loss" if not math.isfinite(loss) else "grad norm"  # noqa: B023 — the same
                 if t.nonfinite == "skip" and self.skipped < t.max_skipped_batches:
-                    log.warning("non-finite %s at step %d: batch skipped (%d/%d)", what, self.step + 1,
-                                self.skipped + 1, t.max_skipped_batches)
+                    log.warning(
+                        "non-finite %s at step %d: batch skipped (%d/%d)",
+                        what,
+                        self.step + 1,
+                        self.skipped + 1,
+                        t.max_skipped_batches,
+                    )
                     return False
                 raise NonFiniteLossError(
                     f"non-finite {what} at step {self.step + 1} (loss={loss}, grad_norm={gn}); "  # noqa: B023 — the same
-                    f"last good checkpoint: {self.last_checkpoint or 'none'}")
+                    f"last good checkpoint: {self.last_checkpoint or 'none'}"
+                )
 
             lr = lr_at(self.step, self.total_steps, t)
             self._in_update = True
@@ -555,11 +605,16 @@ class Trainer:
                     dt = time.perf_counter() - t0
                     last_loss = loss
                     self._pending = {
-                        names.TRAIN_LOSS: loss, names.TRAIN_ACC: acc_sum / n_all, names.TRAIN_GRAD_NORM: gn,
-                        names.TRAIN_LR: lr, names.TRAIN_PAIRS_SEEN: self.pairs_seen,
+                        names.TRAIN_LOSS: loss,
+                        names.TRAIN_ACC: acc_sum / n_all,
+                        names.TRAIN_GRAD_NORM: gn,
+                        names.TRAIN_LR: lr,
+                        names.TRAIN_PAIRS_SEEN: self.pairs_seen,
                         names.TRAIN_TOKENS_SEEN: self.tokens_seen,
-                        names.PERF_PAIRS_PER_S: n_all / dt, names.PERF_TOKENS_PER_S: real_all / dt,
-                        names.PERF_MFU: flops_per_step(self.run, int(real_all), int(attn_all)) / dt
+                        names.PERF_PAIRS_PER_S: n_all / dt,
+                        names.PERF_TOKENS_PER_S: real_all / dt,
+                        names.PERF_MFU: flops_per_step(self.run, int(real_all), int(attn_all))
+                        / dt
                         / (self.peak_flops * self.world),
                         names.PERF_REAL_TOKEN_FRAC: real_all / cap_all,
                     }
@@ -580,11 +635,15 @@ class Trainer:
                 progress(self, metrics)
             due_steps = bool(t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0)
             # the time clock is rank 0's alone (agreed below), and every rank restarts it at each save
-            due_time = bool(self.rank == 0 and t.checkpoint_every_minutes and
-                            time.monotonic() - self._last_ckpt_time >= 60 * t.checkpoint_every_minutes)
+            due_time = bool(
+                self.rank == 0
+                and t.checkpoint_every_minutes
+                and time.monotonic() - self._last_ckpt_time >= 60 * t.checkpoint_every_minutes
+            )
             preempt_here = self._preempt.is_set()
-            save_now, stop_now, preempt = dist.agree(self._pending_ckpt or due_steps or due_time or preempt_here,
-                                                     self._stop.is_set(), preempt_here)
+            save_now, stop_now, preempt = dist.agree(
+                self._pending_ckpt or due_steps or due_time or preempt_here, self._stop.is_set(), preempt_here
+            )
             if save_now:
                 self._pending_ckpt = False
                 if self.last_checkpoint_step() != self.step:  # a signal's save of this step already ran

@@ -33,23 +33,37 @@ class RewardModel(nn.Module):
         else:
             raise ValueError(f"train.head must be one of {HEADS}, got {head!r}")
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, reward_index: torch.Tensor,
-                attention_mask: torch.Tensor | None = None, segments: list | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        reward_index: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        segments: list | None = None,
+    ) -> torch.Tensor:
         """Rewards (float32) at `reward_index` = (row, position) pairs, shape (n, 2)."""
         kw = {"wps_segments": segments} if segments is not None else {}
-        h = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          use_cache=False, **kw).last_hidden_state
+        h = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, **kw
+        ).last_hidden_state
         last = h[reward_index[:, 0], reward_index[:, 1]]
         return self.head(last).squeeze(-1).float()
 
     def rewards(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_chosen, r_rejected) for a collated batch."""
         r = self(b.input_ids, b.position_ids, b.reward_index, b.attention_mask, b.segments)
-        return r[:b.pairs], r[b.pairs:]
+        return r[: b.pairs], r[b.pairs :]
 
 
-def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=torch.float32,
-                device: str | torch.device | None = None, zero3_config: dict | None = None) -> RewardModel:
+def build_model(
+    shape: ModelShape,
+    *,
+    head: str = "mlp",
+    seed: int = 0,
+    dtype=torch.float32,
+    device: str | torch.device | None = None,
+    zero3_config: dict | None = None,
+) -> RewardModel:
     """Random init from the shape (seeded), or the base weights of a local checkpoint (`shape.path`).
 
     Built where it will train, in the training dtype: no rank ever holds the full fp32 model.
@@ -70,8 +84,10 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
     import transformers
 
     if shape.init == "pretrained" and not shape.path:  # never train a paper size from random init by accident
-        raise ValueError(f"model {shape.name}: starts from the pretrained base {shape.base} but no folder is set "
-                         "(cluster.models_dir or $WPS_MODELS_DIR; docs/pretrained_bases.md)")
+        raise ValueError(
+            f"model {shape.name}: starts from the pretrained base {shape.base} but no folder is set "
+            "(cluster.models_dir or $WPS_MODELS_DIR; docs/pretrained_bases.md)"
+        )
     impl = attention.register()
     if zero3_config is not None and (not shape.path or _safetensors_files(shape.path) is not None):
         model = _build_zero3(shape, head=head, seed=seed, dtype=dtype, impl=impl, zero3_config=zero3_config)
@@ -89,10 +105,14 @@ def build_model(shape: ModelShape, *, head: str = "mlp", seed: int = 0, dtype=to
             head_ctx = contextlib.nullcontext()
         torch.manual_seed(seed)
         if shape.path:
-            kw = {"device_map": {"": torch.device(device)}} if (zero3_config is None and device is not None
-                                                               and torch.device(device).type == "cuda") else {}
-            backbone = transformers.AutoModel.from_pretrained(shape.path, local_files_only=True, dtype=dtype,
-                                                              attn_implementation=impl, **kw)
+            kw = (
+                {"device_map": {"": torch.device(device)}}
+                if (zero3_config is None and device is not None and torch.device(device).type == "cuda")
+                else {}
+            )
+            backbone = transformers.AutoModel.from_pretrained(
+                shape.path, local_files_only=True, dtype=dtype, attn_implementation=impl, **kw
+            )
         else:
             cfg = transformers.Qwen2Config(**shape.to_hf_config())
             with place:
@@ -141,8 +161,11 @@ def _build_zero3(shape: ModelShape, *, head: str, seed: int, dtype, impl: str, z
     anchor = next(model.head.parameters())  # a ZeRO-3 parameter: its conversion partitions the others
     writer = deepspeed.comm.get_rank() == 0
     trim, freed = _malloc_trim(), 0
-    values = (_CheckpointReader(shape.path) if shape.path else
-              _SeededValues(std=cfg.initializer_range, seed=seed, padding_idx=cfg.pad_token_id))
+    values = (
+        _CheckpointReader(shape.path)
+        if shape.path
+        else _SeededValues(std=cfg.initializer_range, seed=seed, padding_idx=cfg.pad_token_id)
+    )
     with torch.no_grad(), values:
         for mod_name, mod in backbone.named_modules():
             for p_name, p in list(mod.named_parameters(recurse=False)):
@@ -210,9 +233,18 @@ def _seeded_value(name: str, shape: tuple, g: torch.Generator, std: float, paddi
     return value
 
 
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-              "BOOL": torch.bool}
+_ST_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def _safetensors_files(path) -> list | None:

@@ -33,6 +33,7 @@ class ScoreError(ValueError):
 
 # -- reading the input -------------------------------------------------------------------------------
 
+
 def _check_conversation(turns, where: str) -> list[dict]:
     if hasattr(turns, "tolist"):
         turns = turns.tolist()
@@ -83,8 +84,9 @@ def input_kind(path: Path) -> str:
             return "pairs"
         if any(c in names for c in CONVERSATION_KEYS):
             return "conversations"
-        raise ScoreError(f"{path}: columns {names}: expected prompt/chosen/rejected (pairs) or messages "
-                         "(conversations)")
+        raise ScoreError(
+            f"{path}: columns {names}: expected prompt/chosen/rejected (pairs) or messages (conversations)"
+        )
     if path.suffix != ".jsonl":
         raise ScoreError(f"{path}: input must be .jsonl or .parquet")
     for where, row in _jsonl(path):
@@ -92,8 +94,9 @@ def input_kind(path: Path) -> str:
             return "pairs"
         if isinstance(row, list) or (isinstance(row, dict) and any(c in row for c in CONVERSATION_KEYS)):
             return "conversations"
-        raise ScoreError(f"{where}: a row must be a pair (prompt, chosen, rejected), a list of turns, or an "
-                         "object with 'messages'")
+        raise ScoreError(
+            f"{where}: a row must be a pair (prompt, chosen, rejected), a list of turns, or an object with 'messages'"
+        )
     raise ScoreError(f"{path}: no rows")
 
 
@@ -113,9 +116,14 @@ def iter_items(path: Path, kind: str) -> Iterator[tuple[dict, list[list[dict]]]]
 
         try:
             for r in iter_pairs(path):
-                turns = _as_turns(r["prompt"])
-                yield r, [turns + [{"role": "assistant", "content": r["chosen"]}],
-                          turns + [{"role": "assistant", "content": r["rejected"]}]]
+                prompt = _as_turns(r["prompt"])
+                yield (
+                    r,
+                    [
+                        prompt + [{"role": "assistant", "content": r["chosen"]}],
+                        prompt + [{"role": "assistant", "content": r["rejected"]}],
+                    ],
+                )
         except PairsFileError as e:
             raise ScoreError(str(e)) from None
         return
@@ -129,15 +137,19 @@ def iter_items(path: Path, kind: str) -> Iterator[tuple[dict, list[list[dict]]]]
                 yield r, [_check_conversation(r[key], f"{path}: row {n}")]
                 n += 1
         return
-    for where, r in _jsonl(path):  # type: ignore[assignment]
-        turns = r if isinstance(r, list) else next((r[k] for k in CONVERSATION_KEYS if isinstance(r, dict) and k in r),
-                                                   None)  # type: ignore[arg-type]
+    for where, row in _jsonl(path):
+        turns: object = None
+        if isinstance(row, list):
+            turns = row
+        elif isinstance(row, dict):
+            turns = next((row[k] for k in CONVERSATION_KEYS if k in row), None)
         if turns is None:
             raise ScoreError(f"{where}: a row must be a list of turns or an object with 'messages'")
-        yield (r if isinstance(r, dict) else {"messages": r}), [_check_conversation(turns, where)]
+        yield (row if isinstance(row, dict) else {"messages": row}), [_check_conversation(turns, where)]
 
 
 # -- the model folder ----------------------------------------------------------------------------
+
 
 @dataclass
 class Folder:
@@ -155,8 +167,10 @@ class Folder:
 
         p = Path(path)
         if not is_exported(p):
-            raise ScoreError(f"{p}: not a WorldPM-format reward model folder (no config.json naming "
-                             "Qwen2ForRewardModel); write one with `wps export SWEEP --cell ID --out DIR`")
+            raise ScoreError(
+                f"{p}: not a WorldPM-format reward model folder (no config.json naming "
+                "Qwen2ForRewardModel); write one with `wps export SWEEP --cell ID --out DIR`"
+            )
         cfg = json.loads((p / "config.json").read_text())
         tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
         if not getattr(tok, "chat_template", None):
@@ -173,13 +187,16 @@ class Folder:
         text = self.tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False)  # type: ignore[attr-defined]
         ids = self.tok.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
         if not ids or ids[-1] != self.reward_id:
-            raise ScoreError(f"{where}: the chat template of {self.path} does not end the conversation with the "
-                             f"reward token {self.reward_token}")
+            raise ScoreError(
+                f"{where}: the chat template of {self.path} does not end the conversation with the "
+                f"reward token {self.reward_token}"
+            )
         head = self.tok.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
         return ids, len(ids) - len(self.tok.encode(head, add_special_tokens=False))  # type: ignore[attr-defined]
 
 
 # -- backends ------------------------------------------------------------------------------------
+
 
 class HFBackend:
     """The folder's model class (a copy of worldpm_modeling.py) in torch, batches right-padded."""
@@ -205,8 +222,8 @@ class HFBackend:
         ids = torch.full((len(batch), n), self.pad, dtype=torch.long)
         mask = torch.zeros((len(batch), n), dtype=torch.long)
         for i, x in enumerate(batch):
-            ids[i, :len(x)] = torch.tensor(x)
-            mask[i, :len(x)] = 1
+            ids[i, : len(x)] = torch.tensor(x)
+            mask[i, : len(x)] = 1
         with torch.no_grad():
             return self.model(input_ids=ids, attention_mask=mask)[0].float().tolist()
 
@@ -237,14 +254,25 @@ class VLLMBackend:
         env = {**os.environ, "VLLM_LOGGING_STREAM": "ext://sys.stderr", "TOKENIZERS_PARALLELISM": "false"}
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         self.proc = subprocess.Popen(
-            [py, str(Path(__file__).with_name("vllm_worker.py")), str(folder.path),
-             {"fp32": "float32", "bf16": "bfloat16"}[dtype]],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            [
+                py,
+                str(Path(__file__).with_name("vllm_worker.py")),
+                str(folder.path),
+                {"fp32": "float32", "bf16": "bfloat16"}[dtype],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.reward_id = folder.reward_id
         ready = self._read()
         if ready is None or not ready.get("ready"):
-            raise ScoreError(f"--backend vllm: vLLM could not load {folder.path} with {py}: "
-                             f"{ready.get('error') if ready else self._tail()}")
+            raise ScoreError(
+                f"--backend vllm: vLLM could not load {folder.path} with {py}: "
+                f"{ready.get('error') if ready else self._tail()}"
+            )
         self.version = ready.get("vllm")
 
     def _tail(self) -> str:
@@ -254,7 +282,7 @@ class VLLMBackend:
     def _read(self) -> dict | None:
         for line in self.proc.stdout:  # type: ignore[union-attr]
             if line.startswith("WPS-SCORE "):
-                return json.loads(line[len("WPS-SCORE "):])
+                return json.loads(line[len("WPS-SCORE ") :])
         return None
 
     def score(self, batch: list[list[int]]) -> list[float]:
@@ -276,6 +304,7 @@ class VLLMBackend:
 
 # -- scoring a file ------------------------------------------------------------------------------
 
+
 @dataclass
 class ScoreSummary:
     kind: str
@@ -293,9 +322,18 @@ class ScoreSummary:
         return self.rows / self.seconds if self.seconds > 0 else float("nan")
 
 
-def score_file(model_dir: str | Path, input_path: str | Path, *, out: str | Path | None = None,
-               backend: str = "hf", batch: int = 16, dtype: str = "fp32", vllm_python_path: str | None = None,
-               force: bool = False, progress: bool | None = None) -> ScoreSummary:
+def score_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    backend: str = "hf",
+    batch: int = 16,
+    dtype: str = "fp32",
+    vllm_python_path: str | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+) -> ScoreSummary:
     """Score every row of `input_path` with the exported model at `model_dir`, `batch` rows per model call;
     rows (with their rewards) go to `out` (.jsonl or .parquet) by temp + rename once all are scored."""
     from ..style import has_markdown, style_phi
@@ -318,8 +356,13 @@ def score_file(model_dir: str | Path, input_path: str | Path, *, out: str | Path
     summary = ScoreSummary(kind=kind)
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    bar = tqdm(total=total, unit="pair" if kind == "pairs" else "conv", file=sys.stderr,
-               disable=(not progress) if progress is not None else None, desc=f"scoring ({be.name})")
+    bar = tqdm(
+        total=total,
+        unit="pair" if kind == "pairs" else "conv",
+        file=sys.stderr,
+        disable=(not progress) if progress is not None else None,
+        desc=f"scoring ({be.name})",
+    )
     writer = _Writer(dest, kind) if dest is not None else None
     feats = []  # (reply tokens chosen, rejected, markdown chosen, rejected) per pair, for the style Phi
     t0 = time.perf_counter()
@@ -333,12 +376,18 @@ def score_file(model_dir: str | Path, input_path: str | Path, *, out: str | Path
                 rewards = be.score([ids for _, enc in chunk for ids, _ in enc])
                 k = 0
                 for r, enc in chunk:
-                    got = rewards[k:k + len(enc)]
+                    got = rewards[k : k + len(enc)]
                     k += len(enc)
                     summary.rewards.append(got)
                     if kind == "pairs":
-                        feats.append((enc[0][1], enc[1][1], float(r.get("chosen_markdown", has_markdown(r["chosen"]))),
-                                      float(r.get("rejected_markdown", has_markdown(r["rejected"])))))
+                        feats.append(
+                            (
+                                enc[0][1],
+                                enc[1][1],
+                                float(r.get("chosen_markdown", has_markdown(r["chosen"]))),
+                                float(r.get("rejected_markdown", has_markdown(r["rejected"]))),
+                            )
+                        )
                     if writer:
                         writer.add(r, got)
                 summary.sequences += k
@@ -391,8 +440,11 @@ class _Writer:
 
     def add(self, row: dict, rewards: list[float]) -> None:
         row = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
-        row.update({"chosen_reward": rewards[0], "rejected_reward": rewards[1]} if self.kind == "pairs"
-                   else {"reward": rewards[0]})
+        row.update(
+            {"chosen_reward": rewards[0], "rejected_reward": rewards[1]}
+            if self.kind == "pairs"
+            else {"reward": rewards[0]}
+        )
         if self.f:
             self.f.write(json.dumps(row) + "\n")
         else:

@@ -42,15 +42,20 @@ def rmbench_accuracy(meta: Sequence[PairMeta], chosen: Sequence[float], rejected
         cells[(m.chosen_slot, m.rejected_slot)].append(c > r)
     acc = {k: sum(v) / len(v) for k, v in cells.items()}
     out = {}
-    for key, keep in ((names.ACC_HARD, lambda i, j: i < j), (names.ACC_NORMAL, lambda i, j: i == j),
-                      (names.ACC_EASY, lambda i, j: i > j)):
+    for key, keep in (
+        (names.ACC_HARD, lambda i, j: i < j),
+        (names.ACC_NORMAL, lambda i, j: i == j),
+        (names.ACC_EASY, lambda i, j: i > j),
+    ):
         vals = [a for (i, j), a in acc.items() if keep(i, j)]
         if vals:
             out[key] = sum(vals) / len(vals)
     return out
 
 
-def best_of_k_accuracy(meta: Sequence[PairMeta], chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, float]:
+def best_of_k_accuracy(
+    meta: Sequence[PairMeta], chosen: Sequence[float], rejected: Sequence[float]
+) -> dict[str, float]:
     """{bon_acc}: share of groups whose highest-reward response is correct (module docstring)."""
     best_ok: dict[str, float] = {}
     best_bad: dict[str, float] = {}
@@ -64,8 +69,9 @@ def best_of_k_accuracy(meta: Sequence[PairMeta], chosen: Sequence[float], reject
     return {names.BON_ACC: sum(best_ok[g] > best_bad[g] for g in best_ok) / len(best_ok)}
 
 
-def extra_metrics(name: str, meta: Sequence[PairMeta], chosen: Sequence[float],
-                  rejected: Sequence[float]) -> dict[str, float]:
+def extra_metrics(
+    name: str, meta: Sequence[PairMeta], chosen: Sequence[float], rejected: Sequence[float]
+) -> dict[str, float]:
     """`eval/<name>/<metric>` for the sets that define one (RM-Bench, PPE best-of-K); {} otherwise."""
     if name in RMBENCH_SETS:
         m = rmbench_accuracy(meta, chosen, rejected)

@@ -16,9 +16,16 @@ from ..data.pairs import TokenizedPair
 from ..models import ModelShape
 
 
-def synthetic_pairs(n: int, *, vocab: int, seed: int = 0, prompt_len: tuple[int, int] = (4, 12),
-                    reply_len: tuple[int, int] = (4, 16), marker: int | None = None,
-                    eos: int = 2) -> list[TokenizedPair]:
+def synthetic_pairs(
+    n: int,
+    *,
+    vocab: int,
+    seed: int = 0,
+    prompt_len: tuple[int, int] = (4, 12),
+    reply_len: tuple[int, int] = (4, 16),
+    marker: int | None = None,
+    eos: int = 2,
+) -> list[TokenizedPair]:
     """`n` pairs of random ids in [3, vocab); lengths uniform in the given inclusive ranges.
 
     Replies end with `eos` (the token the reward head reads). Ids 0–2 are reserved (pad, bos, eos);
@@ -40,26 +47,71 @@ def synthetic_pairs(n: int, *, vocab: int, seed: int = 0, prompt_len: tuple[int,
         r = np.append(ids(reply_len[0] - 1, reply_len[1] - 1), eos).astype(np.int32)
         if marker is not None:
             c[int(rng.integers(0, len(c) - 1))] = marker
-        out.append(TokenizedPair(prompt=p, chosen=c, rejected=r, chosen_markdown=bool(rng.random() < 0.5),
-                                 rejected_markdown=bool(rng.random() < 0.5)))
+        out.append(
+            TokenizedPair(
+                prompt=p,
+                chosen=c,
+                rejected=r,
+                chosen_markdown=bool(rng.random() < 0.5),
+                rejected_markdown=bool(rng.random() < 0.5),
+            )
+        )
     return out
 
 
-def make_run(model: ModelShape, *, pairs: int, out_dir: str, milestones: tuple[int, ...] | None = None,
-             seed: int = 0, world: int = 1, zero_stage: int = 0, sweep: str = "synthetic", **train) -> RunSpec:
+def make_run(
+    model: ModelShape,
+    *,
+    pairs: int,
+    out_dir: str,
+    milestones: tuple[int, ...] | None = None,
+    seed: int = 0,
+    world: int = 1,
+    zero_stage: int = 0,
+    sweep: str = "synthetic",
+    **train,
+) -> RunSpec:
     """A RunSpec for `model` trained on `pairs` pairs with TrainSpec(**train), like the planner's."""
     t = TrainSpec(**{"zero_stage": zero_stage, "precision": "fp32", "checkpoint_every_minutes": None, **train})
     data = DataSpec(source="synthetic", pairs=pairs, tokens_per_pair=1.0)
     ev = EvalSpec(sets=())
     ms = tuple(milestones) if milestones is not None else (pairs,)
-    identity = {"sweep": sweep, "model": to_plain(model), "data": to_plain(data), "pairs": pairs,
-                "milestones": list(ms), "train": to_plain(t), "eval": to_plain(ev), "seed": seed}
+    identity = {
+        "sweep": sweep,
+        "model": to_plain(model),
+        "data": to_plain(data),
+        "pairs": pairs,
+        "milestones": list(ms),
+        "train": to_plain(t),
+        "eval": to_plain(ev),
+        "seed": seed,
+    }
     accum = max(1, -(-t.global_batch_pairs // (world * t.micro_batch_pairs)))  # type: ignore[operator]
-    res = Resources(gpu_type="cpu", nodes=1, gpus_per_node=world, cpus_per_task=1, mem_gb_per_task=None,
-                    time_limit_minutes=60, zero_stage=zero_stage, grad_accum=accum)
-    return RunSpec(sweep=sweep, cell_id=cell_id_of(identity), index=0, model=model, data=data, pairs=pairs,
-                   milestones=ms, train=t, eval=ev, seed=seed, tracking=TrackingSpec(backend="memory"),
-                   resources=res, out_dir=str(out_dir))
+    res = Resources(
+        gpu_type="cpu",
+        nodes=1,
+        gpus_per_node=world,
+        cpus_per_task=1,
+        mem_gb_per_task=None,
+        time_limit_minutes=60,
+        zero_stage=zero_stage,
+        grad_accum=accum,
+    )
+    return RunSpec(
+        sweep=sweep,
+        cell_id=cell_id_of(identity),
+        index=0,
+        model=model,
+        data=data,
+        pairs=pairs,
+        milestones=ms,
+        train=t,
+        eval=ev,
+        seed=seed,
+        tracking=TrackingSpec(backend="memory"),
+        resources=res,
+        out_dir=str(out_dir),
+    )
 
 
 def with_train(run: RunSpec, **train) -> RunSpec:

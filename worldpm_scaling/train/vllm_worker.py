@@ -21,8 +21,7 @@ def main() -> int:
         import vllm
         from vllm import LLM
 
-        llm = LLM(model=folder, runner="pooling", dtype=dtype, gpu_memory_utilization=0.1, enforce_eager=True,
-                  seed=0)
+        llm = LLM(model=folder, runner="pooling", dtype=dtype, gpu_memory_utilization=0.1, enforce_eager=True, seed=0)
     except Exception as e:  # noqa: BLE001 — reported to the parent as the reason
         say({"ready": False, "error": f"{type(e).__name__}: {e}"})
         return 1
@@ -30,8 +29,9 @@ def main() -> int:
     for line in sys.stdin:
         batch = json.loads(line)
         try:
-            outs = llm.encode([{"prompt_token_ids": ids} for ids in batch], pooling_task="token_classify",
-                              use_tqdm=False)
+            outs = llm.encode(
+                [{"prompt_token_ids": ids} for ids in batch], pooling_task="token_classify", use_tqdm=False
+            )
             say({"rewards": [float(o.outputs.data[-1].reshape(-1)[0]) for o in outs]})
         except Exception as e:  # noqa: BLE001 — any vLLM failure goes back to the parent as the reason
             say({"error": f"{type(e).__name__}: {e}"})

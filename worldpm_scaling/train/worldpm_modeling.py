@@ -51,8 +51,13 @@ class Qwen2ForRewardModel(Qwen2PreTrainedModel):
 
         The reward is read at the last real token of each row: the last position without a mask, else
         the last position whose attention_mask is 1 (left or right padding alike)."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         inputs_embeds=inputs_embeds, use_cache=False)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+        )
         h = out.last_hidden_state
         rows, length = h.shape[0], h.shape[1]
         if attention_mask is None:

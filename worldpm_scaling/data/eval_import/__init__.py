@@ -40,49 +40,88 @@ class Importer:
 _BOK = "best-of-K: a correct vs an incorrect response of one prompt (PPE's sampled_conflict_pairs by default)"
 IMPORTERS: dict[str, Importer] = {
     "rmbench_chat": Importer(
-        "THU-KEG/RM-Bench data/chat_filtered.json (or total_dataset.json)", (".json",),
+        "THU-KEG/RM-Bench data/chat_filtered.json (or total_dataset.json)",
+        (".json",),
         partial(rmbench.pairs, domain="chat"),
         "RM-Bench README 3x3 chosen-style x rejected-style matrix (pairing=original: WorldPM App. A.4)",
-        LABELS_STYLE_INDEX, {"pairing": rmbench.PAIRINGS}),
+        LABELS_STYLE_INDEX,
+        {"pairing": rmbench.PAIRINGS},
+    ),
     "rmbench_math": Importer(
-        "THU-KEG/RM-Bench data/math_filtered.json (or total_dataset.json)", (".json",),
+        "THU-KEG/RM-Bench data/math_filtered.json (or total_dataset.json)",
+        (".json",),
         partial(rmbench.pairs, domain="math"),
         "RM-Bench README 3x3 chosen-style x rejected-style matrix (pairing=original: WorldPM App. A.4)",
-        LABELS_STYLE_INDEX, {"pairing": rmbench.PAIRINGS}),
+        LABELS_STYLE_INDEX,
+        {"pairing": rmbench.PAIRINGS},
+    ),
     "rmbench_humanevalpack": Importer(
-        "THU-KEG/RM-Bench data/code_filtered.json (or total_dataset.json)", (".json",),
+        "THU-KEG/RM-Bench data/code_filtered.json (or total_dataset.json)",
+        (".json",),
         partial(rmbench.pairs, domain="code"),
         "RM-Bench README 3x3 chosen-style x rejected-style matrix (pairing=original: WorldPM App. A.4)",
-        LABELS_STYLE_INDEX, {"pairing": rmbench.PAIRINGS}),
+        LABELS_STYLE_INDEX,
+        {"pairing": rmbench.PAIRINGS},
+    ),
     "offsetbias": Importer(
-        "ncsoft/offsetbias data/evalbiasbench/biasbench.json (EvalBiasBench)", (".json", ".jsonl"),
-        evalbiasbench.pairs, "one pair per record, the labelled response chosen (offsetbias run_bench.py)"),
+        "ncsoft/offsetbias data/evalbiasbench/biasbench.json (EvalBiasBench)",
+        (".json", ".jsonl"),
+        evalbiasbench.pairs,
+        "one pair per record, the labelled response chosen (offsetbias run_bench.py)",
+    ),
     "rewardbench_llmbar": Importer(
-        "allenai/reward-bench filtered split (Parquet)", (".parquet", ".jsonl", ".json"),
-        rewardbench.pairs, "RewardBench rows of the LLMBar subsets (WorldPM §3.2: LLMBar from chat-hard)"),
+        "allenai/reward-bench filtered split (Parquet)",
+        (".parquet", ".jsonl", ".json"),
+        rewardbench.pairs,
+        "RewardBench rows of the LLMBar subsets (WorldPM §3.2: LLMBar from chat-hard)",
+    ),
     "ppe_mbpp_plus": Importer(
-        "lmarena-ai/PPE-MBPP-Plus-Best-of-K (Parquet)", (".parquet", ".jsonl", ".json"),
+        "lmarena-ai/PPE-MBPP-Plus-Best-of-K (Parquet)",
+        (".parquet", ".jsonl", ".json"),
         partial(ppe.best_of_k, exclude_models=(ppe.HAIKU,)),
-        _BOK + "; Claude-3-Haiku rows excluded (WorldPM App. A.4)", options={"pairing": ppe.PAIRINGS}),
+        _BOK + "; Claude-3-Haiku rows excluded (WorldPM App. A.4)",
+        options={"pairing": ppe.PAIRINGS},
+    ),
     "ppe_mmlu_pro": Importer(
-        "lmarena-ai/PPE-MMLU-Pro-Best-of-K (Parquet)", (".parquet", ".jsonl", ".json"), ppe.best_of_k, _BOK,
-        options={"pairing": ppe.PAIRINGS}),
+        "lmarena-ai/PPE-MMLU-Pro-Best-of-K (Parquet)",
+        (".parquet", ".jsonl", ".json"),
+        ppe.best_of_k,
+        _BOK,
+        options={"pairing": ppe.PAIRINGS},
+    ),
     "ppe_gpqa": Importer(
-        "lmarena-ai/PPE-GPQA-Best-of-K (Parquet)", (".parquet", ".jsonl", ".json"), ppe.best_of_k, _BOK,
-        options={"pairing": ppe.PAIRINGS}),
+        "lmarena-ai/PPE-GPQA-Best-of-K (Parquet)",
+        (".parquet", ".jsonl", ".json"),
+        ppe.best_of_k,
+        _BOK,
+        options={"pairing": ppe.PAIRINGS},
+    ),
     "ppe_ifeval": Importer(
-        "lmarena-ai/PPE-IFEval-Best-of-K (Parquet)", (".parquet", ".jsonl", ".json"), ppe.best_of_k, _BOK,
-        options={"pairing": ppe.PAIRINGS}),
+        "lmarena-ai/PPE-IFEval-Best-of-K (Parquet)",
+        (".parquet", ".jsonl", ".json"),
+        ppe.best_of_k,
+        _BOK,
+        options={"pairing": ppe.PAIRINGS},
+    ),
     "ppe_human_preference": Importer(
-        "lmarena-ai/PPE-Human-Preference-V1 test split (Parquet)", (".parquet", ".jsonl", ".json"),
-        ppe.human_preference, "the winner's response chosen, ties skipped (PPE human preference)"),
+        "lmarena-ai/PPE-Human-Preference-V1 test split (Parquet)",
+        (".parquet", ".jsonl", ".json"),
+        ppe.human_preference,
+        "the winner's response chosen, ties skipped (PPE human preference)",
+    ),
     "helpsteer2": Importer(
-        "nvidia/HelpSteer2 validation.jsonl.gz (or train.jsonl.gz)", (".jsonl.gz", ".jsonl", ".parquet"),
-        helpsteer2.pairs, "the two responses of a prompt, higher rating on the attribute chosen, ties skipped",
-        options={"attribute": helpsteer2.ATTRIBUTES}),
+        "nvidia/HelpSteer2 validation.jsonl.gz (or train.jsonl.gz)",
+        (".jsonl.gz", ".jsonl", ".parquet"),
+        helpsteer2.pairs,
+        "the two responses of a prompt, higher rating on the attribute chosen, ties skipped",
+        options={"attribute": helpsteer2.ATTRIBUTES},
+    ),
     "rmb_helpfulness": Importer(
         "Zhou-Zoey/RMB-Reward-Model-Benchmark RMB_dataset/Pairwise_set/Helpfulness (folder or file)",
-        (".json",), rmb.pairs, "RMB pairwise items as given, all turns kept (WorldPM App. A.4: pairwise only)"),
+        (".json",),
+        rmb.pairs,
+        "RMB pairwise items as given, all turns kept (WorldPM App. A.4: pairwise only)",
+    ),
 }
 assert set(IMPORTERS) == set(EVAL_SETS), set(IMPORTERS) ^ set(EVAL_SETS)
 
@@ -120,8 +159,9 @@ def build(name: str, source: str | Path, **options) -> tuple[Result, dict]:
     return res, resolved
 
 
-def import_set(name: str, source: str | Path, out_dir: str | Path, *, force: bool = False,
-               fmt: str = "jsonl", **options) -> Summary:
+def import_set(
+    name: str, source: str | Path, out_dir: str | Path, *, force: bool = False, fmt: str = "jsonl", **options
+) -> Summary:
     """Import one set: write `<out_dir>/<name>.<fmt>` and its `.meta.json` record. An existing output is
     kept (EvalImportError) unless `force`; nothing is written when the source is bad."""
     import pandas as pd
@@ -144,10 +184,20 @@ def import_set(name: str, source: str | Path, out_dir: str | Path, *, force: boo
     for p in others:  # the registry reads .jsonl before .parquet: never leave a stale twin behind
         if p.exists():
             p.unlink()
-    record = {"set": name, "category": EVAL_SETS[name], "release": imp.release, "source": str(Path(source).resolve()),
-              "files": files, "rule": imp.rule, "options": resolved, "markdown_labels": imp.markdown_labels,
-              "pairs": len(res.pairs), "prompts": len(res.prompts), "skipped": dict(res.skipped),
-              "skipped_examples": res.skipped_examples}
+    record = {
+        "set": name,
+        "category": EVAL_SETS[name],
+        "release": imp.release,
+        "source": str(Path(source).resolve()),
+        "files": files,
+        "rule": imp.rule,
+        "options": resolved,
+        "markdown_labels": imp.markdown_labels,
+        "pairs": len(res.pairs),
+        "prompts": len(res.prompts),
+        "skipped": dict(res.skipped),
+        "skipped_examples": res.skipped_examples,
+    }
     m = meta_path(out)
     tmp = m.with_name(f".{m.name}.tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")

@@ -36,15 +36,31 @@ class Result:
         if len(ex) < 5:
             ex.append(str(row_id))
 
-    def add(self, prompt, chosen: str, rejected: str, *, group: str, chosen_slot: int = -1,
-            rejected_slot: int = -1, chosen_markdown: bool | None = None,
-            rejected_markdown: bool | None = None) -> None:
+    def add(
+        self,
+        prompt,
+        chosen: str,
+        rejected: str,
+        *,
+        group: str,
+        chosen_slot: int = -1,
+        rejected_slot: int = -1,
+        chosen_markdown: bool | None = None,
+        rejected_markdown: bool | None = None,
+    ) -> None:
         """One pair; markdown labels default to detection from the text (style.has_markdown)."""
-        self.pairs.append({
-            "prompt": prompt, "chosen": chosen, "rejected": rejected,
-            "chosen_markdown": has_markdown(chosen) if chosen_markdown is None else bool(chosen_markdown),
-            "rejected_markdown": has_markdown(rejected) if rejected_markdown is None else bool(rejected_markdown),
-            "group": group, "chosen_slot": int(chosen_slot), "rejected_slot": int(rejected_slot)})
+        self.pairs.append(
+            {
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_markdown": has_markdown(chosen) if chosen_markdown is None else bool(chosen_markdown),
+                "rejected_markdown": has_markdown(rejected) if rejected_markdown is None else bool(rejected_markdown),
+                "group": group,
+                "chosen_slot": int(chosen_slot),
+                "rejected_slot": int(rejected_slot),
+            }
+        )
         self.prompts.add(json.dumps(prompt))
 
 
@@ -143,8 +159,9 @@ def read_records(path: Path) -> Iterator[Row]:
         elif isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
             items = ((f"{path}: {k!r} item {i}", d) for k, v in doc.items() for i, d in enumerate(v))
         else:
-            raise EvalImportError(f"{path}: expected a JSON array of records (or an object of arrays), "
-                                  f"got {type(doc).__name__}")
+            raise EvalImportError(
+                f"{path}: expected a JSON array of records (or an object of arrays), got {type(doc).__name__}"
+            )
         for where, d in items:
             if not isinstance(d, dict):
                 raise EvalImportError(f"{where}: expected an object, got {type(d).__name__}")

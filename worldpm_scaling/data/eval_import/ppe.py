@@ -51,9 +51,11 @@ def best_of_k(rows: Iterable[Row], *, pairing: str = "sampled", exclude_models: 
         prompt = _prompt(row)
         scores = row.get("scores", list)
         keys = sorted((int(m.group(1)), k) for k in row.data if (m := _RESPONSE.match(k)))
-        if len(keys) < len(scores) or [i for i, _ in keys[:len(scores)]] != list(range(1, len(scores) + 1)):
-            raise EvalImportError(f"{row.where}: {len(scores)} scores but response columns "
-                                  f"{[k for _, k in keys][:6]}{'…' if len(keys) > 6 else ''}")
+        if len(keys) < len(scores) or [i for i, _ in keys[: len(scores)]] != list(range(1, len(scores) + 1)):
+            raise EvalImportError(
+                f"{row.where}: {len(scores)} scores but response columns "
+                f"{[k for _, k in keys][:6]}{'…' if len(keys) > 6 else ''}"
+            )
         ok = []
         for i, s in enumerate(scores):
             if not isinstance(s, (bool, int)) or (not isinstance(s, bool) and s not in (0, 1)):
@@ -68,10 +70,15 @@ def best_of_k(rows: Iterable[Row], *, pairing: str = "sampled", exclude_models: 
         else:
             idx = []
             for k, pr in enumerate(conflicts):
-                if (not isinstance(pr, (list, tuple)) or len(pr) != 2
-                        or not all(isinstance(x, int) and 0 <= x < len(ok) for x in pr)):
-                    raise EvalImportError(f"{row.where}: field 'sampled_conflict_pairs'[{k}] must be two response "
-                                          f"indices below {len(ok)}, got {pr!r}")
+                if (
+                    not isinstance(pr, (list, tuple))
+                    or len(pr) != 2
+                    or not all(isinstance(x, int) and 0 <= x < len(ok) for x in pr)
+                ):
+                    raise EvalImportError(
+                        f"{row.where}: field 'sampled_conflict_pairs'[{k}] must be two response "
+                        f"indices below {len(ok)}, got {pr!r}"
+                    )
                 a, b = pr
                 if ok[a] == ok[b]:
                     res.skip("conflict pair of equal correctness", f"{group}[{a},{b}]")

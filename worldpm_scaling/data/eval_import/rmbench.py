@@ -49,13 +49,16 @@ def pairs(rows: Iterable[Row], *, domain: str, pairing: str = "3x3") -> Result:
         chosen, rejected = row.get("chosen", list), row.get("rejected", list)
         for key, replies in (("chosen", chosen), ("rejected", rejected)):
             if len(replies) != len(STYLES):
-                raise EvalImportError(f"{row.where}: field {key!r} must hold {len(STYLES)} replies "
-                                      f"({', '.join(STYLES)}), got {len(replies)}")
+                raise EvalImportError(
+                    f"{row.where}: field {key!r} must hold {len(STYLES)} replies "
+                    f"({', '.join(STYLES)}), got {len(replies)}"
+                )
             for k, r in enumerate(replies):
                 if not isinstance(r, str):
                     raise EvalImportError(f"{row.where}: field {key!r}[{k}] must be str, got {type(r).__name__}")
-        combos = ([(i, j) for i in range(3) for j in range(3)] if pairing == "3x3"
-                  else [(ORIGINAL_STYLE, ORIGINAL_STYLE)])
+        combos = (
+            [(i, j) for i in range(3) for j in range(3)] if pairing == "3x3" else [(ORIGINAL_STYLE, ORIGINAL_STYLE)]
+        )
         for i, j in combos:
             if not chosen[i].strip() or not rejected[j].strip():
                 res.skip("empty reply", f"{rid}[{i},{j}]")
@@ -63,6 +66,14 @@ def pairs(rows: Iterable[Row], *, domain: str, pairing: str = "3x3") -> Result:
             if chosen[i] == rejected[j]:
                 res.skip("chosen and rejected identical", f"{rid}[{i},{j}]")
                 continue
-            res.add(prompt, chosen[i], rejected[j], group=rid, chosen_slot=i, rejected_slot=j,
-                    chosen_markdown=i == MARKDOWN_STYLE, rejected_markdown=j == MARKDOWN_STYLE)
+            res.add(
+                prompt,
+                chosen[i],
+                rejected[j],
+                group=rid,
+                chosen_slot=i,
+                rejected_slot=j,
+                chosen_markdown=i == MARKDOWN_STYLE,
+                rejected_markdown=j == MARKDOWN_STYLE,
+            )
     return res
