@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worldpm_scaling import names
+from tests.fixtures.cell_runs import cell_history, losses, wait_for
 from worldpm_scaling.config import load_sweep
 from worldpm_scaling.launch import launch, sweep_status
 from worldpm_scaling.launch.markers import read_marker
@@ -57,32 +57,6 @@ def _sweep(
     assert run.resources.nodes == 2 and run.resources.gpus_per_node == tasks_per_node, run.resources
     assert run.resources.network_interface == "eth0"
     return p, run
-
-
-def _run(p, run):
-    """(status, {step: loss}, tags) of the cell's MLflow run."""
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(p.sweep.tracking.uri)
-    exp = c.get_experiment_by_name(p.sweep.name)
-    rs = [r for r in c.search_runs([exp.experiment_id]) if r.data.tags.get("cell_id") == run.cell_id] if exp else []
-    if not rs:
-        return None, {}, {}
-    (r,) = rs
-    hist = c.get_metric_history(r.info.run_id, names.TRAIN_LOSS)
-    steps = [m.step for m in hist]
-    assert len(steps) == len(set(steps)), f"steps logged twice: {sorted(steps)}"
-    return r.info.status, {m.step: m.value for m in hist}, r.data.tags
-
-
-def _wait(pred, timeout_s: float, what: str, watch=None):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; {watch() if watch else ''}")
 
 
 class StateWatch:
@@ -130,20 +104,23 @@ def test_two_host_cell_preempted_by_usr2_and_requeued_resumes_with_the_uninterru
     (job,) = launch(p, executor="slurm")
     watch = StateWatch(p)
     try:
-        _wait(lambda: len(_run(p, run)[1]) >= 6, 600, "6 logged steps", lambda: _logs(p)[-3000:])
+        wait_for(lambda: len(cell_history(p, run)[1]) >= 6, 600, "6 logged steps", lambda: _logs(p)[-3000:])
         mh.slurm("scancel", "--signal=USR2", job.job_id)
-        _wait(
+        wait_for(
             lambda: read_marker(run.out_dir).get("status") == "REQUEUED",
             300,
             "the USR2 save + requeue",
             lambda: _logs(p)[-3000:],
         )
         first = read_marker(run.out_dir)["steps"]
-        _wait(
-            lambda: len(_run(p, run)[1]) >= first + 6, 600, "6 steps after the first resume", lambda: _logs(p)[-3000:]
+        wait_for(
+            lambda: len(cell_history(p, run)[1]) >= first + 6,
+            600,
+            "6 steps after the first resume",
+            lambda: _logs(p)[-3000:],
         )
         mh.slurm("scontrol", "requeue", job.job_id)  # SIGTERM to every task, then SLURM requeues the job
-        _wait(
+        wait_for(
             lambda: (
                 read_marker(run.out_dir).get("status") in ("PREEMPTED", "REQUEUED")
                 and read_marker(run.out_dir).get("steps", first) > first
@@ -153,12 +130,13 @@ def test_two_host_cell_preempted_by_usr2_and_requeued_resumes_with_the_uninterru
             lambda: _logs(p)[-3000:],
         )
         second = read_marker(run.out_dir)["steps"]
-        _wait(lambda: _run(p, run)[0] == "FINISHED", 900, "the cell to finish", lambda: _logs(p)[-3000:])
+        wait_for(lambda: cell_history(p, run)[0] == "FINISHED", 900, "the cell to finish", lambda: _logs(p)[-3000:])
     finally:
         seen = watch.stop()
     assert not {"KILLED", "FAILED", "CANCELLED"} & set(seen), seen
     assert "REQUEUED" in seen, seen
-    status, hist, tags = _run(p, run)
+    status, raw, tags = cell_history(p, run)
+    hist = losses(raw)
     assert tags["hosts"] == ",".join(mh.nodes) and tags["nodes"] == "2", tags  # rank 0 on wpsnode1, rank 1 on wpsnode2
     assert tags.get("resumed_from_step") == str(second), (tags, first, second)
     assert 1 <= first < second < 512
@@ -167,8 +145,8 @@ def test_two_host_cell_preempted_by_usr2_and_requeued_resumes_with_the_uninterru
     # the reference: the same cell uninterrupted, on the same two hosts
     ref_p, ref_run = _sweep(make_sweep, tmp_path / "ref", "mh-ref")
     launch(ref_p, executor="slurm")
-    _wait(lambda: _run(ref_p, ref_run)[0] == "FINISHED", 900, "the reference", lambda: _logs(ref_p)[-3000:])
-    _, ref, _ = _run(ref_p, ref_run)
+    wait_for(lambda: cell_history(ref_p, ref_run)[0] == "FINISHED", 900, "the reference", lambda: _logs(ref_p)[-3000:])
+    ref = losses(cell_history(ref_p, ref_run)[1])
     assert sorted(hist) == sorted(ref) == list(range(1, 513))
     diff = max(abs(hist[s] - ref[s]) for s in hist)
     assert diff <= 1e-6, diff
@@ -199,12 +177,12 @@ def test_a_rank_killed_on_the_second_host_fails_the_cell_naming_it_and_a_relaunc
     mh = on_multihost
     p, run = _sweep(make_sweep, tmp_path / "kill", "mh-kill", ckpt_steps=4)  # 512 steps
     (job,) = launch(p, executor="slurm")
-    _wait(lambda: len(_run(p, run)[1]) >= 10, 600, "10 logged steps", lambda: _logs(p)[-3000:])
+    wait_for(lambda: len(cell_history(p, run)[1]) >= 10, 600, "10 logged steps", lambda: _logs(p)[-3000:])
     pid = _rank_pid(mh, mh.nodes[1])
     assert pid is not None, mh.node_pids(mh.nodes[1])
     killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    _wait(
+    wait_for(
         lambda: read_marker(run.out_dir).get("status") == "FAILED", 120, "the FAILED marker", lambda: _logs(p)[-3000:]
     )
     mh.wait(job.job_id, timeout=120)
@@ -214,9 +192,11 @@ def test_a_rank_killed_on_the_second_host_fails_the_cell_naming_it_and_a_relaunc
     assert f"rank 1 on host {mh.nodes[1]}" in err, err
     assert sweep_status(p)[0]["state"] == "FAILED"
     (job2,) = launch(p, executor="slurm")  # the FAILED cell is submitted again and resumes
-    _wait(lambda: _run(p, run)[0] == "FINISHED", 900, "the relaunched cell to finish", lambda: _logs(p)[-3000:])
+    wait_for(
+        lambda: cell_history(p, run)[0] == "FINISHED", 900, "the relaunched cell to finish", lambda: _logs(p)[-3000:]
+    )
     assert job2.job_id != job.job_id
-    resumed = int(_run(p, run)[2]["resumed_from_step"])
+    resumed = int(cell_history(p, run)[2]["resumed_from_step"])
     assert resumed >= 8 and resumed % 4 == 0, resumed
     print(
         f"SIGKILL of rank 1 on {mh.nodes[1]}: job ended in {ended:.0f} s; relaunch resumed from step {resumed}; "
@@ -229,9 +209,9 @@ def test_two_nodes_of_two_tasks_train_and_resume(on_multihost, make_sweep, tmp_p
     mh = on_multihost
     p, run = _sweep(make_sweep, tmp_path / "2x2", "mh-2x2", tasks_per_node=2, pairs=512, batch=4)
     (job,) = launch(p, executor="slurm")
-    _wait(lambda: len(_run(p, run)[1]) >= 5, 600, "5 logged steps", lambda: _logs(p)[-3000:])
+    wait_for(lambda: len(cell_history(p, run)[1]) >= 5, 600, "5 logged steps", lambda: _logs(p)[-3000:])
     mh.slurm("scancel", "--signal=USR2", job.job_id)
-    _wait(lambda: _run(p, run)[0] == "FINISHED", 900, "the cell to finish", lambda: _logs(p)[-3000:])
-    _, hist, tags = _run(p, run)
+    wait_for(lambda: cell_history(p, run)[0] == "FINISHED", 900, "the cell to finish", lambda: _logs(p)[-3000:])
+    _, hist, tags = cell_history(p, run)
     assert tags["world_size"] == "4" and tags["hosts"] == ",".join(h for h in mh.nodes for _ in range(2)), tags
     assert int(tags["resumed_from_step"]) >= 5 and sorted(hist) == list(range(1, 129))

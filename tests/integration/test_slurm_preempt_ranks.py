@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from worldpm_scaling import names
+from tests.fixtures.cell_runs import cell_history, wait_for
 from worldpm_scaling.config import load_sweep
 from worldpm_scaling.launch import launch, sweep_status
 from worldpm_scaling.plan import plan
@@ -33,40 +32,14 @@ def _two_task_profile(tmp_path: Path) -> Path:
 
 
 def _sweep(make_sweep, tmp_path, name: str):
-    y = make_sweep(pairs=512, ckpt_steps=1000, cluster=str(_two_task_profile(tmp_path)), name=name)
+    # 1 pair per rank a step (256 steps): on a quiet box the default batch finished all 64 steps before the
+    # test saw 5 of them in MLflow and sent USR2, so the signal met a process already exiting
+    y = make_sweep(pairs=512, ckpt_steps=1000, cluster=str(_two_task_profile(tmp_path)), name=name, batch=2)
     y.write_text(y.read_text().replace("zero_stage: 0", "zero_stage: 2"))  # sharded: every rank writes
     p = plan(load_sweep(y))
     (run,) = p.runs
     assert run.resources.gpus_per_node == 2 and run.train.zero_stage == 2
     return p, run
-
-
-def _history(p, run):
-    """(status, {step: (loss, timestamp ms)}, tags) of the cell's MLflow run."""
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(p.sweep.tracking.uri)
-    exp = c.get_experiment_by_name(p.sweep.name)
-    if exp is None:
-        return None, {}, {}
-    rs = [r for r in c.search_runs([exp.experiment_id]) if r.data.tags.get("cell_id") == run.cell_id]
-    if not rs:
-        return None, {}, {}
-    (r,) = rs
-    hist = c.get_metric_history(r.info.run_id, names.TRAIN_LOSS)
-    steps = [m.step for m in hist]
-    assert len(steps) == len(set(steps)), f"steps logged twice: {sorted(steps)}"
-    return r.info.status, {m.step: (m.value, m.timestamp) for m in hist}, r.data.tags
-
-
-def _wait(pred, timeout_s: float, what: str, every_s: float = 1.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.mark.timeout(1500)
@@ -75,11 +48,11 @@ def test_usr2_on_a_two_rank_job_saves_on_every_rank_requeues_and_resumes_exactly
     ref_p, ref_run = _sweep(make_sweep, tmp_path / "ref", "uninterrupted2")
     (job,) = launch(p, executor="slurm")
     # a few steps in, not finished: deliver USR2 to the job's tasks (every rank, as a preemption does)
-    _wait(lambda: len(_history(p, run)[1]) >= 5, 600, "5 logged steps")
+    wait_for(lambda: len(cell_history(p, run)[1]) >= 5, 600, "5 logged steps")
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True, timeout=30)
     (ref_job,) = launch(ref_p, executor="slurm")  # queued behind it (2 CPUs): the uninterrupted reference
-    _wait(lambda: _history(p, run)[0] == "FINISHED", 900, "the preempted cell to finish")
-    _wait(lambda: _history(ref_p, ref_run)[0] == "FINISHED", 600, "the reference cell to finish")
+    wait_for(lambda: cell_history(p, run)[0] == "FINISHED", 900, "the preempted cell to finish")
+    wait_for(lambda: cell_history(ref_p, ref_run)[0] == "FINISHED", 600, "the reference cell to finish")
 
     logs = {f.name: f.read_text() for f in Path(p.sweep.output_dir, "jobs").rglob("*_log.err")}
     text = "\n".join(logs.values())
@@ -88,15 +61,15 @@ def test_usr2_on_a_two_rank_job_saves_on_every_rank_requeues_and_resumes_exactly
     assert set(saved) == {0, 1} and len(set(saved.values())) == 1, f"ranks saved at {saved}"
     (step,) = set(saved.values())
     assert f"requeueing job {job.job_id}: every rank saved" in text
-    _, hist, tags = _history(p, run)
+    _, hist, tags = cell_history(p, run)
     assert tags.get("resumed_from_step") == str(step), tags
     steps = sorted(hist)
-    assert steps == list(range(1, steps[-1] + 1)) and steps[-1] == 64
+    assert steps == list(range(1, steps[-1] + 1)) and steps[-1] == 256
     # the restart: the one long pause between two logged steps comes right after the saved step
     gaps = {s: hist[s + 1][1] - hist[s][1] for s in steps[:-1]}
     assert max(gaps, key=gaps.get) == step, (step, sorted(gaps.items(), key=lambda kv: -kv[1])[:3])
-    assert 1 <= step < 64
-    _, ref, _ = _history(ref_p, ref_run)
+    assert 1 <= step < 256
+    _, ref, _ = cell_history(ref_p, ref_run)
     assert sorted(ref) == steps
     diff = max(abs(hist[s][0] - ref[s][0]) for s in steps)
     assert diff <= 1e-6, diff
