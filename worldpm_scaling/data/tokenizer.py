@@ -68,6 +68,17 @@ class Tok:
         return self._batch(texts)
 
 
+def encode_rows(
+    rows: list[dict], tok: Tok, reward_token: str = DEFAULT_REWARD_TOKEN
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """The ids of pairs in the training format: (prompts, chosen replies, rejected replies)."""
+    return (
+        tok.encode_batch([prompt_text(r["prompt"]) for r in rows]),
+        tok.encode_batch([reply_text(r["chosen"], reward_token) for r in rows]),
+        tok.encode_batch([reply_text(r["rejected"], reward_token) for r in rows]),
+    )
+
+
 def load_tokenizer(path: str | Path | None) -> Tok:
     """A tokenizer.json (tokenizers) or a local HF tokenizer folder (transformers, offline)."""
     if path is None:
