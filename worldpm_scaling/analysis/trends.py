@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import AnalysisInputError
-from .fits import _ols_loglog, check_xy
+from .fit_base import _ols_loglog, check_xy
 
 TREND_LEVEL = 0.95
 """Two-sided level of the slope's t interval (a flat curve is called power-law ≤ 2.5% of the time)."""

@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     from ..analysis.errors import AnalysisInputError
-    from ..analysis.fits import fit_chinchilla, fit_power
+    from ..analysis.fits import ChinchillaFit, PowerFit, fit_chinchilla, fit_power
 
     _check_level_bootstrap(args)
     df = read_table(args.file)
@@ -113,6 +113,7 @@ def run_fit(args: argparse.Namespace) -> int:
     y = column(df, args.y, args.file)
     if args.form == "isoflop":
         return _run_isoflop(args, df, xs, y)
+    fit: PowerFit | ChinchillaFit
     if args.form == "power":
         if len(xs) != 1:
             raise AnalysisInputError(f"--form power takes one --x column, got {xs}")
@@ -126,7 +127,7 @@ def run_fit(args: argparse.Namespace) -> int:
             x_name=xs[0],
             y_name=args.y,
         )
-        keys = ("E", "A", "alpha")
+        keys: tuple[str, ...] = ("E", "A", "alpha")
     else:
         if len(xs) != 2:
             raise AnalysisInputError(f"--form chinchilla takes two --x columns 'N,D', got {xs}")
@@ -142,7 +143,7 @@ def run_fit(args: argparse.Namespace) -> int:
             names=(xs[0], xs[1]),
             y_name=args.y,
         )
-        keys = ("E", "A", "B", "alpha", "beta")  # type: ignore[assignment]
+        keys = ("E", "A", "B", "alpha", "beta")
     d = fit.to_dict()
     if args.json:
         extra = {k: d[k] for k in ("identified", "not_identified", "frontier") if k in d}
@@ -204,7 +205,7 @@ def _run_isoflop(args: argparse.Namespace, df, xs: list[str], y) -> int:
         bootstrap=args.bootstrap,
         level=args.level,
         seed=args.seed,
-        names=tuple(xs) + ("D",) * (3 - len(xs)),
+        names=(xs[0], xs[1], xs[2] if len(xs) == 3 else "D"),
         y_name=args.y,
     )
     d = fit.to_dict()
@@ -281,6 +282,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         target=target,
         target_pairs=milestones,
     )
+    report_json = rep.json_path
+    assert report_json is not None  # analyze writes report.json before it returns
     logged = None
     if not args.from_file and not args.no_log:
         from mlflow.tracking import MlflowClient
@@ -290,7 +293,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             try:
                 client = MlflowClient(uri)
                 client.log_artifact(logged, str(rep.report_path), "analysis")
-                client.log_artifact(logged, str(rep.json_path), "analysis")
+                client.log_artifact(logged, str(report_json), "analysis")
                 for p in rep.figures:
                     client.log_artifact(logged, str(p), "analysis/figures")
             except Exception as e:  # noqa: BLE001 — the report is written; only its copy in MLflow failed
@@ -302,7 +305,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                 logged = None
                 args.no_log = True
     print(rep.headline())
-    print(f"report: {rep.report_path} (and {rep.json_path.name})")  # type: ignore[union-attr]
+    print(f"report: {rep.report_path} (and {report_json.name})")
     print(f"figures: {out / 'figures'} ({len(rep.figures)} files)")
     if logged:
         print(f"logged to MLflow run {logged} (artifacts analysis/)")
