@@ -423,11 +423,12 @@ def missing_bases(runs) -> dict[str, str]:
     """Cell id → why its pretrained base cannot be loaded, for cells (anything with `cell_id` and
     `model`, e.g. a plan's RunSpecs); each distinct folder's config.json is read once."""
     why: dict[tuple, str | None] = {}
-    out = {}
+    out: dict[str, str] = {}
     for r in runs:
         key = (r.model.name, r.model.path, r.model.init)
         if key not in why:
             why[key] = check_base(r.model)
-        if why[key]:
-            out[r.cell_id] = why[key]
-    return out  # type: ignore[return-value]
+        reason = why[key]
+        if reason:
+            out[r.cell_id] = reason
+    return out

@@ -7,10 +7,22 @@ import dataclasses
 import functools
 import json
 import sys
+from typing import Any, TypedDict
 
 from . import CLIError
 
 _RAW = argparse.RawDescriptionHelpFormatter
+
+
+class EvalSetRow(TypedDict):
+    """One line of `wps data evals`: where a set is looked for and what was found there."""
+
+    set: str
+    category: str
+    path: str
+    status: str
+    pairs: int | None
+    source: str | None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -194,12 +206,12 @@ def run_synth(args: argparse.Namespace) -> int:
     _out_is_a_folder(out)
     if (out / "train.parquet").exists() and not args.force:
         raise CLIError(f"{out / 'train.parquet'}: already exists (pass --force to replace it)")
-    kw = {
+    kw: dict[str, Any] = {  # argparse values: their types are the options' (type=, nargs=)
         f.name: (tuple(v) if isinstance(v, list) else v)
         for f in dataclasses.fields(SynthConfig)
         if (v := getattr(args, f.name, None)) is not None
     }
-    cfg = SynthConfig(**kw)  # type: ignore[arg-type]
+    cfg = SynthConfig(**kw)
     with Console(stderr=True).status(f"generating {cfg.pairs:,} pairs, 12 eval sets and a BPE tokenizer"):
         stats = write(cfg, out)
     print(
@@ -333,7 +345,7 @@ def run_evals(args: argparse.Namespace) -> int:
         spec = load_sweep(args.sweep).eval
     else:
         spec = EvalSpec(dir=args.dir or "evals")
-    rows = []
+    rows: list[EvalSetRow] = []
     for name, (cat, paths) in registry(spec).items():
         try:
             path = find(name, paths)
@@ -362,7 +374,7 @@ def run_evals(args: argparse.Namespace) -> int:
             if status == "found"
             else None
         )
-        rows.append({"set": name, "category": cat, "path": str(path), "status": status, "pairs": n, "source": source})  # type: ignore[dict-item]
+        rows.append({"set": name, "category": cat, "path": str(path), "status": status, "pairs": n, "source": source})
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=1)
         print()
@@ -384,7 +396,7 @@ def run_evals(args: argparse.Namespace) -> int:
                 r["source"] or "",
             )
         Console(width=200).print(t)
-    bad = [r for r in rows if r["status"].startswith("unreadable")]  # type: ignore[union-attr]
+    bad = [r for r in rows if r["status"].startswith("unreadable")]
     if bad:
         print(
             f"error: {len(bad)} eval set(s) unreadable: " + "; ".join(f"{r['set']} ({r['status']})" for r in bad),
@@ -394,7 +406,7 @@ def run_evals(args: argparse.Namespace) -> int:
     missing = [r["set"] for r in rows if r["status"] == "missing"]
     if missing:
         print(
-            f"{len(missing)} of {len(rows)} eval sets missing: {', '.join(missing)} (`wps data evals import` "  # type: ignore[arg-type]
+            f"{len(missing)} of {len(rows)} eval sets missing: {', '.join(missing)} (`wps data evals import` "
             "converts a set's official release)",
             file=sys.stderr,
         )

@@ -7,6 +7,10 @@ import csv
 import io
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,7 +87,7 @@ def _init_cell(r: dict) -> str:
     return "[red]missing[/]" if r["base_missing"] else "base ok"
 
 
-COLUMNS = (  # (header, justify, in the default 100-column table)
+COLUMNS: tuple[tuple[str, JustifyMethod, bool], ...] = (  # (header, justify, in the default 100-column table)
     ("#", "right", True),
     ("cell", "left", True),
     ("model", "left", True),
@@ -128,7 +132,7 @@ def print_table(p, rows: list[dict] | None = None, *, wide: bool = False) -> Non
     )
     shown = [i for i, (_h, _j, default) in enumerate(COLUMNS) if wide or default]
     for i in shown:
-        t.add_column(COLUMNS[i][0], justify=COLUMNS[i][1], no_wrap=True)  # type: ignore[arg-type]
+        t.add_column(COLUMNS[i][0], justify=COLUMNS[i][1], no_wrap=True)
     if rows is None:
         rows = [{**r, "base_missing": None} for r in p.rows()]
     for r in rows:

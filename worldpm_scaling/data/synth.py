@@ -218,7 +218,8 @@ class Forum:
             f.names = _words(rng, cfg.chain_names, (2, 2), taken)
         if cfg.answer_form == "parity":  # drawn last too: the other forms' worlds are unchanged
             f.flags = _words(rng, cfg.parity_flags, (2, 2), taken)
-            f.verdicts = tuple(_words(rng, 2, (2, 2), taken))  # type: ignore[assignment]
+            odd, even = _words(rng, 2, (2, 2), taken)
+            f.verdicts = (odd, even)
         if cfg.quality_zipf > 0:
             f.marker_cum = list(itertools.accumulate((i + 1) ** -cfg.quality_zipf for i in range(cfg.quality_words)))
         return f
