@@ -258,12 +258,12 @@ def isoflop_figure(profiles: dict[str, dict[float, tuple[np.ndarray, np.ndarray]
                 b = by_c.get(C)
                 used = b is not None and b.used
                 ax.plot(N, L, "o", color=col, mfc=col if used else "none", label=f"C={C:.2g}")
-                if used:
+                if b is not None and b.used:
                     u = np.log(N)
                     p = np.polyfit(u, L, 2)
                     uu = np.linspace(u.min(), u.max(), 50)
                     ax.plot(np.exp(uu), np.polyval(p, uu), "-", color=col, lw=0.8)
-                    ax.plot(b.N_opt, np.polyval(p, np.log(b.N_opt)), "*", color="k", ms=6)  # type: ignore[union-attr]
+                    ax.plot(b.N_opt, np.polyval(p, np.log(b.N_opt)), "*", color="k", ms=6)
             ax.set_xscale("log")
             ax.set_title(cat + (f": N_opt ∝ C^{f.a:.2f}" if f is not None else ": no fit"))
             ax.set_xlabel("non-embedding parameters N")

@@ -93,16 +93,16 @@ def _bad(msg: str):
 
 def parse_at(text: str) -> tuple[float, float]:
     """'N=7e9,D=1.4e11' → (7e9, 1.4e11), with a named error for anything else."""
-    vals = {}
+    vals: dict[str, float] = {}
     for part in (text or "").split(","):
-        k, sep, v = part.partition("=")
+        k, sep, text_v = part.partition("=")
         k = k.strip()
         if not sep or k not in ("N", "D"):
             raise _bad(f"--at takes N=<n>,D=<d> (e.g. N=7e9,D=1.4e11), got {text!r}")
         try:
-            vals[k] = float(v)
+            vals[k] = float(text_v)
         except ValueError:
-            raise _bad(f"--at: {k}={v.strip()!r} is not a number") from None
+            raise _bad(f"--at: {k}={text_v.strip()!r} is not a number") from None
     if set(vals) != {"N", "D"}:
         raise _bad(f"--at needs both N and D, got {text!r}")
     for k, v in vals.items():
