@@ -122,6 +122,8 @@ def test_make_ladder_names_bad_input():
     _, lad = _ladder(0)
     with pytest.raises(AnalysisInputError, match="target N must be positive"):
         predict(lad, -1.0, 1e9, bootstrap=0)
+    with pytest.raises(AnalysisInputError, match="delta must be a number, None or 'auto', got 'huber'"):
+        predict(lad, 1e9, 1e9, bootstrap=0, delta="huber")
 
 
 # -- the CLI ---------------------------------------------------------------------------------------
