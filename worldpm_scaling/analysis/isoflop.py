@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,6 +67,16 @@ class IsoflopFit:
             "budgets_used": sum(b.used for b in self.budgets),
             "budgets": [b.to_dict() for b in self.budgets],
         }
+
+
+class _UsedBudget(NamedTuple):
+    """A budget whose profile is used: its sorted log N (and log D), losses and parabola coefficients."""
+
+    C: float
+    logN: np.ndarray
+    loss: np.ndarray
+    logD: np.ndarray | None
+    coef: np.ndarray
 
 
 def _parabola(u: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -131,7 +142,7 @@ def fit_isoflop(
         order = np.argsort(Ns[m], kind="stable")
         groups.append((float(c), np.log(Ns[m][order]), ys[m][order], np.log(Ds[m][order]) if Ds is not None else None))
     budgets: list[IsoflopBudget] = []
-    used = []
+    used: list[_UsedBudget] = []
     for c, u, y, ud in groups:
         if window and len(u) > 2 * window + 1:  # a symmetric window around the lowest measured loss
             i = int(np.argmin(y))
@@ -155,14 +166,14 @@ def fit_isoflop(
             d_opt = c / (6.0 * n_opt) if math.isfinite(n_opt) else math.nan
         budgets.append(IsoflopBudget(C=c, N_opt=n_opt, D_opt=d_opt, points=len(y), used=not flag, flag=flag))
         if not flag:
-            used.append((c, u, y, ud, p))
+            used.append(_UsedBudget(c, u, y, ud, p))
     if len(used) < 3:
         flagged = "; ".join(f"C={bud.C:.3g}: {bud.flag}" for bud in budgets if bud.flag)
         raise AnalysisInputError(
             f"IsoFLOP fit needs 3 budgets with an interior loss minimum, got {len(used)} of "
             f"{len(budgets)}" + (f" ({flagged})" if flagged else "")
         )
-    lc = np.log([g[0] for g in used])
+    lc = np.log([g.C for g in used])
     ln = np.log([bud.N_opt for bud in budgets if bud.used])
     ldd = np.log([bud.D_opt for bud in budgets if bud.used])
     kN, negA = _ols_loglog(lc, ln)
