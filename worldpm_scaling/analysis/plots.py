@@ -41,7 +41,8 @@ STYLE = {
 FORMATS = ("pdf", "svg", "png")
 
 
-def _legend_above(fig, axes) -> None:
+def _legend_above(fig, axes, ncol: int | None = None) -> None:
+    """One legend for every panel, above them: `ncol` entries a row (default: all in one row)."""
     handles, labels = {}, []
     for ax in axes.flat:
         for h, label in zip(*ax.get_legend_handles_labels()):
@@ -53,7 +54,7 @@ def _legend_above(fig, axes) -> None:
         [handles[lb] for lb in labels],
         labels,
         loc="upper center",
-        ncol=len(labels),
+        ncol=ncol or len(labels),
         frameon=False,
         bbox_to_anchor=(0.5, 1.0),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from .plots import PAGE_IN, PALETTE, STYLE, _legend_above
 
@@ -50,6 +51,7 @@ def prediction_figure(preds: dict, n_of: dict[str, float]):
                 ax.scatter(p.D, sp.actual_loss, marker="*", s=30, color="black", zorder=5, label=f"{sp.target} actual")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks ran into each other
             ax.set_xlabel("training tokens D")
             ax.set_ylabel(f"{cat} loss")
             ax.set_title(f"{cat}: {sp.verdict}")
@@ -83,5 +85,5 @@ def prediction_figure(preds: dict, n_of: dict[str, float]):
                     transform=ax2.transAxes,
                 )
                 ax2.set_axis_off()
-        _legend_above(fig, axes)
+        _legend_above(fig, axes, ncol=4)
     return fig
