@@ -35,7 +35,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Literal, Union
 
 from ..config import RunSpec
 from . import markers
@@ -51,11 +52,17 @@ from .ranks import (
 )
 
 if TYPE_CHECKING:  # torch and the model code load only when a cell trains
-    from ..train.loop import TrainResult
+    from ..train import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".wps-train.lock"
+
+_Handler = Union[Callable[[int, Union[FrameType, None]], Any], int, signal.Handlers, None]
+"""What `signal.signal` returns and takes back (typeshed's private `_HANDLER`)."""
+
+TrackingBackend = Literal["mlflow", "spool", "memory", "none"]
+"""TrackingSpec.backend's values (`wps train --tracking`)."""
 
 
 class CellSetupError(ValueError):
@@ -91,9 +98,9 @@ class _Signals:
     def __init__(self, under_slurm: bool):
         self.under_slurm = under_slurm
         self.reason: str | None = None  # "requeue" (USR2) | "preempt" (SIGTERM under SLURM) | "stop"
-        self.trainer = None
+        self.trainer: Trainer | None = None
         self._lock = threading.Lock()
-        self._old: dict[int, object] = {}
+        self._old: dict[int, _Handler] = {}
         self._interrupts = 0
 
     def install(self) -> None:
@@ -105,7 +112,7 @@ class _Signals:
     def restore(self) -> None:
         for sig, old in self._old.items():
             try:
-                signal.signal(sig, old)  # type: ignore[arg-type]
+                signal.signal(sig, old)
             except (TypeError, ValueError):
                 pass
         self._old.clear()
@@ -265,7 +272,7 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
         if rank == 0:
             markers.write_marker(run.out_dir, "RUNNING", job_id=job_id, world=world)
         if sig.reason is not None:  # stopped before anything was opened
-            return _stopped_before_start(run, sig, outcome, job_id)
+            return _stopped_before_start(run, sig.reason, outcome, job_id)
         child = _open_tracking(run, rank, job_id)
         train_pairs, eval_sets = _open_data(run, tok, rank, world)
         from ..train import Trainer
@@ -275,10 +282,10 @@ def _run(run: RunSpec, sig: _Signals, *, progress, job_id, announce) -> CellOutc
         )
         hosts, run_id = _tag_hosts(trainer, child, host)
         node_metrics = _node_system_metrics(run, ranks, hosts, run_id)
-        sig.trainer = trainer  # type: ignore[assignment]
+        sig.trainer = trainer
         if sig.reason is not None:
             trainer.close()
-            return _stopped_before_start(run, sig, outcome, job_id, child=child)
+            return _stopped_before_start(run, sig.reason, outcome, job_id, child=child)
         if announce is not None and rank == 0:
             announce(
                 f"cell {run.cell_id}: {run.model.name}, {run.pairs:,} pairs, {len(run.milestones)} milestones, "
@@ -446,13 +453,17 @@ def _node_system_metrics(run: RunSpec, ranks: Ranks, hosts: list[str], run_id: s
     return start_system_metrics(_NodeMetricsRun(uri, run_id), interval_s=t.system_metrics_interval_s, node_id=host)
 
 
-def _stopped_before_start(run: RunSpec, sig: _Signals, outcome: CellOutcome, job_id, *, child=None) -> CellOutcome:
-    status = {"requeue": "REQUEUED", "preempt": "PREEMPTED", "stop": "KILLED"}[sig.reason]  # type: ignore[index]
+def _stopped_before_start(run: RunSpec, reason: str, outcome: CellOutcome, job_id, *, child=None) -> CellOutcome:
+    """A signal (`reason`: _Signals.reason) arrived before the first step: record it, requeue for USR2."""
+    status = {"requeue": "REQUEUED", "preempt": "PREEMPTED", "stop": "KILLED"}[reason]
     outcome.status = status
     markers.write_rank_record(run.out_dir, outcome.rank, status=status, step=None)
     if outcome.rank == 0:
         if child is not None:
-            child.flush() if status != "KILLED" else child.finish(status)
+            if status == "KILLED":
+                child.finish(status)
+            else:
+                child.flush()  # the run stays RUNNING: the requeued or relaunched job continues it
         markers.write_marker(run.out_dir, status, job_id=job_id, world=outcome.world, before_start=True)
         if status == "REQUEUED":
             _requeue(job_id)
@@ -471,8 +482,8 @@ def _requeue(job_id: str | None) -> None:
     raise Requeued(-1)
 
 
-def with_tracking(run: RunSpec, backend: str | None) -> RunSpec:
+def with_tracking(run: RunSpec, backend: TrackingBackend | None) -> RunSpec:
     """`run` with its tracking backend replaced (`wps train --tracking`)."""
     if backend is None:
         return run
-    return dataclasses.replace(run, tracking=dataclasses.replace(run.tracking, backend=backend))  # type: ignore[arg-type]
+    return dataclasses.replace(run, tracking=dataclasses.replace(run.tracking, backend=backend))

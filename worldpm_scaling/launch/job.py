@@ -17,6 +17,7 @@ import submitit
 from ..config import RunSpec
 from .cell import Requeued, run_cell
 from .markers import read_marker, write_marker
+from .ranks import RankSetupError, rank_env
 
 __all__ = ["CellJob", "Requeued", "read_marker", "write_marker"]
 
@@ -65,9 +66,10 @@ class CellJob(submitit.helpers.Checkpointable):
 
 
 def _rank() -> int:
-    for name in ("RANK", "SLURM_PROCID"):
-        try:
-            return int(os.environ[name])
-        except (KeyError, ValueError):
-            continue
-    return 0
+    """This task's rank as `run_cell` reads it (`ranks.rank_env`: torchrun's RANK, else an srun step's
+    SLURM_PROCID, else 0). Where the layout itself is broken — the very error being reported — every
+    task counts as rank 0: each writes the marker through its own temporary file, so one FAILED lands."""
+    try:
+        return rank_env(os.environ).rank
+    except RankSetupError:
+        return 0

@@ -102,9 +102,9 @@ def rank_env(environ: Mapping[str, str]) -> Ranks:
         rank = _int(environ, "RANK", 0)
         if not 0 <= rank < world:
             raise RankSetupError(f"RANK={rank} is outside WORLD_SIZE={world}")
-        addr, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
-        if world > 1 and (not addr or not port):
-            missing = [n for n, v in (("MASTER_ADDR", addr), ("MASTER_PORT", port)) if not v]
+        addr, port_set = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
+        if world > 1 and (not addr or not port_set):
+            missing = [n for n, v in (("MASTER_ADDR", addr), ("MASTER_PORT", port_set)) if not v]
             raise RankSetupError(
                 f"WORLD_SIZE={world} but {' and '.join(missing)} not set: every rank must know where rank 0 listens"
             )
@@ -115,7 +115,7 @@ def rank_env(environ: Mapping[str, str]) -> Ranks:
             local_rank=_int(environ, "LOCAL_RANK", rank if world > 1 else 0),
             local_world=local_world or 1,
             master_addr=addr or None,
-            master_port=_int(environ, "MASTER_PORT") if port else None,
+            master_port=_int(environ, "MASTER_PORT") if port_set else None,
             source="torchrun",
             nodes=-(-world // local_world) if local_world else None,
         )
@@ -209,7 +209,7 @@ def local_interfaces() -> list[str]:
 
 def resolve_host(name: str) -> list[str]:
     try:
-        return sorted({ai[4][0] for ai in socket.getaddrinfo(name, None)})
+        return sorted({str(ai[4][0]) for ai in socket.getaddrinfo(name, None)})  # typeshed: str | int
     except OSError:
         return []
 

@@ -74,11 +74,11 @@ def make_executor(kind: str, folder: Path, cluster: ClusterSpec, run: RunSpec):
         ex = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=20)
         ex.update_parameters(**slurm_parameters(run, cluster))
         return ex
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=kind)  # type: ignore[assignment]
-    ex.update_parameters(
+    auto = submitit.AutoExecutor(folder=str(folder), cluster=kind)
+    auto.update_parameters(
         timeout_min=run.resources.time_limit_minutes, tasks_per_node=1, cpus_per_task=run.resources.cpus_per_task
     )
-    return ex
+    return auto
 
 
 class BaseCheckpointError(ValueError):
