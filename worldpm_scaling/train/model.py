@@ -10,6 +10,11 @@ tokenized, so the last token of each reply is the reward token `train.reward_tok
 
 from __future__ import annotations
 
+import contextlib
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,17 +24,23 @@ from . import attention
 from .collate import Batch
 from .exported import load_exported_head
 
+if TYPE_CHECKING:  # transformers loads when a model is built
+    from transformers import PreTrainedModel
+
 HEADS = ("mlp", "linear")
 
 
 class RewardModel(nn.Module):
-    def __init__(self, backbone: nn.Module, hidden: int, head: str = "mlp"):
+    def __init__(self, backbone: PreTrainedModel, hidden: int, head: str = "mlp"):
         super().__init__()
-        self.backbone = backbone
+        self.backbone: PreTrainedModel = backbone
+        self.hf_ds_config: object | None = None
+        """transformers' HfDeepSpeedConfig under ZeRO-3, kept alive with the model (build_model)."""
+        self.head: nn.Module
         if head == "mlp":
             self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         elif head == "linear":
-            self.head = nn.Linear(hidden, 1)  # type: ignore[assignment]
+            self.head = nn.Linear(hidden, 1)
         else:
             raise ValueError(f"train.head must be one of {HEADS}, got {head!r}")
 
@@ -79,7 +90,6 @@ def build_model(
     Random init is the same function of `seed` either way (`seeded_init` for the backbone, then the
     head from a reseed), so a ZeRO-3 run starts from the weights a single process would.
     """
-    import contextlib
 
     import transformers
 
@@ -93,6 +103,7 @@ def build_model(
         model = _build_zero3(shape, head=head, seed=seed, dtype=dtype, impl=impl, zero3_config=zero3_config)
     else:
         keep = None
+        place: contextlib.AbstractContextManager[Any]
         if zero3_config is not None:  # a .bin checkpoint: transformers' own ZeRO-3 loading
             import deepspeed
             from transformers.integrations import HfDeepSpeedConfig
@@ -101,7 +112,7 @@ def build_model(
             place = contextlib.nullcontext()
             head_ctx = deepspeed.zero.Init(config_dict_or_path=zero3_config)
         else:
-            place = torch.device(device) if device is not None else contextlib.nullcontext()  # type: ignore[assignment]
+            place = torch.device(device) if device is not None else contextlib.nullcontext()
             head_ctx = contextlib.nullcontext()
         torch.manual_seed(seed)
         if shape.path:
@@ -123,7 +134,7 @@ def build_model(
             model = RewardModel(backbone, shape.hidden, head)
         if zero3_config is None:
             model.head.to(dtype)
-        model.hf_ds_config = keep  # type: ignore[assignment]
+        model.hf_ds_config = keep
     if shape.path:  # an exported WorldPM-format folder brings its reward head too (train/export.py)
         load_exported_head(model, shape.path, head)
     return model
@@ -174,12 +185,12 @@ def _build_zero3(shape: ModelShape, *, head: str, seed: int, dtype, impl: str, z
                 freed += p.numel() * p.element_size()
                 value = values(name, size) if writer else None
                 # the other ranks receive rank 0's value by broadcast into this buffer
-                t = value.to(dtype) if writer else torch.empty(size, dtype=dtype)  # type: ignore[union-attr]
+                t = value.to(dtype) if value is not None else torch.empty(size, dtype=dtype)
                 del value
                 q = torch.nn.Parameter(t, requires_grad=p.requires_grad)
                 del t
                 setattr(mod, p_name, q)
-                anchor.convert_to_zero_parameters([q])  # type: ignore[attr-defined]
+                anchor.convert_to_zero_parameters([q])  # type: ignore[attr-defined]  # DeepSpeed adds it to ZeRO-3 parameters at runtime
                 del q
                 if freed >= 64 << 20:  # give the full-size transients back (every 64 MiB: trimming is slow)
                     trim()
@@ -247,10 +258,9 @@ _ST_DTYPES = {
 }
 
 
-def _safetensors_files(path) -> list | None:
+def _safetensors_files(path: str | Path) -> list[Path] | None:
     """The safetensors weight files of a checkpoint folder (sharded or not), or None when it has none."""
     import json
-    from pathlib import Path
 
     folder = Path(path)
     index = folder / "model.safetensors.index.json"
@@ -265,13 +275,16 @@ class _CheckpointReader:
     pages would stay in this process's RSS until it is closed). `reader(name, shape)` is the backbone
     parameter `name` (stored as `name` or, from a *ForCausalLM / reward-model folder, `model.name`)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path) -> None:
         import json
         import struct
 
         self.path = path
-        self.files = _safetensors_files(path)
-        self.where = {}  # tensor name → (file, header entry, data start)
+        files = _safetensors_files(path)
+        if files is None:
+            raise FileNotFoundError(f"{path}: no model.safetensors or model.safetensors.index.json")
+        self.files = files
+        self.where: dict[str, tuple[Path, dict[str, Any], int]] = {}  # tensor name → (file, header entry, data start)
         for f in self.files:
             if not f.is_file():
                 raise FileNotFoundError(f"{f}: weights file missing")
@@ -281,7 +294,7 @@ class _CheckpointReader:
             for k, v in header.items():
                 if k != "__metadata__":
                     self.where[k] = (f, v, 8 + n)
-        self.handles = {}
+        self.handles: dict[Path, io.BufferedReader] = {}
 
     def __enter__(self):
         return self
@@ -303,7 +316,7 @@ class _CheckpointReader:
         fh = self.handles.get(f) or self.handles.setdefault(f, open(f, "rb"))
         raw = torch.empty(end - start, dtype=torch.uint8)
         fh.seek(base + start)
-        if end > start and fh.readinto(memoryview(raw.numpy())) != end - start:  # type: ignore[arg-type]
+        if end > start and fh.readinto(raw.numpy().data) != end - start:
             raise ValueError(f"{f}: weight {key!r} is truncated")
         return raw.view(_ST_DTYPES[entry["dtype"]]).reshape(shape)
 
