@@ -355,20 +355,9 @@ def _tokenizer(run: RunSpec):
 
 def _open_data(run: RunSpec, tok, rank: int, world: int):
     """The training pairs (this rank's share) and the eval sets, opened once for the trainer."""
-    from ..data import load_eval_sets, open_train_pairs
-    from ..train.evaluation import EvalData
+    from ..train import inputs
 
-    pairs = open_train_pairs(
-        run.data,
-        seed=run.seed,
-        rank=rank,
-        world=world,
-        max_pairs=run.pairs,
-        ctx_len=run.train.ctx_len,
-        reward_token=run.train.reward_token,
-    )
-    sets = load_eval_sets(run.eval, tokenizer=tok, ctx_len=run.train.ctx_len, reward_token=run.train.reward_token)
-    return pairs, [EvalData(s.name, s.category, s.pairs) for s in sets.values()]
+    return inputs.train_pairs(run, rank=rank, world=world), inputs.eval_sets(run, tok)
 
 
 def _open_tracking(run: RunSpec, rank: int, job_id: str | None):

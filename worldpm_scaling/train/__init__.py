@@ -10,12 +10,16 @@ from .checkpoint import CheckpointCorruptError
 from .collate import MODES, Batch, CollationError, collate
 from .deepspeed_config import DeepSpeedConfigError, deepspeed_config
 from .deepspeed_config import validate as validate_deepspeed_config
-from .loop import DataTooSmallError, EvalData, NonFiniteLossError, Trainer, TrainResult
+from .evaluation import EvalData
+from .loop import DataTooSmallError, Trainer
 from .schedule import lr_at
+from .state import TrainResult, TrainState
+from .step_metrics import NonFiniteLossError
 
 __all__ = [
     "Trainer",
     "TrainResult",
+    "TrainState",
     "NonFiniteLossError",
     "CheckpointCorruptError",
     "DataTooSmallError",

@@ -1,9 +1,8 @@
 """The training loop: one RunSpec in, a tracked, checkpointed, resumable BT reward model out.
 
-Determinism is what makes resume exact: the data order is a seeded permutation and step k always
-consumes pairs [k·B, (k+1)·B) of it (per rank), the LR is a pure function of k, and a checkpoint
-holds model, optimizer, counters, RNG states and the metrics of its step not yet logged, so a
-resumed run draws exactly the curve an uninterrupted one would have — and never logs a step twice.
+The Trainer is the step loop over its training state (`state.py`: TrainState, RNG, the checkpoint
+clock), saved and restored by `checkpointer.py`'s protocol across ranks; a step's metrics are
+assembled by `step_metrics.py`. Resume is exact: see state.py.
 
 Signals: `checkpoint_now()`, `request_stop()` and `request_preempt()` may be called from a signal
 handler in the main thread while `fit()` runs. A checkpoint is always of the last *completed*
@@ -16,7 +15,12 @@ reads them back once per optimizer step, after the cross-rank reduction (plus th
 engine reports): two device→host syncs a step whatever the number of micro-batches.
 
 Distributed plumbing (device placement, the process group, agreement, teardown) lives in
-`distributed.py`; milestone evaluation, sharded over ranks, in `evaluation.py`.
+`distributed.py`; milestone evaluation, sharded over ranks, in `evaluation.py`. (Logs go to this
+module's logger, which `wps train` shows: which checkpoint a run resumed from, skipped batches, saves.)
+
+One job, about 500 lines: the Trainer's methods (build, save/restore, evaluate, the step) are short
+and share one mutable state (engine, counters, signal flags); split further they would hand that
+state back and forth. torchtitan's trainer.py holds the same job in 1,091 lines.
 """
 
 from __future__ import annotations
@@ -24,93 +28,45 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
-import numpy as np
 import torch
 
-from .. import faults, names
+from .. import faults
 from ..config import RunSpec
+from ..data import Tok, load_tokenizer
 from ..data.pairs import TokenizedPair
+from ..track.base import Run
 from . import checkpoint as ckpt
+from . import checkpointer, inputs
 from . import distributed as dist
-from .collate import Batch, collate
+from .checkpointer import Engine
+from .collate import collate
 from .engine import DeepSpeedEngine, TorchEngine
 from .evaluation import EvalData, EvalResult
 from .evaluation import evaluate as sharded_evaluate
 from .model import RewardModel, bt_loss, build_model
 from .schedule import lr_at
+from .state import CheckpointClock, TrainResult, TrainState, capture_rng, restore_rng
+from .step_metrics import (
+    CPU_PEAK_FLOPS,
+    StepSums,
+    attention_units,
+    nonfinite_guard,
+    step_metrics,
+)
 
 log = logging.getLogger(__name__)
-
-CPU_PEAK_FLOPS = 50e9
-"""Assumed peak FLOP/s of one CPU process for MFU (the default of ClusterSpec.cpu_gflops)."""
 
 EVAL_CHUNK_FACTOR = 4
 """Evaluation forwards take this many micro-batches of pairs at once (`Trainer.eval_chunk`)."""
 
 
-class NonFiniteLossError(RuntimeError):
-    """Loss or grad norm became NaN/Inf; names the step. The last good checkpoint is kept."""
-
-
 class DataTooSmallError(ValueError):
     """The pairs file holds fewer pairs than the cell's budget (data.pairs / data.source)."""
-
-
-@dataclass
-class TrainState:
-    """Where a run is, apart from the model and optimizer: what a checkpoint records beside the engine's
-    state and `Trainer.load_state_dict` puts back (the data position is a pure function of `step`:
-    step k consumes pairs [k·B, (k+1)·B) of the seeded order)."""
-
-    step: int = 0
-    pairs_seen: int = 0
-    tokens_seen: int = 0
-    next_milestone: int = 0
-    """Index of the next milestone (pairs) not yet evaluated."""
-    skipped: int = 0
-    """Batches skipped for a non-finite loss or grad norm."""
-    pending_metrics: dict | None = None
-    """Metrics of `step` not yet logged (a checkpoint taken between an update and its logging)."""
-    evals_due: int = 0
-    """Milestone evaluations owed at `step`."""
-    logged_upto: int | None = None
-    """Highest step already handed to the tracker: a resumed run never logs a step twice."""
-    rng: dict | None = None
-    """torch / numpy / python (and CUDA) RNG states at the last step boundary."""
-
-
-@dataclass
-class TrainResult:
-    status: str
-    """FINISHED | FAILED | KILLED | PREEMPTED (saved at a step boundary; the job should requeue)"""
-    steps: int
-    pairs_seen: int
-    tokens_seen: int
-    final_loss: float | None
-    checkpoint: Path | None
-
-
-def flops_per_step(run: RunSpec, real_tokens: int, attn_units: int) -> float:
-    """Training FLOPs: 6·N per token plus 12·L·d per attended (query, key) pair — PaLM (Chowdhery et
-    al. 2022) appendix B's 6N + 12·L·d·T, with T·tokens replaced by the pairs actually attended."""
-    m = run.model
-    return 6.0 * m.params_non_embedding * real_tokens + 12.0 * m.layers * m.hidden * attn_units
-
-
-def attention_units(b: Batch) -> int:
-    """Σ query×key pairs the sequences of `b` need (causal halves counted in full, as PaLM does)."""
-    if b.segments is not None:
-        return sum((qe - qs) * ((qe - qs) + (pe - ps)) for qs, qe, ps, pe in b.segments)
-    if b.attention_mask is not None:
-        return int(b.real_tokens * b.input_ids.shape[1])  # upper bound: a row's length per token
-    return int(b.real_tokens * b.input_ids.shape[1])
 
 
 class Trainer:
@@ -124,13 +80,13 @@ class Trainer:
     def __init__(
         self,
         run: RunSpec,
-        tracker_run,
+        tracker_run: Run,
         *,
         device: str | torch.device | None = None,
         train_pairs: Sequence[TokenizedPair] | None = None,
         eval_sets: list[EvalData] | None = None,
         peak_flops: float | None = None,
-        tokenizer=None,
+        tokenizer: Tok | None = None,
         engine: str | None = None,
         layout: str = "segments",
         train_pairs_sharded: bool = False,
@@ -147,23 +103,24 @@ class Trainer:
         self.total_steps = max(1, math.ceil(run.pairs * t.epochs / t.global_batch_pairs))
         self.row_len = t.pack_len or t.ctx_len
         self.layout = layout
-        self._train_pairs = train_pairs
+        self._train_pairs: Sequence[TokenizedPair] | None = train_pairs
         self._sharded = train_pairs_sharded  # True: `train_pairs` is already this rank's share
-        self._eval_sets = eval_sets
+        self._eval_sets: list[EvalData] | None = eval_sets
         self._tokenizer = tokenizer
         self.peak_flops = peak_flops or self._default_peak()
         self.engine_kind = engine or self._auto_engine()
         self.ckpt_dir = Path(run.out_dir) / "checkpoints"
-        self.pad_id = getattr(tokenizer, "pad_id", 0)
+        self.pad_id: int = tokenizer.pad_id if tokenizer is not None else 0
         # progress (all part of a checkpoint)
         self.step = 0
         self.pairs_seen = 0
         self.tokens_seen = 0
         self.next_milestone = 0
         self.skipped = 0
-        self._pending: dict | None = None  # metrics of `self.step` not yet logged
+        self._pending: dict[str, float] | None = None  # metrics of `self.step` not yet logged
         self._evals_due = 0  # milestone evaluations owed at `self.step`
-        self._rng = None  # RNG states at the last step boundary
+        self._rng: dict[str, Any] | None = None  # RNG states at the last step boundary
+        self._clock = CheckpointClock(t.checkpoint_every_steps, t.checkpoint_every_minutes, self.rank)
         # signal plumbing
         self._stop = threading.Event()
         self._preempt = threading.Event()
@@ -173,7 +130,7 @@ class Trainer:
         self._logged_upto: int | None = None
         self.last_checkpoint: Path | None = None
         self.resumed_from_step: int | None = None  # the checkpoint step _restore continued from
-        self.engine = None
+        self.engine: Engine | None = None
         self.last_eval: EvalResult | None = None
 
     # -- setup ----------------------------------------------------------------------------------
@@ -191,32 +148,17 @@ class Trainer:
 
     def _data(self) -> Sequence[TokenizedPair]:
         if self._train_pairs is None:
-            from ..data import open_train_pairs
-
-            self._train_pairs = open_train_pairs(
-                self.run.data,
-                seed=self.run.seed,
-                rank=self.rank,
-                world=self.world,
-                max_pairs=self.run.pairs,
-                ctx_len=self.run.train.ctx_len,
-                reward_token=self.run.train.reward_token,
-            )
+            self._train_pairs = inputs.train_pairs(self.run, rank=self.rank, world=self.world)
         elif self.world > 1 and not self._sharded:
-            self._train_pairs = [p for i, p in enumerate(self._train_pairs) if i % self.world == self.rank]
+            self._train_pairs = inputs.rank_share(self._train_pairs, rank=self.rank, world=self.world)
             self._sharded = True
         return self._train_pairs
 
     def _evals(self) -> list[EvalData]:
         if self._eval_sets is None:
-            from ..data import load_eval_sets, load_tokenizer
-
             tok = self._tokenizer or load_tokenizer(self.run.data.tokenizer)
             self.pad_id = tok.pad_id
-            sets = load_eval_sets(
-                self.run.eval, tokenizer=tok, ctx_len=self.run.train.ctx_len, reward_token=self.run.train.reward_token
-            )
-            self._eval_sets = [EvalData(s.name, s.category, s.pairs) for s in sets.values()]
+            self._eval_sets = inputs.eval_sets(self.run, tok)
         return self._eval_sets
 
     def _build(self) -> None:
@@ -236,36 +178,36 @@ class Trainer:
             model = build_model(
                 self.run.model, head=t.head, seed=self.run.seed, dtype=dtype, device=self.device, zero3_config=zero3
             )
-            self.engine = DeepSpeedEngine(model, self.run, config=cfg)
+            engine: Engine = DeepSpeedEngine(model, self.run, config=cfg)
         elif self.engine_kind == "torch":
             model = build_model(self.run.model, head=t.head, seed=self.run.seed, device=self.device)
-            self.engine = TorchEngine(model, self.run, distributed=self.world > 1)
+            engine = TorchEngine(model, self.run, distributed=self.world > 1)
         else:
             raise ValueError(f"engine must be 'torch' or 'deepspeed', got {self.engine_kind!r}")
+        self.engine = engine
         if t.activation_checkpointing and self.device.type == "cuda":
-            self.engine.model.backbone.gradient_checkpointing_enable()
+            engine.model.backbone.gradient_checkpointing_enable()
 
     @property
     def model(self) -> RewardModel | None:
         return self.engine.model if self.engine is not None else None
 
+    def _engine(self) -> Engine:
+        """The engine, once built (fit() builds it first; a call before that is a bug, named)."""
+        if self.engine is None:
+            raise RuntimeError("the Trainer's engine is not built yet: call fit() first")
+        return self.engine
+
     def _bf16(self) -> bool:
         return self.run.train.precision == "bf16" and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
 
-    def _autocast(self):
+    def _autocast(self) -> ContextManager[Any]:
         if self._bf16() and self.engine_kind == "torch":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast(self.device.type, enabled=False)
 
-    # -- checkpoints ----------------------------------------------------------------------------
-    @staticmethod
-    def _capture_rng() -> dict:
-        st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-        if torch.cuda.is_available():
-            st["cuda"] = torch.cuda.get_rng_state_all()
-        return st
-
-    def state_dict(self) -> dict:
+    # -- checkpoints (the protocol across ranks: checkpointer.py) --------------------------------
+    def state_dict(self) -> dict[str, Any]:
         """The training state (TrainState's fields + the cell id) as a checkpoint records it beside the
         engine's: where the run is, and what it still owes the tracker."""
         st = TrainState(
@@ -277,25 +219,20 @@ class Trainer:
             pending_metrics=self._pending,
             evals_due=self._evals_due,
             logged_upto=self._logged_upto,
-            rng=self._rng or self._capture_rng(),
+            rng=self._rng or capture_rng(),
         )
-        return {**st.__dict__, "cell_id": self.run.cell_id}
+        return {**st.state_dict(), "cell_id": self.run.cell_id}
 
-    def load_state_dict(self, st: dict) -> None:
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
         """Put back a `state_dict()` (from a checkpoint): counters, owed metrics and RNG states."""
-        self.step, self.pairs_seen, self.tokens_seen = st["step"], st["pairs_seen"], st["tokens_seen"]
-        self.next_milestone, self.skipped = st["next_milestone"], st["skipped"]
-        self._pending, self._evals_due = st["pending_metrics"], st["evals_due"]
-        rng = st["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self._rng = rng
-
-    def _barrier(self) -> None:
-        dist.barrier()
+        st = TrainState.from_state_dict(sd)
+        self.step, self.pairs_seen, self.tokens_seen = st.step, st.pairs_seen, st.tokens_seen
+        self.next_milestone, self.skipped = st.next_milestone, st.skipped
+        self._pending, self._evals_due = st.pending_metrics, st.evals_due
+        if st.rng is None:
+            raise ckpt.CheckpointCorruptError(f"checkpoint of step {st.step} holds no RNG states")
+        restore_rng(st.rng)
+        self._rng = st.rng
 
     def _flush_tracker(self, from_signal: bool = False) -> None:
         """Make every logged point durable (server or spool) before a checkpoint records it as logged:
@@ -312,48 +249,19 @@ class Trainer:
         self._saving = True
         try:
             self._flush_tracker(from_signal)
-            faults.point("ckpt.before_save")
-            keep = self.run.train.keep_checkpoints
-            if self.engine_kind == "torch":  # rank 0 writes; every rank restarts its clock below
-                path = (
-                    ckpt.save({**self.engine.state_dict(), **self.state_dict()}, self.ckpt_dir, self.step, keep=keep)
-                    if self.rank == 0
-                    else self.ckpt_dir / f"step_{self.step:08d}.pt"
-                )
-            else:
-                tmp = ckpt.sharded_tmp(self.ckpt_dir, self.step)
-                if self.rank == 0:
-                    ckpt.prepare_sharded_tmp(tmp)
-                self._barrier()
-                self.engine.save(tmp, self.state_dict())
-                self._barrier()
-                # rank 0 lists the shards once (a listing is one host's view of a shared filesystem) and
-                # every rank hashes its share of that list in parallel; rank 0 writes the manifest. A
-                # failure anywhere is every rank's failure (one error, no rank left at a barrier).
-                files = dist.broadcast_object(ckpt.list_shards(tmp) if self.rank == 0 else None)
-                try:
-                    digests, err = ckpt.hash_listed(tmp, files, self.rank, self.world), ""
-                except (OSError, ckpt.CheckpointCorruptError) as e:
-                    digests, err = {}, f"rank {self.rank}: {e}"
-                parts = dist.all_gather_objects((digests, err))
-                errors = [e for _, e in parts if e]
-                if errors:
-                    raise ckpt.CheckpointCorruptError(f"sharded save of step {self.step}: " + "; ".join(errors))
-                merged = {k: v for part, _ in parts for k, v in part.items()}
-                err = ""
-                path = self.ckpt_dir / f"step_{self.step:08d}.ds"
-                if self.rank == 0:
-                    try:
-                        path = ckpt.seal_sharded(self.ckpt_dir, self.step, keep=keep, digests=merged)
-                    except ckpt.CheckpointCorruptError as e:
-                        err = str(e)
-                err = dist.broadcast_object(err)
-                if err:
-                    raise ckpt.CheckpointCorruptError(err)
+            path = checkpointer.save(
+                self.engine,
+                self.state_dict(),
+                self.ckpt_dir,
+                self.step,
+                rank=self.rank,
+                world=self.world,
+                keep=self.run.train.keep_checkpoints,
+            )
             log.info("rank %d: checkpoint of step %d written (%s)", self.rank, self.step, path)
         finally:
             self._saving = False
-        self._last_ckpt_time = time.monotonic()
+        self._clock.restart()
         self.last_checkpoint = path
         return path
 
@@ -380,51 +288,14 @@ class Trainer:
         self._preempt.set()
 
     def _restore(self) -> None:
-        """Resume from the checkpoint rank 0 picks (broadcast: a listing is one host's view of a shared
-        filesystem and may be stale on another); every rank loads that step, or all raise one error."""
-        chosen = ckpt.latest(self.ckpt_dir) if self.rank == 0 else None
-        chosen = dist.broadcast_object(str(chosen) if chosen is not None else None)
-        if chosen is None:
+        """Resume from the checkpoint rank 0 picks (checkpointer.restore: every rank loads that step, or
+        all raise one error)."""
+        got = checkpointer.restore(
+            self._engine(), self.ckpt_dir, rank=self.rank, world=self.world, cell_id=self.run.cell_id
+        )
+        if got is None:
             return
-        path = Path(chosen)
-        sharded = path.is_dir()
-        if sharded != (self.engine_kind == "deepspeed"):
-            raise ckpt.CheckpointCorruptError(
-                f"{path}: written by a {'DeepSpeed' if sharded else 'plain torch'} run, but this run uses "
-                f"{self.engine_kind} (train.zero_stage / world size changed?)"
-            )
-        if sharded:
-            err = ""
-            try:  # every rank verifies its share of the files, in parallel
-                ckpt.verify_sharded(path, rank=self.rank, world=self.world)
-            except ckpt.CheckpointCorruptError as e:
-                err = str(e)
-            errors = [e for e in dist.all_gather_objects(err) if e]
-            if errors:
-                raise ckpt.CheckpointCorruptError("; ".join(errors))
-            st = self.engine.load(path)
-        else:
-            st, err = None, ""
-            try:
-                faults.point("ckpt.load")
-                st = ckpt.load(path)
-            except (ckpt.CheckpointCorruptError, OSError) as e:  # loud, not a silent step back: the user decides
-                older = [p for p in ckpt.list_checkpoints(self.ckpt_dir) if ckpt.step_of(p) < ckpt.step_of(path)]
-                hint = f"; delete it to resume from {older[-1].name}" if older else "; delete it to start over"
-                err = f"{e}{hint}"
-            errors = [
-                f"rank {r}: {e}" if self.world > 1 else e for r, e in enumerate(dist.all_gather_objects(err)) if e
-            ]
-            if errors:  # every rank raises the same error: none is left waiting in a collective
-                raise ckpt.CheckpointCorruptError(
-                    f"cannot resume from {path.name} (chosen by rank 0): " + "; ".join(errors)
-                    if self.world > 1
-                    else errors[0]
-                )
-        if st.get("cell_id") != self.run.cell_id:
-            raise ckpt.CheckpointCorruptError(f"{path}: belongs to cell {st.get('cell_id')}, not {self.run.cell_id}")
-        if not sharded:
-            self.engine.load_state_dict(st)
+        path, st = got
         self.load_state_dict(st)
         self.last_checkpoint = path
         self.resumed_from_step = self.step
@@ -440,15 +311,16 @@ class Trainer:
         )
         # plain torch: inference mode (no version counters, no view tracking; the same values as
         # no_grad). DeepSpeed's ZeRO-3 hooks update parameters in place during a forward: no_grad there
+        engine = self._engine()
         with self._autocast(), torch.inference_mode() if self.engine_kind == "torch" else contextlib.nullcontext():
-            c, r = self.engine.rewards(b) if self.engine_kind == "deepspeed" else self.model.rewards(b)
+            c, r = engine.rewards(b) if isinstance(engine, DeepSpeedEngine) else engine.model.rewards(b)
         return c.float().cpu(), r.float().cpu()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """BT loss/accuracy per eval set and per category, and style Phi per set; each rank scores
         1/world of every set (evaluation.py). The whole result is kept in `last_eval`."""
-        model = self.model
+        model = self._engine().model
         was_training = model.training
         model.eval()
         try:
@@ -506,11 +378,11 @@ class Trainer:
         self._logged_upto = max(x for x in (last, self._logged_upto, -1) if x is not None)
         # rank 0 holds the tracker; all ranks must skip (or run) the same evaluations
         self._logged_upto = dist.broadcast_int(self._logged_upto, src=0)
-        self._last_ckpt_time = time.monotonic()
+        self._clock.restart()
         self._flush_pending()  # a checkpoint taken between an update and its logging
-        self._rng = self._capture_rng()
+        self._rng = capture_rng()
         milestones = list(self.run.milestones)
-        self.model.train()
+        self._engine().model.train()
         try:
             status, last_loss = self._train_steps(data, milestones, progress)
         except BaseException:
@@ -539,7 +411,7 @@ class Trainer:
     def _micro_steps(self, pairs: list[TokenizedPair]) -> tuple[torch.Tensor, list[int]]:
         """Forward/backward over the step's micro-batches. Returns the (loss sum, correct) tensor, on
         the device and not yet read back, and the host-side counts (pairs, real, capacity, attn)."""
-        t, n = self.run.train, len(pairs)
+        t, n, engine = self.run.train, len(pairs), self._engine()
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct pairs
         counts = [0, 0, 0, 0]
         chunks = [pairs[i : i + self.micro] for i in range(0, n, self.micro)]
@@ -548,17 +420,22 @@ class Trainer:
             b = collate(chunk, t.collation, row_len=self.row_len, pad_id=self.pad_id, layout=self.layout).to(
                 self.device
             )
-            with self.engine.micro_context(last_micro), self._autocast():
-                rc, rr = self.engine.rewards(b)
+            with engine.micro_context(last_micro), self._autocast():
+                rc, rr = engine.rewards(b)
                 losses = bt_loss(rc.float(), rr.float())
-                self.engine.backward(losses.sum() / n, last_micro)
+                engine.backward(losses.sum() / n, last_micro)
             sums += torch.stack([losses.detach().sum().double(), (rc > rr).sum().double()])
             for i, v in enumerate((b.pairs, b.real_tokens, b.capacity, attention_units(b))):
                 counts[i] += int(v)
         return sums, counts
 
-    def _train_steps(self, data, milestones, progress) -> tuple[str, float | None]:
-        t = self.run.train
+    def _train_steps(
+        self,
+        data: Sequence[TokenizedPair],
+        milestones: list[int],
+        progress: Callable[[Trainer, dict[str, float]], None] | None,
+    ) -> tuple[str, float | None]:
+        t, engine = self.run.train, self._engine()
         last_loss = None
         status = "FINISHED"
         while self.step < self.total_steps:
@@ -570,58 +447,40 @@ class Trainer:
             sums, counts = self._micro_steps(pairs)
             stats = torch.cat([sums, torch.tensor(counts, dtype=torch.float64).to(self.device)])
             dist.all_reduce_sum(stats)
-            loss_sum, acc_sum, n_all, real_all, cap_all, attn_all = stats.tolist()  # the step's one read-back
-            loss = loss_sum / n_all
+            sums_all = StepSums(*stats.tolist())  # the step's one read-back
+            loss = sums_all.loss
 
-            def allow(gn: float) -> bool:
-                if math.isfinite(loss) and math.isfinite(gn):  # noqa: B023 — allow() is called in this step
-                    return True
-                what = "loss" if not math.isfinite(loss) else "grad norm"  # noqa: B023 — the same
-                if t.nonfinite == "skip" and self.skipped < t.max_skipped_batches:
-                    log.warning(
-                        "non-finite %s at step %d: batch skipped (%d/%d)",
-                        what,
-                        self.step + 1,
-                        self.skipped + 1,
-                        t.max_skipped_batches,
-                    )
-                    return False
-                raise NonFiniteLossError(
-                    f"non-finite {what} at step {self.step + 1} (loss={loss}, grad_norm={gn}); "  # noqa: B023 — the same
-                    f"last good checkpoint: {self.last_checkpoint or 'none'}"
-                )
-
+            allow = nonfinite_guard(
+                t, loss=loss, step=self.step, skipped=self.skipped, last_checkpoint=self.last_checkpoint
+            )
             lr = lr_at(self.step, self.total_steps, t)
             self._in_update = True
             try:
-                gn, applied = self.engine.step(lr, allow)
+                gn, applied = engine.step(lr, allow)
                 self.step += 1
-                self.pairs_seen += int(n_all)
+                self.pairs_seen += int(sums_all.pairs)
                 if not applied:
                     self.skipped += 1
-                    self._rng = self._capture_rng()
+                    self._rng = capture_rng()
                 else:
-                    self.tokens_seen += int(real_all)
-                    dt = time.perf_counter() - t0
+                    self.tokens_seen += int(sums_all.real_tokens)
                     last_loss = loss
-                    self._pending = {
-                        names.TRAIN_LOSS: loss,
-                        names.TRAIN_ACC: acc_sum / n_all,
-                        names.TRAIN_GRAD_NORM: gn,
-                        names.TRAIN_LR: lr,
-                        names.TRAIN_PAIRS_SEEN: self.pairs_seen,
-                        names.TRAIN_TOKENS_SEEN: self.tokens_seen,
-                        names.PERF_PAIRS_PER_S: n_all / dt,
-                        names.PERF_TOKENS_PER_S: real_all / dt,
-                        names.PERF_MFU: flops_per_step(self.run, int(real_all), int(attn_all))
-                        / dt
-                        / (self.peak_flops * self.world),
-                        names.PERF_REAL_TOKEN_FRAC: real_all / cap_all,
-                    }
+                    self._pending = step_metrics(
+                        self.run,
+                        sums_all,
+                        grad_norm=gn,
+                        lr=lr,
+                        pairs_seen=self.pairs_seen,
+                        tokens_seen=self.tokens_seen,
+                        seconds=time.perf_counter() - t0,
+                        peak_flops=self.peak_flops,
+                        world=self.world,
+                    )
+
                     while self.next_milestone < len(milestones) and self.pairs_seen >= milestones[self.next_milestone]:
                         self.next_milestone += 1
                         self._evals_due += 1
-                    self._rng = self._capture_rng()
+                    self._rng = capture_rng()
             finally:
                 self._in_update = False
             faults.point("train.after_update")
@@ -633,16 +492,11 @@ class Trainer:
             faults.point("train.after_log")
             if progress is not None and metrics:
                 progress(self, metrics)
-            due_steps = bool(t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0)
-            # the time clock is rank 0's alone (agreed below), and every rank restarts it at each save
-            due_time = bool(
-                self.rank == 0
-                and t.checkpoint_every_minutes
-                and time.monotonic() - self._last_ckpt_time >= 60 * t.checkpoint_every_minutes
-            )
+            # the clock's time half is rank 0's alone (agreed here); every rank restarts it at each save
+            due = self._clock.due(self.step)
             preempt_here = self._preempt.is_set()
             save_now, stop_now, preempt = dist.agree(
-                self._pending_ckpt or due_steps or due_time or preempt_here, self._stop.is_set(), preempt_here
+                self._pending_ckpt or due or preempt_here, self._stop.is_set(), preempt_here
             )
             if save_now:
                 self._pending_ckpt = False
