@@ -5,8 +5,8 @@ records in config.json `reward_token`), and the reward is read at that token: by
 class on the HF backend (torch + transformers, the code `wps export` ships), or from vLLM's per-token
 rewards (`runner="pooling"`, token_classify) on the vLLM backend, which runs in its own interpreter
 (vLLM pins its own transformers; `vllm_worker.py` is the script it runs). Inputs are streamed in
-batches; a malformed row is a ScoreError naming the file and line (or row), and --out is written (by
-rename) only once every row is scored.
+batches (read by score_input.py); a malformed row is a ScoreError naming the file and line (or row),
+and --out is written (by rename) only once every row is scored.
 """
 
 from __future__ import annotations
@@ -19,134 +19,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import IO, TYPE_CHECKING
 
 from .exported import is_exported
+from .score_input import ScoreError, count_rows, input_kind, iter_items
 
-CONVERSATION_KEYS = ("messages", "conversation")
-"""Keys under which a conversations file's row may hold its turns (or the row is the list itself)."""
-
-
-class ScoreError(ValueError):
-    """Bad `wps score` input: not an exported folder, a malformed row (file:line), an output in the way."""
-
-
-# -- reading the input -------------------------------------------------------------------------------
-
-
-def _check_conversation(turns, where: str) -> list[dict]:
-    if hasattr(turns, "tolist"):
-        turns = turns.tolist()
-    if not isinstance(turns, list) or not turns:
-        raise ScoreError(f"{where}: a conversation must be a non-empty list of {{role, content}} turns")
-    out = []
-    for k, t in enumerate(turns):
-        if not isinstance(t, dict) or not isinstance(t.get("role"), str) or not isinstance(t.get("content"), str):
-            raise ScoreError(f"{where}: turn {k} must be an object with string 'role' and 'content'")
-        if t["role"] not in ("system", "user", "assistant"):
-            raise ScoreError(f"{where}: turn {k} has role {t['role']!r} (system, user or assistant)")
-        out.append({"role": t["role"], "content": t["content"]})
-    if out[-1]["role"] != "assistant":
-        raise ScoreError(f"{where}: the last turn must be the assistant reply to score, got {out[-1]['role']!r}")
-    return out
-
-
-def _as_turns(prompt) -> list[dict]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [{"role": t["role"], "content": t["content"]} for t in prompt]
-
-
-def _jsonl(path: Path) -> Iterator[tuple[str, object]]:
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield f"{path}:{i}", json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ScoreError(f"{path}:{i}: bad JSON: {e.msg}") from None
-
-
-def input_kind(path: Path) -> str:
-    """`pairs` (prompt/chosen/rejected) or `conversations` (a list of turns per row)."""
-    from ..data.pairs import REQUIRED
-
-    if not path.is_file():
-        raise ScoreError(f"{path}: no such input file")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            names = pq.ParquetFile(path).schema_arrow.names
-        except Exception as e:  # noqa: BLE001 — any reader error means a bad file
-            raise ScoreError(f"{path}: not a readable Parquet file ({e})") from None
-        if all(c in names for c in REQUIRED):
-            return "pairs"
-        if any(c in names for c in CONVERSATION_KEYS):
-            return "conversations"
-        raise ScoreError(
-            f"{path}: columns {names}: expected prompt/chosen/rejected (pairs) or messages (conversations)"
-        )
-    if path.suffix != ".jsonl":
-        raise ScoreError(f"{path}: input must be .jsonl or .parquet")
-    for where, row in _jsonl(path):
-        if isinstance(row, dict) and all(c in row for c in REQUIRED):
-            return "pairs"
-        if isinstance(row, list) or (isinstance(row, dict) and any(c in row for c in CONVERSATION_KEYS)):
-            return "conversations"
-        raise ScoreError(
-            f"{where}: a row must be a pair (prompt, chosen, rejected), a list of turns, or an object with 'messages'"
-        )
-    raise ScoreError(f"{path}: no rows")
-
-
-def count_rows(path: Path) -> int:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def iter_items(path: Path, kind: str) -> Iterator[tuple[dict, list[list[dict]]]]:
-    """(the row, the conversations to score: [chosen, rejected] for a pair, [itself] otherwise)."""
-    if kind == "pairs":
-        from ..data.io import PairsFileError, iter_pairs
-
-        try:
-            for r in iter_pairs(path):
-                prompt = _as_turns(r["prompt"])
-                yield (
-                    r,
-                    [
-                        prompt + [{"role": "assistant", "content": r["chosen"]}],
-                        prompt + [{"role": "assistant", "content": r["rejected"]}],
-                    ],
-                )
-        except PairsFileError as e:
-            raise ScoreError(str(e)) from None
-        return
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        f, n = pq.ParquetFile(path), 0
-        for batch in f.iter_batches(batch_size=1024):
-            for r in batch.to_pylist():
-                key = next(k for k in CONVERSATION_KEYS if k in r)
-                yield r, [_check_conversation(r[key], f"{path}: row {n}")]
-                n += 1
-        return
-    for where, row in _jsonl(path):
-        turns: object = None
-        if isinstance(row, list):
-            turns = row
-        elif isinstance(row, dict):
-            turns = next((row[k] for k in CONVERSATION_KEYS if k in row), None)
-        if turns is None:
-            raise ScoreError(f"{where}: a row must be a list of turns or an object with 'messages'")
-        yield (row if isinstance(row, dict) else {"messages": row}), [_check_conversation(turns, where)]
-
+if TYPE_CHECKING:  # transformers loads when a folder is opened
+    from transformers import PreTrainedTokenizerBase
 
 # -- the model folder ----------------------------------------------------------------------------
 
@@ -156,7 +35,7 @@ class Folder:
     """An exported folder's tokenizer and what it says about the reward token."""
 
     path: Path
-    tok: object
+    tok: PreTrainedTokenizerBase
     reward_token: str
     reward_id: int
     config: dict = field(default_factory=dict)
@@ -184,18 +63,25 @@ class Folder:
     def encode(self, conv: list[dict], where: str) -> tuple[list[int], int]:
         """Token ids of the conversation as the folder's template renders it, and how many of them are
         the reply's (for the length Phi). The last id must be the reward token."""
-        text = self.tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False)  # type: ignore[attr-defined]
-        ids = self.tok.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+        text = self.tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=False)
+        ids = self.tok.encode(text, add_special_tokens=False)
         if not ids or ids[-1] != self.reward_id:
             raise ScoreError(
                 f"{where}: the chat template of {self.path} does not end the conversation with the "
                 f"reward token {self.reward_token}"
             )
-        head = self.tok.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
-        return ids, len(ids) - len(self.tok.encode(head, add_special_tokens=False))  # type: ignore[attr-defined]
+        head = self.tok.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True)
+        return ids, len(ids) - len(self.tok.encode(head, add_special_tokens=False))
 
 
 # -- backends ------------------------------------------------------------------------------------
+
+
+def _pipe(stream: IO[str] | None) -> IO[str]:
+    """A pipe of the vLLM worker (Popen types each as optional; all three are opened with PIPE)."""
+    if stream is None:
+        raise RuntimeError("the vLLM worker was started without this pipe")
+    return stream
 
 
 class HFBackend:
@@ -277,17 +163,18 @@ class VLLMBackend:
 
     def _tail(self) -> str:
         self.proc.wait(timeout=60)
-        return (self.proc.stderr.read() or "")[-2000:]  # type: ignore[union-attr]
+        return (_pipe(self.proc.stderr).read() or "")[-2000:]
 
     def _read(self) -> dict | None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
+        for line in _pipe(self.proc.stdout):
             if line.startswith("WPS-SCORE "):
                 return json.loads(line[len("WPS-SCORE ") :])
         return None
 
     def score(self, batch: list[list[int]]) -> list[float]:
-        self.proc.stdin.write(json.dumps(batch) + "\n")  # type: ignore[union-attr]
-        self.proc.stdin.flush()  # type: ignore[union-attr]
+        stdin = _pipe(self.proc.stdin)
+        stdin.write(json.dumps(batch) + "\n")
+        stdin.flush()
         got = self._read()
         if got is None or "rewards" not in got:
             raise ScoreError(f"--backend vllm: the vLLM worker stopped: {got.get('error') if got else self._tail()}")
@@ -295,7 +182,7 @@ class VLLMBackend:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()  # type: ignore[union-attr]
+            _pipe(self.proc.stdin).close()
             try:
                 self.proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
@@ -354,7 +241,7 @@ def score_file(
     total = count_rows(src)
     be = HFBackend(folder, dtype) if backend == "hf" else VLLMBackend(folder, dtype, vllm_python_path)
     summary = ScoreSummary(kind=kind)
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no types (types-tqdm is no dependency)
 
     bar = tqdm(
         total=total,
