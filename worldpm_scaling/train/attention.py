@@ -291,16 +291,17 @@ def _varlen(plan: _Plan, backend: str, query, key, value, scaling) -> torch.Tens
     if backend == "varlen":
         from torch.nn.attention import varlen
 
-        out = varlen.varlen_attn(
+        res = varlen.varlen_attn(
             q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=(-1, 0), enable_gqa=q.shape[1] != k.shape[1]
         )
+        out = res[0] if isinstance(res, tuple) else res  # a tuple only with return_aux
     else:
-        import flash_attn  # type: ignore[import-not-found]
+        import flash_attn  # type: ignore[import-not-found]  # optional, GPU-only: not installed where mypy runs
 
         out = flash_attn.flash_attn_varlen_func(
             q, k, v, cu, cu, max_len, max_len, dropout_p=0.0, softmax_scale=scaling, causal=True
         )
-    return out.unsqueeze(0)  # type: ignore[union-attr] # (1, T, H, D)
+    return out.unsqueeze(0)  # (1, T, H, D)
 
 
 def _flex(plan: _Plan, query, key, value, scaling) -> torch.Tensor:

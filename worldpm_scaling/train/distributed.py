@@ -118,8 +118,13 @@ def init_group(p: Placement, timeout: _dt.timedelta) -> bool:
     """Create the default process group for `p` (step 2 above); True if this call created it."""
     if p.world <= 1 or dist.is_initialized():
         return False
-    kw = {"device_id": p.device} if p.device.type == "cuda" else {}
-    dist.init_process_group(backend=backend_for(p.device), rank=p.rank, world_size=p.world, timeout=timeout, **kw)  # type: ignore[arg-type]
+    dist.init_process_group(
+        backend=backend_for(p.device),
+        rank=p.rank,
+        world_size=p.world,
+        timeout=timeout,
+        device_id=p.device if p.device.type == "cuda" else None,
+    )
     return True
 
 

@@ -81,7 +81,7 @@ def set_metrics(s: SetScores) -> dict[str, float]:
     for feat, v in (("length", ph_len), ("markdown", ph_md)):
         if math.isfinite(v):
             out[names.eval_phi(s.data.name, feat)] = v
-    out.update(extra_metrics(s.data.name, pairs, c.tolist(), j.tolist()))  # type: ignore[arg-type] # RM-Bench hard/normal/easy, best-of-K
+    out.update(extra_metrics(s.data.name, pairs, c.tolist(), j.tolist()))  # RM-Bench hard/normal/easy, best-of-K
     return out
 
 
@@ -101,7 +101,9 @@ def evaluate(sets: Sequence[EvalData], score: Scorer, *, chunk: int, rank: int =
                 rr.append(r.float().cpu())
         scored_here[es.name] = len(mine)
         local.append((mine, torch.cat(rc) if rc else torch.zeros(0), torch.cat(rr) if rr else torch.zeros(0)))
-    gathered = dist.all_gather_objects(local) if world > 1 else [local]
+    gathered: list[list[tuple[list[int], torch.Tensor, torch.Tensor]]] = (
+        dist.all_gather_objects(local) if world > 1 else [local]
+    )
     scores: list[SetScores] = []
     for si, es in enumerate(sets):
         n = len(es.pairs)
@@ -109,8 +111,8 @@ def evaluate(sets: Sequence[EvalData], score: Scorer, *, chunk: int, rank: int =
             continue
         c, j = torch.empty(n), torch.empty(n)
         for per_rank in gathered:
-            idx, rc, rr = per_rank[si]  # type: ignore[assignment]
-            c[idx], j[idx] = rc, rr  # type: ignore[assignment]
+            their_idx, their_c, their_j = per_rank[si]
+            c[their_idx], j[their_idx] = their_c, their_j
         scores.append(SetScores(es, c, j))
     out: dict[str, float] = {}
     per_cat: dict[str, list[tuple[float, float]]] = {}

@@ -28,9 +28,14 @@ BEST_OF_K_SETS = ("ppe_mbpp_plus", "ppe_mmlu_pro", "ppe_gpqa", "ppe_ifeval")
 
 
 class PairMeta(Protocol):
-    group: str | None
-    chosen_slot: int
-    rejected_slot: int
+    """What the metrics read of a pair (read-only: TokenizedPair is frozen)."""
+
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def chosen_slot(self) -> int: ...
+    @property
+    def rejected_slot(self) -> int: ...
 
 
 def rmbench_accuracy(meta: Sequence[PairMeta], chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, float]:

@@ -86,7 +86,9 @@ def make_run(
         "eval": to_plain(ev),
         "seed": seed,
     }
-    accum = max(1, -(-t.global_batch_pairs // (world * t.micro_batch_pairs)))  # type: ignore[operator]
+    if isinstance(t.micro_batch_pairs, str):
+        raise ValueError("make_run: train.micro_batch_pairs must be a number here (only the planner resolves 'auto')")
+    accum = max(1, -(-t.global_batch_pairs // (world * t.micro_batch_pairs)))
     res = Resources(
         gpu_type="cpu",
         nodes=1,
